@@ -1,0 +1,380 @@
+//! The AdmissionReview wire protocol (`admission.k8s.io/v1`).
+//!
+//! Decoding borrows from the request body and reads only the envelope; `object` and
+//! `oldObject` stay raw JSON so that each policy parses just the fields it judges. This is
+//! what keeps the webhook close to the cost of a server that reads only `request.uid`.
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::verdict::Verdict;
+
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+
+/// Why a body is not an AdmissionReview we can answer. Each maps to a 4xx.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("body is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("body is not an AdmissionReview {API_VERSION}: {0}")]
+    NotAdmissionReview(String),
+    #[error("AdmissionReview has no request")]
+    MissingRequest,
+    #[error("AdmissionReview request has no uid")]
+    MissingUid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+    Connect,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Connect => "CONNECT",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct GroupVersionKind<'a> {
+    #[serde(borrow, default)]
+    pub group: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub version: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub kind: Cow<'a, str>,
+}
+
+impl<'a> GroupVersionKind<'a> {
+    pub fn new(group: &'a str, version: &'a str, kind: &'a str) -> Self {
+        GroupVersionKind {
+            group: Cow::Borrowed(group),
+            version: Cow::Borrowed(version),
+            kind: Cow::Borrowed(kind),
+        }
+    }
+
+    /// Splits an object's `apiVersion` (`group/version`, or `version` for the core group).
+    pub fn from_api_version(api_version: &'a str, kind: &'a str) -> Self {
+        match api_version.rsplit_once('/') {
+            Some((group, version)) => GroupVersionKind::new(group, version, kind),
+            None => GroupVersionKind::new("", api_version, kind),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct GroupVersionResource<'a> {
+    #[serde(borrow, default)]
+    pub group: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub version: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub resource: Cow<'a, str>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct UserInfo<'a> {
+    #[serde(borrow, default)]
+    pub username: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub groups: Vec<Cow<'a, str>>,
+}
+
+/// The part of `request` that fluxgate reads. Unknown fields are ignored, as the API server
+/// adds new ones over time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Request<'a> {
+    #[serde(borrow, default)]
+    pub uid: Cow<'a, str>,
+    #[serde(borrow)]
+    pub kind: GroupVersionKind<'a>,
+    #[serde(borrow, default)]
+    pub resource: GroupVersionResource<'a>,
+    #[serde(borrow, default)]
+    pub sub_resource: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub namespace: Option<Cow<'a, str>>,
+    pub operation: Operation,
+    #[serde(borrow, default)]
+    pub user_info: UserInfo<'a>,
+    #[serde(borrow, default)]
+    pub object: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub old_object: Option<&'a RawValue>,
+    #[serde(default)]
+    pub dry_run: Option<bool>,
+}
+
+impl Request<'_> {
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run.unwrap_or(false)
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref().filter(|ns| !ns.is_empty())
+    }
+
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("")
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "apiVersion", borrow, default)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    request: Option<&'a RawValue>,
+}
+
+/// Decodes an AdmissionReview body, borrowing from it.
+pub fn decode(body: &[u8]) -> Result<Request<'_>, DecodeError> {
+    let envelope: Envelope<'_> =
+        serde_json::from_slice(body).map_err(|e| classify_json_error(&e))?;
+    if envelope.kind.as_deref() != Some("AdmissionReview") {
+        return Err(DecodeError::NotAdmissionReview(format!(
+            "kind is {}, expected AdmissionReview",
+            envelope.kind.as_deref().unwrap_or("missing")
+        )));
+    }
+    if envelope.api_version.as_deref() != Some(API_VERSION) {
+        return Err(DecodeError::NotAdmissionReview(format!(
+            "apiVersion is {}, expected {API_VERSION}",
+            envelope.api_version.as_deref().unwrap_or("missing")
+        )));
+    }
+    let raw = envelope
+        .request
+        .filter(|r| r.get() != "null")
+        .ok_or(DecodeError::MissingRequest)?;
+    let request: Request<'_> = serde_json::from_str(raw.get())
+        .map_err(|e| DecodeError::NotAdmissionReview(format!("request: {e}")))?;
+    if request.uid.is_empty() {
+        return Err(DecodeError::MissingUid);
+    }
+    Ok(request)
+}
+
+fn classify_json_error(e: &serde_json::Error) -> DecodeError {
+    if e.is_syntax() || e.is_eof() {
+        DecodeError::NotJson(e.to_string())
+    } else {
+        DecodeError::NotAdmissionReview(e.to_string())
+    }
+}
+
+#[derive(Serialize)]
+struct ResponseEnvelope<'a> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    kind: &'static str,
+    response: Response<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Response<'a> {
+    uid: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<Status<'a>>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Status<'a> {
+    code: u16,
+    message: &'a str,
+    reason: &'static str,
+}
+
+/// Encodes the answer to a request: the uid echoed, a 403 status on denial, the warnings,
+/// and a base64 JSON Patch only when there is one.
+pub fn encode(uid: &str, verdict: &Verdict) -> Vec<u8> {
+    let message = verdict.denial_message();
+    let patch = if verdict.patch.is_empty() {
+        None
+    } else {
+        // Serializing a Vec of patch operations cannot fail: they are plain JSON values.
+        let bytes = serde_json::to_vec(&verdict.patch).unwrap_or_default();
+        Some(base64::engine::general_purpose::STANDARD.encode(bytes))
+    };
+    let response = ResponseEnvelope {
+        api_version: API_VERSION,
+        kind: "AdmissionReview",
+        response: Response {
+            uid,
+            allowed: verdict.allowed,
+            status: (!verdict.allowed).then_some(Status {
+                code: 403,
+                message: &message,
+                reason: "Forbidden",
+            }),
+            warnings: &verdict.warnings,
+            patch_type: patch.as_ref().map(|_| "JSONPatch"),
+            patch,
+        },
+    };
+    serde_json::to_vec(&response).unwrap_or_default()
+}
+
+/// An AdmissionReview request made up by fluxgate itself, for `fluxgate check` and the audit
+/// scan: the same policies judge objects that never went through an API server.
+pub struct OwnedObject {
+    json: Box<RawValue>,
+    api_version: String,
+    kind: String,
+    namespace: Option<String>,
+    name: String,
+}
+
+impl OwnedObject {
+    /// Wraps an object's JSON. `api_version`, `kind`, `metadata.name` and `metadata.namespace`
+    /// are read from it; an object without `apiVersion` or `kind` is not a Kubernetes object.
+    pub fn from_value(value: &serde_json::Value) -> Result<Self, String> {
+        let api_version = value
+            .get("apiVersion")
+            .and_then(|v| v.as_str())
+            .ok_or("has no apiVersion")?
+            .to_string();
+        let kind = value
+            .get("kind")
+            .and_then(|v| v.as_str())
+            .ok_or("has no kind")?
+            .to_string();
+        let metadata = value.get("metadata");
+        let name = metadata
+            .and_then(|m| m.get("name"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string();
+        let namespace = metadata
+            .and_then(|m| m.get("namespace"))
+            .and_then(|v| v.as_str())
+            .filter(|ns| !ns.is_empty())
+            .map(str::to_string);
+        let json = serde_json::value::to_raw_value(value).map_err(|e| e.to_string())?;
+        Ok(OwnedObject {
+            json,
+            api_version,
+            kind,
+            namespace,
+            name,
+        })
+    }
+
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    pub fn set_namespace(&mut self, namespace: Option<String>) {
+        self.namespace = namespace;
+    }
+
+    pub fn raw(&self) -> &RawValue {
+        &self.json
+    }
+
+    /// A CREATE review of this object, as a given user would send it.
+    pub fn as_create<'a>(&'a self, uid: &'a str) -> Request<'a> {
+        Request {
+            uid: Cow::Borrowed(uid),
+            kind: GroupVersionKind::from_api_version(&self.api_version, &self.kind),
+            resource: GroupVersionResource::default(),
+            sub_resource: None,
+            name: Some(Cow::Borrowed(&self.name)),
+            namespace: self.namespace.as_deref().map(Cow::Borrowed),
+            operation: Operation::Create,
+            user_info: UserInfo::default(),
+            object: Some(&self.json),
+            old_object: None,
+            dry_run: Some(true),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REVIEW: &str = r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1",
+      "request":{"uid":"u-1","kind":{"group":"source.toolkit.fluxcd.io","version":"v1","kind":"OCIRepository"},
+      "resource":{"group":"source.toolkit.fluxcd.io","version":"v1","resource":"ocirepositories"},
+      "name":"app","namespace":"flux-system","operation":"CREATE",
+      "userInfo":{"username":"alice","groups":["devs"]},
+      "object":{"apiVersion":"source.toolkit.fluxcd.io/v1","kind":"OCIRepository","metadata":{"name":"app"}},
+      "oldObject":null,"dryRun":false}}"#;
+
+    #[test]
+    fn decode_reads_the_envelope_and_keeps_objects_raw() {
+        let req = decode(REVIEW.as_bytes()).expect("valid review");
+        assert_eq!(req.uid, "u-1");
+        assert_eq!(req.kind.kind, "OCIRepository");
+        assert_eq!(req.operation, Operation::Create);
+        assert_eq!(req.namespace(), Some("flux-system"));
+        assert!(req.object.is_some());
+        assert!(req.old_object.is_none());
+        assert!(!req.is_dry_run());
+    }
+
+    #[test]
+    fn decode_rejects_what_is_not_a_review() {
+        assert!(matches!(decode(b"not json"), Err(DecodeError::NotJson(_))));
+        assert!(matches!(
+            decode(br#"{"kind":"Pod","apiVersion":"v1"}"#),
+            Err(DecodeError::NotAdmissionReview(_))
+        ));
+        assert!(matches!(
+            decode(br#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1beta1","request":{}}"#),
+            Err(DecodeError::NotAdmissionReview(_))
+        ));
+        assert!(matches!(
+            decode(br#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1"}"#),
+            Err(DecodeError::MissingRequest)
+        ));
+        assert!(matches!(
+            decode(
+                br#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"","kind":{"kind":"Pod"},"operation":"CREATE"}}"#
+            ),
+            Err(DecodeError::MissingUid)
+        ));
+    }
+
+    #[test]
+    fn escaped_strings_still_decode() {
+        let body = REVIEW.replace("\"alice\"", "\"al\\u0069ce\"");
+        let req = decode(body.as_bytes()).expect("valid review");
+        assert_eq!(req.user_info.username, "alice");
+    }
+}

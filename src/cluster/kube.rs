@@ -1,0 +1,1 @@
+//! PLACEHOLDER: reflectors feeding the MemoryView; being written.

@@ -1,0 +1,193 @@
+//! The in-memory cluster view: compact projections of the objects policies ask about.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{ClusterView, HelmRepositoryFacts, Lookup, ObjectKey};
+
+const FLUX_SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
+
+#[derive(Default)]
+struct Store {
+    namespaces: HashMap<String, BTreeMap<String, String>>,
+    helm_repositories: HashMap<(String, String), HelmRepositoryFacts>,
+}
+
+/// The in-memory view. Writers (tests, `fluxgate check`, the reflectors) call [`MemoryView::apply`]
+/// and [`MemoryView::delete`]; policies read through [`ClusterView`].
+pub struct MemoryView {
+    store: RwLock<Store>,
+    synced: AtomicBool,
+}
+
+impl Default for MemoryView {
+    fn default() -> Self {
+        MemoryView::new()
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct Meta {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct Head {
+    #[serde(rename = "apiVersion", default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    metadata: Meta,
+}
+
+#[derive(Deserialize, Default)]
+struct HelmRepositorySpec {
+    #[serde(default, rename = "type")]
+    repo_type: Option<String>,
+    #[serde(default)]
+    url: String,
+}
+
+impl MemoryView {
+    /// An empty view that counts as synced: what it holds is all there is.
+    pub fn new() -> Self {
+        MemoryView {
+            store: RwLock::new(Store::default()),
+            synced: AtomicBool::new(true),
+        }
+    }
+
+    pub fn set_synced(&self, synced: bool) {
+        self.synced.store(synced, Ordering::Release);
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Store> {
+        // A panic while holding the lock leaves projections that are each still whole.
+        self.store.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Store> {
+        self.store.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds or replaces an object. Kinds no policy asks about are ignored.
+    pub fn apply(&self, object: &Value) -> Result<(), String> {
+        let head = Head::deserialize(object).map_err(|e| format!("not a Kubernetes object: {e}"))?;
+        let group = head
+            .api_version
+            .rsplit_once('/')
+            .map(|(g, _)| g)
+            .unwrap_or("");
+        let meta = head.metadata;
+        match (group, head.kind.as_str()) {
+            ("", "Namespace") => {
+                self.write().namespaces.insert(meta.name, meta.labels);
+            }
+            (FLUX_SOURCE_GROUP, "HelmRepository") => {
+                let spec = object
+                    .get("spec")
+                    .map(HelmRepositorySpec::deserialize)
+                    .transpose()
+                    .map_err(|e| format!("HelmRepository spec: {e}"))?
+                    .unwrap_or_default();
+                let facts = HelmRepositoryFacts {
+                    oci: spec.repo_type.as_deref() == Some("oci"),
+                    url: spec.url,
+                };
+                self.write()
+                    .helm_repositories
+                    .insert((meta.namespace.unwrap_or_default(), meta.name), facts);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Forgets an object.
+    pub fn delete(&self, key: &ObjectKey) {
+        let mut store = self.write();
+        match (key.group.as_str(), key.kind.as_str()) {
+            ("", "Namespace") => {
+                store.namespaces.remove(&key.name);
+            }
+            (FLUX_SOURCE_GROUP, "HelmRepository") => {
+                store.helm_repositories.remove(&(
+                    key.namespace.clone().unwrap_or_default(),
+                    key.name.clone(),
+                ));
+            }
+            _ => {}
+        }
+    }
+
+    fn lookup<T: Clone>(&self, found: Option<&T>) -> Lookup<T> {
+        match found {
+            Some(t) => Lookup::Found(t.clone()),
+            None if self.synced() => Lookup::Missing,
+            None => Lookup::Unknown,
+        }
+    }
+}
+
+impl ClusterView for MemoryView {
+    fn synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    fn namespace_labels(&self, namespace: &str) -> Lookup<BTreeMap<String, String>> {
+        let store = self.read();
+        self.lookup(store.namespaces.get(namespace))
+    }
+
+    fn helm_repository(&self, namespace: &str, name: &str) -> Lookup<HelmRepositoryFacts> {
+        let store = self.read();
+        self.lookup(
+            store
+                .helm_repositories
+                .get(&(namespace.to_string(), name.to_string())),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_helm_repository_is_found_until_deleted() {
+        let view = MemoryView::new();
+        view.apply(&json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
+            "metadata": {"name": "podinfo", "namespace": "flux-system"},
+            "spec": {"type": "oci", "url": "oci://ghcr.io/stefanprodan/charts"}
+        }))
+        .expect("applies");
+        let found = view.helm_repository("flux-system", "podinfo").found().expect("found");
+        assert!(found.oci);
+        view.delete(&ObjectKey {
+            group: FLUX_SOURCE_GROUP.into(),
+            kind: "HelmRepository".into(),
+            namespace: Some("flux-system".into()),
+            name: "podinfo".into(),
+        });
+        assert_eq!(view.helm_repository("flux-system", "podinfo"), Lookup::Missing);
+    }
+
+    #[test]
+    fn an_unsynced_view_cannot_tell_missing_from_unknown() {
+        let view = MemoryView::new();
+        view.set_synced(false);
+        assert_eq!(view.namespace_labels("team-a"), Lookup::Unknown);
+    }
+}

@@ -1,0 +1,400 @@
+//! The policy configuration file: per-policy mode and parameters, and exemptions.
+//!
+//! It is parsed, validated and precompiled once (regexes, selectors) and then shared
+//! read-only; a reload builds a whole new [`Config`] and swaps it in, so a broken file never
+//! replaces a working one halfway.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::admission::Request;
+use crate::policy::{
+    Mode, PolicyId, PolicySettings, SettingError, ci_impersonation, signed_oci_sources, single_agent,
+};
+
+/// A configuration error that points at the offending key.
+#[derive(Debug, thiserror::Error)]
+#[error("{source_name}{location}: {key}{message}")]
+pub struct ConfigError {
+    pub source_name: String,
+    /// `:line:column` when known.
+    pub location: String,
+    /// The dotted path of the key, followed by `: `, or empty.
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn at_key(source_name: &str, key: impl AsRef<str>, message: impl Into<String>) -> Self {
+        let key = key.as_ref();
+        ConfigError {
+            source_name: source_name.to_string(),
+            location: String::new(),
+            key: if key.is_empty() {
+                String::new()
+            } else {
+                format!("{key}: ")
+            },
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    /// The mode of every policy that does not set its own.
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default)]
+    pub policies: Policies,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exemptions: Vec<Exemption>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policies {
+    #[serde(rename = "signed-oci-sources", default)]
+    pub signed_oci_sources: signed_oci_sources::Settings,
+    #[serde(rename = "single-agent", default)]
+    pub single_agent: single_agent::Settings,
+    #[serde(rename = "ci-impersonation", default)]
+    pub ci_impersonation: ci_impersonation::Settings,
+}
+
+/// Requests a policy does not judge. Every criterion an entry sets must match (a list matches
+/// when any of its items does); entries are alternatives. Annotations on the object itself
+/// can never exempt it: exemptions live only here, reviewed in Git.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Exemption {
+    /// Why the exemption exists; logged whenever it is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The policies it applies to; all when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<PolicyId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<ObjectMatch>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+/// An object by kind, namespace and name; an absent field matches any value.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectMatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// A Kubernetes label selector (`matchLabels` and `matchExpressions`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LabelSelector {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_expressions: Vec<LabelSelectorRequirement>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LabelSelectorRequirement {
+    pub key: String,
+    pub operator: SelectorOperator,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+pub enum SelectorOperator {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+}
+
+impl LabelSelector {
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+            && self.match_expressions.iter().all(|req| {
+                let value = labels.get(&req.key);
+                match req.operator {
+                    SelectorOperator::In => value.is_some_and(|v| req.values.contains(v)),
+                    SelectorOperator::NotIn => !value.is_some_and(|v| req.values.contains(v)),
+                    SelectorOperator::Exists => value.is_some(),
+                    SelectorOperator::DoesNotExist => value.is_none(),
+                }
+            })
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.match_labels.is_empty() && self.match_expressions.is_empty() {
+            return Err("an empty selector would match every namespace".into());
+        }
+        for (i, req) in self.match_expressions.iter().enumerate() {
+            let needs_values = matches!(req.operator, SelectorOperator::In | SelectorOperator::NotIn);
+            if needs_values == req.values.is_empty() {
+                return Err(format!(
+                    "matchExpressions[{i}]: operator {:?} {} values",
+                    req.operator,
+                    if needs_values { "needs" } else { "takes no" }
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Exemption {
+    fn validate(&self) -> Result<(), String> {
+        let sets_anything = !self.namespaces.is_empty()
+            || self.namespace_selector.is_some()
+            || !self.objects.is_empty()
+            || !self.users.is_empty()
+            || !self.groups.is_empty();
+        if !sets_anything {
+            return Err(
+                "sets no namespaces, namespaceSelector, objects, users or groups, so it would exempt everything; use mode: off to turn a policy off"
+                    .into(),
+            );
+        }
+        if let Some(selector) = &self.namespace_selector {
+            selector
+                .validate()
+                .map_err(|e| format!("namespaceSelector: {e}"))?;
+        }
+        Ok(())
+    }
+
+    pub fn applies_to(&self, policy: PolicyId) -> bool {
+        self.policies.is_empty() || self.policies.contains(&policy)
+    }
+
+    /// Whether the request matches every criterion this entry sets. `namespace_labels` is
+    /// asked only when a selector is set; an unknown namespace never matches (fail closed).
+    pub fn matches(
+        &self,
+        request: &Request<'_>,
+        namespace_labels: impl FnOnce(&str) -> Option<BTreeMap<String, String>>,
+    ) -> bool {
+        let namespace = request.namespace().unwrap_or("");
+        if !self.namespaces.is_empty() && !self.namespaces.iter().any(|n| n == namespace) {
+            return false;
+        }
+        if !self.objects.is_empty()
+            && !self.objects.iter().any(|o| {
+                o.kind.as_deref().is_none_or(|k| k == request.kind.kind)
+                    && o.namespace.as_deref().is_none_or(|n| n == namespace)
+                    && o.name.as_deref().is_none_or(|n| n == request.name())
+            })
+        {
+            return false;
+        }
+        if !self.users.is_empty()
+            && !self.users.iter().any(|u| u == &request.user_info.username)
+        {
+            return false;
+        }
+        if !self.groups.is_empty()
+            && !request
+                .user_info
+                .groups
+                .iter()
+                .any(|g| self.groups.iter().any(|e| e == g))
+        {
+            return false;
+        }
+        if let Some(selector) = &self.namespace_selector {
+            if namespace.is_empty() {
+                return false;
+            }
+            match namespace_labels(namespace) {
+                Some(labels) if selector.matches(&labels) => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// How logs and metrics name this exemption.
+    pub fn label(&self, index: usize) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("exemptions[{index}]"))
+    }
+}
+
+impl Config {
+    /// The mode a policy runs in: its own, else the global default.
+    pub fn mode_of(&self, policy: PolicyId) -> Mode {
+        let own = match policy {
+            PolicyId::SignedOciSources => self.policies.signed_oci_sources.mode(),
+            PolicyId::SingleAgent => self.policies.single_agent.mode(),
+            PolicyId::CiImpersonation => self.policies.ci_impersonation.mode(),
+        };
+        own.unwrap_or(self.mode)
+    }
+
+    /// Parses and validates a configuration. `source_name` is used in error messages.
+    pub fn from_yaml(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+        let is_empty = text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#') || l.trim() == "---");
+        let mut config: Config = if is_empty {
+            Config::default()
+        } else {
+            let de = serde_yaml_ng::Deserializer::from_str(text);
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let key = e.path().to_string();
+                let inner = e.into_inner();
+                let location = inner
+                    .location()
+                    .map(|l| format!(":{}:{}", l.line(), l.column()))
+                    .unwrap_or_default();
+                // serde_yaml_ng prefixes the path again at the start of its message.
+                let message = inner.to_string();
+                let message = message
+                    .strip_prefix(&format!("{key}: "))
+                    .map(str::to_string)
+                    .unwrap_or(message);
+                let mut err = ConfigError::at_key(source_name, if key == "." { "" } else { &key }, message);
+                err.location = location;
+                err
+            })?
+        };
+        config.validate(source_name)?;
+        Ok(config)
+    }
+
+    /// Reads and validates a configuration file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::at_key(&name, "", format!("cannot read: {e}")))?;
+        Config::from_yaml(&text, &name)
+    }
+
+    fn validate(&mut self, source_name: &str) -> Result<(), ConfigError> {
+        let policy_error = |id: PolicyId, e: SettingError| {
+            let key = if e.key.is_empty() {
+                format!("policies.{id}")
+            } else {
+                format!("policies.{id}.{}", e.key)
+            };
+            ConfigError::at_key(source_name, key, e.message)
+        };
+        self.policies
+            .signed_oci_sources
+            .validate()
+            .map_err(|e| policy_error(PolicyId::SignedOciSources, e))?;
+        self.policies
+            .single_agent
+            .validate()
+            .map_err(|e| policy_error(PolicyId::SingleAgent, e))?;
+        self.policies
+            .ci_impersonation
+            .validate()
+            .map_err(|e| policy_error(PolicyId::CiImpersonation, e))?;
+        for (i, exemption) in self.exemptions.iter().enumerate() {
+            exemption
+                .validate()
+                .map_err(|e| ConfigError::at_key(source_name, format!("exemptions[{i}]"), e))?;
+        }
+        Ok(())
+    }
+}
+
+/// The built-in configuration as a commented file, printed by `fluxgate config default`.
+/// A test checks that it parses to exactly [`Config::default()`].
+pub const DEFAULT_CONFIG_YAML: &str = include_str!("default-config.yaml");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_commented_default_file_is_the_built_in_default() {
+        let parsed = Config::from_yaml(DEFAULT_CONFIG_YAML, "default").expect("default parses");
+        assert_eq!(
+            serde_json::to_value(&parsed).expect("serializes"),
+            serde_json::to_value(Config::default()).expect("serializes")
+        );
+    }
+
+    #[test]
+    fn the_built_in_default_enforces_every_policy() {
+        let config = Config::default();
+        for id in PolicyId::ALL {
+            assert_eq!(config.mode_of(*id), Mode::Enforce, "{id}");
+        }
+    }
+
+    #[test]
+    fn an_empty_file_is_the_default() {
+        let config = Config::from_yaml("# nothing\n", "empty").expect("empty parses");
+        assert_eq!(config.mode, Mode::Enforce);
+    }
+
+    #[test]
+    fn a_policy_mode_overrides_the_global_one() {
+        let config = Config::from_yaml(
+            "mode: audit\npolicies:\n  single-agent:\n    mode: warn\n",
+            "c.yaml",
+        )
+        .expect("parses");
+        assert_eq!(config.mode_of(PolicyId::SingleAgent), Mode::Warn);
+        assert_eq!(config.mode_of(PolicyId::SignedOciSources), Mode::Audit);
+    }
+
+    #[test]
+    fn errors_point_at_the_key() {
+        let err = Config::from_yaml("mode: enforce\npolicies:\n  single-agent:\n    mode: loud\n", "c.yaml")
+            .expect_err("bad mode");
+        let text = err.to_string();
+        assert!(text.starts_with("c.yaml:4:"), "{text}");
+        assert!(text.contains("policies.single-agent.mode"), "{text}");
+
+        let err = Config::from_yaml("mdoe: audit\n", "c.yaml").expect_err("unknown key");
+        assert!(err.to_string().contains("mdoe"), "{err}");
+
+        let err = Config::from_yaml("policies:\n  no-such-policy: {}\n", "c.yaml").expect_err("unknown policy");
+        assert!(err.to_string().contains("no-such-policy"), "{err}");
+    }
+
+    #[test]
+    fn an_exemption_that_sets_nothing_is_refused() {
+        let err = Config::from_yaml("exemptions:\n- name: oops\n", "c.yaml").expect_err("empty exemption");
+        assert!(err.to_string().contains("exemptions[0]"), "{err}");
+    }
+
+    #[test]
+    fn label_selectors_follow_kubernetes_semantics() {
+        let selector: LabelSelector = serde_yaml_ng::from_str(
+            "matchLabels: {team: a}\nmatchExpressions:\n- {key: env, operator: NotIn, values: [prod]}\n- {key: owner, operator: Exists}\n",
+        )
+        .expect("selector");
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        assert!(selector.matches(&labels(&[("team", "a"), ("owner", "x")])));
+        assert!(!selector.matches(&labels(&[("team", "a"), ("owner", "x"), ("env", "prod")])));
+        assert!(!selector.matches(&labels(&[("team", "a")])));
+    }
+}

@@ -1,0 +1,283 @@
+//! The policy interface: every rule fluxgate enforces is a [`Policy`], a pure function of
+//! (request, configuration, cluster view) that returns findings with reasons a human can act on.
+//! The webhook, the audit scan and `fluxgate check` all call policies through this module.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::admission::{Operation, Request};
+use crate::cluster::ClusterView;
+use crate::config::Config;
+
+pub mod ci_impersonation;
+pub mod signed_oci_sources;
+pub mod single_agent;
+
+/// The stable ids users write in configuration and scripts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PolicyId {
+    SignedOciSources,
+    SingleAgent,
+    CiImpersonation,
+}
+
+impl PolicyId {
+    pub const ALL: &'static [PolicyId] = &[
+        PolicyId::SignedOciSources,
+        PolicyId::SingleAgent,
+        PolicyId::CiImpersonation,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyId::SignedOciSources => "signed-oci-sources",
+            PolicyId::SingleAgent => "single-agent",
+            PolicyId::CiImpersonation => "ci-impersonation",
+        }
+    }
+}
+
+impl fmt::Display for PolicyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for PolicyId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        PolicyId::ALL
+            .iter()
+            .copied()
+            .find(|id| id.as_str() == s)
+            .ok_or_else(|| {
+                let known: Vec<&str> = PolicyId::ALL.iter().map(|id| id.as_str()).collect();
+                format!("unknown policy id {s:?}; known: {}", known.join(", "))
+            })
+    }
+}
+
+impl Serialize for PolicyId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for PolicyId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What happens when a policy finds a violation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Deny the request.
+    #[default]
+    Enforce,
+    /// Allow, and tell the client with an AdmissionResponse warning.
+    Warn,
+    /// Allow; log, count and report only.
+    Audit,
+    /// Do not evaluate.
+    Off,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Warn => "warn",
+            Mode::Audit => "audit",
+            Mode::Off => "off",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "enforce" => Ok(Mode::Enforce),
+            "warn" => Ok(Mode::Warn),
+            "audit" => Ok(Mode::Audit),
+            "off" => Ok(Mode::Off),
+            other => Err(format!(
+                "unknown mode {other:?}; expected enforce, warn, audit or off"
+            )),
+        }
+    }
+}
+
+/// How serious a finding is, independent of the policy's mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Breaks the rule: denied in enforce mode.
+    Violation,
+    /// Advice that never denies, whatever the mode (for example, a setting Flux ignores).
+    Advisory,
+}
+
+/// One reason a policy gives about one object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub policy: PolicyId,
+    pub severity: Severity,
+    /// The full text: names the object, says what is wrong and how to fix it.
+    pub message: String,
+}
+
+impl Finding {
+    pub fn violation(policy: PolicyId, message: impl Into<String>) -> Self {
+        Finding {
+            policy,
+            severity: Severity::Violation,
+            message: message.into(),
+        }
+    }
+
+    pub fn advisory(policy: PolicyId, message: impl Into<String>) -> Self {
+        Finding {
+            policy,
+            severity: Severity::Advisory,
+            message: message.into(),
+        }
+    }
+}
+
+/// A kind a policy judges, in every version the cluster serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindRule {
+    pub group: &'static str,
+    pub kind: &'static str,
+    /// The plural resource name, for webhook rules.
+    pub resource: &'static str,
+    pub operations: &'static [Operation],
+    /// JSON pointers of the fields the verdict depends on. An UPDATE that leaves all of them
+    /// equal to `oldObject` is never blocked: controllers must be able to add finalizers and
+    /// labels to objects that predate the policy.
+    pub judged_fields: &'static [&'static str],
+}
+
+pub const CREATE_UPDATE: &[Operation] = &[Operation::Create, Operation::Update];
+
+/// Everything a policy may read while judging one request.
+pub struct Context<'a> {
+    pub request: &'a Request<'a>,
+    pub config: &'a Config,
+    pub view: &'a dyn ClusterView,
+}
+
+impl Context<'_> {
+    /// `Kind namespace/name` (or `Kind name` for cluster-scoped objects), as messages name objects.
+    pub fn object_ref(&self) -> String {
+        object_ref(
+            &self.request.kind.kind,
+            self.request.namespace(),
+            self.request.name(),
+        )
+    }
+
+    /// Parses `request.object` into a policy's typed view of it. A missing or malformed object
+    /// is a violation with a message that says what is malformed: an object the policy cannot
+    /// read is never allowed silently.
+    pub fn parse_object<T: DeserializeOwned>(&self, policy: PolicyId) -> Result<T, Finding> {
+        let raw = self.request.object.ok_or_else(|| {
+            Finding::violation(
+                policy,
+                format!("{} has no object in the request", self.object_ref()),
+            )
+        })?;
+        parse_raw(raw.get()).map_err(|e| {
+            Finding::violation(
+                policy,
+                format!("{} is malformed: {e}; fix the manifest", self.object_ref()),
+            )
+        })
+    }
+}
+
+/// Parses JSON into `T`, with the path of the offending field in the error.
+pub fn parse_raw<T: DeserializeOwned>(json: &str) -> Result<T, String> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        if path.is_empty() || path == "." {
+            e.into_inner().to_string()
+        } else {
+            format!("{path}: {}", e.into_inner())
+        }
+    })
+}
+
+pub fn object_ref(kind: &str, namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) if !ns.is_empty() => format!("{kind} {ns}/{name}"),
+        _ => format!("{kind} {name}"),
+    }
+}
+
+/// A rule fluxgate enforces.
+pub trait Policy: Send + Sync {
+    fn id(&self) -> PolicyId;
+
+    /// The kinds this policy judges. The webhook configurations in `deploy/` are checked
+    /// against this list, so code and deployment cannot drift apart.
+    fn kinds(&self) -> &'static [KindRule];
+
+    /// Judges the request. An empty list means the object follows the rule.
+    fn validate(&self, ctx: &Context<'_>) -> Vec<Finding>;
+
+    /// JSON Patch operations that make the object follow the rule, for `/mutate`.
+    fn mutate(&self, _ctx: &Context<'_>) -> Vec<json_patch::PatchOperation> {
+        Vec::new()
+    }
+}
+
+/// Every policy fluxgate has, by id.
+pub fn registry() -> Vec<Box<dyn Policy>> {
+    vec![
+        Box::new(signed_oci_sources::SignedOciSources),
+        Box::new(single_agent::SingleAgent::default()),
+        Box::new(ci_impersonation::CiImpersonation),
+    ]
+}
+
+/// The settings block of one policy in the configuration file. Every policy has a `mode`;
+/// the rest is its own.
+pub trait PolicySettings: DeserializeOwned + Default {
+    fn mode(&self) -> Option<Mode>;
+    /// Checks values serde cannot (regexes, ranges) and precompiles them.
+    fn validate(&mut self) -> Result<(), SettingError> {
+        Ok(())
+    }
+}
+
+/// A bad value in a policy's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingError {
+    /// The key relative to the policy's block, e.g. `allowedRegistries[2]`; empty for the block.
+    pub key: String,
+    pub message: String,
+}
+
+impl SettingError {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        SettingError {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
