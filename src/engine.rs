@@ -90,6 +90,16 @@ impl Engine {
             .collect()
     }
 
+    /// The objects the matching policies want refreshed in the cluster view before
+    /// [`Engine::review`] (see [`ClusterView::refresh`]).
+    pub fn prefetch(&self, request: &Request<'_>) -> Vec<crate::cluster::ObjectKey> {
+        self.policies
+            .iter()
+            .filter(|p| matching_rule(p.kinds(), request).is_some())
+            .flat_map(|p| p.prefetch(request))
+            .collect()
+    }
+
     /// Judges a request on one endpoint.
     pub fn review(
         &self,

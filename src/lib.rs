@@ -2,12 +2,15 @@
 //! with Flux and the GitLab agent for Kubernetes.
 //!
 //! One engine ([`engine::Engine`]) judges requests with the [`policy`] modules; the webhook
-//! ([`server`]), the audit scan and `fluxgate check` differ only in where requests come from
+//! (`server`), the audit scan and `fluxgate check` differ only in where requests come from
 //! and where verdicts go.
 
 pub mod admission;
 pub mod cluster;
 pub mod config;
 pub mod engine;
+pub mod flux;
+pub mod gitlab;
 pub mod policy;
+pub mod rbac;
 pub mod verdict;

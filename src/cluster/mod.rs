@@ -6,6 +6,8 @@
 //! objects.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 
 pub mod kube;
 mod memory;
@@ -48,6 +50,38 @@ pub struct ObjectKey {
     pub name: String,
 }
 
+/// A kind the cluster view watches. The production reflectors watch exactly these, and
+/// fluxgate's ClusterRole in `deploy/` grants list/watch on exactly these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchedKind {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub namespaced: bool,
+}
+
+/// Every kind the cluster view keeps a projection of.
+pub const WATCHED_KINDS: &[WatchedKind] = &[
+    WatchedKind {
+        group: "",
+        version: "v1",
+        kind: "Namespace",
+        plural: "namespaces",
+        namespaced: false,
+    },
+    WatchedKind {
+        group: "source.toolkit.fluxcd.io",
+        version: "v1",
+        kind: "HelmRepository",
+        plural: "helmrepositories",
+        namespaced: true,
+    },
+];
+
+/// A future the cluster view returns from [`ClusterView::refresh`].
+pub type Refresh<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
 /// Read access to cluster state for policies. Implementations must answer from memory: this
 /// is called on the request path.
 pub trait ClusterView: Send + Sync {
@@ -59,4 +93,12 @@ pub trait ClusterView: Send + Sync {
 
     /// A Flux HelmRepository (any served version).
     fn helm_repository(&self, namespace: &str, name: &str) -> Lookup<HelmRepositoryFacts>;
+
+    /// Makes sure the view knows these objects before a policy asks, for objects that often
+    /// arrive just before the request that needs them (a Role applied together with its
+    /// RoleBinding may not have reached the watch yet). The production view asks the API
+    /// server for keys it misses; the in-memory view already knows all it can.
+    fn refresh<'a>(&'a self, _keys: &'a [ObjectKey]) -> Refresh<'a> {
+        Box::pin(async {})
+    }
 }

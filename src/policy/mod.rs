@@ -240,6 +240,12 @@ pub trait Policy: Send + Sync {
     /// Judges the request. An empty list means the object follows the rule.
     fn validate(&self, ctx: &Context<'_>) -> Vec<Finding>;
 
+    /// Objects from the cluster this request will be judged against, so that the server can
+    /// have the cluster view refresh them first (see [`ClusterView::refresh`]).
+    fn prefetch(&self, _request: &Request<'_>) -> Vec<crate::cluster::ObjectKey> {
+        Vec::new()
+    }
+
     /// JSON Patch operations that make the object follow the rule, for `/mutate`.
     fn mutate(&self, _ctx: &Context<'_>) -> Vec<json_patch::PatchOperation> {
         Vec::new()

@@ -1,0 +1,1 @@
+//! Typed views of Flux objects: only the fields policies read.

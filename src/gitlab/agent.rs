@@ -1,0 +1,1 @@
+//! Recognising a GitLab agent (agentk) installation.

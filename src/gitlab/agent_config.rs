@@ -1,0 +1,1 @@
+//! The GitLab agent configuration file (`.gitlab/agents/<name>/config.yaml`).

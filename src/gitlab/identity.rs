@@ -1,0 +1,1 @@
+//! The identities the GitLab agent impersonates for CI/CD jobs and users.

@@ -1,0 +1,1 @@
+//! RBAC rule breadth analysis and the built-in Kubernetes roles.
