@@ -6,11 +6,16 @@
 //! and where verdicts go.
 
 pub mod admission;
+pub mod certs;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod flux;
 pub mod gitlab;
+pub mod metrics;
 pub mod policy;
 pub mod rbac;
+pub mod server;
+pub mod tls;
 pub mod verdict;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `fluxgate` binary: everything lives in the library.
+
+fn main() -> std::process::ExitCode {
+    fluxgate::cli::main()
+}

@@ -82,7 +82,8 @@ impl MemoryView {
 
     /// Adds or replaces an object. Kinds no policy asks about are ignored.
     pub fn apply(&self, object: &Value) -> Result<(), String> {
-        let head = Head::deserialize(object).map_err(|e| format!("not a Kubernetes object: {e}"))?;
+        let head =
+            Head::deserialize(object).map_err(|e| format!("not a Kubernetes object: {e}"))?;
         let group = head
             .api_version
             .rsplit_once('/')
@@ -121,10 +122,9 @@ impl MemoryView {
                 store.namespaces.remove(&key.name);
             }
             (FLUX_SOURCE_GROUP, "HelmRepository") => {
-                store.helm_repositories.remove(&(
-                    key.namespace.clone().unwrap_or_default(),
-                    key.name.clone(),
-                ));
+                store
+                    .helm_repositories
+                    .remove(&(key.namespace.clone().unwrap_or_default(), key.name.clone()));
             }
             _ => {}
         }
@@ -173,7 +173,10 @@ mod tests {
             "spec": {"type": "oci", "url": "oci://ghcr.io/stefanprodan/charts"}
         }))
         .expect("applies");
-        let found = view.helm_repository("flux-system", "podinfo").found().expect("found");
+        let found = view
+            .helm_repository("flux-system", "podinfo")
+            .found()
+            .expect("found");
         assert!(found.oci);
         view.delete(&ObjectKey {
             group: FLUX_SOURCE_GROUP.into(),
@@ -181,7 +184,10 @@ mod tests {
             namespace: Some("flux-system".into()),
             name: "podinfo".into(),
         });
-        assert_eq!(view.helm_repository("flux-system", "podinfo"), Lookup::Missing);
+        assert_eq!(
+            view.helm_repository("flux-system", "podinfo"),
+            Lookup::Missing
+        );
     }
 
     #[test]

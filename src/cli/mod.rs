@@ -1,0 +1,312 @@
+//! The command line: `fluxgate serve`, `fluxgate certs`, `fluxgate config default`.
+//! Each subcommand parses its flags and calls into the library.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::certs::{self, CertFiles, CertRequest};
+use crate::cluster::{ClusterView, MemoryView};
+use crate::config::{Config, DEFAULT_CONFIG_YAML};
+use crate::metrics::Metrics;
+use crate::policy::Mode;
+use crate::server::{BoundServer, ServerOptions};
+use crate::tls::TlsFiles;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fluxgate",
+    version,
+    about = "Admission webhook for GitLab + Flux GitOps best practices"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the admission webhook (HTTPS) and the metrics listener (HTTP).
+    Serve(ServeArgs),
+    /// Make a CA and a serving certificate for the webhook, and print the caBundle.
+    Certs(CertsArgs),
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the built-in configuration as a commented file to start from.
+    Default,
+    /// Check a configuration file and report the first error with its key and line.
+    Validate {
+        /// The configuration file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address of the HTTPS webhook listener.
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// Address of the plain-HTTP listener for /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    pub metrics_listen: SocketAddr,
+    /// PEM certificate chain for the webhook (reloaded when it changes).
+    #[arg(long, required_unless_present = "demo", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for the webhook (reloaded when it changes).
+    #[arg(long, required_unless_present = "demo", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Policy configuration file (YAML); reloaded when it changes. Without it, the
+    /// built-in default (every policy enforced) is used.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Run every policy in this mode, whatever the configuration says (e.g. audit for a
+    /// dry-run rollout).
+    #[arg(long)]
+    pub mode: Option<Mode>,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Largest accepted request body in bytes.
+    #[arg(long, default_value_t = 8 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Most TLS connections open at once; more are closed on accept.
+    #[arg(long, default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Seconds requests in flight may take to finish after SIGTERM.
+    #[arg(long, default_value_t = 10)]
+    pub drain_timeout: u64,
+    /// Milliseconds between checks of the configuration and certificate files.
+    #[arg(long, default_value_t = 5000)]
+    pub reload_interval_ms: u64,
+    /// Tokio worker threads (default: one per CPU).
+    #[arg(long)]
+    pub worker_threads: Option<usize>,
+    /// Run without cluster state: policies see an empty cluster. Without this flag fluxgate
+    /// watches the cluster it finds through the in-cluster service account or KUBECONFIG.
+    #[arg(long)]
+    pub no_cluster: bool,
+    /// Local demo: certificates generated into ./certs if missing, localhost listeners, no
+    /// cluster, and a printed example request.
+    #[arg(long)]
+    pub demo: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Directory for ca.crt, ca.key, tls.crt and tls.key.
+    #[arg(long, default_value = "certs")]
+    pub out: PathBuf,
+    /// DNS names of the serving certificate (e.g. fluxgate.fluxgate-system.svc).
+    #[arg(long = "dns")]
+    pub dns: Vec<String>,
+    /// IP addresses of the serving certificate.
+    #[arg(long = "ip")]
+    pub ip: Vec<IpAddr>,
+    /// Days the serving certificate is valid.
+    #[arg(long, default_value_t = 365)]
+    pub days: i64,
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Certs(args) => certs_command(&args),
+        Command::Config {
+            command: ConfigCommand::Default,
+        } => {
+            print!("{DEFAULT_CONFIG_YAML}");
+            ExitCode::SUCCESS
+        }
+        Command::Config {
+            command: ConfigCommand::Validate { file },
+        } => match Config::from_file(&file) {
+            Ok(_) => {
+                println!("{}: valid", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLUXGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn certs_command(args: &CertsArgs) -> ExitCode {
+    let request = CertRequest {
+        dns_names: args.dns.clone(),
+        ips: args.ip.clone(),
+        valid_days: args.days,
+    };
+    match certs::generate(&request).and_then(|c| certs::write_to(&args.out, &c).map(|f| (c, f))) {
+        Ok((generated, files)) => {
+            eprintln!(
+                "wrote {}, {}, {} and {}",
+                files.ca_cert.display(),
+                files.ca_key.display(),
+                files.cert.display(),
+                files.key.display()
+            );
+            eprintln!("caBundle for the webhook configurations:");
+            println!("{}", generated.ca_bundle());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The demo's certificates: generated into ./certs on first run, reused after.
+fn demo_certs() -> Result<TlsFiles, String> {
+    let dir = PathBuf::from("certs");
+    let files = CertFiles::in_dir(&dir);
+    if !files.all_exist() {
+        let generated = certs::generate(&CertRequest {
+            dns_names: vec!["localhost".into()],
+            ips: vec![IpAddr::from([127, 0, 0, 1])],
+            valid_days: 365,
+        })
+        .map_err(|e| e.to_string())?;
+        certs::write_to(&dir, &generated).map_err(|e| e.to_string())?;
+        tracing::info!(dir = %dir.display(), "generated demo certificates");
+    }
+    Ok(TlsFiles {
+        cert: files.cert,
+        key: files.key,
+    })
+}
+
+fn serve(mut args: ServeArgs) -> ExitCode {
+    init_logging(args.log_format);
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(workers) = args.worker_threads {
+        runtime.worker_threads(workers.max(1));
+    }
+    let runtime = match runtime.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.demo {
+        args.no_cluster = true;
+        let default_listen: SocketAddr = ([0, 0, 0, 0], 8443).into();
+        let default_metrics: SocketAddr = ([0, 0, 0, 0], 9090).into();
+        if args.listen == default_listen {
+            args.listen = ([127, 0, 0, 1], 8443).into();
+        }
+        if args.metrics_listen == default_metrics {
+            args.metrics_listen = ([127, 0, 0, 1], 9090).into();
+        }
+    }
+    match runtime.block_on(run_server(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn cluster_view(args: &ServeArgs) -> Result<Arc<dyn ClusterView>, String> {
+    if args.no_cluster {
+        return Ok(Arc::new(MemoryView::new()));
+    }
+    let client = kube::Client::try_default().await.map_err(|e| {
+        format!(
+            "cannot reach a Kubernetes API server ({e}); run inside a cluster, set KUBECONFIG, or pass --no-cluster to run without cluster state"
+        )
+    })?;
+    Ok(crate::cluster::kube::KubeView::start(client))
+}
+
+async fn run_server(args: ServeArgs) -> Result<(), String> {
+    let config = match &args.config {
+        Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    let tls = match (&args.tls_cert, &args.tls_key, args.demo) {
+        (Some(cert), Some(key), _) => TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        (_, _, true) => demo_certs()?,
+        _ => return Err("--tls-cert and --tls-key are required (or --demo)".into()),
+    };
+    let view = cluster_view(&args).await?;
+    let mut options = ServerOptions::new(args.listen, args.metrics_listen, tls);
+    options.config_path = args.config.clone();
+    options.max_body_bytes = args.max_body_bytes;
+    options.max_connections = args.max_connections.max(1);
+    options.drain_timeout = Duration::from_secs(args.drain_timeout);
+    options.reload_interval = Duration::from_millis(args.reload_interval_ms.max(10));
+    let server = BoundServer::bind(options, config, args.mode, view, Metrics::new())
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = server.local_addr().map_err(|e| e.to_string())?;
+    let metrics_addr = server.metrics_addr().map_err(|e| e.to_string())?;
+    tracing::info!(
+        %addr,
+        %metrics_addr,
+        mode_override = args.mode.map(|m| m.as_str()).unwrap_or("none"),
+        "fluxgate is serving"
+    );
+    if args.demo {
+        print_demo_help(addr, metrics_addr);
+    }
+    let (_handle, shutdown) = crate::server::shutdown_on_signals();
+    server.run(shutdown).await;
+    tracing::info!("fluxgate stopped");
+    Ok(())
+}
+
+fn print_demo_help(addr: SocketAddr, metrics_addr: SocketAddr) {
+    eprintln!(
+        "\nfluxgate demo is serving on https://{addr} (certificates in ./certs, built-in policies, no cluster).\n\
+         Send it a review, for example an OCIRepository without signature verification:\n\n  \
+         curl --cacert certs/ca.crt -H 'Content-Type: application/json' \\\n    \
+         --data @tests/fixtures/admission/deny-ocirepo-create__validate-OCIRepository-CREATE.json \\\n    \
+         https://localhost:{port}/validate\n\n\
+         Metrics: curl http://{metrics_addr}/metrics   Readiness: curl http://{metrics_addr}/readyz\n\
+         Stop with Ctrl-C.\n",
+        port = addr.port()
+    );
+}
