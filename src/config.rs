@@ -28,6 +28,10 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
+    pub fn unreadable(source_name: &str, e: &std::io::Error) -> Self {
+        ConfigError::at_key(source_name, "", format!("cannot read: {e}"))
+    }
+
     fn at_key(source_name: &str, key: impl AsRef<str>, message: impl Into<String>) -> Self {
         let key = key.as_ref();
         ConfigError {
@@ -287,8 +291,7 @@ impl Config {
     /// Reads and validates a configuration file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::at_key(&name, "", format!("cannot read: {e}")))?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::unreadable(&name, &e))?;
         Config::from_yaml(&text, &name)
     }
 

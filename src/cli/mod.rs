@@ -259,10 +259,6 @@ async fn cluster_view(args: &ServeArgs) -> Result<Arc<dyn ClusterView>, String> 
 }
 
 async fn run_server(args: ServeArgs) -> Result<(), String> {
-    let config = match &args.config {
-        Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
-        None => Config::default(),
-    };
     let tls = match (&args.tls_cert, &args.tls_key, args.demo) {
         (Some(cert), Some(key), _) => TlsFiles {
             cert: cert.clone(),
@@ -278,7 +274,7 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
     options.max_connections = args.max_connections.max(1);
     options.drain_timeout = Duration::from_secs(args.drain_timeout);
     options.reload_interval = Duration::from_millis(args.reload_interval_ms.max(10));
-    let server = BoundServer::bind(options, config, args.mode, view, Metrics::new())
+    let server = BoundServer::bind(options, args.mode, view, Metrics::new())
         .await
         .map_err(|e| e.to_string())?;
     let addr = server.local_addr().map_err(|e| e.to_string())?;

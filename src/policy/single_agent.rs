@@ -18,7 +18,9 @@ impl PolicySettings for Settings {
 }
 
 #[derive(Default)]
-pub struct SingleAgent;
+pub struct SingleAgent {
+    _state: (),
+}
 
 impl Policy for SingleAgent {
     fn id(&self) -> PolicyId {

@@ -34,6 +34,8 @@ pub use reload::{reload_config_once, reload_tls_once};
 pub enum ServerError {
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -96,6 +98,7 @@ pub struct BoundServer {
     options: ServerOptions,
     cert: Arc<ReloadableCert>,
     cert_fingerprint: u64,
+    config_fingerprint: Option<u64>,
     acceptor: TlsAcceptor,
     listener: TcpListener,
     metrics_listener: TcpListener,
@@ -112,15 +115,22 @@ impl ShutdownHandle {
 }
 
 impl BoundServer {
-    /// Loads the certificate and binds both listeners. Errors here stop `fluxgate serve`
-    /// before it claims to be up.
+    /// Loads the configuration (the file in `options.config_path`, else the built-in
+    /// default) and the certificate, and binds both listeners. Errors here stop
+    /// `fluxgate serve` before it claims to be up.
     pub async fn bind(
         options: ServerOptions,
-        config: Config,
         mode_override: Option<crate::policy::Mode>,
         view: Arc<dyn ClusterView>,
         metrics: Metrics,
     ) -> Result<BoundServer, ServerError> {
+        let (config, config_fingerprint) = match &options.config_path {
+            Some(path) => {
+                let (config, fingerprint) = reload::load_config(path)?;
+                (config, Some(fingerprint))
+            }
+            None => (Config::default(), None),
+        };
         let loaded = options.tls.load()?;
         if let Some(not_after) = loaded.not_after {
             metrics.tls_cert_expiry.set(not_after as f64);
@@ -142,6 +152,7 @@ impl BoundServer {
             options,
             cert,
             cert_fingerprint: loaded.fingerprint,
+            config_fingerprint,
             acceptor,
             listener,
             metrics_listener,
@@ -167,6 +178,7 @@ impl BoundServer {
             options,
             cert,
             cert_fingerprint,
+            config_fingerprint,
             acceptor,
             listener,
             metrics_listener,
@@ -177,6 +189,7 @@ impl BoundServer {
             options.clone(),
             cert,
             cert_fingerprint,
+            config_fingerprint,
             shutdown.clone(),
         ));
 
@@ -184,9 +197,7 @@ impl BoundServer {
         let mut metrics_shutdown = shutdown.clone();
         let metrics_server = tokio::spawn(async move {
             let served = axum::serve(metrics_listener, metrics_router)
-                .with_graceful_shutdown(async move {
-                    let _ = metrics_shutdown.wait_for(|stop| *stop).await;
-                })
+                .with_graceful_shutdown(async move { stopped(&mut metrics_shutdown).await })
                 .await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "metrics listener failed");
@@ -198,6 +209,11 @@ impl BoundServer {
         reloader.abort();
         let _ = metrics_server.await;
     }
+}
+
+/// Resolves once shutdown is signalled (or the signal's sender is gone).
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
@@ -270,7 +286,7 @@ async fn serve_tls(
                     continue;
                 }
             },
-            _ = shutdown.wait_for(|stop| *stop) => break,
+            _ = stopped(&mut shutdown) => break,
         };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             tracing::warn!(%peer, limit = options.max_connections, "connection limit reached; closing new connection");

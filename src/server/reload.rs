@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use tokio::sync::watch;
 
 use super::{AppState, ServerOptions};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::tls::{ReloadableCert, TlsFiles};
 
 pub(super) async fn watch_files(
@@ -16,19 +16,15 @@ pub(super) async fn watch_files(
     options: ServerOptions,
     cert: Arc<ReloadableCert>,
     mut cert_fingerprint: u64,
+    mut config_fingerprint: Option<u64>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut config_fingerprint = options
-        .config_path
-        .as_ref()
-        .and_then(|p| std::fs::read(p).ok())
-        .map(|bytes| fingerprint(&bytes));
     let mut ticker = tokio::time::interval(options.reload_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = super::stopped(&mut shutdown) => return,
         }
         if let Some(path) = &options.config_path {
             let current = std::fs::read(path).ok().map(|bytes| fingerprint(&bytes));
@@ -51,6 +47,15 @@ fn fingerprint(bytes: &[u8]) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     bytes.hash(&mut hasher);
     hasher.finish()
+}
+
+/// Reads and validates a configuration file; the fingerprint is of the bytes parsed, so a
+/// change made right after is still seen as a change.
+pub(super) fn load_config(path: &std::path::Path) -> Result<(Config, u64), ConfigError> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| ConfigError::unreadable(&name, &e))?;
+    let text = String::from_utf8_lossy(&bytes);
+    Ok((Config::from_yaml(&text, &name)?, fingerprint(&bytes)))
 }
 
 /// Loads the configuration file and swaps it in; a broken file keeps the configuration in
