@@ -6,6 +6,7 @@
 //! and where verdicts go.
 
 pub mod admission;
+pub mod audit;
 pub mod certs;
 pub mod cli;
 pub mod cluster;

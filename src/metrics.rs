@@ -26,6 +26,8 @@ pub struct Metrics {
     pub tls_reloads: IntCounterVec,
     pub tls_cert_expiry: Gauge,
     pub build_info: IntGaugeVec,
+    pub audit_violations: IntGaugeVec,
+    pub audit_last_run: Gauge,
 }
 
 impl Default for Metrics {
@@ -110,6 +112,21 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        let audit_violations = IntGaugeVec::new(
+            Opts::new(
+                "fluxgate_audit_violations",
+                "Objects in violation found by the last audit scan, by policy, namespace and kind.",
+            ),
+            &["policy", "namespace", "kind"],
+        )
+        .unwrap_or_else(|e| panic!("gauge: {e}"));
+        let _ = registry.register(Box::new(audit_violations.clone()));
+        let audit_last_run = Gauge::new(
+            "fluxgate_audit_last_run_timestamp_seconds",
+            "When the last audit scan finished (Unix time).",
+        )
+        .unwrap_or_else(|e| panic!("gauge: {e}"));
+        let _ = registry.register(Box::new(audit_last_run.clone()));
         Metrics {
             registry,
             admission_requests,
@@ -121,6 +138,8 @@ impl Metrics {
             tls_reloads,
             tls_cert_expiry,
             build_info,
+            audit_violations,
+            audit_last_run,
         }
     }
 

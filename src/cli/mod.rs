@@ -34,6 +34,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Make a CA and a serving certificate for the webhook, and print the caBundle.
     Certs(CertsArgs),
+    /// Judge every object already in the cluster that the policies cover, once.
+    Audit(AuditArgs),
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -99,6 +101,9 @@ pub struct ServeArgs {
     /// Tokio worker threads (default: one per CPU).
     #[arg(long)]
     pub worker_threads: Option<usize>,
+    /// Seconds between audit scans of the cluster (0 turns the periodic scan off).
+    #[arg(long, default_value_t = 600)]
+    pub audit_interval: u64,
     /// Run without cluster state: policies see an empty cluster. Without this flag fluxgate
     /// watches the cluster it finds through the in-cluster service account or KUBECONFIG.
     #[arg(long)]
@@ -107,6 +112,35 @@ pub struct ServeArgs {
     /// cluster, and a printed example request.
     #[arg(long)]
     pub demo: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, Default)]
+pub enum AuditOutput {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Kubeconfig file (default: KUBECONFIG, ~/.kube/config, or the in-cluster account).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Policy configuration file (default: the built-in one, every policy enforced).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Judge every policy in this mode, whatever the configuration says.
+    #[arg(long)]
+    pub mode: Option<Mode>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = AuditOutput::Table)]
+    pub output: AuditOutput,
+    /// Also write PolicyReports and Events, as the periodic scan in `serve` does.
+    #[arg(long)]
+    pub write_reports: bool,
+    /// Seconds to wait for the cluster view to sync.
+    #[arg(long, default_value_t = 60)]
+    pub sync_timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -131,6 +165,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Certs(args) => certs_command(&args),
+        Command::Audit(args) => audit_command(&args),
         Command::Config {
             command: ConfigCommand::Default,
         } => {
@@ -246,16 +281,110 @@ fn serve(mut args: ServeArgs) -> ExitCode {
     }
 }
 
-async fn cluster_view(args: &ServeArgs) -> Result<Arc<dyn ClusterView>, String> {
+/// The cluster view for `serve`: watches of the cluster found through the in-cluster account
+/// or KUBECONFIG; with no cluster configuration at all (`--no-cluster`, or a laptop without a
+/// kubeconfig) an empty in-memory view, said loudly in the log.
+async fn cluster_view(args: &ServeArgs) -> (Arc<dyn ClusterView>, Option<kube::Client>) {
     if args.no_cluster {
-        return Ok(Arc::new(MemoryView::new()));
+        return (Arc::new(MemoryView::new()), None);
     }
-    let client = kube::Client::try_default().await.map_err(|e| {
-        format!(
-            "cannot reach a Kubernetes API server ({e}); run inside a cluster, set KUBECONFIG, or pass --no-cluster to run without cluster state"
-        )
-    })?;
-    Ok(crate::cluster::kube::KubeView::start(client))
+    match kube::Client::try_default().await {
+        Ok(client) => (
+            crate::cluster::kube::KubeView::start(client.clone()),
+            Some(client),
+        ),
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                "no Kubernetes configuration found (in-cluster or KUBECONFIG); running without cluster state: rules that need it see an empty cluster"
+            );
+            (Arc::new(MemoryView::new()), None)
+        }
+    }
+}
+
+async fn client_from(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, String> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| format!("no Kubernetes configuration found: {e}"))?,
+    };
+    kube::Client::try_from(config).map_err(|e| e.to_string())
+}
+
+fn audit_command(args: &AuditArgs) -> ExitCode {
+    init_logging(LogFormat::Text);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run_audit(args)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run_audit(args: &AuditArgs) -> Result<ExitCode, String> {
+    use crate::audit::{AuditResult, cluster};
+    let config = match &args.config {
+        Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    let engine = crate::engine::Engine::new(config, args.mode);
+    let client = client_from(args.kubeconfig.as_ref()).await?;
+    let view = crate::cluster::kube::KubeView::start(client.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(args.sync_timeout);
+    while !view.synced() {
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!(
+                "the cluster view did not sync within {}s (is the API server reachable, and may this user list the watched kinds?)",
+                args.sync_timeout
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let options = cluster::AuditOptions {
+        write_reports: args.write_reports,
+        publish_events: args.write_reports,
+        ..cluster::AuditOptions::default()
+    };
+    let auditor = cluster::ClusterAuditor::new(client, options);
+    let report = auditor
+        .run_once(&engine, view.as_ref(), &Metrics::new())
+        .await
+        .map_err(|e| e.to_string())?;
+    match args.output {
+        AuditOutput::Table => print!("{}", crate::audit::render_table(&report)),
+        AuditOutput::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        ),
+    }
+    let enforced_failure = report
+        .findings
+        .iter()
+        .any(|f| f.result == AuditResult::Fail && f.mode == Mode::Enforce);
+    Ok(if enforced_failure {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn run_server(args: ServeArgs) -> Result<(), String> {
@@ -267,7 +396,7 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
         (_, _, true) => demo_certs()?,
         _ => return Err("--tls-cert and --tls-key are required (or --demo)".into()),
     };
-    let view = cluster_view(&args).await?;
+    let (view, client) = cluster_view(&args).await;
     let mut options = ServerOptions::new(args.listen, args.metrics_listen, tls);
     options.config_path = args.config.clone();
     options.max_body_bytes = args.max_body_bytes;
@@ -289,6 +418,18 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
         print_demo_help(addr, metrics_addr);
     }
     let (_handle, shutdown) = crate::server::shutdown_on_signals();
+    if let (Some(client), true) = (client, args.audit_interval > 0) {
+        let auditor = Arc::new(crate::audit::cluster::ClusterAuditor::new(
+            client,
+            crate::audit::cluster::AuditOptions::default(),
+        ));
+        tokio::spawn(crate::audit::cluster::periodic(
+            auditor,
+            server.state(),
+            Duration::from_secs(args.audit_interval),
+            shutdown.clone(),
+        ));
+    }
     server.run(shutdown).await;
     tracing::info!("fluxgate stopped");
     Ok(())

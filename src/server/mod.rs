@@ -212,7 +212,7 @@ impl BoundServer {
 }
 
 /// Resolves once shutdown is signalled (or the signal's sender is gone).
-pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 

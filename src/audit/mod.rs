@@ -1,0 +1,300 @@
+//! The audit scan: every object the policies cover, judged as if it were created now, to find
+//! what was in the cluster before the webhook and what slipped through races (two agents
+//! created at once on two replicas). It uses the same engine as the webhook, in dry-run: it
+//! changes no state.
+//!
+//! This module is pure: objects in, an [`AuditReport`] and PolicyReport objects out. Listing
+//! the cluster and writing reports and Events is [`cluster`]'s job.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::admission::OwnedObject;
+use crate::cluster::ClusterView;
+use crate::engine::{Endpoint, Engine};
+use crate::policy::{Mode, PolicyId, Severity};
+use crate::verdict::Action;
+
+pub mod cluster;
+
+/// What a finding would have meant at admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditResult {
+    /// Would be denied (enforce), or is reported only (audit mode).
+    Fail,
+    /// Would get a warning.
+    Warn,
+    /// An exemption covers it.
+    Skip,
+}
+
+impl AuditResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditResult::Fail => "fail",
+            AuditResult::Warn => "warn",
+            AuditResult::Skip => "skip",
+        }
+    }
+}
+
+/// One finding on one object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditFinding {
+    pub policy: PolicyId,
+    pub mode: Mode,
+    pub result: AuditResult,
+    pub api_version: String,
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    pub message: String,
+}
+
+/// The outcome of one scan.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditReport {
+    pub objects_scanned: usize,
+    /// Objects that could not be judged (not a Kubernetes object), with why.
+    pub unreadable: Vec<String>,
+    pub findings: Vec<AuditFinding>,
+}
+
+impl AuditReport {
+    /// Findings that count as violations (fail or warn), by (policy, namespace, kind), for
+    /// the `fluxgate_audit_violations` gauge.
+    pub fn violation_counts(&self) -> BTreeMap<(PolicyId, String, String), u64> {
+        let mut counts = BTreeMap::new();
+        for f in self
+            .findings
+            .iter()
+            .filter(|f| f.result != AuditResult::Skip)
+        {
+            *counts
+                .entry((
+                    f.policy,
+                    f.namespace.clone().unwrap_or_default(),
+                    f.kind.clone(),
+                ))
+                .or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+fn text(value: &Value, pointer: &str) -> Option<String> {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// Judges every object as a dry-run CREATE. The view must already hold the objects (and
+/// whatever else the cluster has) so that rules about cluster state see them.
+pub fn scan<'a>(
+    engine: &Engine,
+    view: &dyn ClusterView,
+    objects: impl IntoIterator<Item = &'a Value>,
+) -> AuditReport {
+    let mut report = AuditReport::default();
+    for object in objects {
+        let owned = match OwnedObject::from_value(object) {
+            Ok(owned) => owned,
+            Err(why) => {
+                report.unreadable.push(why);
+                continue;
+            }
+        };
+        report.objects_scanned += 1;
+        let uid = text(object, "/metadata/uid");
+        let request = owned.as_create(uid.as_deref().unwrap_or("audit"));
+        let (verdict, _) = engine.review(Endpoint::Validate, &request, view);
+        for outcome in verdict.outcomes {
+            let result = match (&outcome.action, outcome.finding.severity) {
+                (Action::Exempted(_), _) => AuditResult::Skip,
+                (_, Severity::Advisory) | (Action::Warn, _) => AuditResult::Warn,
+                (Action::Deny | Action::Audit, Severity::Violation) => AuditResult::Fail,
+            };
+            report.findings.push(AuditFinding {
+                policy: outcome.finding.policy,
+                mode: outcome.mode,
+                result,
+                api_version: text(object, "/apiVersion").unwrap_or_default(),
+                kind: owned.kind().to_string(),
+                namespace: owned.namespace().map(str::to_string),
+                name: owned.name().to_string(),
+                uid: uid.clone(),
+                message: outcome.finding.message,
+            });
+        }
+    }
+    report.findings.sort_by(|a, b| {
+        (&a.namespace, &a.kind, &a.name, a.policy).cmp(&(&b.namespace, &b.kind, &b.name, b.policy))
+    });
+    report
+}
+
+/// The label fluxgate puts on the reports it owns.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "fluxgate");
+/// Name of fluxgate's PolicyReport in each namespace and of its ClusterPolicyReport.
+pub const REPORT_NAME: &str = "fluxgate";
+/// Annotation counting the results left out of a report to keep it bounded.
+pub const OMITTED_ANNOTATION: &str = "fluxgate.io/results-omitted";
+
+/// PolicyReports (`wgpolicyk8s.io/v1alpha2`): one per namespace with findings (plus
+/// `previously_reported` namespaces, which get an empty report so that fixed objects
+/// disappear from them), and one ClusterPolicyReport for cluster-scoped objects. Each holds at
+/// most `max_results` results, the most severe first; the summary counts all of them.
+pub fn policy_reports(
+    report: &AuditReport,
+    previously_reported: &[String],
+    max_results: usize,
+    now_unix: i64,
+) -> Vec<Value> {
+    let mut by_namespace: BTreeMap<Option<String>, Vec<&AuditFinding>> = BTreeMap::new();
+    for ns in previously_reported {
+        by_namespace.entry(Some(ns.clone())).or_default();
+    }
+    for finding in &report.findings {
+        by_namespace
+            .entry(finding.namespace.clone())
+            .or_default()
+            .push(finding);
+    }
+    by_namespace
+        .into_iter()
+        .map(|(namespace, mut findings)| {
+            findings.sort_by_key(|f| (f.result, f.policy));
+            let mut summary = BTreeMap::from([
+                ("pass", 0u64),
+                ("fail", 0),
+                ("warn", 0),
+                ("error", 0),
+                ("skip", 0),
+            ]);
+            for f in &findings {
+                *summary.entry(f.result.as_str()).or_insert(0) += 1;
+            }
+            let omitted = findings.len().saturating_sub(max_results);
+            let results: Vec<Value> = findings
+                .iter()
+                .take(max_results)
+                .map(|f| policy_report_result(f, now_unix))
+                .collect();
+            let mut metadata = json!({
+                "name": REPORT_NAME,
+                "labels": { MANAGED_BY.0: MANAGED_BY.1 },
+                "annotations": { OMITTED_ANNOTATION: omitted.to_string() },
+            });
+            let kind = match &namespace {
+                Some(ns) => {
+                    metadata["namespace"] = json!(ns);
+                    "PolicyReport"
+                }
+                None => "ClusterPolicyReport",
+            };
+            json!({
+                "apiVersion": "wgpolicyk8s.io/v1alpha2",
+                "kind": kind,
+                "metadata": metadata,
+                "summary": summary,
+                "results": results,
+            })
+        })
+        .collect()
+}
+
+fn policy_report_result(f: &AuditFinding, now_unix: i64) -> Value {
+    let mut resource = json!({
+        "apiVersion": f.api_version,
+        "kind": f.kind,
+        "name": f.name,
+    });
+    if let Some(ns) = &f.namespace {
+        resource["namespace"] = json!(ns);
+    }
+    if let Some(uid) = &f.uid {
+        resource["uid"] = json!(uid);
+    }
+    json!({
+        "source": "fluxgate",
+        "policy": f.policy.as_str(),
+        "result": f.result.as_str(),
+        "severity": if f.result == AuditResult::Fail { "high" } else { "medium" },
+        "scored": true,
+        "message": f.message,
+        "resources": [resource],
+        "properties": { "mode": f.mode.as_str() },
+        "timestamp": { "seconds": now_unix, "nanos": 0 },
+    })
+}
+
+/// A table for people: one row per finding, most severe first.
+pub fn render_table(report: &AuditReport) -> String {
+    let mut rows: Vec<[String; 5]> = vec![[
+        "RESULT".into(),
+        "POLICY".into(),
+        "MODE".into(),
+        "OBJECT".into(),
+        "MESSAGE".into(),
+    ]];
+    let mut findings: Vec<&AuditFinding> = report.findings.iter().collect();
+    findings.sort_by_key(|f| (f.result, f.policy));
+    for f in findings {
+        let object = crate::policy::object_ref(&f.kind, f.namespace.as_deref(), &f.name);
+        let first_line = f.message.lines().next().unwrap_or("").to_string();
+        rows.push([
+            f.result.as_str().into(),
+            f.policy.as_str().into(),
+            f.mode.as_str().into(),
+            object,
+            first_line,
+        ]);
+    }
+    let widths: Vec<usize> = (0..4)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        for (i, cell) in row.iter().enumerate() {
+            if i < 4 {
+                out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            } else {
+                out.push_str(cell);
+            }
+        }
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "\n{} objects scanned, {} findings ({} fail, {} warn, {} skipped by exemptions)\n",
+        report.objects_scanned,
+        report.findings.len(),
+        report
+            .findings
+            .iter()
+            .filter(|f| f.result == AuditResult::Fail)
+            .count(),
+        report
+            .findings
+            .iter()
+            .filter(|f| f.result == AuditResult::Warn)
+            .count(),
+        report
+            .findings
+            .iter()
+            .filter(|f| f.result == AuditResult::Skip)
+            .count(),
+    ));
+    for why in &report.unreadable {
+        out.push_str(&format!("skipped: {why}\n"));
+    }
+    out
+}
