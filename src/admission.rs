@@ -25,6 +25,44 @@ pub enum DecodeError {
     MissingRequest,
     #[error("AdmissionReview request has no uid")]
     MissingUid,
+    #[error("JSON nesting deeper than {MAX_DEPTH} levels; no Kubernetes object is that deep")]
+    TooDeep,
+}
+
+/// The deepest JSON nesting accepted in a review. Raw values are skipped without serde's
+/// recursion limit, so depth is checked up front: a hostile body must not reach a parser
+/// that recurses.
+pub const MAX_DEPTH: usize = 100;
+
+/// Whether the JSON text nests deeper than `max` arrays and objects. Brackets inside strings
+/// do not count.
+fn nests_deeper_than(body: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
@@ -147,6 +185,9 @@ struct Envelope<'a> {
 
 /// Decodes an AdmissionReview body, borrowing from it.
 pub fn decode(body: &[u8]) -> Result<Request<'_>, DecodeError> {
+    if nests_deeper_than(body, MAX_DEPTH) {
+        return Err(DecodeError::TooDeep);
+    }
     let envelope: Envelope<'_> =
         serde_json::from_slice(body).map_err(|e| classify_json_error(&e))?;
     if envelope.kind.as_deref() != Some("AdmissionReview") {
@@ -369,6 +410,13 @@ mod tests {
             ),
             Err(DecodeError::MissingUid)
         ));
+    }
+
+    #[test]
+    fn nesting_is_counted_outside_strings_only() {
+        assert!(!nests_deeper_than(br#"{"a":[[["x"]]]}"#, 4));
+        assert!(nests_deeper_than(br#"{"a":[[[["x"]]]]}"#, 4));
+        assert!(!nests_deeper_than(br#"{"a":"[[[[[[[[[[\"[[[["}"#, 2));
     }
 
     #[test]

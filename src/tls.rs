@@ -144,13 +144,51 @@ impl ResolvesServerCert for ReloadableCert {
     }
 }
 
-/// The rustls server configuration: TLS 1.3 and 1.2 only, ALPN `h2` then `http/1.1`.
-pub fn server_config(cert: Arc<ReloadableCert>) -> Result<Arc<ServerConfig>, TlsError> {
+/// Loads the CA that client certificates must chain to (mutual TLS).
+pub fn load_client_ca(path: &Path) -> Result<rustls::RootCertStore, TlsError> {
+    let pem = read(path)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| TlsError::BadPem {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        roots.add(cert).map_err(|e| TlsError::BadPem {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(roots)
+}
+
+/// The rustls server configuration: TLS 1.3 and 1.2 only, ALPN `h2` then `http/1.1`, and
+/// with `client_ca` only clients holding a certificate from that CA (the API server can
+/// present one through its admission configuration).
+pub fn server_config(
+    cert: Arc<ReloadableCert>,
+    client_ca: Option<rustls::RootCertStore>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_cert_resolver(cert);
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = match client_ca {
+        Some(roots) => {
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| TlsError::Config(rustls::Error::General(e.to_string())))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(cert);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

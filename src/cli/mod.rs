@@ -75,6 +75,9 @@ pub struct ServeArgs {
     /// PEM private key for the webhook (reloaded when it changes).
     #[arg(long, required_unless_present = "demo", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Accept only clients with a certificate from this CA (mutual TLS with the API server).
+    #[arg(long)]
+    pub client_ca: Option<PathBuf>,
     /// Policy configuration file (YAML); reloaded when it changes. Without it, the
     /// built-in default (every policy enforced) is used.
     #[arg(long)]
@@ -92,6 +95,10 @@ pub struct ServeArgs {
     /// Most TLS connections open at once; more are closed on accept.
     #[arg(long, default_value_t = 4096)]
     pub max_connections: usize,
+    /// Milliseconds a review may take; over it the answer is a 503 so that the webhook's
+    /// failurePolicy decides. Keep it below the webhook's timeoutSeconds.
+    #[arg(long, default_value_t = 8000)]
+    pub eval_timeout_ms: u64,
     /// Seconds requests in flight may take to finish after SIGTERM.
     #[arg(long, default_value_t = 10)]
     pub drain_timeout: u64,
@@ -399,6 +406,8 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
     let (view, client) = cluster_view(&args).await;
     let mut options = ServerOptions::new(args.listen, args.metrics_listen, tls);
     options.config_path = args.config.clone();
+    options.client_ca = args.client_ca.clone();
+    options.eval_timeout = Duration::from_millis(args.eval_timeout_ms.max(1));
     options.max_body_bytes = args.max_body_bytes;
     options.max_connections = args.max_connections.max(1);
     options.drain_timeout = Duration::from_secs(args.drain_timeout);

@@ -49,6 +49,8 @@ pub struct ServerOptions {
     pub listen: SocketAddr,
     pub metrics_listen: SocketAddr,
     pub tls: TlsFiles,
+    /// When set, only clients with a certificate from this CA may connect (mutual TLS).
+    pub client_ca: Option<PathBuf>,
     /// The configuration file to watch for changes; `None` runs on the built-in default.
     pub config_path: Option<PathBuf>,
     /// Largest request body accepted. An UPDATE review carries the object twice, so this is
@@ -62,6 +64,9 @@ pub struct ServerOptions {
     pub drain_timeout: Duration,
     /// How often the configuration and certificate files are checked for changes.
     pub reload_interval: Duration,
+    /// Longest a review may take from a whole body to an answer; keep it below the
+    /// webhook's `timeoutSeconds` so the API server gets a clear error instead of a timeout.
+    pub eval_timeout: Duration,
 }
 
 impl ServerOptions {
@@ -70,6 +75,7 @@ impl ServerOptions {
             listen,
             metrics_listen,
             tls,
+            client_ca: None,
             config_path: None,
             max_body_bytes: 8 * 1024 * 1024,
             max_connections: 4096,
@@ -78,6 +84,7 @@ impl ServerOptions {
             body_read_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
             reload_interval: Duration::from_secs(5),
+            eval_timeout: Duration::from_secs(8),
         }
     }
 }
@@ -89,6 +96,7 @@ pub struct AppState {
     pub metrics: Metrics,
     pub max_body_bytes: usize,
     pub body_read_timeout: Duration,
+    pub eval_timeout: Duration,
     pub tls_loaded: AtomicBool,
 }
 
@@ -136,7 +144,12 @@ impl BoundServer {
             metrics.tls_cert_expiry.set(not_after as f64);
         }
         let cert = Arc::new(ReloadableCert::new(loaded.key));
-        let acceptor = TlsAcceptor::from(crate::tls::server_config(cert.clone())?);
+        let client_ca = options
+            .client_ca
+            .as_deref()
+            .map(crate::tls::load_client_ca)
+            .transpose()?;
+        let acceptor = TlsAcceptor::from(crate::tls::server_config(cert.clone(), client_ca)?);
         let listener = bind(options.listen).await?;
         let metrics_listener = bind(options.metrics_listen).await?;
         let state = Arc::new(AppState {
@@ -145,6 +158,7 @@ impl BoundServer {
             metrics,
             max_body_bytes: options.max_body_bytes,
             body_read_timeout: options.body_read_timeout,
+            eval_timeout: options.eval_timeout,
             tls_loaded: AtomicBool::new(true),
         });
         Ok(BoundServer {

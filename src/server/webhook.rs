@@ -179,10 +179,28 @@ async fn review(state: Arc<AppState>, endpoint: Endpoint, request: Request) -> R
         }
     };
     let wanted = state.engine.prefetch(&request);
-    if !wanted.is_empty() {
-        state.view.refresh(&wanted).await;
+    if !wanted.is_empty()
+        && tokio::time::timeout(state.eval_timeout, state.view.refresh(&wanted))
+            .await
+            .is_err()
+    {
+        tracing::warn!(uid = %request.uid, "cluster view refresh hit the evaluation deadline; judging with what the view has");
     }
     let (verdict, exemptions) = state.engine.review(endpoint, &request, state.view.as_ref());
+    if started.elapsed() > state.eval_timeout {
+        // Policies are not interruptible, but an answer this late may already have been given
+        // up on by the API server; let its failurePolicy decide rather than pretend.
+        return error(
+            Some(&state),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "deadline",
+            format!(
+                "evaluation took {:?}, over the {:?} deadline (--eval-timeout)",
+                started.elapsed(),
+                state.eval_timeout
+            ),
+        );
+    }
     let encoded = admission::encode(&request.uid, &verdict);
     state.metrics.record_review(
         endpoint,
