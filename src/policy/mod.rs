@@ -255,7 +255,7 @@ pub trait Policy: Send + Sync {
 /// Every policy fluxgate has, by id.
 pub fn registry() -> Vec<Box<dyn Policy>> {
     vec![
-        Box::new(signed_oci_sources::SignedOciSources),
+        Box::new(signed_oci_sources::SignedOciSources::default()),
         Box::new(single_agent::SingleAgent::default()),
         Box::new(ci_impersonation::CiImpersonation),
     ]
