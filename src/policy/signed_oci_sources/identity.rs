@@ -56,10 +56,14 @@ const ATTACKER_GITLAB_SUBJECT: &str = "project//.gitlab-ci.yml@refs/heads/main";
 
 /// Judges one `matchOIDCIdentity` issuer or subject pattern.
 pub fn analyze(pattern: &str, field: IdentityField) -> Breadth {
-    let noun = field.as_str();
-    if pattern.trim().is_empty() {
+    if pattern.is_empty() {
         return Breadth::Broad {
-            example: format!("any {noun}"),
+            example: match field {
+                IdentityField::Issuer => format!("https://{ATTACKER_HOST}"),
+                IdentityField::Subject => {
+                    format!("https://{ATTACKER_HOST}/attacker/{ATTACKER_GITLAB_SUBJECT}")
+                }
+            },
             reason: "it is empty, and cosign treats an empty pattern as no constraint".into(),
         };
     }
@@ -72,9 +76,11 @@ pub fn analyze(pattern: &str, field: IdentityField) -> Breadth {
     };
     let anchored_start = hir.properties().look_set_prefix().contains(Look::Start);
     let anchored_end = hir.properties().look_set_suffix().contains(Look::End);
+    // The empty identity is no certificate's: a pattern accepting only that never verifies,
+    // which is Flux's error to report, not a trust question.
     let accepts: Vec<String> = samples(&hir)
         .into_iter()
-        .filter(|s| regex.is_match(s))
+        .filter(|s| !s.is_empty() && regex.is_match(s))
         .collect();
     for probe in probes(field, &accepts) {
         if regex.is_match(&probe.identity) {
