@@ -252,7 +252,10 @@ fn class_representatives(class: &Class) -> Vec<char> {
         members.sort_by_key(|c| (!c.is_ascii_lowercase(), !c.is_ascii(), *c));
         let mut distinct: Vec<char> = Vec::with_capacity(members.len());
         for c in members {
-            if !distinct.iter().any(|d| d.to_uppercase().eq(c.to_uppercase())) {
+            if !distinct
+                .iter()
+                .any(|d| d.to_uppercase().eq(c.to_uppercase()))
+            {
                 distinct.push(c);
             }
         }
