@@ -2508,6 +2508,7 @@ fn api_server_requests_get_their_expected_verdicts() {
         .collect();
     assert_eq!(on_disk, listed, "every fixture has an expected verdict");
     for (file, expected) in OCI_REPOSITORY_FIXTURES {
+        assert_eq!(admission_fixtures::expected_verdict(file), Some(*expected));
         let body = read_fixture(file);
         let request = admission::decode(&body).expect("a valid review");
         let (verdict, _) = engine.review(Endpoint::Validate, &request, &view);
