@@ -56,6 +56,8 @@ struct HelmRepositorySpec {
     repo_type: Option<String>,
     #[serde(default)]
     url: String,
+    #[serde(default)]
+    insecure: Option<bool>,
 }
 
 impl MemoryView {
@@ -104,6 +106,7 @@ impl MemoryView {
                 let facts = HelmRepositoryFacts {
                     oci: spec.repo_type.as_deref() == Some("oci"),
                     url: spec.url,
+                    insecure: spec.insecure.unwrap_or(false),
                 };
                 self.write()
                     .helm_repositories

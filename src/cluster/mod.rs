@@ -39,6 +39,8 @@ pub struct HelmRepositoryFacts {
     /// `spec.type: oci`.
     pub oci: bool,
     pub url: String,
+    /// `spec.insecure: true`: charts are pulled over plain HTTP.
+    pub insecure: bool,
 }
 
 /// Identifies an object in the cluster.

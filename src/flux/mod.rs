@@ -1,1 +1,35 @@
-//! Typed views of Flux objects: only the fields policies read.
+//! Typed views of Flux objects: only the fields policies read, borrowed from the request body
+//! where serde can. One file per kind; pieces several kinds share (the OCI `verify` block,
+//! references, metadata) have their own files.
+//!
+//! Unknown fields are ignored and absent ones take their defaults, so every served version of
+//! a kind (`v1`, the older `v1beta2`, `v2beta1`...) reads through the same view.
+
+use serde::Deserialize;
+
+pub mod helm_chart;
+pub mod helm_release;
+pub mod helm_repository;
+pub mod meta;
+pub mod oci_repository;
+pub mod reference;
+pub mod verification;
+
+/// The API group of Flux sources (OCIRepository, HelmRepository, HelmChart...).
+pub const SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
+/// The API group of HelmRelease.
+pub const HELM_GROUP: &str = "helm.toolkit.fluxcd.io";
+
+/// Parses a Flux object from raw JSON, borrowing strings from it, with the path of the
+/// offending field in the error (`spec.verify.matchOIDCIdentity[0].issuer: invalid type...`).
+pub fn parse<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, String> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        if path.is_empty() || path == "." {
+            e.into_inner().to_string()
+        } else {
+            format!("{path}: {}", e.into_inner())
+        }
+    })
+}
