@@ -3,11 +3,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ClusterView, HelmRepositoryFacts, Lookup, ObjectKey};
+use super::agents::AgentIndex;
+use super::{AgentInstallation, ClusterView, HelmRepositoryFacts, Lookup, ObjectKey};
+use crate::gitlab::agent::{AgentDetector, InstallationId};
 
 const FLUX_SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
 
@@ -22,6 +25,7 @@ struct Store {
 pub struct MemoryView {
     store: RwLock<Store>,
     synced: AtomicBool,
+    agents: AgentIndex,
 }
 
 impl Default for MemoryView {
@@ -64,7 +68,15 @@ impl MemoryView {
         MemoryView {
             store: RwLock::new(Store::default()),
             synced: AtomicBool::new(true),
+            agents: AgentIndex::default(),
         }
+    }
+
+    /// Which images count as agentk for the agent index: the `single-agent` policy's
+    /// `imagePatterns` (`config.policies.single_agent.detector()`). Set it before the first
+    /// sync; objects already applied keep the verdict they got until they change.
+    pub fn set_agent_detector(&self, detector: AgentDetector) {
+        self.agents.set_detector(detector);
     }
 
     pub fn set_synced(&self, synced: bool) {
@@ -82,12 +94,16 @@ impl MemoryView {
 
     /// Adds or replaces an object. Kinds no policy asks about are ignored.
     pub fn apply(&self, object: &Value) -> Result<(), String> {
-        let head = Head::deserialize(object).map_err(|e| format!("not a Kubernetes object: {e}"))?;
+        let head =
+            Head::deserialize(object).map_err(|e| format!("not a Kubernetes object: {e}"))?;
         let group = head
             .api_version
             .rsplit_once('/')
             .map(|(g, _)| g)
             .unwrap_or("");
+        if AgentIndex::indexes(group, &head.kind) {
+            return self.agents.apply(group, &head.kind, object);
+        }
         let meta = head.metadata;
         match (group, head.kind.as_str()) {
             ("", "Namespace") => {
@@ -115,16 +131,20 @@ impl MemoryView {
 
     /// Forgets an object.
     pub fn delete(&self, key: &ObjectKey) {
+        if AgentIndex::indexes(&key.group, &key.kind) {
+            self.agents
+                .delete(&key.group, &key.kind, key.namespace.as_deref(), &key.name);
+            return;
+        }
         let mut store = self.write();
         match (key.group.as_str(), key.kind.as_str()) {
             ("", "Namespace") => {
                 store.namespaces.remove(&key.name);
             }
             (FLUX_SOURCE_GROUP, "HelmRepository") => {
-                store.helm_repositories.remove(&(
-                    key.namespace.clone().unwrap_or_default(),
-                    key.name.clone(),
-                ));
+                store
+                    .helm_repositories
+                    .remove(&(key.namespace.clone().unwrap_or_default(), key.name.clone()));
             }
             _ => {}
         }
@@ -157,6 +177,18 @@ impl ClusterView for MemoryView {
                 .get(&(namespace.to_string(), name.to_string())),
         )
     }
+
+    fn agent_installations(&self) -> Lookup<Vec<AgentInstallation>> {
+        if self.synced() {
+            Lookup::Found(self.agents.installations())
+        } else {
+            Lookup::Unknown
+        }
+    }
+
+    fn agent_installation_applied_since(&self, id: &InstallationId, since: Instant) -> bool {
+        self.agents.applied_since(id, since)
+    }
 }
 
 #[cfg(test)]
@@ -173,7 +205,10 @@ mod tests {
             "spec": {"type": "oci", "url": "oci://ghcr.io/stefanprodan/charts"}
         }))
         .expect("applies");
-        let found = view.helm_repository("flux-system", "podinfo").found().expect("found");
+        let found = view
+            .helm_repository("flux-system", "podinfo")
+            .found()
+            .expect("found");
         assert!(found.oci);
         view.delete(&ObjectKey {
             group: FLUX_SOURCE_GROUP.into(),
@@ -181,7 +216,10 @@ mod tests {
             namespace: Some("flux-system".into()),
             name: "podinfo".into(),
         });
-        assert_eq!(view.helm_repository("flux-system", "podinfo"), Lookup::Missing);
+        assert_eq!(
+            view.helm_repository("flux-system", "podinfo"),
+            Lookup::Missing
+        );
     }
 
     #[test]
