@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::admission::Request;
 use crate::policy::{
-    Mode, PolicyId, PolicySettings, SettingError, ci_impersonation, signed_oci_sources, single_agent,
+    Mode, PolicyId, PolicySettings, SettingError, ci_impersonation, signed_oci_sources,
+    single_agent,
 };
 
 /// A configuration error that points at the offending key.
@@ -149,7 +150,8 @@ impl LabelSelector {
             return Err("an empty selector would match every namespace".into());
         }
         for (i, req) in self.match_expressions.iter().enumerate() {
-            let needs_values = matches!(req.operator, SelectorOperator::In | SelectorOperator::NotIn);
+            let needs_values =
+                matches!(req.operator, SelectorOperator::In | SelectorOperator::NotIn);
             if needs_values == req.values.is_empty() {
                 return Err(format!(
                     "matchExpressions[{i}]: operator {:?} {} values",
@@ -207,9 +209,7 @@ impl Exemption {
         {
             return false;
         }
-        if !self.users.is_empty()
-            && !self.users.iter().any(|u| u == &request.user_info.username)
-        {
+        if !self.users.is_empty() && !self.users.iter().any(|u| u == &request.user_info.username) {
             return false;
         }
         if !self.groups.is_empty()
@@ -274,7 +274,8 @@ impl Config {
                     .strip_prefix(&format!("{key}: "))
                     .map(str::to_string)
                     .unwrap_or(message);
-                let mut err = ConfigError::at_key(source_name, if key == "." { "" } else { &key }, message);
+                let mut err =
+                    ConfigError::at_key(source_name, if key == "." { "" } else { &key }, message);
                 err.location = location;
                 err
             })?
@@ -365,8 +366,11 @@ mod tests {
 
     #[test]
     fn errors_point_at_the_key() {
-        let err = Config::from_yaml("mode: enforce\npolicies:\n  single-agent:\n    mode: loud\n", "c.yaml")
-            .expect_err("bad mode");
+        let err = Config::from_yaml(
+            "mode: enforce\npolicies:\n  single-agent:\n    mode: loud\n",
+            "c.yaml",
+        )
+        .expect_err("bad mode");
         let text = err.to_string();
         assert!(text.starts_with("c.yaml:4:"), "{text}");
         assert!(text.contains("policies.single-agent.mode"), "{text}");
@@ -374,13 +378,15 @@ mod tests {
         let err = Config::from_yaml("mdoe: audit\n", "c.yaml").expect_err("unknown key");
         assert!(err.to_string().contains("mdoe"), "{err}");
 
-        let err = Config::from_yaml("policies:\n  no-such-policy: {}\n", "c.yaml").expect_err("unknown policy");
+        let err = Config::from_yaml("policies:\n  no-such-policy: {}\n", "c.yaml")
+            .expect_err("unknown policy");
         assert!(err.to_string().contains("no-such-policy"), "{err}");
     }
 
     #[test]
     fn an_exemption_that_sets_nothing_is_refused() {
-        let err = Config::from_yaml("exemptions:\n- name: oops\n", "c.yaml").expect_err("empty exemption");
+        let err = Config::from_yaml("exemptions:\n- name: oops\n", "c.yaml")
+            .expect_err("empty exemption");
         assert!(err.to_string().contains("exemptions[0]"), "{err}");
     }
 
@@ -391,7 +397,10 @@ mod tests {
         )
         .expect("selector");
         let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
         };
         assert!(selector.matches(&labels(&[("team", "a"), ("owner", "x")])));
         assert!(!selector.matches(&labels(&[("team", "a"), ("owner", "x"), ("env", "prod")])));

@@ -78,8 +78,7 @@ impl Engine {
 
     /// The mode a policy runs in now.
     pub fn mode_of(&self, config: &Config, policy: PolicyId) -> Mode {
-        self.mode_override
-            .unwrap_or_else(|| config.mode_of(policy))
+        self.mode_override.unwrap_or_else(|| config.mode_of(policy))
     }
 
     /// Every kind some policy judges, for webhook rules and the cluster view.
@@ -111,7 +110,11 @@ impl Engine {
         let mut verdict = Verdict::allow();
         let mut exemptions_used = Vec::new();
 
-        if request.sub_resource.as_deref().is_some_and(|s| !s.is_empty()) {
+        if request
+            .sub_resource
+            .as_deref()
+            .is_some_and(|s| !s.is_empty())
+        {
             verdict.skipped = Some(Skip::Subresource);
             return (verdict, exemptions_used);
         }

@@ -67,7 +67,7 @@ impl Verdict {
         let mut message = String::new();
         for outcome in self.denials() {
             if !message.is_empty() {
-                message.push_str("\n");
+                message.push('\n');
             }
             message.push('[');
             message.push_str(outcome.finding.policy.as_str());
