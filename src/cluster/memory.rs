@@ -3,11 +3,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ClusterView, HelmRepositoryFacts, Lookup, ObjectKey};
+use super::agents::AgentIndex;
+use super::{AgentInstallation, ClusterView, HelmRepositoryFacts, Lookup, ObjectKey};
+use crate::gitlab::agent::{AgentDetector, InstallationId};
 
 const FLUX_SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
 
@@ -22,6 +25,7 @@ struct Store {
 pub struct MemoryView {
     store: RwLock<Store>,
     synced: AtomicBool,
+    agents: AgentIndex,
 }
 
 impl Default for MemoryView {
@@ -66,7 +70,15 @@ impl MemoryView {
         MemoryView {
             store: RwLock::new(Store::default()),
             synced: AtomicBool::new(true),
+            agents: AgentIndex::default(),
         }
+    }
+
+    /// Which images count as agentk for the agent index: the `single-agent` policy's
+    /// `imagePatterns` (`config.policies.single_agent.detector()`). Set it before the first
+    /// sync; objects already applied keep the verdict they got until they change.
+    pub fn set_agent_detector(&self, detector: AgentDetector) {
+        self.agents.set_detector(detector);
     }
 
     pub fn set_synced(&self, synced: bool) {
@@ -91,6 +103,9 @@ impl MemoryView {
             .rsplit_once('/')
             .map(|(g, _)| g)
             .unwrap_or("");
+        if AgentIndex::indexes(group, &head.kind) {
+            return self.agents.apply(group, &head.kind, object);
+        }
         let meta = head.metadata;
         match (group, head.kind.as_str()) {
             ("", "Namespace") => {
@@ -119,6 +134,11 @@ impl MemoryView {
 
     /// Forgets an object.
     pub fn delete(&self, key: &ObjectKey) {
+        if AgentIndex::indexes(&key.group, &key.kind) {
+            self.agents
+                .delete(&key.group, &key.kind, key.namespace.as_deref(), &key.name);
+            return;
+        }
         let mut store = self.write();
         match (key.group.as_str(), key.kind.as_str()) {
             ("", "Namespace") => {
@@ -159,6 +179,18 @@ impl ClusterView for MemoryView {
                 .helm_repositories
                 .get(&(namespace.to_string(), name.to_string())),
         )
+    }
+
+    fn agent_installations(&self) -> Lookup<Vec<AgentInstallation>> {
+        if self.synced() {
+            Lookup::Found(self.agents.installations())
+        } else {
+            Lookup::Unknown
+        }
+    }
+
+    fn agent_installation_applied_since(&self, id: &InstallationId, since: Instant) -> bool {
+        self.agents.applied_since(id, since)
     }
 }
 

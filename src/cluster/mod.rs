@@ -8,11 +8,16 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Instant;
 
+pub mod agents;
 pub mod kube;
 mod memory;
 
+pub use agents::{AgentInstallation, AgentObject};
 pub use memory::MemoryView;
+
+use crate::gitlab::agent::InstallationId;
 
 /// The answer to a lookup in the cluster view.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +84,65 @@ pub const WATCHED_KINDS: &[WatchedKind] = &[
         plural: "helmrepositories",
         namespaced: true,
     },
+    // GitLab agent (agentk) workloads and HelmReleases, for `single-agent`. No selector can
+    // narrow these to agents (the image is in the spec), so the view drops non-agents as
+    // they arrive and keeps only agent objects (see `agents`).
+    WatchedKind {
+        group: "apps",
+        version: "v1",
+        kind: "Deployment",
+        plural: "deployments",
+        namespaced: true,
+    },
+    WatchedKind {
+        group: "apps",
+        version: "v1",
+        kind: "StatefulSet",
+        plural: "statefulsets",
+        namespaced: true,
+    },
+    WatchedKind {
+        group: "apps",
+        version: "v1",
+        kind: "DaemonSet",
+        plural: "daemonsets",
+        namespaced: true,
+    },
+    WatchedKind {
+        group: "apps",
+        version: "v1",
+        kind: "ReplicaSet",
+        plural: "replicasets",
+        namespaced: true,
+    },
+    WatchedKind {
+        group: "batch",
+        version: "v1",
+        kind: "CronJob",
+        plural: "cronjobs",
+        namespaced: true,
+    },
+    WatchedKind {
+        group: "batch",
+        version: "v1",
+        kind: "Job",
+        plural: "jobs",
+        namespaced: true,
+    },
+    WatchedKind {
+        group: "",
+        version: "v1",
+        kind: "Pod",
+        plural: "pods",
+        namespaced: true,
+    },
+    WatchedKind {
+        group: "helm.toolkit.fluxcd.io",
+        version: "v2",
+        kind: "HelmRelease",
+        plural: "helmreleases",
+        namespaced: true,
+    },
 ];
 
 /// A future the cluster view returns from [`ClusterView::refresh`].
@@ -95,6 +159,20 @@ pub trait ClusterView: Send + Sync {
 
     /// A Flux HelmRepository (any served version).
     fn helm_repository(&self, namespace: &str, name: &str) -> Lookup<HelmRepositoryFacts>;
+
+    /// The GitLab agent installations the cluster runs, each with its objects (see
+    /// [`crate::gitlab::agent`] for what counts). Views that do not keep agents answer
+    /// `Unknown`, which `single-agent` treats as "cannot tell" (fail closed by default).
+    fn agent_installations(&self) -> Lookup<Vec<AgentInstallation>> {
+        Lookup::Unknown
+    }
+
+    /// Whether an object of this installation was applied to the view at or after `since`
+    /// (it may have been deleted again). `single-agent` ends the reservation of an
+    /// installation it allowed once the installation has reached the view.
+    fn agent_installation_applied_since(&self, _id: &InstallationId, _since: Instant) -> bool {
+        false
+    }
 
     /// Makes sure the view knows these objects before a policy asks, for objects that often
     /// arrive just before the request that needs them (a Role applied together with its

@@ -1,0 +1,324 @@
+//! The cluster view's index of GitLab agent objects: only objects that run or install agentk
+//! are kept (a few dozen in a cluster with one agent), each as a projection of a few
+//! strings, so that the `single-agent` policy never scans the cluster's workloads.
+//!
+//! Non-agent workloads are dropped when they are applied, and a workload that stops being an
+//! agent (an image bump away from agentk, a label removed) is dropped on that update. Pods of
+//! a ReplicaSet, StatefulSet, DaemonSet or Job are represented by their owner and not kept,
+//! so a DaemonSet on a thousand nodes is one entry.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::gitlab::agent::{AgentDetector, AgentFacts, AgentKind, InstallationId};
+
+/// How far ownership chains are followed (Pod -> ReplicaSet -> Deployment is two); a longer
+/// or cyclic chain stops here and the object counts by its own release or owner.
+const MAX_OWNER_DEPTH: usize = 8;
+
+/// How long the index remembers when an installation was last applied: at least the longest
+/// reservation `single-agent` allows.
+const APPLIED_MEMORY: Duration = Duration::from_secs(3600);
+/// Below this many remembered installations, none are forgotten.
+const APPLIED_PRUNE_ABOVE: usize = 64;
+
+/// An object of an agent installation, as messages name it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AgentObject {
+    pub kind: AgentKind,
+    pub namespace: String,
+    pub name: String,
+    pub uid: Option<String>,
+}
+
+impl AgentObject {
+    /// `Kind namespace/name`.
+    pub fn object_ref(&self) -> String {
+        format!("{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// One installation the cluster runs, with its objects (top-level kinds first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentInstallation {
+    pub id: InstallationId,
+    pub objects: Vec<AgentObject>,
+}
+
+impl AgentInstallation {
+    pub fn contains_uid(&self, uid: &str) -> bool {
+        self.objects.iter().any(|o| o.uid.as_deref() == Some(uid))
+    }
+}
+
+type EntryKey = (AgentKind, String, String);
+
+#[derive(Default)]
+struct Entries {
+    by_key: HashMap<EntryKey, AgentFacts>,
+    by_uid: HashMap<String, EntryKey>,
+    /// When an object of each installation was last applied.
+    applied: HashMap<InstallationId, Instant>,
+}
+
+impl Entries {
+    fn remove(&mut self, key: &EntryKey) {
+        if let Some(old) = self.by_key.remove(key)
+            && let Some(uid) = old.uid
+            && self.by_uid.get(&uid) == Some(key)
+        {
+            self.by_uid.remove(&uid);
+        }
+    }
+
+    fn insert(&mut self, facts: AgentFacts) {
+        let key = (facts.kind, facts.namespace.clone(), facts.name.clone());
+        self.remove(&key);
+        if let Some(uid) = &facts.uid {
+            self.by_uid.insert(uid.clone(), key.clone());
+        }
+        let now = Instant::now();
+        let id = self.installation_of(&facts, 0);
+        if self.applied.len() > APPLIED_PRUNE_ABOVE {
+            self.applied
+                .retain(|_, at| now.saturating_duration_since(*at) < APPLIED_MEMORY);
+        }
+        self.applied.insert(id, now);
+        self.by_key.insert(key, facts);
+    }
+
+    fn installation_of(&self, facts: &AgentFacts, depth: usize) -> InstallationId {
+        facts.installation(|owner_uid| {
+            if depth >= MAX_OWNER_DEPTH {
+                return None;
+            }
+            let owner = self.by_key.get(self.by_uid.get(owner_uid)?)?;
+            Some(self.installation_of(owner, depth + 1))
+        })
+    }
+}
+
+/// The agent index kept by [`super::MemoryView`].
+#[derive(Default)]
+pub struct AgentIndex {
+    detector: RwLock<AgentDetector>,
+    entries: RwLock<Entries>,
+}
+
+impl AgentIndex {
+    /// Whether objects of this group and kind go to this index.
+    pub fn indexes(group: &str, kind: &str) -> bool {
+        AgentKind::of(group, kind).is_some()
+    }
+
+    /// Sets which images count as agentk (the policy's `imagePatterns`). Objects applied
+    /// before keep the verdict they got: set it before the first sync, and resync after a
+    /// change.
+    pub fn set_detector(&self, detector: AgentDetector) {
+        *self.detector.write().unwrap_or_else(|p| p.into_inner()) = detector;
+    }
+
+    /// Adds, replaces or (when it is not, or no longer, an agent) drops an object.
+    pub fn apply(&self, group: &str, kind: &str, object: &Value) -> Result<(), String> {
+        let Some(kind) = AgentKind::of(group, kind) else {
+            return Ok(());
+        };
+        let recognised = self
+            .detector
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .recognise_value(kind, object)?;
+        let kept = recognised.map(|(facts, _evidence)| facts).filter(|facts| {
+            let represented_by_owner =
+                kind == AgentKind::Pod && facts.owner.is_some() && owner_represents(object);
+            !represented_by_owner
+        });
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        match kept {
+            Some(facts) => entries.insert(facts),
+            None => {
+                let (namespace, name) = namespace_and_name(object);
+                entries.remove(&(kind, namespace, name));
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets an object.
+    pub fn delete(&self, group: &str, kind: &str, namespace: Option<&str>, name: &str) {
+        if let Some(kind) = AgentKind::of(group, kind) {
+            self.entries
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&(kind, namespace.unwrap_or("").to_string(), name.to_string()));
+        }
+    }
+
+    /// Every installation, each with its objects; ordered by installation.
+    pub fn installations(&self) -> Vec<AgentInstallation> {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let mut grouped: BTreeMap<InstallationId, Vec<AgentObject>> = BTreeMap::new();
+        for facts in entries.by_key.values() {
+            grouped
+                .entry(entries.installation_of(facts, 0))
+                .or_default()
+                .push(AgentObject {
+                    kind: facts.kind,
+                    namespace: facts.namespace.clone(),
+                    name: facts.name.clone(),
+                    uid: facts.uid.clone(),
+                });
+        }
+        grouped
+            .into_iter()
+            .map(|(id, mut objects)| {
+                objects.sort();
+                AgentInstallation { id, objects }
+            })
+            .collect()
+    }
+
+    /// Whether an object of this installation was applied at or after `since`.
+    pub fn applied_since(&self, id: &InstallationId, since: Instant) -> bool {
+        self.entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .applied
+            .get(id)
+            .is_some_and(|at| *at >= since)
+    }
+
+    /// How many objects the index keeps (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_key
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn namespace_and_name(object: &Value) -> (String, String) {
+    let meta = object.get("metadata");
+    let field = |f: &str| {
+        meta.and_then(|m| m.get(f))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    (field("namespace"), field("name"))
+}
+
+/// Whether the Pod's controller is a kind whose pod template stands for its Pods.
+fn owner_represents(pod: &Value) -> bool {
+    pod.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|o| o.get("controller").and_then(Value::as_bool) == Some(true))
+        .any(|o| {
+            let api_version = o.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+            let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+            let kind = o.get("kind").and_then(Value::as_str).unwrap_or("");
+            crate::gitlab::agent::owner_represents_pod(group, kind)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn agentk_deployment(name: &str, image: &str) -> Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": "agents", "uid": format!("uid-{name}")},
+            "spec": {"template": {"spec": {"containers": [{"name": "agent", "image": image}]}}}
+        })
+    }
+
+    const AGENTK: &str =
+        "registry.gitlab.com/gitlab-org/cluster-integration/gitlab-agent/agentk:v17.3.1";
+
+    #[test]
+    fn non_agent_workloads_are_not_kept() {
+        let index = AgentIndex::default();
+        index
+            .apply(
+                "apps",
+                "Deployment",
+                &agentk_deployment("web", "nginx:1.25"),
+            )
+            .expect("applies");
+        assert!(index.is_empty());
+    }
+
+    #[test]
+    fn a_workload_that_stops_running_agentk_is_dropped() {
+        let index = AgentIndex::default();
+        index
+            .apply("apps", "Deployment", &agentk_deployment("agent", AGENTK))
+            .expect("applies");
+        assert_eq!(index.len(), 1);
+        index
+            .apply(
+                "apps",
+                "Deployment",
+                &agentk_deployment("agent", "nginx:1.25"),
+            )
+            .expect("applies");
+        assert!(index.is_empty());
+        assert!(index.installations().is_empty());
+    }
+
+    #[test]
+    fn pods_of_a_replicaset_are_represented_by_it() {
+        let index = AgentIndex::default();
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "agent-5d4-x", "namespace": "agents", "uid": "pod-1",
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "agent-5d4", "uid": "rs-1", "controller": true}]},
+            "spec": {"containers": [{"name": "agent", "image": AGENTK}]}
+        });
+        index.apply("", "Pod", &pod).expect("applies");
+        assert!(index.is_empty());
+    }
+
+    #[test]
+    fn owned_objects_join_their_owners_installation() {
+        let index = AgentIndex::default();
+        let rs = json!({
+            "apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "agent-5d4", "namespace": "agents", "uid": "rs-1",
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "agent-v2", "uid": "uid-agent-v2", "controller": true}]},
+            "spec": {"template": {"spec": {"containers": [{"name": "agent", "image": AGENTK}]}}}
+        });
+        // The ReplicaSet may be listed before its Deployment.
+        index.apply("apps", "ReplicaSet", &rs).expect("applies");
+        index
+            .apply("apps", "Deployment", &agentk_deployment("agent-v2", AGENTK))
+            .expect("applies");
+        let installations = index.installations();
+        assert_eq!(installations.len(), 1, "{installations:?}");
+        assert_eq!(installations[0].objects.len(), 2);
+        assert_eq!(installations[0].objects[0].kind, AgentKind::Deployment);
+    }
+
+    #[test]
+    fn an_ownership_cycle_still_counts_as_an_installation() {
+        let index = AgentIndex::default();
+        for (name, owner) in [("a", "uid-b"), ("b", "uid-a")] {
+            let mut object = agentk_deployment(name, AGENTK);
+            object["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "Deployment", "name": "x", "uid": owner, "controller": true}]);
+            index.apply("apps", "Deployment", &object).expect("applies");
+        }
+        assert!(!index.installations().is_empty());
+    }
+}
