@@ -1,13 +1,15 @@
 //! The in-memory cluster view: compact projections of the objects policies ask about.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::rbac::{self, BindingFacts, NamedRoles, RbacIndex, RoleFacts, RoleKey};
 use super::{ClusterView, HelmRepositoryFacts, Lookup, ObjectKey};
+use crate::config::LabelSelector;
 
 const FLUX_SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
 
@@ -15,6 +17,7 @@ const FLUX_SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
 struct Store {
     namespaces: HashMap<String, BTreeMap<String, String>>,
     helm_repositories: HashMap<(String, String), HelmRepositoryFacts>,
+    rbac: RbacIndex,
 }
 
 /// The in-memory view. Writers (tests, `fluxgate check`, the reflectors) call [`MemoryView::apply`]
@@ -108,6 +111,10 @@ impl MemoryView {
                     .helm_repositories
                     .insert((meta.namespace.unwrap_or_default(), meta.name), facts);
             }
+            (rbac::GROUP, kind) if rbac::is_rbac_kind(kind) => {
+                let projection = rbac::project(kind, object)?;
+                self.write().rbac.apply(projection);
+            }
             _ => {}
         }
         Ok(())
@@ -126,8 +133,17 @@ impl MemoryView {
                     key.name.clone(),
                 ));
             }
+            (rbac::GROUP, kind) => store.rbac.delete(kind, key.namespace.as_deref(), &key.name),
             _ => {}
         }
+    }
+
+    /// A list is only whole once the view is synced.
+    fn listing<T>(&self, list: impl FnOnce(&Store) -> T) -> Lookup<T> {
+        if !self.synced() {
+            return Lookup::Unknown;
+        }
+        Lookup::Found(list(&self.read()))
     }
 
     fn lookup<T: Clone>(&self, found: Option<&T>) -> Lookup<T> {
@@ -157,6 +173,28 @@ impl ClusterView for MemoryView {
                 .get(&(namespace.to_string(), name.to_string())),
         )
     }
+
+    fn role(&self, namespace: &str, name: &str) -> Lookup<Arc<RoleFacts>> {
+        let found = self.read().rbac.role(namespace, name);
+        self.lookup(found.as_ref())
+    }
+
+    fn cluster_role(&self, name: &str) -> Lookup<Arc<RoleFacts>> {
+        let found = self.read().rbac.cluster_role(name);
+        self.lookup(found.as_ref())
+    }
+
+    fn cluster_roles_matching(&self, selector: &LabelSelector) -> Lookup<NamedRoles> {
+        self.listing(|store| store.rbac.cluster_roles_matching(selector))
+    }
+
+    fn cluster_roles_aggregating(&self, labels: &BTreeMap<String, String>) -> Lookup<NamedRoles> {
+        self.listing(|store| store.rbac.cluster_roles_aggregating(labels))
+    }
+
+    fn bindings_to(&self, role: &RoleKey) -> Lookup<Vec<Arc<BindingFacts>>> {
+        self.listing(|store| store.rbac.bindings_to(role))
+    }
 }
 
 #[cfg(test)]
@@ -173,7 +211,10 @@ mod tests {
             "spec": {"type": "oci", "url": "oci://ghcr.io/stefanprodan/charts"}
         }))
         .expect("applies");
-        let found = view.helm_repository("flux-system", "podinfo").found().expect("found");
+        let found = view
+            .helm_repository("flux-system", "podinfo")
+            .found()
+            .expect("found");
         assert!(found.oci);
         view.delete(&ObjectKey {
             group: FLUX_SOURCE_GROUP.into(),
@@ -181,7 +222,10 @@ mod tests {
             namespace: Some("flux-system".into()),
             name: "podinfo".into(),
         });
-        assert_eq!(view.helm_repository("flux-system", "podinfo"), Lookup::Missing);
+        assert_eq!(
+            view.helm_repository("flux-system", "podinfo"),
+            Lookup::Missing
+        );
     }
 
     #[test]

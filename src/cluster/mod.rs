@@ -8,11 +8,16 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 pub mod kube;
 mod memory;
+pub mod rbac;
 
 pub use memory::MemoryView;
+pub use rbac::{BindingFacts, NamedRoles, RoleFacts, RoleKey};
+
+use crate::config::LabelSelector;
 
 /// The answer to a lookup in the cluster view.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +82,34 @@ pub const WATCHED_KINDS: &[WatchedKind] = &[
         plural: "helmrepositories",
         namespaced: true,
     },
+    WatchedKind {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "Role",
+        plural: "roles",
+        namespaced: true,
+    },
+    WatchedKind {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "ClusterRole",
+        plural: "clusterroles",
+        namespaced: false,
+    },
+    WatchedKind {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "RoleBinding",
+        plural: "rolebindings",
+        namespaced: true,
+    },
+    WatchedKind {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "ClusterRoleBinding",
+        plural: "clusterrolebindings",
+        namespaced: false,
+    },
 ];
 
 /// A future the cluster view returns from [`ClusterView::refresh`].
@@ -93,6 +126,31 @@ pub trait ClusterView: Send + Sync {
 
     /// A Flux HelmRepository (any served version).
     fn helm_repository(&self, namespace: &str, name: &str) -> Lookup<HelmRepositoryFacts>;
+
+    /// A namespaced Role.
+    fn role(&self, _namespace: &str, _name: &str) -> Lookup<Arc<RoleFacts>> {
+        Lookup::Unknown
+    }
+
+    /// A ClusterRole.
+    fn cluster_role(&self, _name: &str) -> Lookup<Arc<RoleFacts>> {
+        Lookup::Unknown
+    }
+
+    /// The ClusterRoles an aggregation selector matches, sorted by name.
+    fn cluster_roles_matching(&self, _selector: &LabelSelector) -> Lookup<NamedRoles> {
+        Lookup::Unknown
+    }
+
+    /// The ClusterRoles whose aggregationRule picks up a ClusterRole with these labels.
+    fn cluster_roles_aggregating(&self, _labels: &BTreeMap<String, String>) -> Lookup<NamedRoles> {
+        Lookup::Unknown
+    }
+
+    /// The RoleBindings and ClusterRoleBindings whose roleRef is `role`.
+    fn bindings_to(&self, _role: &RoleKey) -> Lookup<Vec<Arc<BindingFacts>>> {
+        Lookup::Unknown
+    }
 
     /// Makes sure the view knows these objects before a policy asks, for objects that often
     /// arrive just before the request that needs them (a Role applied together with its

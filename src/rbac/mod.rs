@@ -16,6 +16,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer};
 
+pub mod defaults;
+
 /// The API group of Role, ClusterRole, RoleBinding and ClusterRoleBinding.
 pub const GROUP: &str = "rbac.authorization.k8s.io";
 
