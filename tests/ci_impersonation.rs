@@ -786,6 +786,39 @@ fn aggregated_cluster_roles_are_resolved_through_their_selectors() {
 }
 
 #[test]
+fn flux_view_aggregated_into_view_is_a_wildcard_read_judged_as_configured() {
+    let flux_view = corpus("rbac/fluxcd+flux2/manifests/rbac/view.yaml").remove(0);
+    let view = view_with(&[flux_view]);
+    let binding = corpus("rbac/gitlab-docs/ci_cd_workflow__ci-job-view.yaml").remove(0);
+    assert_denied(
+        &create(&engine(), &view, &binding),
+        &[
+            "ClusterRole view is broad in every namespace",
+            "`*` in resources (read of every resource of its API groups)",
+            "(from ClusterRole flux-view)",
+        ],
+    );
+    let warn = engine_with("policies:\n  ci-impersonation:\n    wildcardReads: warn\n");
+    assert_warned(
+        &create(&warn, &view, &binding),
+        &["reads every resource of some API groups"],
+    );
+    let off = engine_with("policies:\n  ci-impersonation:\n    wildcardReads: off\n");
+    assert_allowed_silently(&create(&off, &view, &binding));
+    // Whatever the setting, a wildcard that writes or reaches the core group is broad.
+    let core = cluster_role(
+        "core-reader",
+        TO_VIEW,
+        "[{apiGroups: [''], resources: ['*'], verbs: [get]}]",
+    );
+    view.apply(&core).expect("applies");
+    assert_denied(
+        &create(&off, &view, &binding),
+        &["`*` in resources", "read of secrets"],
+    );
+}
+
+#[test]
 fn aggregation_cycles_end() {
     let a = yaml(
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: a, labels: {ring: 'true'}}\n\

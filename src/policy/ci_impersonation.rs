@@ -26,7 +26,7 @@ use crate::cluster::{ClusterView, Lookup, NamedRoles, ObjectKey, RoleFacts};
 use crate::config::LabelSelector;
 use crate::gitlab::identity::Identity;
 use crate::rbac::defaults::{default_cluster_role, default_cluster_roles};
-use crate::rbac::{Reasons, RuleSummary, Targets, describe_targets};
+use crate::rbac::{Reason, Reasons, RuleSummary, Targets, describe_targets};
 
 const ID: PolicyId = PolicyId::CiImpersonation;
 const GROUP: &str = crate::rbac::GROUP;
@@ -93,6 +93,10 @@ pub struct Settings {
     pub mode: Option<Mode>,
     /// A broad role bound to any GitLab identity.
     pub broad_roles: Response,
+    /// `*` in resources with read verbs only, in named non-core API groups (Flux's
+    /// flux-view, which aggregates into view): `deny` counts it as broad (`broad_roles`
+    /// decides), `warn` reports it apart, `off` ignores it.
+    pub wildcard_reads: Response,
     /// A catch-all group or per-job user bound to a role outside `read_only_roles`.
     pub catch_all_subjects: Response,
     /// ClusterRole names, or `namespace/name` of a Role.
@@ -118,6 +122,7 @@ impl Default for Settings {
         Settings {
             mode: None,
             broad_roles: Response::Deny,
+            wildcard_reads: Response::Deny,
             catch_all_subjects: Response::Deny,
             read_only_roles: vec!["view".into()],
             cluster_role_bindings: Response::Deny,
@@ -175,6 +180,17 @@ fn split_namespaced(entry: &str) -> Option<(&str, &str)> {
 }
 
 impl Settings {
+    /// Splits the broad reasons of a role into those judged as broad and the wildcard reads
+    /// reported on their own.
+    fn split_broad(&self, reasons: Reasons) -> (Reasons, Reasons) {
+        let reads = reasons.intersection(Reasons::of(&[Reason::WildcardResourceRead]));
+        match self.wildcard_reads {
+            Response::Deny => (reasons, Reasons::default()),
+            Response::Warn => (reasons.minus(reads), reads),
+            Response::Off => (reasons.minus(reads), Reasons::default()),
+        }
+    }
+
     fn is_read_only(&self, role: &RoleKey) -> bool {
         self.read_only_roles.iter().any(|entry| match role {
             RoleKey::ClusterRole { name } => entry == name.as_ref(),
@@ -404,7 +420,7 @@ fn judge_binding(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
                 );
             }
             Ok(summary) => {
-                let broad = scope.broad(summary.reasons);
+                let (broad, reads) = settings.split_broad(scope.broad(summary.reasons));
                 if !broad.is_empty() {
                     problems.push(
                         settings.broad_roles,
@@ -412,6 +428,16 @@ fn judge_binding(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
                             "{role} is broad {}: {}",
                             scope_text(&binding),
                             summary.explain(broad, Targets::default(), MAX_QUOTED)
+                        ),
+                    );
+                }
+                if !reads.is_empty() {
+                    problems.push(
+                        Response::Warn,
+                        format!(
+                            "{role} reads every resource of some API groups {}: {}",
+                            scope_text(&binding),
+                            summary.explain(reads, Targets::default(), MAX_QUOTED)
                         ),
                     );
                 }
@@ -908,7 +934,8 @@ fn widen(
     };
     for binding in bindings {
         let scope = binding.scope();
-        let broad = scope.broad(reasons);
+        let (broad, reads) = settings.split_broad(scope.broad(reasons));
+        let broad = broad.union(reads);
         if !broad.is_empty() && !gitlab_subjects(&binding.subjects).is_empty() {
             widened.broad.push((binding.clone(), broad));
         }
@@ -957,8 +984,15 @@ fn role_findings(
                 .collect();
             format!("{b} ({})", subjects.join(", "))
         }));
+        let only_wildcard_reads = reasons
+            .minus(Reasons::of(&[Reason::WildcardResourceRead]))
+            .is_empty();
         problems.push(
-            if by_controller { Response::Warn } else { settings.broad_roles },
+            if by_controller || (only_wildcard_reads && settings.wildcard_reads == Response::Warn) {
+                Response::Warn
+            } else {
+                settings.broad_roles
+            },
             format!(
                 "this change makes {how} broad while GitLab identities are bound to it by {bindings}: {}",
                 summary.explain(reasons, Targets::default(), MAX_QUOTED)

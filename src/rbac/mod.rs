@@ -102,7 +102,17 @@ impl PolicyRule {
             .iter()
             .any(|r| r == "*" || r.starts_with("*/"))
         {
-            reasons.insert(Reason::WildcardResource);
+            // Reading every resource of named API groups other than the core one (where
+            // secrets and pod subresources live) is what Flux's flux-view grants, and it
+            // reaches view through aggregation: kept apart so it can be judged apart.
+            let read_only = self.verbs.iter().all(|v| READ_VERBS.contains(&v.as_str()));
+            let named_groups = !self.api_groups.is_empty()
+                && self.api_groups.iter().all(|g| !g.is_empty() && g != "*");
+            reasons.insert(if read_only && named_groups {
+                Reason::WildcardResourceRead
+            } else {
+                Reason::WildcardResource
+            });
         }
         if has(&self.api_groups, "*") {
             reasons.insert(Reason::WildcardGroup);
@@ -258,6 +268,8 @@ impl<T: Flag> fmt::Debug for FlagSet<T> {
 pub enum Reason {
     WildcardVerb,
     WildcardResource,
+    /// `*` in resources with only read verbs, in named non-core API groups.
+    WildcardResourceRead,
     WildcardGroup,
     Escalate,
     Bind,
@@ -277,6 +289,7 @@ impl Flag for Reason {
     const ALL: &'static [Reason] = &[
         Reason::WildcardVerb,
         Reason::WildcardResource,
+        Reason::WildcardResourceRead,
         Reason::WildcardGroup,
         Reason::Escalate,
         Reason::Bind,
@@ -300,6 +313,9 @@ impl Reason {
         match self {
             Reason::WildcardVerb => "`*` in verbs",
             Reason::WildcardResource => "`*` in resources",
+            Reason::WildcardResourceRead => {
+                "`*` in resources (read of every resource of its API groups)"
+            }
             Reason::WildcardGroup => "`*` in apiGroups",
             Reason::Escalate => "the escalate verb (grant permissions one does not hold)",
             Reason::Bind => "the bind verb (bind roles one does not hold)",
@@ -558,7 +574,14 @@ mod tests {
                 rule(&["apps"], &["deployments"], &["*"]),
                 Reason::WildcardVerb,
             ),
-            (rule(&["apps"], &["*"], &["get"]), Reason::WildcardResource),
+            (
+                rule(&["apps"], &["*"], &["get"]),
+                Reason::WildcardResourceRead,
+            ),
+            (
+                rule(&["apps"], &["*"], &["create"]),
+                Reason::WildcardResource,
+            ),
             (
                 rule(&["apps"], &["*/scale"], &["update"]),
                 Reason::WildcardResource,
@@ -631,6 +654,28 @@ mod tests {
             ..PolicyRule::default()
         };
         assert_eq!(urls.reasons(), Reasons::of(&[Reason::AllNonResourceUrls]));
+    }
+
+    #[test]
+    fn wildcard_reads_of_named_groups_are_told_apart() {
+        let flux_view = rule(
+            &["source.toolkit.fluxcd.io", "kustomize.toolkit.fluxcd.io"],
+            &["*"],
+            &["get", "list", "watch"],
+        );
+        assert_eq!(
+            flux_view.reasons(),
+            Reasons::of(&[Reason::WildcardResourceRead])
+        );
+        // In the core group `*` covers secrets and pod subresources.
+        let core = rule(&[""], &["*"], &["get"]).reasons();
+        assert!(core.contains(Reason::WildcardResource));
+        assert!(core.contains(Reason::SecretsRead));
+        assert!(!core.contains(Reason::WildcardResourceRead));
+        let any_group = rule(&["*"], &["*"], &["list"]).reasons();
+        assert!(any_group.contains(Reason::WildcardResource));
+        let writes = rule(&["example.com"], &["*"], &["get", "patch"]).reasons();
+        assert_eq!(writes, Reasons::of(&[Reason::WildcardResource]));
     }
 
     #[test]
