@@ -1,15 +1,17 @@
 //! The in-memory cluster view: compact projections of the objects policies ask about.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::agents::AgentIndex;
+use super::rbac::{self, BindingFacts, NamedRoles, RbacIndex, RoleFacts, RoleKey};
 use super::{AgentInstallation, ClusterView, HelmRepositoryFacts, Lookup, ObjectKey};
+use crate::config::LabelSelector;
 use crate::gitlab::agent::{AgentDetector, InstallationId};
 
 const FLUX_SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
@@ -18,6 +20,7 @@ const FLUX_SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
 struct Store {
     namespaces: HashMap<String, BTreeMap<String, String>>,
     helm_repositories: HashMap<(String, String), HelmRepositoryFacts>,
+    rbac: RbacIndex,
 }
 
 /// The in-memory view. Writers (tests, `fluxgate check`, the reflectors) call [`MemoryView::apply`]
@@ -127,6 +130,10 @@ impl MemoryView {
                     .helm_repositories
                     .insert((meta.namespace.unwrap_or_default(), meta.name), facts);
             }
+            (rbac::GROUP, kind) if rbac::is_rbac_kind(kind) => {
+                let projection = rbac::project(kind, object)?;
+                self.write().rbac.apply(projection);
+            }
             _ => {}
         }
         Ok(())
@@ -149,8 +156,17 @@ impl MemoryView {
                     .helm_repositories
                     .remove(&(key.namespace.clone().unwrap_or_default(), key.name.clone()));
             }
+            (rbac::GROUP, kind) => store.rbac.delete(kind, key.namespace.as_deref(), &key.name),
             _ => {}
         }
+    }
+
+    /// A list is only whole once the view is synced.
+    fn listing<T>(&self, list: impl FnOnce(&Store) -> T) -> Lookup<T> {
+        if !self.synced() {
+            return Lookup::Unknown;
+        }
+        Lookup::Found(list(&self.read()))
     }
 
     fn lookup<T: Clone>(&self, found: Option<&T>) -> Lookup<T> {
@@ -191,6 +207,28 @@ impl ClusterView for MemoryView {
 
     fn agent_installation_applied_since(&self, id: &InstallationId, since: Instant) -> bool {
         self.agents.applied_since(id, since)
+    }
+
+    fn role(&self, namespace: &str, name: &str) -> Lookup<Arc<RoleFacts>> {
+        let found = self.read().rbac.role(namespace, name);
+        self.lookup(found.as_ref())
+    }
+
+    fn cluster_role(&self, name: &str) -> Lookup<Arc<RoleFacts>> {
+        let found = self.read().rbac.cluster_role(name);
+        self.lookup(found.as_ref())
+    }
+
+    fn cluster_roles_matching(&self, selector: &LabelSelector) -> Lookup<NamedRoles> {
+        self.listing(|store| store.rbac.cluster_roles_matching(selector))
+    }
+
+    fn cluster_roles_aggregating(&self, labels: &BTreeMap<String, String>) -> Lookup<NamedRoles> {
+        self.listing(|store| store.rbac.cluster_roles_aggregating(labels))
+    }
+
+    fn bindings_to(&self, role: &RoleKey) -> Lookup<Vec<Arc<BindingFacts>>> {
+        self.listing(|store| store.rbac.bindings_to(role))
     }
 }
 

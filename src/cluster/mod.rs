@@ -8,14 +8,19 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Instant;
 
 pub mod agents;
 pub mod kube;
 mod memory;
+pub mod rbac;
 
 pub use agents::{AgentInstallation, AgentObject};
 pub use memory::MemoryView;
+pub use rbac::{BindingFacts, NamedRoles, RoleFacts, RoleKey};
+
+use crate::config::LabelSelector;
 
 use crate::gitlab::agent::InstallationId;
 
@@ -143,6 +148,34 @@ pub const WATCHED_KINDS: &[WatchedKind] = &[
         plural: "helmreleases",
         namespaced: true,
     },
+    WatchedKind {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "Role",
+        plural: "roles",
+        namespaced: true,
+    },
+    WatchedKind {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "ClusterRole",
+        plural: "clusterroles",
+        namespaced: false,
+    },
+    WatchedKind {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "RoleBinding",
+        plural: "rolebindings",
+        namespaced: true,
+    },
+    WatchedKind {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "ClusterRoleBinding",
+        plural: "clusterrolebindings",
+        namespaced: false,
+    },
 ];
 
 /// A future the cluster view returns from [`ClusterView::refresh`].
@@ -172,6 +205,31 @@ pub trait ClusterView: Send + Sync {
     /// installation it allowed once the installation has reached the view.
     fn agent_installation_applied_since(&self, _id: &InstallationId, _since: Instant) -> bool {
         false
+    }
+
+    /// A namespaced Role.
+    fn role(&self, _namespace: &str, _name: &str) -> Lookup<Arc<RoleFacts>> {
+        Lookup::Unknown
+    }
+
+    /// A ClusterRole.
+    fn cluster_role(&self, _name: &str) -> Lookup<Arc<RoleFacts>> {
+        Lookup::Unknown
+    }
+
+    /// The ClusterRoles an aggregation selector matches, sorted by name.
+    fn cluster_roles_matching(&self, _selector: &LabelSelector) -> Lookup<NamedRoles> {
+        Lookup::Unknown
+    }
+
+    /// The ClusterRoles whose aggregationRule picks up a ClusterRole with these labels.
+    fn cluster_roles_aggregating(&self, _labels: &BTreeMap<String, String>) -> Lookup<NamedRoles> {
+        Lookup::Unknown
+    }
+
+    /// The RoleBindings and ClusterRoleBindings whose roleRef is `role`.
+    fn bindings_to(&self, _role: &RoleKey) -> Lookup<Vec<Arc<BindingFacts>>> {
+        Lookup::Unknown
     }
 
     /// Makes sure the view knows these objects before a policy asks, for objects that often

@@ -1,19 +1,223 @@
-//! PLACEHOLDER: being written; replaced before anything lands.
+//! `ci-impersonation`: no overly broad RBAC for the identities the GitLab agent impersonates.
+//!
+//! GitLab: "Use impersonation, and minimize the access CI/CD jobs in the cluster using regular
+//! Kubernetes RBAC." A RoleBinding or ClusterRoleBinding whose subject is a GitLab identity
+//! ([`crate::gitlab::identity`]) is judged by who it grants (catch-all groups and per-job users
+//! are a smell), where (a ClusterRoleBinding gives power in every namespace) and what (the
+//! bound role's rules, resolved from the cluster view or Kubernetes' default roles, with
+//! aggregation). Role and ClusterRole changes that make a role broad while GitLab identities
+//! are bound to it are judged through the view's binding index; bindings that hand out
+//! impersonation are judged whoever their subjects are.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Context, Finding, KindRule, Mode, Policy, PolicyId, PolicySettings};
+use super::{CREATE_UPDATE, Context, Finding, KindRule, Mode, Policy, PolicyId, PolicySettings};
+use super::{SettingError, parse_raw};
+use crate::admission::{Operation, Request};
+use crate::cluster::rbac::{
+    self as view_rbac, BindingFacts, BindingKind, BindingObject, RoleKey, RoleObject, Subject,
+    selector_matches,
+};
+use crate::cluster::{ClusterView, Lookup, NamedRoles, ObjectKey, RoleFacts};
+use crate::config::LabelSelector;
+use crate::gitlab::identity::Identity;
+use crate::rbac::defaults::{default_cluster_role, default_cluster_roles};
+use crate::rbac::{Reason, Reasons, RuleSummary, Targets, describe_targets};
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+const ID: PolicyId = PolicyId::CiImpersonation;
+const GROUP: &str = crate::rbac::GROUP;
+/// How many rules and bindings a message quotes before saying "and N more".
+const MAX_QUOTED: usize = 3;
+
+const KINDS: &[KindRule] = &[
+    KindRule {
+        group: GROUP,
+        kind: "RoleBinding",
+        resource: "rolebindings",
+        operations: CREATE_UPDATE,
+        judged_fields: &["/subjects", "/roleRef"],
+    },
+    KindRule {
+        group: GROUP,
+        kind: "ClusterRoleBinding",
+        resource: "clusterrolebindings",
+        operations: CREATE_UPDATE,
+        judged_fields: &["/subjects", "/roleRef"],
+    },
+    KindRule {
+        group: GROUP,
+        kind: "Role",
+        resource: "roles",
+        operations: CREATE_UPDATE,
+        judged_fields: &["/rules"],
+    },
+    // A ClusterRole's labels decide which aggregated ClusterRoles pick its rules up, so a
+    // label change can widen a bound role as much as a rule change.
+    KindRule {
+        group: GROUP,
+        kind: "ClusterRole",
+        resource: "clusterroles",
+        operations: CREATE_UPDATE,
+        judged_fields: &["/rules", "/aggregationRule", "/metadata/labels"],
+    },
+];
+
+/// What a rule of this policy does when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Response {
+    /// A violation: denied in enforce mode.
+    Deny,
+    /// An advisory: allowed with a warning.
+    Warn,
+    /// Not reported.
+    Off,
+}
+
+/// What happens to a binding for GitLab identities whose role cannot be resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnresolvedRole {
+    Deny,
+    Warn,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Settings {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
+    /// A broad role bound to any GitLab identity.
+    pub broad_roles: Response,
+    /// `*` in resources with read verbs only, in named non-core API groups (Flux's
+    /// flux-view, which aggregates into view): `deny` counts it as broad (`broad_roles`
+    /// decides), `warn` reports it apart, `off` ignores it.
+    pub wildcard_reads: Response,
+    /// A catch-all group or per-job user bound to a role outside `read_only_roles`.
+    pub catch_all_subjects: Response,
+    /// ClusterRole names, or `namespace/name` of a Role.
+    pub read_only_roles: Vec<String>,
+    /// A ClusterRoleBinding for a GitLab identity to a role outside `allowed_cluster_roles`.
+    pub cluster_role_bindings: Response,
+    pub allowed_cluster_roles: Vec<String>,
+    /// A production-tier group in a ClusterRoleBinding.
+    pub production_tier: Response,
+    pub unresolved_role: UnresolvedRole,
+    /// A binding that grants impersonation to anyone but the agent.
+    pub impersonation: Response,
+    /// `namespace/name` of the ServiceAccounts allowed to impersonate.
+    pub agent_service_accounts: Vec<String>,
+    /// The agent's own ClusterRoleBinding to `cluster-admin`.
+    pub agent_cluster_admin: Response,
+    /// Users whose ClusterRole updates are reported, never denied.
+    pub aggregation_controller_users: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            mode: None,
+            broad_roles: Response::Deny,
+            wildcard_reads: Response::Deny,
+            catch_all_subjects: Response::Deny,
+            read_only_roles: vec!["view".into()],
+            cluster_role_bindings: Response::Deny,
+            allowed_cluster_roles: vec!["view".into()],
+            production_tier: Response::Deny,
+            unresolved_role: UnresolvedRole::Deny,
+            impersonation: Response::Deny,
+            agent_service_accounts: Vec::new(),
+            agent_cluster_admin: Response::Warn,
+            aggregation_controller_users: vec![
+                "system:serviceaccount:kube-system:clusterrole-aggregation-controller".into(),
+                "system:kube-controller-manager".into(),
+            ],
+        }
+    }
 }
 
 impl PolicySettings for Settings {
     fn mode(&self) -> Option<Mode> {
         self.mode
+    }
+
+    fn validate(&mut self) -> Result<(), SettingError> {
+        for (i, entry) in self.agent_service_accounts.iter().enumerate() {
+            if split_namespaced(entry).is_none() {
+                return Err(SettingError::new(
+                    format!("agentServiceAccounts[{i}]"),
+                    format!("{entry:?} is not namespace/name of a ServiceAccount"),
+                ));
+            }
+        }
+        for (i, entry) in self.read_only_roles.iter().enumerate() {
+            if entry.is_empty() || (entry.contains('/') && split_namespaced(entry).is_none()) {
+                return Err(SettingError::new(
+                    format!("readOnlyRoles[{i}]"),
+                    format!("{entry:?} is neither a ClusterRole name nor namespace/name of a Role"),
+                ));
+            }
+        }
+        for (i, entry) in self.allowed_cluster_roles.iter().enumerate() {
+            if entry.is_empty() || entry.contains('/') {
+                return Err(SettingError::new(
+                    format!("allowedClusterRoles[{i}]"),
+                    format!("{entry:?} is not a ClusterRole name"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn split_namespaced(entry: &str) -> Option<(&str, &str)> {
+    let (ns, name) = entry.split_once('/')?;
+    (!ns.is_empty() && !name.is_empty() && !name.contains('/')).then_some((ns, name))
+}
+
+impl Settings {
+    /// Splits the broad reasons of a role into those judged as broad and the wildcard reads
+    /// reported on their own.
+    fn split_broad(&self, reasons: Reasons) -> (Reasons, Reasons) {
+        let reads = reasons.intersection(Reasons::of(&[Reason::WildcardResourceRead]));
+        match self.wildcard_reads {
+            Response::Deny => (reasons, Reasons::default()),
+            Response::Warn => (reasons.minus(reads), reads),
+            Response::Off => (reasons.minus(reads), Reasons::default()),
+        }
+    }
+
+    fn is_read_only(&self, role: &RoleKey) -> bool {
+        self.read_only_roles.iter().any(|entry| match role {
+            RoleKey::ClusterRole { name } => entry == name.as_ref(),
+            RoleKey::Role { namespace, name } => {
+                split_namespaced(entry) == Some((namespace.as_ref(), name.as_ref()))
+            }
+        })
+    }
+
+    fn allowed_cluster_wide(&self, role: &RoleKey) -> bool {
+        matches!(role, RoleKey::ClusterRole { name }
+            if self.allowed_cluster_roles.iter().any(|a| a == name.as_ref()))
+    }
+
+    fn is_agent_account(&self, subject: &Subject) -> bool {
+        self.agent_service_accounts
+            .iter()
+            .filter_map(|entry| split_namespaced(entry))
+            .any(|(ns, name)| subject.is_service_account(ns, name))
+    }
+
+    /// Whether a subject of this binding may hold impersonation: a configured agent
+    /// ServiceAccount, or the agent's ServiceAccount in the agent chart's own binding.
+    fn may_impersonate(&self, binding: &BindingFacts, subject: &Subject) -> bool {
+        self.is_agent_account(subject)
+            || (binding.agent_chart
+                && view_rbac::is_agent_chart_subject(&binding.name, binding.role.name(), subject))
     }
 }
 
@@ -22,12 +226,827 @@ pub struct CiImpersonation;
 
 impl Policy for CiImpersonation {
     fn id(&self) -> PolicyId {
-        PolicyId::CiImpersonation
+        ID
     }
+
     fn kinds(&self) -> &'static [KindRule] {
-        &[]
+        KINDS
     }
-    fn validate(&self, _ctx: &Context<'_>) -> Vec<Finding> {
-        Vec::new()
+
+    fn validate(&self, ctx: &Context<'_>) -> Vec<Finding> {
+        let settings = &ctx.config.policies.ci_impersonation;
+        match ctx.request.kind.kind.as_ref() {
+            "RoleBinding" | "ClusterRoleBinding" => judge_binding(ctx, settings),
+            "Role" | "ClusterRole" => judge_role(ctx, settings),
+            _ => Vec::new(),
+        }
     }
+
+    /// The role a binding refers to, so that a role applied a moment before its binding is
+    /// fetched from the API server when the watch has not delivered it yet.
+    fn prefetch(&self, request: &Request<'_>) -> Vec<ObjectKey> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct RoleRefOnly {
+            role_ref: view_rbac::RoleRefObject,
+        }
+        let Some(kind) = BindingKind::parse(&request.kind.kind) else {
+            return Vec::new();
+        };
+        let Some(raw) = request.object else {
+            return Vec::new();
+        };
+        let Ok(object) = serde_json::from_str::<RoleRefOnly>(raw.get()) else {
+            return Vec::new();
+        };
+        let key = match (object.role_ref.kind.as_str(), kind) {
+            ("ClusterRole", _) => ObjectKey {
+                group: GROUP.into(),
+                kind: "ClusterRole".into(),
+                namespace: None,
+                name: object.role_ref.name,
+            },
+            ("Role", BindingKind::RoleBinding) => match request.namespace() {
+                Some(ns) => ObjectKey {
+                    group: GROUP.into(),
+                    kind: "Role".into(),
+                    namespace: Some(ns.to_string()),
+                    name: object.role_ref.name,
+                },
+                None => return Vec::new(),
+            },
+            _ => return Vec::new(),
+        };
+        vec![key]
+    }
+}
+
+/// A subject that is a GitLab identity.
+struct GitLabSubject<'a> {
+    subject: &'a Subject,
+    identity: Identity<'a>,
+}
+
+impl GitLabSubject<'_> {
+    fn describe(&self) -> String {
+        let mut text = format!("{} ({})", self.subject, self.identity.describe());
+        let expected = self.identity.kind().as_str();
+        if &*self.subject.kind != expected {
+            let _ = write!(
+                text,
+                " [the agent sends {} as a {expected}, so as a {} it matches nobody yet]",
+                self.identity, self.subject.kind
+            );
+        }
+        text
+    }
+}
+
+fn gitlab_subjects(subjects: &[Subject]) -> Vec<GitLabSubject<'_>> {
+    subjects
+        .iter()
+        .filter(|s| matches!(&*s.kind, "User" | "Group"))
+        .filter_map(|subject| {
+            Identity::parse(&subject.name).map(|identity| GitLabSubject { subject, identity })
+        })
+        .collect()
+}
+
+/// One thing wrong with an object, and whether the least-privilege alternative answers it.
+struct Problem {
+    text: String,
+    wants_alternative: bool,
+}
+
+/// Problems found with one object, sorted by how they are reported.
+#[derive(Default)]
+struct Problems {
+    deny: Vec<Problem>,
+    warn: Vec<Problem>,
+}
+
+impl Problems {
+    fn push(&mut self, response: Response, text: String) {
+        self.push_problem(
+            response,
+            Problem {
+                text,
+                wants_alternative: true,
+            },
+        );
+    }
+
+    fn push_problem(&mut self, response: Response, problem: Problem) {
+        match response {
+            Response::Deny => self.deny.push(problem),
+            Response::Warn => self.warn.push(problem),
+            Response::Off => {}
+        }
+    }
+
+    /// One finding per severity: the header, each problem on its own line, then the
+    /// alternative when a problem calls for it.
+    fn into_findings(self, header: &str, alternative: &str) -> Vec<Finding> {
+        let render = |problems: &[Problem]| {
+            let mut text = header.to_string();
+            for problem in problems {
+                let _ = write!(text, "\n- {}", problem.text);
+            }
+            if !alternative.is_empty() && problems.iter().any(|p| p.wants_alternative) {
+                text.push('\n');
+                text.push_str(alternative);
+            }
+            text
+        };
+        let mut findings = Vec::new();
+        if !self.deny.is_empty() {
+            findings.push(Finding::violation(ID, render(&self.deny)));
+        }
+        if !self.warn.is_empty() {
+            findings.push(Finding::advisory(ID, render(&self.warn)));
+        }
+        findings
+    }
+}
+
+fn judge_binding(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
+    let mut object: BindingObject = match ctx.parse_object(ID) {
+        Ok(object) => object,
+        Err(finding) => return vec![finding],
+    };
+    let Some(kind) = BindingKind::parse(&ctx.request.kind.kind) else {
+        return Vec::new();
+    };
+    if object.metadata.namespace.is_none() {
+        object.metadata.namespace = ctx.request.namespace().map(str::to_string);
+    }
+    if object.metadata.name.is_empty() {
+        object.metadata.name = ctx.request.name().to_string();
+    }
+    let Some(binding) = BindingFacts::from_object(&object, kind) else {
+        return vec![Finding::violation(
+            ID,
+            format!(
+                "{} refers to {} {:?} of apiGroup {:?}: a roleRef must be a Role or ClusterRole of {GROUP} (a ClusterRoleBinding only a ClusterRole); fix roleRef",
+                ctx.object_ref(),
+                object.role_ref.kind,
+                object.role_ref.name,
+                object.role_ref.api_group
+            ),
+        )];
+    };
+    let scope = binding.scope();
+    let gitlab = gitlab_subjects(&binding.subjects);
+    let mut resolver = Resolver::new(ctx.view);
+    let resolved = resolver.role(&binding.role);
+    let role = &binding.role;
+    let mut problems = Problems::default();
+
+    if !gitlab.is_empty() {
+        match &resolved {
+            Err(why) => {
+                let response = match settings.unresolved_role {
+                    UnresolvedRole::Deny => Response::Deny,
+                    UnresolvedRole::Warn => Response::Warn,
+                };
+                problems.push_problem(
+                    response,
+                    Problem {
+                        text: format!(
+                            "{role} cannot be resolved: {why}. fluxgate cannot tell what it grants and does not allow it for GitLab identities (fail closed); create the role before the binding, or set unresolvedRole: warn"
+                        ),
+                        wants_alternative: false,
+                    },
+                );
+            }
+            Ok(summary) => {
+                let (broad, reads) = settings.split_broad(scope.broad(summary.reasons));
+                if !broad.is_empty() {
+                    problems.push(
+                        settings.broad_roles,
+                        format!(
+                            "{role} is broad {}: {}",
+                            scope_text(&binding),
+                            summary.explain(broad, Targets::default(), MAX_QUOTED)
+                        ),
+                    );
+                }
+                if !reads.is_empty() {
+                    problems.push(
+                        Response::Warn,
+                        format!(
+                            "{role} reads every resource of some API groups {}: {}",
+                            scope_text(&binding),
+                            summary.explain(reads, Targets::default(), MAX_QUOTED)
+                        ),
+                    );
+                }
+            }
+        }
+        if !settings.is_read_only(role) {
+            for s in gitlab.iter().filter(|s| s.identity.is_catch_all()) {
+                problems.push(
+                    settings.catch_all_subjects,
+                    format!(
+                        "{} covers {}: a catch-all group may only be bound to read-only roles ({}), not {role}",
+                        s.subject,
+                        s.identity.describe(),
+                        list_or_none(&settings.read_only_roles)
+                    ),
+                );
+            }
+            for s in gitlab.iter().filter(|s| s.identity.is_per_job()) {
+                problems.push(
+                    settings.catch_all_subjects,
+                    format!(
+                        "{} is {}: the binding outlives the job, and a per-job user may only be bound to read-only roles ({}), not {role}; bind the project or environment group instead",
+                        s.subject,
+                        s.identity.describe(),
+                        list_or_none(&settings.read_only_roles)
+                    ),
+                );
+            }
+        }
+        if kind == BindingKind::ClusterRoleBinding {
+            let (production, others): (Vec<&GitLabSubject>, Vec<&GitLabSubject>) =
+                gitlab.iter().partition(|s| s.identity.is_production());
+            if !others.is_empty() && !settings.allowed_cluster_wide(role) {
+                problems.push(
+                    settings.cluster_role_bindings,
+                    format!(
+                        "a ClusterRoleBinding gives {role} to {} in every namespace; GitLab identities may be bound cluster-wide only to ClusterRoles {}",
+                        join_subjects(&others),
+                        list_or_none(&settings.allowed_cluster_roles)
+                    ),
+                );
+            }
+            for s in production {
+                problems.push(
+                    settings.production_tier,
+                    format!(
+                        "{} is {}: production deploy jobs get namespaced RoleBindings only, never a ClusterRoleBinding",
+                        s.subject,
+                        s.identity.describe()
+                    ),
+                );
+            }
+        }
+    }
+
+    if let Ok(summary) = &resolved {
+        let targets = scope.impersonation(summary.impersonates);
+        if !targets.is_empty() {
+            let offenders: Vec<String> = binding
+                .subjects
+                .iter()
+                .filter(|s| !settings.may_impersonate(&binding, s))
+                .map(|s| s.to_string())
+                .collect();
+            if !offenders.is_empty() {
+                problems.push_problem(
+                    settings.impersonation,
+                    Problem { wants_alternative: false, text: format!(
+                        "{role} grants impersonation of {} to {}: {}. That is the key to every identity the GitLab agent impersonates; only the agent's ServiceAccount may hold it (list it in agentServiceAccounts)",
+                        describe_targets(targets),
+                        offenders.join(", "),
+                        summary.explain(Reasons::default(), targets, MAX_QUOTED)
+                    ) },
+                );
+            }
+        }
+    }
+
+    let agents_own = kind == BindingKind::ClusterRoleBinding
+        && matches!(role, RoleKey::ClusterRole { name } if name.as_ref() == "cluster-admin")
+        && !binding.subjects.is_empty()
+        && binding
+            .subjects
+            .iter()
+            .all(|s| settings.may_impersonate(&binding, s));
+    if agents_own {
+        problems.push_problem(
+            settings.agent_cluster_admin,
+            Problem {
+                text: agent_cluster_admin_text(&binding),
+                wants_alternative: false,
+            },
+        );
+    }
+
+    let header = if gitlab.is_empty() {
+        format!(
+            "{binding} binds {role} to {}:",
+            quote(binding.subjects.iter().map(|s| s.to_string()))
+        )
+    } else {
+        format!(
+            "{binding} binds {role} to GitLab {} {}:",
+            if gitlab.len() == 1 {
+                "identity"
+            } else {
+                "identities"
+            },
+            quote(gitlab.iter().map(GitLabSubject::describe))
+        )
+    };
+    let alternative = if gitlab.is_empty() {
+        String::new()
+    } else {
+        least_privilege(&binding, &gitlab)
+    };
+    problems.into_findings(&header, &alternative)
+}
+
+fn scope_text(binding: &BindingFacts) -> String {
+    match (&binding.kind, &binding.namespace) {
+        (BindingKind::RoleBinding, Some(ns)) => format!("in namespace {ns}"),
+        _ => "in every namespace".into(),
+    }
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none configured".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn join_subjects(subjects: &[&GitLabSubject]) -> String {
+    quote(subjects.iter().map(|s| s.subject.to_string()))
+}
+
+/// The least-privilege alternative: a namespaced Role and one RoleBinding per project
+/// environment (or per project role, for dashboard users).
+fn least_privilege(binding: &BindingFacts, gitlab: &[GitLabSubject<'_>]) -> String {
+    let namespace = match &binding.namespace {
+        Some(ns) => ns.to_string(),
+        None => "<namespace>".into(),
+    };
+    let user_access = gitlab.iter().all(|s| {
+        matches!(
+            s.identity,
+            Identity::AllUsers
+                | Identity::User { .. }
+                | Identity::ProjectRole { .. }
+                | Identity::GroupRole { .. }
+        )
+    });
+    let project = gitlab.iter().find_map(|s| match s.identity {
+        Identity::Project { project_id }
+        | Identity::ProjectEnv { project_id, .. }
+        | Identity::ProjectEnvTier { project_id, .. }
+        | Identity::ProjectRole { project_id, .. } => Some(project_id.to_string()),
+        _ => None,
+    });
+    let project = project.unwrap_or_else(|| "<project id>".into());
+    let (intro, subject, binding_name) = if user_access {
+        (
+            "Least privilege: bind a namespaced Role with only what the users need to a project role, one RoleBinding per project:",
+            format!("gitlab:project_role:{project}:developer"),
+            format!("gitlab-{project}-developers"),
+        )
+    } else {
+        let environment = gitlab
+            .iter()
+            .find_map(|s| match s.identity {
+                Identity::ProjectEnv { environment, .. } => Some(environment.to_string()),
+                _ => None,
+            })
+            .unwrap_or_else(|| "<environment slug>".into());
+        (
+            "Least privilege: bind a namespaced Role with only what the job deploys to the job's project environment, one RoleBinding per project environment:",
+            format!("gitlab:project_env:{project}:{environment}"),
+            format!("gitlab-{project}-{environment}"),
+        )
+    };
+    format!(
+        "{intro}\n\
+         apiVersion: rbac.authorization.k8s.io/v1\n\
+         kind: Role\n\
+         metadata: {{name: deployer, namespace: {namespace}}}\n\
+         rules:\n\
+         - {{apiGroups: [apps], resources: [deployments], verbs: [get, list, watch, create, update, patch]}}\n\
+         ---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\n\
+         kind: RoleBinding\n\
+         metadata: {{name: {binding_name}, namespace: {namespace}}}\n\
+         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: deployer}}\n\
+         subjects:\n\
+         - {{apiGroup: rbac.authorization.k8s.io, kind: Group, name: \"{subject}\"}}"
+    )
+}
+
+fn agent_cluster_admin_text(binding: &BindingFacts) -> String {
+    let account = binding
+        .subjects
+        .first()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    format!(
+        "the GitLab agent's {account} is cluster-admin (the agent chart's default, which GitLab advises against in production). With ci_access / user_access impersonation the agent needs only impersonate: install the chart with --set rbac.useExistingRole=gitlab-agent-impersonate and create:\n\
+         apiVersion: rbac.authorization.k8s.io/v1\n\
+         kind: ClusterRole\n\
+         metadata: {{name: gitlab-agent-impersonate}}\n\
+         rules:\n\
+         - {{apiGroups: [\"\"], resources: [users, groups, serviceaccounts], verbs: [impersonate]}}\n\
+         - {{apiGroups: [authentication.k8s.io], resources: [uids, userextras/agent.gitlab.com/id, userextras/agent.gitlab.com/config_project_id, userextras/agent.gitlab.com/project_id, userextras/agent.gitlab.com/ci_pipeline_id, userextras/agent.gitlab.com/ci_job_id, userextras/agent.gitlab.com/username, userextras/agent.gitlab.com/environment_slug, userextras/agent.gitlab.com/environment_tier], verbs: [impersonate]}}"
+    )
+}
+
+/// Resolves roles to the summary of what they grant: the role in the cluster view, else the
+/// Kubernetes default of that name; a ClusterRole with an aggregationRule also grants what
+/// every ClusterRole its selectors match grants (from the view, plus the defaults the view
+/// does not override), recursively.
+struct Resolver<'v> {
+    view: &'v dyn ClusterView,
+    done: HashMap<Arc<str>, RuleSummary>,
+}
+
+impl<'v> Resolver<'v> {
+    fn new(view: &'v dyn ClusterView) -> Self {
+        Resolver {
+            view,
+            done: HashMap::new(),
+        }
+    }
+
+    fn role(&mut self, key: &RoleKey) -> Result<RuleSummary, String> {
+        match key {
+            RoleKey::Role { namespace, name } => match self.view.role(namespace, name) {
+                Lookup::Found(facts) => Ok(facts.summary.clone()),
+                Lookup::Missing => Err("it does not exist in the cluster".into()),
+                Lookup::Unknown => Err("the cluster view cannot tell yet whether it exists".into()),
+            },
+            RoleKey::ClusterRole { name } => {
+                let facts = self.cluster_role(name)?;
+                let mut visiting = vec![name.clone()];
+                self.effective(name, &facts, &mut visiting)
+            }
+        }
+    }
+
+    fn cluster_role(&self, name: &str) -> Result<Arc<RoleFacts>, String> {
+        match self.view.cluster_role(name) {
+            Lookup::Found(facts) => Ok(facts),
+            lookup => match default_cluster_role(name) {
+                Some(facts) => Ok(facts.clone()),
+                None if lookup == Lookup::Missing => Err(
+                    "it does not exist in the cluster and is not a Kubernetes default role".into(),
+                ),
+                None => Err("the cluster view cannot tell yet whether it exists".into()),
+            },
+        }
+    }
+
+    /// `visiting` holds the aggregated roles being resolved, so cycles end.
+    fn effective(
+        &mut self,
+        name: &Arc<str>,
+        facts: &RoleFacts,
+        visiting: &mut Vec<Arc<str>>,
+    ) -> Result<RuleSummary, String> {
+        let Some(selectors) = &facts.aggregation else {
+            return Ok(facts.summary.clone());
+        };
+        if let Some(done) = self.done.get(name) {
+            return Ok(done.clone());
+        }
+        let mut summary = facts.summary.clone();
+        self.aggregate_into(&mut summary, name, selectors, visiting)?;
+        self.done.insert(name.clone(), summary.clone());
+        Ok(summary)
+    }
+
+    fn aggregate_into(
+        &mut self,
+        summary: &mut RuleSummary,
+        name: &str,
+        selectors: &[LabelSelector],
+        visiting: &mut Vec<Arc<str>>,
+    ) -> Result<(), String> {
+        for selector in selectors {
+            for (source, source_facts) in self.matching(selector, name)? {
+                if visiting.contains(&source) {
+                    continue;
+                }
+                visiting.push(source.clone());
+                let inner = self.effective(&source, &source_facts, visiting);
+                visiting.pop();
+                summary.merge(&inner?, &source);
+            }
+        }
+        Ok(())
+    }
+
+    /// The ClusterRoles a selector aggregates into `into`, which never aggregates itself.
+    fn matching(&self, selector: &LabelSelector, into: &str) -> Result<NamedRoles, String> {
+        let mut found = match self.view.cluster_roles_matching(selector) {
+            Lookup::Found(found) => found,
+            Lookup::Missing => Vec::new(),
+            Lookup::Unknown => {
+                return Err(format!(
+                    "the cluster view cannot list the ClusterRoles aggregated into ClusterRole {into} yet"
+                ));
+            }
+        };
+        for (name, facts) in default_cluster_roles() {
+            if found.iter().any(|(n, _)| n == name)
+                || !selector_matches(selector, |k| facts.label(k))
+                || matches!(self.view.cluster_role(name), Lookup::Found(_))
+            {
+                continue;
+            }
+            found.push((name.clone(), facts.clone()));
+        }
+        found.retain(|(n, _)| n.as_ref() != into);
+        Ok(found)
+    }
+
+    /// The ClusterRoles (in the view, or defaults it does not override) whose
+    /// aggregationRule picks up a ClusterRole with these labels.
+    fn aggregators_of(&self, labels: &BTreeMap<String, String>) -> NamedRoles {
+        let mut found = match self.view.cluster_roles_aggregating(labels) {
+            Lookup::Found(found) => found,
+            _ => Vec::new(),
+        };
+        for (name, facts) in default_cluster_roles() {
+            let picks_up = facts.aggregation.as_ref().is_some_and(|selectors| {
+                selectors
+                    .iter()
+                    .any(|s| selector_matches(s, |k| labels.get(k).map(String::as_str)))
+            });
+            if picks_up
+                && !found.iter().any(|(n, _)| n == name)
+                && !matches!(self.view.cluster_role(name), Lookup::Found(_))
+            {
+                found.push((name.clone(), facts.clone()));
+            }
+        }
+        found
+    }
+}
+
+/// A role whose change would widen what bindings of GitLab identities (or impersonators)
+/// hold, with the bindings concerned.
+struct Widened {
+    /// How the changed role reaches the bound one: `None` when it is the bound role itself.
+    through: Option<Arc<str>>,
+    broad: Vec<(Arc<BindingFacts>, Reasons)>,
+    impersonation: Vec<(Arc<BindingFacts>, Targets, Vec<String>)>,
+}
+
+fn judge_role(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
+    let new: RoleObject = match ctx.parse_object(ID) {
+        Ok(object) => object,
+        Err(finding) => return vec![finding],
+    };
+    let cluster_role = ctx.request.kind.kind == "ClusterRole";
+    let old: Option<RoleObject> = match (ctx.request.operation, ctx.request.old_object) {
+        (Operation::Update, Some(raw)) => parse_raw(raw.get()).ok(),
+        _ => None,
+    };
+    let name: Arc<str> = Arc::from(if new.metadata.name.is_empty() {
+        ctx.request.name()
+    } else {
+        new.metadata.name.as_str()
+    });
+    let key = if cluster_role {
+        RoleKey::ClusterRole { name: name.clone() }
+    } else {
+        let namespace = new
+            .metadata
+            .namespace
+            .as_deref()
+            .or(ctx.request.namespace())
+            .unwrap_or_default();
+        RoleKey::Role {
+            namespace: Arc::from(namespace),
+            name: name.clone(),
+        }
+    };
+    let by_controller = settings
+        .aggregation_controller_users
+        .iter()
+        .any(|u| u == &ctx.request.user_info.username);
+
+    let mut resolver = Resolver::new(ctx.view);
+    // The aggregation controller only copies rules: what it writes is judged as written.
+    // Anyone else's change is judged by what the role will grant once aggregated.
+    let summarize = |resolver: &mut Resolver<'_>, object: &RoleObject| {
+        let mut summary = RuleSummary::of_rules(&object.rules);
+        if cluster_role
+            && !by_controller
+            && let Some(aggregation) = &object.aggregation_rule
+        {
+            let mut visiting = vec![name.clone()];
+            // A selector the view cannot answer yet adds nothing here; the bindings are
+            // judged again when they change.
+            let _ = resolver.aggregate_into(
+                &mut summary,
+                &name,
+                &aggregation.cluster_role_selectors,
+                &mut visiting,
+            );
+        }
+        summary
+    };
+    let new_summary = summarize(&mut resolver, &new);
+    let old_summary = old
+        .as_ref()
+        .map(|o| summarize(&mut resolver, o))
+        .unwrap_or_default();
+
+    let mut widened = Vec::new();
+    let (reasons, targets) = new_summary.added_since(&old_summary);
+    if !reasons.is_empty() || !targets.is_empty() {
+        widened.extend(widen(ctx.view, settings, None, &key, reasons, targets));
+    }
+    let grants_anything = !new_summary.reasons.is_empty() || !new_summary.impersonates.is_empty();
+    if cluster_role && !by_controller && grants_anything {
+        // Every ClusterRole that aggregates this one, and those that aggregate them.
+        let mut queue = resolver.aggregators_of(&new.metadata.labels);
+        let mut seen: HashSet<Arc<str>> = HashSet::from([name.clone()]);
+        while let Some((target, facts)) = queue.pop() {
+            if !seen.insert(target.clone()) {
+                continue;
+            }
+            let mut visiting = vec![target.clone()];
+            let current = resolver
+                .effective(&target, &facts, &mut visiting)
+                .unwrap_or_else(|_| facts.summary.clone());
+            let (reasons, targets) = new_summary.added_since(&current);
+            if !reasons.is_empty() || !targets.is_empty() {
+                let target_key = RoleKey::ClusterRole {
+                    name: target.clone(),
+                };
+                if let Some(w) = widen(
+                    ctx.view,
+                    settings,
+                    Some(target.clone()),
+                    &target_key,
+                    reasons,
+                    targets,
+                ) {
+                    widened.push(w);
+                }
+            }
+            let labels: BTreeMap<String, String> = facts
+                .labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            queue.extend(resolver.aggregators_of(&labels));
+        }
+    }
+
+    let mut findings = Vec::new();
+    let object = ctx.object_ref();
+    for w in widened {
+        findings.extend(role_findings(
+            &object,
+            &key,
+            &new_summary,
+            settings,
+            by_controller,
+            w,
+        ));
+    }
+    findings
+}
+
+/// The bindings of `role` that a change adding `reasons` and `targets` would widen.
+fn widen(
+    view: &dyn ClusterView,
+    settings: &Settings,
+    through: Option<Arc<str>>,
+    role: &RoleKey,
+    reasons: Reasons,
+    targets: Targets,
+) -> Option<Widened> {
+    let Lookup::Found(bindings) = view.bindings_to(role) else {
+        return None;
+    };
+    let mut widened = Widened {
+        through,
+        broad: Vec::new(),
+        impersonation: Vec::new(),
+    };
+    for binding in bindings {
+        let scope = binding.scope();
+        let (broad, reads) = settings.split_broad(scope.broad(reasons));
+        let broad = broad.union(reads);
+        if !broad.is_empty() && !gitlab_subjects(&binding.subjects).is_empty() {
+            widened.broad.push((binding.clone(), broad));
+        }
+        let imp = scope.impersonation(targets);
+        if !imp.is_empty() {
+            let offenders: Vec<String> = binding
+                .subjects
+                .iter()
+                .filter(|s| !settings.may_impersonate(&binding, s))
+                .map(|s| s.to_string())
+                .collect();
+            if !offenders.is_empty() {
+                widened
+                    .impersonation
+                    .push((binding.clone(), imp, offenders));
+            }
+        }
+    }
+    (!widened.broad.is_empty() || !widened.impersonation.is_empty()).then_some(widened)
+}
+
+fn role_findings(
+    object: &str,
+    key: &RoleKey,
+    summary: &RuleSummary,
+    settings: &Settings,
+    by_controller: bool,
+    widened: Widened,
+) -> Vec<Finding> {
+    let how = match &widened.through {
+        None => format!("{key}"),
+        Some(target) => format!(
+            "ClusterRole {target}, which aggregates {key} (its labels match {target}'s aggregationRule),"
+        ),
+    };
+    let mut problems = Problems::default();
+    if !widened.broad.is_empty() {
+        let reasons = widened
+            .broad
+            .iter()
+            .fold(Reasons::default(), |acc, (_, r)| acc.union(*r));
+        let bindings = quote(widened.broad.iter().map(|(b, _)| {
+            let subjects: Vec<String> = gitlab_subjects(&b.subjects)
+                .iter()
+                .map(|s| s.subject.to_string())
+                .collect();
+            format!("{b} ({})", subjects.join(", "))
+        }));
+        let only_wildcard_reads = reasons
+            .minus(Reasons::of(&[Reason::WildcardResourceRead]))
+            .is_empty();
+        problems.push(
+            if by_controller || (only_wildcard_reads && settings.wildcard_reads == Response::Warn) {
+                Response::Warn
+            } else {
+                settings.broad_roles
+            },
+            format!(
+                "this change makes {how} broad while GitLab identities are bound to it by {bindings}: {}",
+                summary.explain(reasons, Targets::default(), MAX_QUOTED)
+            ),
+        );
+    }
+    if !widened.impersonation.is_empty() {
+        let targets = widened
+            .impersonation
+            .iter()
+            .fold(Targets::default(), |acc, (_, t, _)| acc.union(*t));
+        let bindings = quote(
+            widened
+                .impersonation
+                .iter()
+                .map(|(b, _, offenders)| format!("{b} ({})", offenders.join(", "))),
+        );
+        problems.push(
+            if by_controller { Response::Warn } else { settings.impersonation },
+            format!(
+                "this change makes {how} grant impersonation of {} to {bindings}: {}. That is the key to every identity the GitLab agent impersonates; only the agent's ServiceAccount may hold it (agentServiceAccounts)",
+                describe_targets(targets),
+                summary.explain(Reasons::default(), targets, MAX_QUOTED)
+            ),
+        );
+    }
+    let header = if by_controller {
+        format!(
+            "{object} was updated by the clusterrole-aggregation controller, which copies the rules of the ClusterRoles labelled to aggregate into it (reported, never denied):"
+        )
+    } else {
+        format!("{object}:")
+    };
+    let alternative = if by_controller {
+        "Find the ClusterRole that carries these rules and aggregates into it (its rbac.authorization.k8s.io/aggregate-to-* label) and remove the rule or the label."
+    } else if widened.through.is_some() {
+        "Remove the rule, or the label that aggregates this ClusterRole; bind GitLab identities to a namespaced Role with only what their jobs deploy."
+    } else {
+        "Remove or narrow the rule, or bind GitLab identities to a narrower namespaced Role, one RoleBinding per project environment."
+    };
+    problems.into_findings(&header, alternative)
+}
+
+/// The first few items, then how many more there are.
+fn quote(items: impl Iterator<Item = String>) -> String {
+    let all: Vec<String> = items.collect();
+    let mut text = all
+        .iter()
+        .take(MAX_QUOTED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if all.len() > MAX_QUOTED {
+        let _ = write!(text, " and {} more", all.len() - MAX_QUOTED);
+    }
+    text
 }

@@ -1,0 +1,890 @@
+//! The RBAC part of the cluster view: Roles and ClusterRoles as [`RoleFacts`] (what is broad
+//! in them, their labels and aggregation rule) and bindings as [`BindingFacts`], indexed so
+//! that every question a policy asks on the request path is a lookup:
+//! - a role by name;
+//! - the ClusterRoles an aggregation selector matches (by label, not by scanning);
+//! - the ClusterRoles that aggregate a set of labels (only aggregating roles are visited);
+//! - the bindings of a role (by roleRef).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::{LabelSelector, SelectorOperator};
+use crate::rbac::{PolicyRule, RuleSummary, null_as_default};
+
+/// Interned values are swept once the table has grown by this factor since the last sweep.
+const SWEEP_GROWTH: usize = 2;
+
+pub use crate::rbac::GROUP;
+
+/// Label and name of the GitLab agent chart's objects.
+const AGENT_CHART_LABEL: (&str, &str) = ("app.kubernetes.io/name", "gitlab-agent");
+
+/// Labels, sorted by key.
+pub type Labels = Box<[(Arc<str>, Arc<str>)]>;
+
+/// ClusterRoles with their names, sorted by name.
+pub type NamedRoles = Vec<(Arc<str>, Arc<RoleFacts>)>;
+
+/// label key -> label value -> names of the ClusterRoles carrying it.
+type LabelIndex = HashMap<Arc<str>, HashMap<Arc<str>, BTreeSet<Arc<str>>>>;
+
+/// A Role or ClusterRole as the view keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoleFacts {
+    /// Its own `rules`, analysed.
+    pub summary: RuleSummary,
+    /// The selectors of a ClusterRole's `aggregationRule`.
+    pub aggregation: Option<Vec<LabelSelector>>,
+    /// A ClusterRole's labels (which aggregated ClusterRoles pick it up); empty for Roles.
+    pub labels: Labels,
+}
+
+impl RoleFacts {
+    pub fn from_object(object: &RoleObject, cluster_role: bool) -> RoleFacts {
+        let labels = if cluster_role {
+            labels_of(&object.metadata.labels)
+        } else {
+            Box::default()
+        };
+        RoleFacts {
+            summary: RuleSummary::of_rules(&object.rules),
+            aggregation: object
+                .aggregation_rule
+                .as_ref()
+                .filter(|_| cluster_role)
+                .map(|a| a.cluster_role_selectors.clone()),
+            labels,
+        }
+    }
+
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
+            .ok()
+            .map(|i| self.labels[i].1.as_ref())
+    }
+}
+
+fn labels_of(labels: &BTreeMap<String, String>) -> Labels {
+    labels
+        .iter()
+        .map(|(k, v)| (Arc::from(k.as_str()), Arc::from(v.as_str())))
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BindingKind {
+    RoleBinding,
+    ClusterRoleBinding,
+}
+
+impl BindingKind {
+    pub fn parse(kind: &str) -> Option<BindingKind> {
+        match kind {
+            "RoleBinding" => Some(BindingKind::RoleBinding),
+            "ClusterRoleBinding" => Some(BindingKind::ClusterRoleBinding),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BindingKind::RoleBinding => "RoleBinding",
+            BindingKind::ClusterRoleBinding => "ClusterRoleBinding",
+        }
+    }
+}
+
+/// What a binding's `roleRef` points at.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RoleKey {
+    Role { namespace: Arc<str>, name: Arc<str> },
+    ClusterRole { name: Arc<str> },
+}
+
+impl RoleKey {
+    pub fn name(&self) -> &str {
+        match self {
+            RoleKey::Role { name, .. } | RoleKey::ClusterRole { name } => name,
+        }
+    }
+}
+
+impl fmt::Display for RoleKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RoleKey::Role { namespace, name } => write!(f, "Role {namespace}/{name}"),
+            RoleKey::ClusterRole { name } => write!(f, "ClusterRole {name}"),
+        }
+    }
+}
+
+/// One subject of a binding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    /// `User`, `Group` or `ServiceAccount`.
+    pub kind: Box<str>,
+    pub name: Box<str>,
+    /// ServiceAccounts only.
+    pub namespace: Option<Box<str>>,
+}
+
+impl Subject {
+    pub fn is_service_account(&self, namespace: &str, name: &str) -> bool {
+        &*self.kind == "ServiceAccount"
+            && &*self.name == name
+            && self.namespace.as_deref() == Some(namespace)
+    }
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) if &*self.kind == "ServiceAccount" => {
+                write!(f, "ServiceAccount {ns}/{}", self.name)
+            }
+            _ => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// A RoleBinding or ClusterRoleBinding as the view keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingFacts {
+    pub kind: BindingKind,
+    /// RoleBindings only.
+    pub namespace: Option<Arc<str>>,
+    pub name: Arc<str>,
+    pub role: RoleKey,
+    pub subjects: Box<[Subject]>,
+    /// The GitLab agent Helm chart's ClusterRoleBinding for the agent's ServiceAccount.
+    pub agent_chart: bool,
+}
+
+impl BindingFacts {
+    /// `None` when the roleRef is not a Role or ClusterRole of `rbac.authorization.k8s.io`,
+    /// or a ClusterRoleBinding refers to a Role: the API server refuses such bindings.
+    pub fn from_object(object: &BindingObject, kind: BindingKind) -> Option<BindingFacts> {
+        let namespace = match kind {
+            BindingKind::RoleBinding => Some(Arc::from(
+                object.metadata.namespace.as_deref().unwrap_or_default(),
+            )),
+            BindingKind::ClusterRoleBinding => None,
+        };
+        let role = role_key(&object.role_ref, namespace.as_ref())?;
+        let subjects: Box<[Subject]> = object
+            .subjects
+            .iter()
+            .map(|s| Subject {
+                kind: s.kind.as_str().into(),
+                name: s.name.as_str().into(),
+                namespace: s.namespace.as_deref().map(Box::from),
+            })
+            .collect();
+        let agent_chart = kind == BindingKind::ClusterRoleBinding
+            && object
+                .metadata
+                .labels
+                .get(AGENT_CHART_LABEL.0)
+                .map(String::as_str)
+                == Some(AGENT_CHART_LABEL.1)
+            && is_agent_chart_binding_name(&object.metadata.name, role.name(), &subjects);
+        Some(BindingFacts {
+            kind,
+            namespace,
+            name: Arc::from(object.metadata.name.as_str()),
+            role,
+            subjects,
+            agent_chart,
+        })
+    }
+
+    pub fn scope(&self) -> crate::rbac::Scope {
+        match self.kind {
+            BindingKind::RoleBinding => crate::rbac::Scope::Namespaced,
+            BindingKind::ClusterRoleBinding => crate::rbac::Scope::ClusterWide,
+        }
+    }
+}
+
+impl fmt::Display for BindingFacts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {ns}/{}", self.kind.as_str(), self.name),
+            None => write!(f, "{} {}", self.kind.as_str(), self.name),
+        }
+    }
+}
+
+/// The chart names its ClusterRoleBinding `<release namespace>:<service account>-<role>`
+/// with the agent's ServiceAccount as the subject.
+pub fn is_agent_chart_subject(binding_name: &str, role: &str, subject: &Subject) -> bool {
+    &*subject.kind == "ServiceAccount"
+        && subject.namespace.as_deref().is_some_and(|ns| {
+            binding_name
+                .strip_prefix(ns)
+                .and_then(|rest| rest.strip_prefix(':'))
+                .and_then(|rest| rest.strip_prefix(&*subject.name))
+                .and_then(|rest| rest.strip_prefix('-'))
+                == Some(role)
+        })
+}
+
+fn is_agent_chart_binding_name(name: &str, role: &str, subjects: &[Subject]) -> bool {
+    subjects
+        .iter()
+        .any(|s| is_agent_chart_subject(name, role, s))
+}
+
+fn role_key(role_ref: &RoleRefObject, namespace: Option<&Arc<str>>) -> Option<RoleKey> {
+    if role_ref.api_group != GROUP || role_ref.name.is_empty() {
+        return None;
+    }
+    match (role_ref.kind.as_str(), namespace) {
+        ("ClusterRole", _) => Some(RoleKey::ClusterRole {
+            name: Arc::from(role_ref.name.as_str()),
+        }),
+        ("Role", Some(ns)) => Some(RoleKey::Role {
+            namespace: ns.clone(),
+            name: Arc::from(role_ref.name.as_str()),
+        }),
+        _ => None,
+    }
+}
+
+/// The metadata fields the RBAC projections read.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ObjectMeta {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A Role or ClusterRole, typed down to what is judged.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleObject {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub rules: Vec<PolicyRule>,
+    #[serde(default)]
+    pub aggregation_rule: Option<AggregationRule>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AggregationRule {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub cluster_role_selectors: Vec<LabelSelector>,
+}
+
+/// A RoleBinding or ClusterRoleBinding, typed down to what is judged.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BindingObject {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub subjects: Vec<SubjectObject>,
+    pub role_ref: RoleRefObject,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubjectObject {
+    pub kind: String,
+    #[serde(default)]
+    pub api_group: Option<String>,
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleRefObject {
+    #[serde(default)]
+    pub api_group: String,
+    pub kind: String,
+    pub name: String,
+}
+
+/// Whether a label selector matches labels read through `get`, with Kubernetes semantics
+/// (an empty selector matches everything).
+pub fn selector_matches<'a>(
+    selector: &LabelSelector,
+    get: impl Fn(&str) -> Option<&'a str>,
+) -> bool {
+    selector
+        .match_labels
+        .iter()
+        .all(|(k, v)| get(k) == Some(v.as_str()))
+        && selector.match_expressions.iter().all(|req| {
+            let value = get(&req.key);
+            match req.operator {
+                SelectorOperator::In => value.is_some_and(|v| req.values.iter().any(|x| x == v)),
+                SelectorOperator::NotIn => {
+                    !value.is_some_and(|v| req.values.iter().any(|x| x == v))
+                }
+                SelectorOperator::Exists => value.is_some(),
+                SelectorOperator::DoesNotExist => value.is_none(),
+            }
+        })
+}
+
+/// An RBAC object ready for the index.
+#[derive(Debug, Clone)]
+pub enum Projection {
+    Role {
+        namespace: String,
+        name: String,
+        facts: RoleFacts,
+    },
+    ClusterRole {
+        name: String,
+        facts: RoleFacts,
+    },
+    Binding(BindingFacts),
+    /// A binding whose roleRef grants nothing the API server would accept: not kept.
+    Ignored,
+}
+
+pub fn is_rbac_kind(kind: &str) -> bool {
+    matches!(
+        kind,
+        "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding"
+    )
+}
+
+/// Projects an RBAC object of the given kind.
+pub fn project(kind: &str, object: &Value) -> Result<Projection, String> {
+    match kind {
+        "Role" | "ClusterRole" => {
+            let role = RoleObject::deserialize(object).map_err(|e| format!("{kind}: {e}"))?;
+            let cluster_role = kind == "ClusterRole";
+            let facts = RoleFacts::from_object(&role, cluster_role);
+            let name = role.metadata.name;
+            Ok(if cluster_role {
+                Projection::ClusterRole { name, facts }
+            } else {
+                Projection::Role {
+                    namespace: role.metadata.namespace.unwrap_or_default(),
+                    name,
+                    facts,
+                }
+            })
+        }
+        _ => {
+            let binding_kind =
+                BindingKind::parse(kind).ok_or_else(|| format!("{kind} is not an RBAC kind"))?;
+            let binding = BindingObject::deserialize(object).map_err(|e| format!("{kind}: {e}"))?;
+            Ok(BindingFacts::from_object(&binding, binding_kind)
+                .map(Projection::Binding)
+                .unwrap_or(Projection::Ignored))
+        }
+    }
+}
+
+type BindingId = (BindingKind, Arc<str>, Arc<str>);
+type BindingSet = HashMap<BindingId, Arc<BindingFacts>>;
+
+/// The RBAC index inside [`super::MemoryView`].
+#[derive(Default)]
+pub struct RbacIndex {
+    /// Label keys and values, namespaces: the same few strings over and over.
+    interned: HashSet<Arc<str>>,
+    /// Offending rules: charts install the same rules in many roles.
+    interned_rules: HashSet<Arc<PolicyRule>>,
+    /// Interned entries after the last sweep.
+    swept_at: usize,
+    roles: HashMap<Arc<str>, HashMap<Arc<str>, Arc<RoleFacts>>>,
+    cluster_roles: HashMap<Arc<str>, Arc<RoleFacts>>,
+    /// label key -> label value -> ClusterRoles carrying it.
+    cluster_roles_by_label: LabelIndex,
+    /// ClusterRoles with an aggregationRule (a handful in any cluster).
+    aggregating: BTreeSet<Arc<str>>,
+    /// ClusterRole name -> bindings (of both kinds) that refer to it.
+    cluster_role_bindings: HashMap<Arc<str>, BindingSet>,
+    /// namespace -> Role name -> RoleBindings that refer to it.
+    role_bindings: HashMap<Arc<str>, HashMap<Arc<str>, BindingSet>>,
+    /// Where each binding is filed, to move or drop it.
+    binding_roles: HashMap<BindingId, RoleKey>,
+}
+
+impl RbacIndex {
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(existing) = self.interned.get(s) {
+            return existing.clone();
+        }
+        let arc: Arc<str> = Arc::from(s);
+        self.interned.insert(arc.clone());
+        arc
+    }
+
+    fn intern_rules(&mut self, summary: &mut RuleSummary) {
+        for example in &mut summary.examples {
+            match self.interned_rules.get(&example.rule) {
+                Some(existing) => example.rule = existing.clone(),
+                None => {
+                    self.interned_rules.insert(example.rule.clone());
+                }
+            }
+        }
+    }
+
+    /// Drops interned values nothing refers to any more, so that churn (roles and
+    /// namespaces coming and going) does not grow the tables forever.
+    fn sweep(&mut self) {
+        let size = self.interned.len() + self.interned_rules.len();
+        if size > SWEEP_GROWTH * self.swept_at.max(1024) {
+            self.interned.retain(|s| Arc::strong_count(s) > 1);
+            self.interned_rules.retain(|r| Arc::strong_count(r) > 1);
+            self.swept_at = self.interned.len() + self.interned_rules.len();
+        }
+    }
+
+    pub fn apply(&mut self, projection: Projection) {
+        self.sweep();
+        match projection {
+            Projection::Role {
+                namespace,
+                name,
+                mut facts,
+            } => {
+                self.intern_rules(&mut facts.summary);
+                let namespace = self.intern(&namespace);
+                self.roles
+                    .entry(namespace)
+                    .or_default()
+                    .insert(Arc::from(name.as_str()), Arc::new(facts));
+            }
+            Projection::ClusterRole { name, mut facts } => {
+                let name: Arc<str> = Arc::from(name.as_str());
+                self.remove_cluster_role(&name);
+                self.intern_rules(&mut facts.summary);
+                facts.labels = facts
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (self.intern(k), self.intern(v)))
+                    .collect();
+                for (k, v) in facts.labels.iter() {
+                    self.cluster_roles_by_label
+                        .entry(k.clone())
+                        .or_default()
+                        .entry(v.clone())
+                        .or_default()
+                        .insert(name.clone());
+                }
+                if facts.aggregation.is_some() {
+                    self.aggregating.insert(name.clone());
+                }
+                self.cluster_roles.insert(name, Arc::new(facts));
+            }
+            Projection::Binding(mut facts) => {
+                if let Some(ns) = &facts.namespace {
+                    facts.namespace = Some(self.intern(ns));
+                }
+                if let RoleKey::Role { namespace, name } = &facts.role {
+                    facts.role = RoleKey::Role {
+                        namespace: self.intern(namespace),
+                        name: name.clone(),
+                    };
+                }
+                let id: BindingId = (
+                    facts.kind,
+                    facts.namespace.clone().unwrap_or_else(|| self.intern("")),
+                    facts.name.clone(),
+                );
+                self.remove_binding(&id);
+                self.binding_roles.insert(id.clone(), facts.role.clone());
+                let set = match &facts.role {
+                    RoleKey::ClusterRole { name } => {
+                        self.cluster_role_bindings.entry(name.clone()).or_default()
+                    }
+                    RoleKey::Role { namespace, name } => self
+                        .role_bindings
+                        .entry(namespace.clone())
+                        .or_default()
+                        .entry(name.clone())
+                        .or_default(),
+                };
+                set.insert(id, Arc::new(facts));
+            }
+            Projection::Ignored => {}
+        }
+    }
+
+    /// Forgets an object; `kind` is one of the four RBAC kinds.
+    pub fn delete(&mut self, kind: &str, namespace: Option<&str>, name: &str) {
+        match kind {
+            "Role" => {
+                let ns = namespace.unwrap_or_default();
+                if let Some(by_name) = self.roles.get_mut(ns) {
+                    by_name.remove(name);
+                    if by_name.is_empty() {
+                        self.roles.remove(ns);
+                    }
+                }
+            }
+            "ClusterRole" => self.remove_cluster_role(name),
+            _ => {
+                if let Some(kind) = BindingKind::parse(kind) {
+                    let namespace = match kind {
+                        BindingKind::RoleBinding => namespace,
+                        BindingKind::ClusterRoleBinding => None,
+                    };
+                    self.remove_binding(&binding_id(kind, namespace, name));
+                }
+            }
+        }
+    }
+
+    fn remove_cluster_role(&mut self, name: &str) {
+        let Some(old) = self.cluster_roles.remove(name) else {
+            return;
+        };
+        for (k, v) in old.labels.iter() {
+            if let Some(values) = self.cluster_roles_by_label.get_mut(k) {
+                if let Some(names) = values.get_mut(v) {
+                    names.remove(name);
+                    if names.is_empty() {
+                        values.remove(v);
+                    }
+                }
+                if values.is_empty() {
+                    self.cluster_roles_by_label.remove(k);
+                }
+            }
+        }
+        self.aggregating.remove(name);
+    }
+
+    fn remove_binding(&mut self, id: &BindingId) {
+        let Some(role) = self.binding_roles.remove(id) else {
+            return;
+        };
+        match role {
+            RoleKey::ClusterRole { name } => {
+                if let Some(set) = self.cluster_role_bindings.get_mut(&name) {
+                    set.remove(id);
+                    if set.is_empty() {
+                        self.cluster_role_bindings.remove(&name);
+                    }
+                }
+            }
+            RoleKey::Role { namespace, name } => {
+                if let Some(by_name) = self.role_bindings.get_mut(&namespace) {
+                    if let Some(set) = by_name.get_mut(&name) {
+                        set.remove(id);
+                        if set.is_empty() {
+                            by_name.remove(&name);
+                        }
+                    }
+                    if by_name.is_empty() {
+                        self.role_bindings.remove(&namespace);
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn role(&self, namespace: &str, name: &str) -> Option<Arc<RoleFacts>> {
+        self.roles.get(namespace)?.get(name).cloned()
+    }
+
+    pub fn cluster_role(&self, name: &str) -> Option<Arc<RoleFacts>> {
+        self.cluster_roles.get(name).cloned()
+    }
+
+    /// The ClusterRoles a selector matches, by name. Candidates come from the label index
+    /// of the selector's most selective positive requirement; only a selector without any
+    /// (empty, or made of NotIn / DoesNotExist alone, which no aggregated role in practice
+    /// uses) walks every ClusterRole.
+    pub fn cluster_roles_matching(&self, selector: &LabelSelector) -> NamedRoles {
+        let mut candidates: Option<BTreeSet<Arc<str>>> = None;
+        let mut narrow = |set: BTreeSet<Arc<str>>| {
+            if candidates.as_ref().is_none_or(|c| set.len() < c.len()) {
+                candidates = Some(set);
+            }
+        };
+        for (k, v) in &selector.match_labels {
+            narrow(self.with_label(k, |value| value == v.as_str()));
+        }
+        for req in &selector.match_expressions {
+            match req.operator {
+                SelectorOperator::In => {
+                    narrow(self.with_label(&req.key, |value| req.values.iter().any(|x| x == value)))
+                }
+                SelectorOperator::Exists => narrow(self.with_label(&req.key, |_| true)),
+                SelectorOperator::NotIn | SelectorOperator::DoesNotExist => {}
+            }
+        }
+        let mut found = Vec::new();
+        let mut check = |name: &Arc<str>, facts: &Arc<RoleFacts>| {
+            if selector_matches(selector, |k| facts.label(k)) {
+                found.push((name.clone(), facts.clone()));
+            }
+        };
+        match candidates {
+            Some(names) => {
+                for name in &names {
+                    if let Some(facts) = self.cluster_roles.get(name) {
+                        check(name, facts);
+                    }
+                }
+            }
+            None => {
+                for (name, facts) in &self.cluster_roles {
+                    check(name, facts);
+                }
+                found.sort_by(|a, b| a.0.cmp(&b.0));
+            }
+        }
+        found
+    }
+
+    fn with_label(&self, key: &str, value_ok: impl Fn(&str) -> bool) -> BTreeSet<Arc<str>> {
+        self.cluster_roles_by_label
+            .get(key)
+            .map(|values| {
+                values
+                    .iter()
+                    .filter(|(v, _)| value_ok(v))
+                    .flat_map(|(_, names)| names.iter().cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The ClusterRoles whose aggregationRule picks up a ClusterRole with these labels.
+    pub fn cluster_roles_aggregating(&self, labels: &BTreeMap<String, String>) -> NamedRoles {
+        self.aggregating
+            .iter()
+            .filter_map(|name| Some((name, self.cluster_roles.get(name)?)))
+            .filter(|(_, facts)| {
+                facts.aggregation.as_ref().is_some_and(|selectors| {
+                    selectors
+                        .iter()
+                        .any(|s| selector_matches(s, |k| labels.get(k).map(String::as_str)))
+                })
+            })
+            .map(|(name, facts)| (name.clone(), facts.clone()))
+            .collect()
+    }
+
+    /// The bindings whose roleRef is `role`.
+    pub fn bindings_to(&self, role: &RoleKey) -> Vec<Arc<BindingFacts>> {
+        let set = match role {
+            RoleKey::ClusterRole { name } => self.cluster_role_bindings.get(name),
+            RoleKey::Role { namespace, name } => self
+                .role_bindings
+                .get(namespace)
+                .and_then(|by_name| by_name.get(name)),
+        };
+        let mut bindings: Vec<Arc<BindingFacts>> = set
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default();
+        bindings
+            .sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
+        bindings
+    }
+}
+
+fn binding_id(kind: BindingKind, namespace: Option<&str>, name: &str) -> BindingId {
+    (
+        kind,
+        Arc::from(namespace.unwrap_or_default()),
+        Arc::from(name),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cluster_role(name: &str, labels: Value, rules: Value) -> Projection {
+        project(
+            "ClusterRole",
+            &json!({"metadata": {"name": name, "labels": labels}, "rules": rules}),
+        )
+        .expect("projects")
+    }
+
+    fn binding(
+        kind: &str,
+        ns: Option<&str>,
+        name: &str,
+        role_kind: &str,
+        role: &str,
+    ) -> Projection {
+        project(
+            kind,
+            &json!({
+                "metadata": {"name": name, "namespace": ns},
+                "roleRef": {"apiGroup": GROUP, "kind": role_kind, "name": role},
+                "subjects": [{"kind": "Group", "name": "gitlab:ci_job"}]
+            }),
+        )
+        .expect("projects")
+    }
+
+    fn selector(yaml: &str) -> LabelSelector {
+        serde_yaml_ng::from_str(yaml).expect("selector")
+    }
+
+    #[test]
+    fn bindings_are_found_by_the_role_they_refer_to() {
+        let mut index = RbacIndex::default();
+        index.apply(binding(
+            "ClusterRoleBinding",
+            None,
+            "a",
+            "ClusterRole",
+            "view",
+        ));
+        index.apply(binding(
+            "RoleBinding",
+            Some("team"),
+            "b",
+            "ClusterRole",
+            "view",
+        ));
+        index.apply(binding(
+            "RoleBinding",
+            Some("team"),
+            "c",
+            "Role",
+            "deployer",
+        ));
+        let view = RoleKey::ClusterRole {
+            name: "view".into(),
+        };
+        let deployer = RoleKey::Role {
+            namespace: "team".into(),
+            name: "deployer".into(),
+        };
+        assert_eq!(index.bindings_to(&view).len(), 2);
+        assert_eq!(index.bindings_to(&deployer).len(), 1);
+
+        // A binding that moves to another role is filed under the new one only.
+        index.apply(binding(
+            "RoleBinding",
+            Some("team"),
+            "b",
+            "Role",
+            "deployer",
+        ));
+        assert_eq!(index.bindings_to(&view).len(), 1);
+        assert_eq!(index.bindings_to(&deployer).len(), 2);
+
+        index.delete("RoleBinding", Some("team"), "b");
+        index.delete("ClusterRoleBinding", None, "a");
+        assert!(index.bindings_to(&view).is_empty());
+        assert_eq!(index.bindings_to(&deployer).len(), 1);
+    }
+
+    #[test]
+    fn aggregation_selectors_are_answered_from_the_label_index() {
+        let mut index = RbacIndex::default();
+        let to_view = json!({"rbac.authorization.k8s.io/aggregate-to-view": "true"});
+        index.apply(cluster_role("flux-view", to_view.clone(), json!([])));
+        index.apply(cluster_role("other", json!({"team": "a"}), json!([])));
+        let agg = selector("matchLabels: {rbac.authorization.k8s.io/aggregate-to-view: 'true'}");
+        let names: Vec<String> = index
+            .cluster_roles_matching(&agg)
+            .into_iter()
+            .map(|(n, _)| n.to_string())
+            .collect();
+        assert_eq!(names, ["flux-view"]);
+
+        let expr = selector("matchExpressions: [{key: team, operator: In, values: [a, b]}]");
+        assert_eq!(index.cluster_roles_matching(&expr).len(), 1);
+        let negative = selector("matchExpressions: [{key: team, operator: DoesNotExist}]");
+        assert_eq!(index.cluster_roles_matching(&negative).len(), 1);
+
+        // Relabelling removes the role from its old label.
+        index.apply(cluster_role("flux-view", json!({}), json!([])));
+        assert!(index.cluster_roles_matching(&agg).is_empty());
+        index.delete("ClusterRole", None, "other");
+        assert!(index.cluster_roles_matching(&expr).is_empty());
+        assert!(index.cluster_roles_by_label.is_empty());
+    }
+
+    #[test]
+    fn aggregating_roles_are_found_by_the_labels_they_pick_up() {
+        let mut index = RbacIndex::default();
+        index.apply(
+            project(
+                "ClusterRole",
+                &json!({
+                    "metadata": {"name": "view"},
+                    "aggregationRule": {"clusterRoleSelectors": [
+                        {"matchLabels": {"rbac.authorization.k8s.io/aggregate-to-view": "true"}}
+                    ]},
+                    "rules": null
+                }),
+            )
+            .expect("projects"),
+        );
+        let labels: BTreeMap<String, String> = [(
+            "rbac.authorization.k8s.io/aggregate-to-view".to_string(),
+            "true".to_string(),
+        )]
+        .into();
+        let found = index.cluster_roles_aggregating(&labels);
+        assert_eq!(found.len(), 1);
+        assert!(index.cluster_roles_aggregating(&BTreeMap::new()).is_empty());
+    }
+
+    #[test]
+    fn churn_does_not_grow_the_interned_tables_forever() {
+        let mut index = RbacIndex::default();
+        for i in 0..20_000 {
+            let name = format!("role-{i}");
+            index.apply(
+                project(
+                    "Role",
+                    &json!({
+                        "metadata": {"name": name, "namespace": format!("ns-{i}")},
+                        "rules": [{"apiGroups": [""], "resources": ["pods/exec"], "verbs": [format!("verb-{i}"), "create"]}]
+                    }),
+                )
+                .expect("projects"),
+            );
+            index.delete("Role", Some(&format!("ns-{i}")), &name);
+        }
+        assert!(index.roles.is_empty());
+        assert!(index.interned.len() + index.interned_rules.len() <= 2 * 1024 + 1);
+    }
+
+    #[test]
+    fn the_agent_charts_binding_is_recognised_by_name_label_and_subject() {
+        let chart = |name: &str, label: &str| {
+            let object: BindingObject = serde_json::from_value(json!({
+                "metadata": {"name": name, "labels": {"app.kubernetes.io/name": label}},
+                "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": "cluster-admin"},
+                "subjects": [{"kind": "ServiceAccount", "name": "gitlab-agent", "namespace": "gitlab-agent"}]
+            }))
+            .expect("binding");
+            BindingFacts::from_object(&object, BindingKind::ClusterRoleBinding)
+                .expect("valid")
+                .agent_chart
+        };
+        assert!(chart(
+            "gitlab-agent:gitlab-agent-cluster-admin",
+            "gitlab-agent"
+        ));
+        assert!(!chart("gitlab-agent:gitlab-agent-cluster-admin", "other"));
+        assert!(!chart("my-admin", "gitlab-agent"));
+    }
+}
