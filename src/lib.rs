@@ -13,4 +13,5 @@ pub mod flux;
 pub mod gitlab;
 pub mod policy;
 pub mod rbac;
+pub mod report;
 pub mod verdict;
