@@ -6,6 +6,7 @@
 //! and where verdicts go.
 
 pub mod admission;
+pub mod check;
 pub mod cluster;
 pub mod config;
 pub mod engine;
