@@ -122,10 +122,12 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     for subject in &report.results {
         issues_of(subject, &mut issues);
     }
+    // The message holds line numbers; a file has at most one read error per run.
+    let mut prints = Fingerprints::default();
     let error_prints: Vec<String> = report
         .errors
         .iter()
-        .map(|e| fingerprint(&["unreadable-input", &e.file, &e.message]))
+        .map(|e| prints.next(&["unreadable-input", &e.file]))
         .collect();
     for (error, print) in report.errors.iter().zip(&error_prints) {
         issues.push(Issue {

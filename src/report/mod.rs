@@ -2,7 +2,8 @@
 //! `docs/check-json-schema.md`), JUnit XML and GitLab Code Quality for merge requests.
 //!
 //! [`Report`] is the one model every format is written from; its JSON form is the stable,
-//! documented schema (field names change only with `schemaVersion`).
+//! documented schema (field names change only with `schemaVersion`). Reading ignores fields it
+//! does not know, as newer versions may add optional ones.
 
 use std::io::{self, Write};
 
@@ -22,7 +23,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// The result of one `fluxgate check` run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Report {
     pub schema_version: u32,
     pub summary: Summary,
@@ -36,7 +37,7 @@ pub struct Report {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Summary {
     /// Files (and standard input) read.
     pub files: usize,
@@ -68,7 +69,7 @@ pub enum SubjectType {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Subject {
     #[serde(rename = "type")]
     pub subject_type: SubjectType,
@@ -126,7 +127,7 @@ pub enum Action {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ReportFinding {
     pub policy: PolicyId,
     pub severity: Severity,
@@ -146,7 +147,7 @@ pub struct ReportFinding {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Skipped {
     pub file: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -155,7 +156,7 @@ pub struct Skipped {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct InputErrorEntry {
     pub file: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
