@@ -974,3 +974,18 @@ fn the_agent_configuration_documented_for_gitlab_ci_passes_the_lint() {
     );
     assert!(report.results[0].findings.is_empty());
 }
+
+#[test]
+fn empty_standard_input_is_an_error_not_a_pass() {
+    // `kustomize build | fluxgate check -` where kustomize failed and the shell has no pipefail.
+    for stdin in ["", "\n# only a comment\n---\n"] {
+        let out = run(&["-"], stdin);
+        assert_eq!(out.code, 2, "{stdin:?}");
+        assert!(
+            out.stderr
+                .contains("<stdin>: standard input holds no document"),
+            "{}",
+            out.stderr
+        );
+    }
+}

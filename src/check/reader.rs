@@ -141,9 +141,30 @@ impl<'r> Reader<'r> {
             return;
         }
         inputs.files += 1;
+        let before = (
+            inputs.parsed_documents,
+            inputs.skipped.len(),
+            inputs.errors.len(),
+        );
         match String::from_utf8(bytes) {
             Ok(text) => parse_text(STDIN_NAME, None, &text, Format::Sniff, inputs),
             Err(e) => inputs.errors.push(not_utf8(STDIN_NAME, e.utf8_error())),
+        }
+        // `kustomize build | fluxgate check -` with a failing kustomize and no pipefail would
+        // otherwise pass with nothing checked.
+        if before
+            == (
+                inputs.parsed_documents,
+                inputs.skipped.len(),
+                inputs.errors.len(),
+            )
+        {
+            inputs.errors.push(InputError {
+                file: STDIN_NAME.into(),
+                line: None,
+                column: None,
+                message: "standard input holds no document: nothing to check (did the command before the pipe fail?)".into(),
+            });
         }
     }
 }
