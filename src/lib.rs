@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod audit;
 pub mod certs;
+pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod gitlab;
 pub mod metrics;
 pub mod policy;
 pub mod rbac;
+pub mod report;
 pub mod server;
 pub mod tls;
 pub mod verdict;

@@ -1,0 +1,378 @@
+//! `fluxgate check`: the policies the webhook enforces, run over manifests in a CI pipeline
+//! before anything reaches a cluster (like `kyverno apply`, `gator test`, `kwctl run`).
+//!
+//! Every object is judged as a CREATE by the same [`Engine`] the webhook uses, in the mode the
+//! configuration gives each policy. Cluster-state rules (one agent per cluster, RBAC bindings
+//! resolved against their roles) see the whole manifest set plus the `--cluster-state` files:
+//! all of them are put in a [`MemoryView`] before the first object is judged. The requests are
+//! dry runs (`dryRun: true`), so no policy may remember anything from them: what the view holds
+//! is all the state there is.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+
+use crate::admission::OwnedObject;
+use crate::cluster::MemoryView;
+use crate::config::Config;
+use crate::engine::{Endpoint, Engine};
+use crate::gitlab::agent_config;
+use crate::policy::{Mode, Policy, PolicyId, Severity, registry};
+use crate::report::codequality::Fingerprints;
+use crate::report::{
+    self, Action, Format, InputErrorEntry, Report, ReportFinding, SCHEMA_VERSION, Skipped, Subject,
+    SubjectType, Summary,
+};
+use crate::verdict;
+
+pub mod reader;
+
+use reader::{Content, Document, Inputs, Reader};
+
+/// `fluxgate check [--config FILE] [-o FORMAT] [--cluster-state FILE]... PATH...`
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckArgs {
+    /// Policy configuration (modes, parameters, exemptions). Without it, the built-in default
+    /// enforces every policy.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Output format: text for people, json (docs/check-json-schema.md), junit
+    /// (artifacts:reports:junit) or codequality (artifacts:reports:codequality).
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+
+    /// Objects already in the cluster, for cluster-state rules (for example the output of
+    /// `kubectl get deploy,clusterroles,rolebindings -A -o yaml`). Judged against, not checked.
+    /// Repeat the flag for several files; directories are read like PATHs.
+    #[arg(long = "cluster-state", value_name = "FILE")]
+    pub cluster_state: Vec<PathBuf>,
+
+    /// Colour in text output: auto uses it when standard output is a terminal and NO_COLOR
+    /// is not set.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    /// Manifests: files, directories (recursively: *.yaml, *.yml, *.json) or - for standard
+    /// input (`kustomize build . | fluxgate check -`).
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether text output is coloured. `auto` asks about the process's own standard output,
+    /// which is what the binary passes to [`run`].
+    pub fn enabled(self) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::io::stdout().is_terminal()
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        }
+    }
+}
+
+/// Runs `fluxgate check` with every policy fluxgate has. Returns the exit code: 0 when nothing
+/// in enforce mode failed, 1 on an enforce violation, 2 on an unreadable input or bad usage.
+pub fn run(args: &CheckArgs, stdin: impl Read, stdout: impl Write, stderr: impl Write) -> i32 {
+    run_with_policies(args, registry(), stdin, stdout, stderr)
+}
+
+/// [`run`] with a given set of policies.
+pub fn run_with_policies(
+    args: &CheckArgs,
+    policies: Vec<Box<dyn Policy>>,
+    mut stdin: impl Read,
+    mut stdout: impl Write,
+    mut stderr: impl Write,
+) -> i32 {
+    // A failed write to stderr leaves nothing better to report it on.
+    let mut say = |line: String| {
+        let _ = writeln!(stderr, "fluxgate check: {line}");
+    };
+    if args.paths.is_empty() {
+        say("no PATH given; use - to read manifests from standard input".into());
+        return 2;
+    }
+    let config = match &args.config {
+        Some(path) => match Config::from_file(path) {
+            Ok(config) => config,
+            Err(e) => {
+                say(format!("error: {e}"));
+                return 2;
+            }
+        },
+        None => Config::default(),
+    };
+    let engine = Engine::with_policies(policies, config, None);
+    let report = check(&engine, &args.paths, &args.cluster_state, &mut stdin);
+    for skip in &report.skipped {
+        let at = skip.line.map(|l| format!(":{l}")).unwrap_or_default();
+        say(format!("note: {}{at}: skipped: {}", skip.file, skip.reason));
+    }
+    for error in &report.errors {
+        say(format!("error: {}", error.display()));
+    }
+    let color = args.output == Format::Text && args.color.enabled();
+    if let Err(e) =
+        report::write(&report, args.output, color, &mut stdout).and_then(|()| stdout.flush())
+    {
+        say(format!("error: cannot write the report: {e}"));
+        return 2;
+    }
+    report.summary.exit_code
+}
+
+/// Reads the manifests and the cluster state, judges every object and agent configuration,
+/// and returns the report.
+pub fn check(
+    engine: &Engine,
+    paths: &[PathBuf],
+    cluster_state: &[PathBuf],
+    stdin: &mut dyn Read,
+) -> Report {
+    let mut reader = Reader::new(stdin);
+    let mut inputs = Inputs::default();
+    reader.read_paths(paths, &mut inputs);
+    let mut state = Inputs::default();
+    reader.read_paths(cluster_state, &mut state);
+
+    let view = MemoryView::new();
+    let mut skipped: Vec<Skipped> = Vec::new();
+    let mut cluster_state_objects = 0;
+    // The live state first: the manifest set replaces what it redefines, as applying it would.
+    for doc in &state.documents {
+        match &doc.content {
+            Content::Object(value) => match view.apply(value) {
+                Ok(()) => cluster_state_objects += 1,
+                Err(e) => skipped.push(Skipped {
+                    file: doc.file.to_string(),
+                    line: Some(doc.line),
+                    reason: format!("cluster state object not used: {e}"),
+                }),
+            },
+            Content::AgentConfig { .. } => skipped.push(Skipped {
+                file: doc.file.to_string(),
+                line: Some(doc.line),
+                reason: "a GitLab agent configuration is not cluster state".into(),
+            }),
+        }
+    }
+    for doc in &inputs.documents {
+        if let Content::Object(value) = &doc.content {
+            // A malformed object still gets judged below, where the policies say what is wrong.
+            let _ = view.apply(value);
+        }
+    }
+
+    let mut prints = Fingerprints::default();
+    let mut results = Vec::with_capacity(inputs.documents.len());
+    for (index, doc) in inputs.documents.iter().enumerate() {
+        let subject = match &doc.content {
+            Content::Object(value) => judge_object(engine, &view, doc, value, index, &mut prints),
+            Content::AgentConfig {
+                config,
+                agent,
+                text,
+                text_line,
+            } => judge_agent_config(
+                engine,
+                doc,
+                config,
+                agent.as_deref(),
+                text,
+                *text_line,
+                &mut prints,
+            ),
+        };
+        match subject {
+            Ok(subject) => results.push(subject),
+            Err(reason) => skipped.push(Skipped {
+                file: doc.file.to_string(),
+                line: Some(doc.line),
+                reason,
+            }),
+        }
+    }
+
+    let skipped_inputs = inputs
+        .skipped
+        .iter()
+        .chain(&state.skipped)
+        .map(|s| Skipped {
+            file: s.file.clone(),
+            line: s.line,
+            reason: s.reason.clone(),
+        });
+    let mut all_skipped: Vec<Skipped> = skipped_inputs.collect();
+    all_skipped.extend(skipped);
+    let errors = inputs
+        .errors
+        .iter()
+        .chain(&state.errors)
+        .map(|e| InputErrorEntry {
+            file: e.file.clone(),
+            line: e.line,
+            column: e.column,
+            message: e.message.clone(),
+        })
+        .collect();
+    let mut report = Report {
+        schema_version: SCHEMA_VERSION,
+        summary: Summary {
+            files: inputs.files + state.files,
+            documents: inputs.parsed_documents,
+            cluster_state_objects,
+            ..Summary::default()
+        },
+        results,
+        skipped: all_skipped,
+        errors,
+    };
+    report.tally();
+    report
+}
+
+fn report_action(action: &verdict::Action) -> (Action, Option<String>) {
+    match action {
+        verdict::Action::Deny => (Action::Deny, None),
+        verdict::Action::Warn => (Action::Warn, None),
+        verdict::Action::Audit => (Action::Audit, None),
+        verdict::Action::Exempted(name) => (Action::Exempted, Some(name.clone())),
+    }
+}
+
+fn judge_object(
+    engine: &Engine,
+    view: &MemoryView,
+    doc: &Document,
+    value: &serde_json::Value,
+    index: usize,
+    prints: &mut Fingerprints,
+) -> Result<Subject, String> {
+    let object =
+        OwnedObject::from_value(value).map_err(|e| format!("not a Kubernetes object: {e}"))?;
+    let uid = format!("fluxgate-check-{index}");
+    let request = object.as_create(&uid);
+    let (verdict, _exemptions) = engine.review(Endpoint::Validate, &request, view);
+
+    let api_version = value
+        .get("apiVersion")
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_string();
+    let group = request.kind.group.to_string();
+    let namespace = object.namespace().map(str::to_string);
+    let item = doc.item.map(|i| i.to_string()).unwrap_or_default();
+    let findings = verdict
+        .outcomes
+        .iter()
+        .map(|outcome| {
+            let (action, exemption) = report_action(&outcome.action);
+            let policy = outcome.finding.policy;
+            let fingerprint = prints.next(&[
+                policy.as_str(),
+                &doc.file,
+                &group,
+                object.kind(),
+                namespace.as_deref().unwrap_or(""),
+                object.name(),
+                &item,
+                &outcome.finding.message,
+            ]);
+            ReportFinding {
+                policy,
+                severity: outcome.finding.severity,
+                mode: outcome.mode,
+                action,
+                exemption,
+                line: doc.line,
+                entry: None,
+                message: outcome.finding.message.clone(),
+                fingerprint,
+            }
+        })
+        .collect();
+    Ok(Subject {
+        subject_type: SubjectType::Object,
+        file: doc.file.to_string(),
+        line: doc.line,
+        item: doc.item,
+        api_version,
+        kind: object.kind().to_string(),
+        namespace,
+        name: object.name().to_string(),
+        evaluated: verdict.evaluated.clone(),
+        findings,
+    })
+}
+
+/// The agent configuration lint runs as part of `ci-impersonation`, in its mode. Exemptions
+/// describe cluster requests (namespaces, users, objects) and do not apply to this file.
+fn judge_agent_config(
+    engine: &Engine,
+    doc: &Document,
+    config: &serde_json::Value,
+    agent: Option<&str>,
+    text: &str,
+    text_line: usize,
+    prints: &mut Fingerprints,
+) -> Result<Subject, String> {
+    let policy = PolicyId::CiImpersonation;
+    let mode = engine.mode_of(&engine.config(), policy);
+    let name_in_messages = match agent {
+        Some(name) => format!("GitLab agent {name} ({})", doc.file),
+        None => format!("GitLab agent configuration {}", doc.file),
+    };
+    let lint = if mode == Mode::Off {
+        Vec::new()
+    } else {
+        agent_config::lint(config, text, &name_in_messages)
+    };
+    let findings = lint
+        .into_iter()
+        .map(|f| {
+            let action = match (mode, f.severity) {
+                (Mode::Enforce, Severity::Violation) => Action::Deny,
+                (Mode::Enforce | Mode::Warn, _) => Action::Warn,
+                _ => Action::Audit,
+            };
+            let fingerprint = prints.next(&[policy.as_str(), &doc.file, &f.entry, &f.message]);
+            ReportFinding {
+                policy,
+                severity: f.severity,
+                mode,
+                action,
+                exemption: None,
+                line: f.line_offset.map(|o| text_line + o).unwrap_or(doc.line),
+                entry: Some(f.entry),
+                message: f.message,
+                fingerprint,
+            }
+        })
+        .collect();
+    Ok(Subject {
+        subject_type: SubjectType::GitlabAgentConfig,
+        file: doc.file.to_string(),
+        line: doc.line,
+        item: None,
+        api_version: String::new(),
+        kind: "GitLabAgentConfig".to_string(),
+        namespace: None,
+        name: agent.unwrap_or("").to_string(),
+        evaluated: if mode == Mode::Off {
+            Vec::new()
+        } else {
+            vec![policy]
+        },
+        findings,
+    })
+}
