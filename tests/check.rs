@@ -49,6 +49,7 @@ const OCI_KINDS: &[KindRule] = &[KindRule {
     group: "source.toolkit.fluxcd.io",
     kind: "OCIRepository",
     resource: "ocirepositories",
+    opt_in: false,
     operations: CREATE_UPDATE,
     judged_fields: &["/spec"],
 }];
@@ -92,6 +93,7 @@ const CHART_KINDS: &[KindRule] = &[KindRule {
     group: "source.toolkit.fluxcd.io",
     kind: "HelmChart",
     resource: "helmcharts",
+    opt_in: false,
     operations: CREATE_UPDATE,
     judged_fields: &["/spec"],
 }];

@@ -274,6 +274,7 @@ fn engine_kinds() -> BTreeSet<GroupResourceOp> {
     engine
         .kinds()
         .into_iter()
+        .filter(|(_, rule)| !rule.opt_in)
         .flat_map(|(_, rule)| {
             rule.operations.iter().map(|op| {
                 (
@@ -306,10 +307,10 @@ fn documented_policy_kinds() -> BTreeSet<GroupResourceOp> {
         &["ocirepositories", "helmcharts"],
     ));
     kinds.extend(create_update("helm.toolkit.fluxcd.io", &["helmreleases"]));
-    // single-agent (ReplicaSets: only ownerless ones matter, but the API server cannot tell)
+    // single-agent (ownerless ReplicaSets and Pods: audit scan and components/agent-pods)
     kinds.extend(create_update(
         "apps",
-        &["deployments", "statefulsets", "daemonsets", "replicasets"],
+        &["deployments", "statefulsets", "daemonsets"],
     ));
     kinds.extend(create_update("batch", &["cronjobs", "jobs"]));
     // ci-impersonation
@@ -2230,4 +2231,69 @@ fn make_certs_script_makes_a_bundle_the_overlays_accept() {
         assert!(out.join(key).is_file(), "{key}");
     }
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The opt-in webhook for ownerless ReplicaSets and Pods sends exactly the kinds the policies
+/// mark opt-in, and fails open: a webhook on every Pod must never lock a cluster.
+#[test]
+fn the_agent_pods_component_sends_exactly_the_opt_in_kinds_and_fails_open() {
+    // kustomize takes relative paths only: the overlay lives two levels below the crate.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join(format!("agent-pods-overlay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp overlay");
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../../deploy/base\ncomponents:\n  - ../../deploy/components/enforce\n  - ../../deploy/components/cert-manager\n  - ../../deploy/components/agent-pods\n",
+    )
+    .expect("write overlay");
+    let rendered = kustomize(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    let objects = parse_documents(&rendered.unwrap_or_else(|e| panic!("{e}")));
+    let webhook = objects
+        .iter()
+        .find(|o| {
+            o["kind"] == "ValidatingWebhookConfiguration"
+                && o["metadata"]["name"] == "fluxgate-agent-pods"
+        })
+        .expect("the component adds the fluxgate-agent-pods webhook");
+    let hooks = webhook["webhooks"].as_array().expect("webhooks");
+    assert_eq!(hooks.len(), 1);
+    assert_eq!(hooks[0]["failurePolicy"], "Ignore");
+    assert_eq!(hooks[0]["sideEffects"], "None");
+    assert_eq!(hooks[0]["clientConfig"]["service"]["path"], "/validate");
+    assert!(
+        webhook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"].is_string(),
+        "cert-manager injects the CA here too"
+    );
+    let mut sent = BTreeSet::new();
+    for rule in hooks[0]["rules"].as_array().expect("rules") {
+        for group in rule["apiGroups"].as_array().expect("groups") {
+            for resource in rule["resources"].as_array().expect("resources") {
+                for op in rule["operations"].as_array().expect("operations") {
+                    sent.insert((
+                        group.as_str().unwrap_or("").to_string(),
+                        resource.as_str().unwrap_or("").to_string(),
+                        op.as_str().unwrap_or("").to_string(),
+                    ));
+                }
+            }
+        }
+    }
+    let opt_in: BTreeSet<GroupResourceOp> = Engine::new(Config::default(), None)
+        .kinds()
+        .into_iter()
+        .filter(|(_, rule)| rule.opt_in)
+        .flat_map(|(_, rule)| {
+            rule.operations.iter().map(|op| {
+                (
+                    rule.group.to_string(),
+                    rule.resource.to_string(),
+                    op.as_str().to_string(),
+                )
+            })
+        })
+        .collect();
+    assert!(!opt_in.is_empty());
+    assert_eq!(sent, opt_in);
 }

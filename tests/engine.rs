@@ -20,6 +20,7 @@ const RULES: &[KindRule] = &[KindRule {
     group: "example.com",
     kind: "Widget",
     resource: "widgets",
+    opt_in: false,
     operations: CREATE_UPDATE,
     judged_fields: &["/metadata/labels/bad", "/metadata/labels/meh"],
 }];

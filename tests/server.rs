@@ -510,3 +510,215 @@ async fn shutdown_finishes_requests_in_flight_and_then_stops_accepting() {
         "no new connections after shutdown"
     );
 }
+
+#[path = "support/admission_fixtures.rs"]
+mod admission_fixtures;
+
+#[tokio::test]
+async fn real_reviews_get_the_policies_verdicts_over_https() {
+    use admission_fixtures::{Expected, OCI_REPOSITORY_FIXTURES};
+    let server = TestServer::start().await;
+    for http2 in [false, true] {
+        let mut client = server.client(http2).await;
+        for (file, expected) in OCI_REPOSITORY_FIXTURES {
+            let response = client
+                .request("POST", "/validate", Some("application/json"), fixture(file))
+                .await
+                .expect("response");
+            let answer = response.json();
+            let allowed = answer["response"]["allowed"] == true;
+            match expected {
+                Expected::Allowed | Expected::NotJudged => assert!(allowed, "{file}: {answer}"),
+                Expected::Denied(phrases) => {
+                    assert!(!allowed, "{file}");
+                    assert_eq!(answer["response"]["status"]["code"], 403, "{file}");
+                    let message = answer["response"]["status"]["message"]
+                        .as_str()
+                        .unwrap_or("");
+                    for phrase in *phrases {
+                        assert!(
+                            message.contains(phrase),
+                            "{file}: {phrase:?} not in {message}"
+                        );
+                    }
+                }
+            }
+        }
+        // The other kinds the API server sent: plain Deployments and RBAC without GitLab
+        // identities break no rule.
+        for (file, body) in fixtures() {
+            if file.contains("OCIRepository") {
+                continue;
+            }
+            let answer = client
+                .request("POST", "/validate", Some("application/json"), body)
+                .await
+                .expect("response")
+                .json();
+            assert_eq!(answer["response"]["allowed"], true, "{file}: {answer}");
+        }
+    }
+}
+
+fn agent_deployment(namespace: &str, release: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": format!("{release}-v2"), "namespace": namespace,
+            "labels": {"app.kubernetes.io/name": "gitlab-agent", "app.kubernetes.io/instance": release}},
+        "spec": {"selector": {"matchLabels": {"app": release}}, "template": {
+            "metadata": {"labels": {"app": release}},
+            "spec": {"containers": [{"name": "agent",
+                "image": "registry.gitlab.com/gitlab-org/cluster-integration/gitlab-agent/agentk:v17.3.1"}]}}}
+    })
+}
+
+/// One request per policy that breaks it.
+fn violations() -> Vec<(&'static str, Vec<u8>)> {
+    let ci_admin = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "ci-admin"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "gitlab:ci_job"}]
+    });
+    vec![
+        (
+            "signed-oci-sources",
+            fixture("deny-ocirepo-create__validate-OCIRepository-CREATE.json"),
+        ),
+        (
+            "single-agent",
+            common::review_of(
+                &agent_deployment("second", "second-agent"),
+                "CREATE",
+                "u-agent",
+            ),
+        ),
+        (
+            "ci-impersonation",
+            common::review_of(&ci_admin, "CREATE", "u-rbac"),
+        ),
+    ]
+}
+
+fn view_with_an_agent() -> Arc<dyn ClusterView> {
+    let view = MemoryView::new();
+    view.apply(&agent_deployment("gitlab-agent", "gitlab-agent"))
+        .expect("agent");
+    Arc::new(view)
+}
+
+#[tokio::test]
+async fn every_mode_of_every_policy_through_https() {
+    for (policy, body) in violations() {
+        for mode in ["enforce", "warn", "audit", "off"] {
+            let server = TestServer::start_with(ServerSetup {
+                config_yaml: Some(format!("policies:\n  {policy}:\n    mode: {mode}\n")),
+                view: view_with_an_agent(),
+                ..ServerSetup::default()
+            })
+            .await;
+            let answer = server.post("/validate", body.clone()).await.json();
+            let response = &answer["response"];
+            let warnings = response["warnings"].as_array().cloned().unwrap_or_default();
+            let named = |w: &serde_json::Value| {
+                w.as_str()
+                    .is_some_and(|w| w.contains(&format!("[{policy}]")))
+            };
+            match mode {
+                "enforce" => {
+                    assert_eq!(response["allowed"], false, "{policy} {mode}");
+                    let message = response["status"]["message"].as_str().unwrap_or("");
+                    assert!(
+                        message.contains(&format!("[{policy}]")),
+                        "{policy}: {message}"
+                    );
+                }
+                "warn" => {
+                    assert_eq!(response["allowed"], true, "{policy} {mode}");
+                    assert!(warnings.iter().any(named), "{policy} warns: {answer}");
+                }
+                "audit" | "off" => {
+                    assert_eq!(response["allowed"], true, "{policy} {mode}");
+                    assert!(
+                        !warnings.iter().any(named),
+                        "{policy} {mode} tells the client nothing"
+                    );
+                }
+                _ => unreachable!(),
+            }
+            let metrics = server.metrics().await;
+            let counted = metric_value(
+                &metrics,
+                &format!("fluxgate_policy_violations_total{{mode=\"{mode}\",policy=\"{policy}\"}}"),
+            );
+            if mode == "off" {
+                assert_eq!(counted, None, "{policy}: off does not evaluate");
+            } else {
+                assert!(
+                    counted.is_some_and(|c| c >= 1.0),
+                    "{policy} {mode} is counted:\n{metrics}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_mode_flag_turns_every_denial_into_an_audit_finding() {
+    let server = TestServer::start_with(ServerSetup {
+        mode_override: Some(Mode::Audit),
+        view: view_with_an_agent(),
+        ..ServerSetup::default()
+    })
+    .await;
+    for (policy, body) in violations() {
+        let answer = server.post("/validate", body).await.json();
+        assert_eq!(answer["response"]["allowed"], true, "{policy}");
+    }
+}
+
+#[tokio::test]
+async fn an_exempted_group_gets_through_and_the_exemption_is_counted() {
+    let server = TestServer::start_with(ServerSetup {
+        config_yaml: Some("exemptions:\n- name: break-glass\n  groups: [devs]\n".into()),
+        view: view_with_an_agent(),
+        ..ServerSetup::default()
+    })
+    .await;
+    let (_, body) = violations().remove(2);
+    let answer = server.post("/validate", body).await.json();
+    assert_eq!(answer["response"]["allowed"], true);
+    let metrics = server.metrics().await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "fluxgate_exemptions_total{exemption=\"break-glass\",policy=\"ci-impersonation\"}"
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_gets_the_real_answer_and_reserves_nothing() {
+    let server = TestServer::start().await;
+    let first = agent_deployment("team-a", "agent-a");
+    let second = agent_deployment("team-b", "agent-b");
+    let dry = |object: &serde_json::Value, uid: &str| {
+        let mut review: serde_json::Value =
+            serde_json::from_slice(&common::review_of(object, "CREATE", uid)).expect("json");
+        review["request"]["dryRun"] = serde_json::json!(true);
+        serde_json::to_vec(&review).expect("json")
+    };
+    // A dry run of the first install is allowed and leaves no reservation behind...
+    let answer = server.post("/validate", dry(&first, "d1")).await.json();
+    assert_eq!(answer["response"]["allowed"], true);
+    // ...so a real CREATE of a different install is still allowed...
+    let answer = server
+        .post("/validate", common::review_of(&second, "CREATE", "r1"))
+        .await
+        .json();
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    // ...and after that real one, a dry run of another install gets the real answer: denied.
+    let answer = server.post("/validate", dry(&first, "d2")).await.json();
+    assert_eq!(answer["response"]["allowed"], false, "{answer}");
+}

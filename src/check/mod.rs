@@ -12,7 +12,7 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 
 use crate::admission::OwnedObject;
-use crate::cluster::MemoryView;
+use crate::cluster::{ClusterView, MemoryView};
 use crate::config::Config;
 use crate::engine::{Endpoint, Engine};
 use crate::gitlab::agent_config;
@@ -146,6 +146,7 @@ pub fn check(
     reader.read_paths(cluster_state, &mut state);
 
     let view = MemoryView::new();
+    view.reconfigure(&engine.config());
     let mut skipped: Vec<Skipped> = Vec::new();
     let mut cluster_state_objects = 0;
     // The live state first: the manifest set replaces what it redefines, as applying it would.

@@ -34,6 +34,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Make a CA and a serving certificate for the webhook, and print the caBundle.
     Certs(CertsArgs),
+    /// Judge manifests (files, directories, or - for stdin) with the cluster's policies,
+    /// for CI pipelines. Exit 0: clean; 1: an enforce violation; 2: unreadable input.
+    Check(crate::check::CheckArgs),
     /// Judge every object already in the cluster that the policies cover, once.
     Audit(AuditArgs),
     /// Configuration helpers.
@@ -173,6 +176,15 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Certs(args) => certs_command(&args),
         Command::Audit(args) => audit_command(&args),
+        Command::Check(args) => {
+            let code = crate::check::run(
+                &args,
+                std::io::stdin().lock(),
+                std::io::stdout().lock(),
+                std::io::stderr().lock(),
+            );
+            ExitCode::from(u8::try_from(code).unwrap_or(2))
+        }
         Command::Config {
             command: ConfigCommand::Default,
         } => {
@@ -353,9 +365,10 @@ async fn run_audit(args: &AuditArgs) -> Result<ExitCode, String> {
         Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
         None => Config::default(),
     };
-    let engine = crate::engine::Engine::new(config, args.mode);
     let client = client_from(args.kubeconfig.as_ref()).await?;
     let view = crate::cluster::kube::KubeView::start(client.clone());
+    view.reconfigure(&config);
+    let engine = crate::engine::Engine::new(config, args.mode);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.sync_timeout);
     while !view.synced() {
         if tokio::time::Instant::now() > deadline {

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use kube::Client;
@@ -14,10 +14,13 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 
+use super::rbac::{BindingFacts, NamedRoles, RoleFacts, RoleKey};
 use super::{
-    ClusterView, HelmRepositoryFacts, Lookup, MemoryView, ObjectKey, Refresh, WATCHED_KINDS,
-    WatchedKind,
+    AgentInstallation, ClusterView, HelmRepositoryFacts, Lookup, MemoryView, ObjectKey, Refresh,
+    WATCHED_KINDS, WatchedKind,
 };
+use crate::config::LabelSelector;
+use crate::gitlab::agent::InstallationId;
 
 /// How long a request may wait for the API server when it refreshes an object.
 const REFRESH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -187,6 +190,38 @@ impl ClusterView for KubeView {
 
     fn helm_repository(&self, namespace: &str, name: &str) -> Lookup<HelmRepositoryFacts> {
         self.store.helm_repository(namespace, name)
+    }
+
+    fn agent_installations(&self) -> Lookup<Vec<AgentInstallation>> {
+        self.store.agent_installations()
+    }
+
+    fn agent_installation_applied_since(&self, id: &InstallationId, since: Instant) -> bool {
+        self.store.agent_installation_applied_since(id, since)
+    }
+
+    fn role(&self, namespace: &str, name: &str) -> Lookup<Arc<RoleFacts>> {
+        self.store.role(namespace, name)
+    }
+
+    fn cluster_role(&self, name: &str) -> Lookup<Arc<RoleFacts>> {
+        self.store.cluster_role(name)
+    }
+
+    fn cluster_roles_matching(&self, selector: &LabelSelector) -> Lookup<NamedRoles> {
+        self.store.cluster_roles_matching(selector)
+    }
+
+    fn cluster_roles_aggregating(&self, labels: &BTreeMap<String, String>) -> Lookup<NamedRoles> {
+        self.store.cluster_roles_aggregating(labels)
+    }
+
+    fn bindings_to(&self, role: &RoleKey) -> Lookup<Vec<Arc<BindingFacts>>> {
+        self.store.bindings_to(role)
+    }
+
+    fn reconfigure(&self, config: &crate::config::Config) {
+        self.store.reconfigure(config);
     }
 
     fn refresh<'a>(&'a self, keys: &'a [ObjectKey]) -> Refresh<'a> {

@@ -197,6 +197,10 @@ impl ClusterView for MemoryView {
         )
     }
 
+    fn reconfigure(&self, config: &crate::config::Config) {
+        self.set_agent_detector(config.policies.single_agent.detector().clone());
+    }
+
     fn agent_installations(&self) -> Lookup<Vec<AgentInstallation>> {
         if self.synced() {
             Lookup::Found(self.agents.installations())

@@ -194,43 +194,32 @@ pub trait ClusterView: Send + Sync {
     fn helm_repository(&self, namespace: &str, name: &str) -> Lookup<HelmRepositoryFacts>;
 
     /// The GitLab agent installations the cluster runs, each with its objects (see
-    /// [`crate::gitlab::agent`] for what counts). Views that do not keep agents answer
-    /// `Unknown`, which `single-agent` treats as "cannot tell" (fail closed by default).
-    fn agent_installations(&self) -> Lookup<Vec<AgentInstallation>> {
-        Lookup::Unknown
-    }
+    /// [`crate::gitlab::agent`] for what counts); `Unknown` until the view is synced.
+    fn agent_installations(&self) -> Lookup<Vec<AgentInstallation>>;
 
     /// Whether an object of this installation was applied to the view at or after `since`
     /// (it may have been deleted again). `single-agent` ends the reservation of an
     /// installation it allowed once the installation has reached the view.
-    fn agent_installation_applied_since(&self, _id: &InstallationId, _since: Instant) -> bool {
-        false
-    }
+    fn agent_installation_applied_since(&self, id: &InstallationId, since: Instant) -> bool;
 
     /// A namespaced Role.
-    fn role(&self, _namespace: &str, _name: &str) -> Lookup<Arc<RoleFacts>> {
-        Lookup::Unknown
-    }
+    fn role(&self, namespace: &str, name: &str) -> Lookup<Arc<RoleFacts>>;
 
     /// A ClusterRole.
-    fn cluster_role(&self, _name: &str) -> Lookup<Arc<RoleFacts>> {
-        Lookup::Unknown
-    }
+    fn cluster_role(&self, name: &str) -> Lookup<Arc<RoleFacts>>;
 
     /// The ClusterRoles an aggregation selector matches, sorted by name.
-    fn cluster_roles_matching(&self, _selector: &LabelSelector) -> Lookup<NamedRoles> {
-        Lookup::Unknown
-    }
+    fn cluster_roles_matching(&self, selector: &LabelSelector) -> Lookup<NamedRoles>;
 
     /// The ClusterRoles whose aggregationRule picks up a ClusterRole with these labels.
-    fn cluster_roles_aggregating(&self, _labels: &BTreeMap<String, String>) -> Lookup<NamedRoles> {
-        Lookup::Unknown
-    }
+    fn cluster_roles_aggregating(&self, labels: &BTreeMap<String, String>) -> Lookup<NamedRoles>;
 
     /// The RoleBindings and ClusterRoleBindings whose roleRef is `role`.
-    fn bindings_to(&self, _role: &RoleKey) -> Lookup<Vec<Arc<BindingFacts>>> {
-        Lookup::Unknown
-    }
+    fn bindings_to(&self, role: &RoleKey) -> Lookup<Vec<Arc<BindingFacts>>>;
+
+    /// Applies the parts of the configuration that shape the projections (which images
+    /// count as agentk). Called at start and on every configuration reload.
+    fn reconfigure(&self, config: &crate::config::Config);
 
     /// Makes sure the view knows these objects before a policy asks, for objects that often
     /// arrive just before the request that needs them (a Role applied together with its

@@ -164,6 +164,11 @@ pub struct KindRule {
     pub kind: &'static str,
     /// The plural resource name, for webhook rules.
     pub resource: &'static str,
+    /// Judged when the API server sends it, but left out of the default webhook rules: a
+    /// fail-closed webhook on Pods (or the ReplicaSets every rollout makes) can lock a
+    /// cluster. The audit scan covers these; an opt-in rule with `failurePolicy: Ignore`
+    /// can send them.
+    pub opt_in: bool,
     pub operations: &'static [Operation],
     /// JSON pointers of the fields the verdict depends on. An UPDATE that leaves all of them
     /// equal to `oldObject` is never blocked: controllers must be able to add finalizers and

@@ -46,6 +46,7 @@ const KINDS: &[KindRule] = &[
         group: SOURCE_GROUP,
         kind: oci_repository::KIND,
         resource: oci_repository::RESOURCE,
+        opt_in: false,
         operations: CREATE_UPDATE,
         judged_fields: &["/spec"],
     },
@@ -53,6 +54,7 @@ const KINDS: &[KindRule] = &[
         group: SOURCE_GROUP,
         kind: helm_chart::KIND,
         resource: helm_chart::RESOURCE,
+        opt_in: false,
         operations: CREATE_UPDATE,
         judged_fields: &["/spec"],
     },
@@ -60,6 +62,7 @@ const KINDS: &[KindRule] = &[
         group: HELM_GROUP,
         kind: helm_release::KIND,
         resource: helm_release::RESOURCE,
+        opt_in: false,
         operations: CREATE_UPDATE,
         // Where the chart comes from; values, intervals and the like do not matter here.
         judged_fields: &["/spec/chart"],

@@ -228,11 +228,17 @@ pub struct SingleAgent {
     reservations: Mutex<Vec<Reservation>>,
 }
 
-const fn rule(group: &'static str, kind: &'static str, resource: &'static str) -> KindRule {
+const fn rule(
+    group: &'static str,
+    kind: &'static str,
+    resource: &'static str,
+    opt_in: bool,
+) -> KindRule {
     KindRule {
         group,
         kind,
         resource,
+        opt_in,
         operations: CREATE_UPDATE,
         // Identity depends on labels, annotations, owners and every container list; the
         // policy compares old and new itself, which costs one typed parse instead of a
@@ -241,15 +247,22 @@ const fn rule(group: &'static str, kind: &'static str, resource: &'static str) -
     }
 }
 
+// The workload controllers and HelmRelease are in the default webhook rules; ownerless
+// ReplicaSets and Pods are left to the audit scan and an opt-in rule.
 const KINDS: &[KindRule] = &[
-    rule("apps", "Deployment", "deployments"),
-    rule("apps", "StatefulSet", "statefulsets"),
-    rule("apps", "DaemonSet", "daemonsets"),
-    rule("apps", "ReplicaSet", "replicasets"),
-    rule("batch", "CronJob", "cronjobs"),
-    rule("batch", "Job", "jobs"),
-    rule("", "Pod", "pods"),
-    rule("helm.toolkit.fluxcd.io", "HelmRelease", "helmreleases"),
+    rule("apps", "Deployment", "deployments", false),
+    rule("apps", "StatefulSet", "statefulsets", false),
+    rule("apps", "DaemonSet", "daemonsets", false),
+    rule("apps", "ReplicaSet", "replicasets", true),
+    rule("batch", "CronJob", "cronjobs", false),
+    rule("batch", "Job", "jobs", false),
+    rule("", "Pod", "pods", true),
+    rule(
+        "helm.toolkit.fluxcd.io",
+        "HelmRelease",
+        "helmreleases",
+        false,
+    ),
 ];
 
 /// The agent object a request brings, judged.

@@ -139,6 +139,7 @@ impl BoundServer {
             }
             None => (Config::default(), None),
         };
+        view.reconfigure(&config);
         let loaded = options.tls.load()?;
         if let Some(not_after) = loaded.not_after {
             metrics.tls_cert_expiry.set(not_after as f64);

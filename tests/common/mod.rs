@@ -94,6 +94,7 @@ pub struct TestServer {
 
 pub struct ServerSetup {
     pub config_yaml: Option<String>,
+    pub mode_override: Option<fluxgate::policy::Mode>,
     pub view: Arc<dyn ClusterView>,
     pub tweak: fn(&mut ServerOptions),
 }
@@ -102,6 +103,7 @@ impl Default for ServerSetup {
     fn default() -> Self {
         ServerSetup {
             config_yaml: None,
+            mode_override: None,
             view: Arc::new(MemoryView::new()),
             tweak: |_| {},
         }
@@ -130,7 +132,7 @@ impl TestServer {
             options.config_path = Some(path);
         }
         (setup.tweak)(&mut options);
-        let server = BoundServer::bind(options, None, setup.view, Metrics::new())
+        let server = BoundServer::bind(options, setup.mode_override, setup.view, Metrics::new())
             .await
             .expect("bind");
         let addr = server.local_addr().expect("addr");
@@ -297,4 +299,27 @@ pub fn metric_value(metrics: &str, name_and_labels: &str) -> Option<f64> {
         .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
+}
+
+/// An AdmissionReview v1 request for `object`, as the API server would send it.
+pub fn review_of(object: &serde_json::Value, operation: &str, uid: &str) -> Vec<u8> {
+    let api_version = object["apiVersion"].as_str().unwrap_or("");
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": group, "version": version, "kind": object["kind"]},
+            "resource": {"group": group, "version": version, "resource": ""},
+            "name": object["metadata"]["name"],
+            "namespace": object["metadata"]["namespace"],
+            "operation": operation,
+            "userInfo": {"username": "alice", "groups": ["devs", "system:authenticated"]},
+            "object": object,
+            "oldObject": null,
+            "dryRun": false,
+        }
+    }))
+    .expect("json")
 }
