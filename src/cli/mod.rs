@@ -416,6 +416,8 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
         (_, _, true) => demo_certs()?,
         _ => return Err("--tls-cert and --tls-key are required (or --demo)".into()),
     };
+    // Before anything can take long or say it is up: a SIGTERM from then on drains.
+    let (_handle, shutdown) = crate::server::shutdown_on_signals();
     let (view, client) = cluster_view(&args).await;
     let mut options = ServerOptions::new(args.listen, args.metrics_listen, tls);
     options.config_path = args.config.clone();
@@ -439,7 +441,6 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
     if args.demo {
         print_demo_help(addr, metrics_addr);
     }
-    let (_handle, shutdown) = crate::server::shutdown_on_signals();
     if let (Some(client), true) = (client, args.audit_interval > 0) {
         let auditor = Arc::new(crate::audit::cluster::ClusterAuditor::new(
             client,
