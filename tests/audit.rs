@@ -234,3 +234,81 @@ fn scanning_twice_gives_the_same_report() {
     let second = audit::scan(&engine, &view, &cluster());
     assert_eq!(first.findings, second.findings);
 }
+
+/// Objects of a rendered Helm install, placed in the release namespace as `helm install -n`
+/// would.
+fn rendered_install(file: &str, namespace: &str) -> Vec<Value> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/corpus/gitlab-agent/rendered")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .filter_map(|doc| {
+            use serde::Deserialize;
+            let mut value = Value::deserialize(doc).ok()?;
+            value.get("kind")?;
+            let cluster_scoped = matches!(
+                value["kind"].as_str(),
+                Some("ClusterRole" | "ClusterRoleBinding" | "Namespace")
+            );
+            if !cluster_scoped && value["metadata"]["namespace"].is_null() {
+                value["metadata"]["namespace"] = json!(namespace);
+            }
+            Some(value)
+        })
+        .collect()
+}
+
+#[test]
+fn the_scan_finds_two_agents_that_raced_past_the_webhook() {
+    let mut cluster =
+        rendered_install("release-gitlab-agent__ns-gitlab-agent.yaml", "gitlab-agent");
+    cluster.extend(rendered_install(
+        "release-test__ns-gitlab-agent-test.yaml",
+        "gitlab-agent-test",
+    ));
+    let engine = Engine::new(Config::default(), None);
+    let view = MemoryView::new();
+    for object in &cluster {
+        view.apply(object).expect("applies");
+    }
+    let report = audit::scan(&engine, &view, &cluster);
+    let agents: Vec<(&str, &str)> = report
+        .findings
+        .iter()
+        .filter(|f| f.policy == PolicyId::SingleAgent && f.result == AuditResult::Fail)
+        .map(|f| (f.namespace.as_deref().unwrap_or(""), f.kind.as_str()))
+        .collect();
+    assert!(
+        agents.contains(&("gitlab-agent", "Deployment")),
+        "{agents:?}"
+    );
+    assert!(
+        agents.contains(&("gitlab-agent-test", "Deployment")),
+        "{agents:?}"
+    );
+    // The chart binds the agent to cluster-admin: ci-impersonation advises against it.
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.policy == PolicyId::CiImpersonation && f.kind == "ClusterRoleBinding"),
+        "{:#?}",
+        report.findings
+    );
+
+    let alone = rendered_install("release-gitlab-agent__ns-gitlab-agent.yaml", "gitlab-agent");
+    let view = MemoryView::new();
+    for object in &alone {
+        view.apply(object).expect("applies");
+    }
+    let report = audit::scan(&engine, &view, &alone);
+    assert!(
+        !report
+            .findings
+            .iter()
+            .any(|f| f.policy == PolicyId::SingleAgent),
+        "one installation alone is clean: {:#?}",
+        report.findings
+    );
+}

@@ -1,0 +1,542 @@
+//! The production cluster view and the audit scan against an API server: a small fake that
+//! speaks the Kubernetes REST API over plain HTTP (discovery, list, watch, get, apply, events),
+//! holding objects in memory. It checks the paths, verbs and payloads fluxgate sends, which a
+//! unit test of the in-memory view cannot.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use fluxgate::audit::cluster::{AuditOptions, ClusterAuditor};
+use fluxgate::cluster::kube::KubeView;
+use fluxgate::cluster::{ClusterView, Lookup, ObjectKey};
+use fluxgate::config::Config;
+use fluxgate::engine::Engine;
+use fluxgate::metrics::Metrics;
+use serde_json::{Value, json};
+
+/// A kind the fake serves.
+struct Served {
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    namespaced: bool,
+}
+
+const SERVED: &[Served] = &[
+    Served {
+        group: "",
+        version: "v1",
+        kind: "Namespace",
+        plural: "namespaces",
+        namespaced: false,
+    },
+    Served {
+        group: "",
+        version: "v1",
+        kind: "Pod",
+        plural: "pods",
+        namespaced: true,
+    },
+    Served {
+        group: "apps",
+        version: "v1",
+        kind: "Deployment",
+        plural: "deployments",
+        namespaced: true,
+    },
+    Served {
+        group: "apps",
+        version: "v1",
+        kind: "StatefulSet",
+        plural: "statefulsets",
+        namespaced: true,
+    },
+    Served {
+        group: "apps",
+        version: "v1",
+        kind: "DaemonSet",
+        plural: "daemonsets",
+        namespaced: true,
+    },
+    Served {
+        group: "apps",
+        version: "v1",
+        kind: "ReplicaSet",
+        plural: "replicasets",
+        namespaced: true,
+    },
+    Served {
+        group: "batch",
+        version: "v1",
+        kind: "Job",
+        plural: "jobs",
+        namespaced: true,
+    },
+    Served {
+        group: "batch",
+        version: "v1",
+        kind: "CronJob",
+        plural: "cronjobs",
+        namespaced: true,
+    },
+    Served {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "Role",
+        plural: "roles",
+        namespaced: true,
+    },
+    Served {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "ClusterRole",
+        plural: "clusterroles",
+        namespaced: false,
+    },
+    Served {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "RoleBinding",
+        plural: "rolebindings",
+        namespaced: true,
+    },
+    Served {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "ClusterRoleBinding",
+        plural: "clusterrolebindings",
+        namespaced: false,
+    },
+    Served {
+        group: "source.toolkit.fluxcd.io",
+        version: "v1",
+        kind: "OCIRepository",
+        plural: "ocirepositories",
+        namespaced: true,
+    },
+    Served {
+        group: "wgpolicyk8s.io",
+        version: "v1alpha2",
+        kind: "PolicyReport",
+        plural: "policyreports",
+        namespaced: true,
+    },
+    Served {
+        group: "wgpolicyk8s.io",
+        version: "v1alpha2",
+        kind: "ClusterPolicyReport",
+        plural: "clusterpolicyreports",
+        namespaced: false,
+    },
+    Served {
+        group: "events.k8s.io",
+        version: "v1",
+        kind: "Event",
+        plural: "events",
+        namespaced: true,
+    },
+];
+
+#[derive(Default)]
+struct Fake {
+    /// (plural, namespace, name) -> object
+    objects: BTreeMap<(String, String, String), Value>,
+    /// Every request, as "METHOD path?query".
+    requests: Vec<String>,
+}
+
+type Shared = Arc<Mutex<Fake>>;
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn not_found() -> Response {
+    json_response(
+        StatusCode::NOT_FOUND,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
+    )
+}
+
+fn resource_list(group: &str, version: &str) -> Value {
+    let resources: Vec<Value> = SERVED
+        .iter()
+        .filter(|s| s.group == group && s.version == version)
+        .map(|s| {
+            json!({"name": s.plural, "singularName": "", "namespaced": s.namespaced, "kind": s.kind,
+                   "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]})
+        })
+        .collect();
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources})
+}
+
+fn api_groups() -> Value {
+    let mut groups: BTreeMap<&str, &str> = BTreeMap::new();
+    for s in SERVED.iter().filter(|s| !s.group.is_empty()) {
+        groups.insert(s.group, s.version);
+    }
+    let groups: Vec<Value> = groups
+        .into_iter()
+        .map(|(g, v)| {
+            let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
+            json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
+        })
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+/// Splits a resource path into (served kind, namespace, name).
+fn route(path: &str) -> Option<(&'static Served, Option<String>, Option<String>)> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, rest) = match parts.as_slice() {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return None,
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(ns.to_string()), rest),
+        _ => (None, rest),
+    };
+    let (plural, name) = match rest {
+        [plural] => (*plural, None),
+        [plural, name] => (*plural, Some(name.to_string())),
+        _ => return None,
+    };
+    let served = SERVED
+        .iter()
+        .find(|s| s.group == group && s.version == version && s.plural == plural)?;
+    Some((served, namespace, name))
+}
+
+async fn handle(State(fake): State<Shared>, request: Request) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().unwrap_or("").to_string();
+    let body: Bytes = axum::body::to_bytes(request.into_body(), 1 << 20)
+        .await
+        .unwrap_or_default();
+    fake.lock()
+        .expect("lock")
+        .requests
+        .push(format!("{method} {path}?{query}"));
+
+    match path.as_str() {
+        "/api" => {
+            return json_response(
+                StatusCode::OK,
+                json!({"kind": "APIVersions", "versions": ["v1"]}),
+            );
+        }
+        "/apis" => return json_response(StatusCode::OK, api_groups()),
+        _ => {}
+    }
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["api", v] => return json_response(StatusCode::OK, resource_list("", v)),
+        ["apis", g, v] => return json_response(StatusCode::OK, resource_list(g, v)),
+        _ => {}
+    }
+    let Some((served, namespace, name)) = route(&path) else {
+        return not_found();
+    };
+    let api_version = if served.group.is_empty() {
+        served.version.to_string()
+    } else {
+        format!("{}/{}", served.group, served.version)
+    };
+    match (method, name) {
+        (Method::GET, None) if query.contains("watch=true") || query.contains("watch=1") => {
+            // A watch that stays open with no events: the view is what the list said.
+            let stream = futures_util::stream::pending::<Result<Bytes, std::io::Error>>();
+            (
+                StatusCode::OK,
+                [("content-type", "application/json")],
+                Body::from_stream(stream),
+            )
+                .into_response()
+        }
+        (Method::GET, None) => {
+            let items: Vec<Value> = fake
+                .lock()
+                .expect("lock")
+                .objects
+                .iter()
+                .filter(|((plural, ns, _), _)| {
+                    plural == served.plural && namespace.as_ref().is_none_or(|n| n == ns)
+                })
+                .map(|(_, o)| {
+                    // Like the API server, list items carry no apiVersion or kind.
+                    let mut o = o.clone();
+                    if let Some(map) = o.as_object_mut() {
+                        map.remove("apiVersion");
+                        map.remove("kind");
+                    }
+                    o
+                })
+                .collect();
+            json_response(
+                StatusCode::OK,
+                json!({"kind": format!("{}List", served.kind), "apiVersion": api_version,
+                       "metadata": {"resourceVersion": "100"}, "items": items}),
+            )
+        }
+        (Method::GET, Some(name)) => {
+            let key = (
+                served.plural.to_string(),
+                namespace.unwrap_or_default(),
+                name,
+            );
+            match fake.lock().expect("lock").objects.get(&key) {
+                Some(object) => json_response(StatusCode::OK, object.clone()),
+                None => not_found(),
+            }
+        }
+        (Method::PATCH, Some(name)) | (Method::POST, Some(name)) => {
+            let object: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let key = (
+                served.plural.to_string(),
+                namespace.unwrap_or_default(),
+                name,
+            );
+            fake.lock()
+                .expect("lock")
+                .objects
+                .insert(key, object.clone());
+            json_response(StatusCode::OK, object)
+        }
+        (Method::POST, None) => {
+            let object: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let name = object["metadata"]["name"]
+                .as_str()
+                .unwrap_or("generated")
+                .to_string();
+            let key = (
+                served.plural.to_string(),
+                namespace.unwrap_or_default(),
+                name,
+            );
+            fake.lock()
+                .expect("lock")
+                .objects
+                .insert(key, object.clone());
+            json_response(StatusCode::CREATED, object)
+        }
+        _ => not_found(),
+    }
+}
+
+async fn start_fake(objects: Vec<(&str, Value)>) -> (SocketAddr, Shared) {
+    let fake: Shared = Arc::new(Mutex::new(Fake::default()));
+    for (plural, object) in objects {
+        let ns = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        fake.lock()
+            .expect("lock")
+            .objects
+            .insert((plural.to_string(), ns, name), object);
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = Router::new().fallback(handle).with_state(fake.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, fake)
+}
+
+fn client(addr: SocketAddr) -> kube::Client {
+    let config = kube::Config::new(format!("http://{addr}").parse().expect("url"));
+    kube::Client::try_from(config).expect("client")
+}
+
+async fn wait_synced(view: &KubeView) {
+    for _ in 0..200 {
+        if view.synced() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the view never synced");
+}
+
+fn agent(namespace: &str, release: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": format!("{release}-v2"), "namespace": namespace, "uid": format!("uid-{release}"),
+            "labels": {"app.kubernetes.io/name": "gitlab-agent", "app.kubernetes.io/instance": release}},
+        "spec": {"selector": {"matchLabels": {"app": release}}, "template": {
+            "metadata": {"labels": {"app": release}},
+            "spec": {"containers": [{"name": "agent",
+                "image": "registry.gitlab.com/gitlab-org/cluster-integration/gitlab-agent/agentk:v17.3.1"}]}}}
+    })
+}
+
+#[tokio::test]
+async fn the_view_lists_every_watched_kind_and_syncs_even_without_flux() {
+    let (addr, fake) = start_fake(vec![
+        (
+            "namespaces",
+            json!({"apiVersion": "v1", "kind": "Namespace",
+                   "metadata": {"name": "team-a", "labels": {"fluxgate.io/legacy": "true"}}}),
+        ),
+        ("deployments", agent("gitlab-agent", "gitlab-agent")),
+    ])
+    .await;
+    let view = KubeView::start(client(addr));
+    view.reconfigure(&Config::default());
+    wait_synced(&view).await;
+
+    match view.namespace_labels("team-a") {
+        Lookup::Found(labels) => assert_eq!(
+            labels.get("fluxgate.io/legacy").map(String::as_str),
+            Some("true")
+        ),
+        other => panic!("team-a: {other:?}"),
+    }
+    match view.agent_installations() {
+        Lookup::Found(installs) => assert_eq!(installs.len(), 1, "{installs:?}"),
+        other => panic!("agents: {other:?}"),
+    }
+    // HelmRepository and HelmRelease are not served by this cluster: no Flux. The view
+    // is synced anyway and answers that there are none.
+    assert_eq!(
+        view.helm_repository("flux-system", "podinfo"),
+        Lookup::Missing
+    );
+    let requests = fake.lock().expect("lock").requests.clone();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("GET /apis/apps/v1/deployments?") && r.contains("watch=true"))
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("GET /api/v1/namespaces?"))
+    );
+}
+
+#[tokio::test]
+async fn a_role_applied_a_moment_ago_is_fetched_on_a_miss() {
+    let (addr, fake) = start_fake(vec![]).await;
+    let view = KubeView::start(client(addr));
+    wait_synced(&view).await;
+    assert_eq!(view.cluster_role("ci-deployer"), Lookup::Missing);
+
+    // The role reaches the API server, but not (yet) the watch.
+    fake.lock().expect("lock").objects.insert(
+        ("clusterroles".into(), String::new(), "ci-deployer".into()),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+               "metadata": {"name": "ci-deployer"},
+               "rules": [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "update"]}]}),
+    );
+    let key = ObjectKey {
+        group: "rbac.authorization.k8s.io".into(),
+        kind: "ClusterRole".into(),
+        namespace: None,
+        name: "ci-deployer".into(),
+    };
+    view.refresh(std::slice::from_ref(&key)).await;
+    assert!(matches!(view.cluster_role("ci-deployer"), Lookup::Found(_)));
+    assert!(
+        fake.lock()
+            .expect("lock")
+            .requests
+            .iter()
+            .any(|r| r
+                .starts_with("GET /apis/rbac.authorization.k8s.io/v1/clusterroles/ci-deployer"))
+    );
+}
+
+#[tokio::test]
+async fn the_audit_scan_lists_judges_and_writes_reports_and_events() {
+    let (addr, fake) = start_fake(vec![
+        ("deployments", agent("gitlab-agent", "gitlab-agent")),
+        ("deployments", agent("team-b", "second-agent")),
+        (
+            "ocirepositories",
+            json!({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository",
+                   "metadata": {"name": "app", "namespace": "team-b", "uid": "uid-app"},
+                   "spec": {"interval": "5m", "url": "oci://ghcr.io/acme/app", "ref": {"tag": "1.0.0"}}}),
+        ),
+    ])
+    .await;
+    let client = client(addr);
+    let view = KubeView::start(client.clone());
+    view.reconfigure(&Config::default());
+    wait_synced(&view).await;
+    let engine = Engine::new(Config::default(), None);
+    let metrics = Metrics::new();
+    let auditor = ClusterAuditor::new(client, AuditOptions::default());
+    let report = auditor
+        .run_once(&engine, view.as_ref(), &metrics)
+        .await
+        .expect("scan");
+
+    assert_eq!(report.objects_scanned, 3);
+    let found: Vec<(String, String)> = report
+        .findings
+        .iter()
+        .map(|f| (f.policy.to_string(), f.name.clone()))
+        .collect();
+    assert!(
+        found.contains(&("single-agent".into(), "second-agent-v2".into())),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&("single-agent".into(), "gitlab-agent-v2".into())),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&("signed-oci-sources".into(), "app".into())),
+        "{found:?}"
+    );
+
+    let fake = fake.lock().expect("lock");
+    let report_b = fake
+        .objects
+        .get(&("policyreports".into(), "team-b".into(), "fluxgate".into()))
+        .expect("a PolicyReport in team-b, written by server-side apply");
+    assert_eq!(report_b["summary"]["fail"], 2, "{report_b}");
+    assert!(
+        fake.requests.iter().any(|r| r.starts_with(
+            "PATCH /apis/wgpolicyk8s.io/v1alpha2/namespaces/team-b/policyreports/fluxgate?"
+        ) && r.contains("fieldManager=fluxgate")),
+        "{:?}",
+        fake.requests
+    );
+    let events = fake
+        .objects
+        .keys()
+        .filter(|(plural, _, _)| plural == "events")
+        .count();
+    assert!(events >= 3, "an Event per object in violation: {events}");
+    let text = String::from_utf8(metrics.encode()).expect("utf-8");
+    assert!(text.contains("fluxgate_audit_violations{kind=\"OCIRepository\",namespace=\"team-b\",policy=\"signed-oci-sources\"} 1"), "{text}");
+}
