@@ -100,12 +100,17 @@ fn corpus_installs() -> Vec<Install> {
     ]
 }
 
+/// An engine with this policy alone: other policies judge some of the same kinds (a
+/// HelmRelease's chart source, for one) and would blur what these tests check.
 fn engine() -> Engine {
-    Engine::new(Config::default(), None)
+    engine_with("")
 }
 
 fn engine_with(yaml: &str) -> Engine {
-    Engine::new(
+    Engine::with_policies(
+        vec![Box::new(
+            fluxgate::policy::single_agent::SingleAgent::default(),
+        )],
         Config::from_yaml(yaml, "test.yaml").expect("valid config"),
         None,
     )
