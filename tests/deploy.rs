@@ -2297,3 +2297,50 @@ fn the_agent_pods_component_sends_exactly_the_opt_in_kinds_and_fails_open() {
     assert!(!opt_in.is_empty());
     assert_eq!(sent, opt_in);
 }
+
+/// fluxgate's own install obeys its own policies: the raw tree and every rendered overlay
+/// pass `fluxgate check` as a user would run it.
+#[test]
+fn fluxgate_check_finds_nothing_wrong_in_its_own_install() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let fluxgate = env!("CARGO_BIN_EXE_fluxgate");
+    let out = Command::new(fluxgate)
+        .arg("check")
+        .arg(deploy_dir(""))
+        .output()
+        .expect("fluxgate check runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "fluxgate check deploy/:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let overlays = std::fs::read_dir(deploy_dir("overlays")).expect("overlays");
+    for overlay in overlays.filter_map(|e| e.ok()) {
+        let rendered = render(&overlay.path()).replace(CA_BUNDLE_VARIABLE, test_ca_bundle());
+        let mut child = Command::new(fluxgate)
+            .args(["check", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("fluxgate check runs");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(rendered.as_bytes())
+            .expect("write");
+        let out = child.wait_with_output().expect("exits");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}:\n{}\n{}",
+            overlay.path().display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
