@@ -23,13 +23,5 @@ pub const HELM_GROUP: &str = "helm.toolkit.fluxcd.io";
 /// Parses a Flux object from raw JSON, borrowing strings from it, with the path of the
 /// offending field in the error (`spec.verify.matchOIDCIdentity[0].issuer: invalid type...`).
 pub fn parse<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, String> {
-    let mut de = serde_json::Deserializer::from_str(json);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        if path.is_empty() || path == "." {
-            e.into_inner().to_string()
-        } else {
-            format!("{path}: {}", e.into_inner())
-        }
-    })
+    crate::policy::parse_raw(json)
 }

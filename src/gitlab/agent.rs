@@ -337,15 +337,7 @@ impl AgentDetector {
 }
 
 fn parse_path_aware<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, String> {
-    let mut de = serde_json::Deserializer::from_str(json);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        if path.is_empty() || path == "." {
-            e.into_inner().to_string()
-        } else {
-            format!("{path}: {}", e.into_inner())
-        }
-    })
+    crate::policy::parse_raw(json)
 }
 
 /// The repository of an image reference: without `@digest` and without `:tag` (a `:` before

@@ -214,8 +214,9 @@ impl Context<'_> {
     }
 }
 
-/// Parses JSON into `T`, with the path of the offending field in the error.
-pub fn parse_raw<T: DeserializeOwned>(json: &str) -> Result<T, String> {
+/// Parses JSON into `T` (borrowing strings from it where `T` does), with the path of the
+/// offending field in the error (`spec.verify.matchOIDCIdentity[0].issuer: invalid type...`).
+pub fn parse_raw<'a, T: serde::Deserialize<'a>>(json: &'a str) -> Result<T, String> {
     let mut de = serde_json::Deserializer::from_str(json);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
