@@ -112,6 +112,12 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        // Both results exist from the start, so that `increase(...{result="error"}[5m])`
+        // alerts on the very first failure instead of on the second.
+        for result in ["success", "error"] {
+            config_reloads.with_label_values(&[result]);
+            tls_reloads.with_label_values(&[result]);
+        }
         let audit_violations = IntGaugeVec::new(
             Opts::new(
                 "fluxgate_audit_violations",
