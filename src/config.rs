@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::admission::Request;
 use crate::policy::{
-    Mode, PolicyId, PolicySettings, SettingError, ci_impersonation, signed_oci_sources,
-    single_agent,
+    Mode, PolicyId, PolicySettings, SettingError, ci_impersonation, secret_rotation,
+    signed_oci_sources, single_agent,
 };
 
 /// A configuration error that points at the offending key.
@@ -68,6 +68,9 @@ pub struct Policies {
     pub single_agent: single_agent::Settings,
     #[serde(rename = "ci-impersonation", default)]
     pub ci_impersonation: ci_impersonation::Settings,
+    /// Its own default mode is audit (see [`secret_rotation`]).
+    #[serde(rename = "secret-rotation", default)]
+    pub secret_rotation: secret_rotation::Settings,
 }
 
 /// Requests a policy does not judge. Every criterion an entry sets must match (a list matches
@@ -246,12 +249,14 @@ impl Exemption {
 }
 
 impl Config {
-    /// The mode a policy runs in: its own, else the global default.
+    /// The mode a policy runs in: its own, else the global default. `secret-rotation` has its
+    /// own by default (audit), so the global default reaches it only through `mode: null`.
     pub fn mode_of(&self, policy: PolicyId) -> Mode {
         let own = match policy {
             PolicyId::SignedOciSources => self.policies.signed_oci_sources.mode(),
             PolicyId::SingleAgent => self.policies.single_agent.mode(),
             PolicyId::CiImpersonation => self.policies.ci_impersonation.mode(),
+            PolicyId::SecretRotation => self.policies.secret_rotation.mode(),
         };
         own.unwrap_or(self.mode)
     }
@@ -316,6 +321,10 @@ impl Config {
             .ci_impersonation
             .validate()
             .map_err(|e| policy_error(PolicyId::CiImpersonation, e))?;
+        self.policies
+            .secret_rotation
+            .validate()
+            .map_err(|e| policy_error(PolicyId::SecretRotation, e))?;
         for (i, exemption) in self.exemptions.iter().enumerate() {
             exemption
                 .validate()
@@ -343,11 +352,66 @@ mod tests {
     }
 
     #[test]
-    fn the_built_in_default_enforces_every_policy() {
-        let config = Config::default();
-        for id in PolicyId::ALL {
-            assert_eq!(config.mode_of(*id), Mode::Enforce, "{id}");
+    fn the_built_in_default_enforces_every_policy_but_audits_secret_rotation() {
+        for config in [
+            Config::default(),
+            Config::from_yaml(DEFAULT_CONFIG_YAML, "default").expect("default parses"),
+        ] {
+            for id in PolicyId::ALL {
+                let expected = match id {
+                    PolicyId::SecretRotation => Mode::Audit,
+                    _ => Mode::Enforce,
+                };
+                assert_eq!(config.mode_of(*id), expected, "{id}");
+            }
         }
+    }
+
+    #[test]
+    fn secret_rotation_keeps_its_audit_default_under_another_global_mode() {
+        let config = Config::from_yaml(
+            "mode: warn
+policies:
+  secret-rotation:
+    maxAgeDays: {flux-verify: 30}
+",
+            "c.yaml",
+        )
+        .expect("parses");
+        assert_eq!(config.mode_of(PolicyId::SecretRotation), Mode::Audit);
+        assert_eq!(config.policies.secret_rotation.max_age_days.flux_verify, 30);
+        assert_eq!(
+            config
+                .policies
+                .secret_rotation
+                .max_age_days
+                .gitlab_agent_token,
+            365,
+            "unset limits keep their defaults"
+        );
+        let follows_global = Config::from_yaml(
+            "mode: warn
+policies:
+  secret-rotation:
+    mode: null
+",
+            "c.yaml",
+        )
+        .expect("parses");
+        assert_eq!(follows_global.mode_of(PolicyId::SecretRotation), Mode::Warn);
+        let err = Config::from_yaml(
+            "policies:
+  secret-rotation:
+    maxAgeDays: {gitlab-agent-token: 0}
+",
+            "c.yaml",
+        )
+        .expect_err("zero days");
+        assert!(
+            err.to_string()
+                .contains("policies.secret-rotation.maxAgeDays.gitlab-agent-token"),
+            "{err}"
+        );
     }
 
     #[test]

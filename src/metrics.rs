@@ -28,6 +28,8 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     pub audit_violations: IntGaugeVec,
     pub audit_last_run: Gauge,
+    pub secret_age: IntGaugeVec,
+    pub secret_rotation_overdue: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -43,6 +45,13 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntC
         .unwrap_or_else(|e| panic!("metric {name}: {e}"));
     let _ = registry.register(Box::new(c.clone()));
     c
+}
+
+fn gauges(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    let _ = registry.register(Box::new(g.clone()));
+    g
 }
 
 impl Metrics {
@@ -133,6 +142,18 @@ impl Metrics {
         )
         .unwrap_or_else(|e| panic!("gauge: {e}"));
         let _ = registry.register(Box::new(audit_last_run.clone()));
+        let secret_age = gauges(
+            &registry,
+            "fluxgate_secret_age_seconds",
+            "Time since the last rotation of a Secret Flux or the GitLab agent uses (its fluxgate.io/rotated-at annotation, else its creation), at the last audit scan.",
+            &["namespace", "secret", "use"],
+        );
+        let secret_rotation_overdue = gauges(
+            &registry,
+            "fluxgate_secret_rotation_overdue",
+            "1 when a Secret is older than the secret-rotation limit for its use, at the last audit scan; else 0.",
+            &["namespace", "secret", "use"],
+        );
         Metrics {
             registry,
             admission_requests,
@@ -146,6 +167,8 @@ impl Metrics {
             build_info,
             audit_violations,
             audit_last_run,
+            secret_age,
+            secret_rotation_overdue,
         }
     }
 

@@ -313,6 +313,15 @@ fn documented_policy_kinds() -> BTreeSet<GroupResourceOp> {
         &["deployments", "statefulsets", "daemonsets"],
     ));
     kinds.extend(create_update("batch", &["cronjobs", "jobs"]));
+    // secret-rotation (warnings only; ocirepositories, helmcharts and helmreleases above)
+    kinds.extend(create_update(
+        "source.toolkit.fluxcd.io",
+        &["gitrepositories", "helmrepositories", "buckets"],
+    ));
+    kinds.extend(create_update(
+        "kustomize.toolkit.fluxcd.io",
+        &["kustomizations"],
+    ));
     // ci-impersonation
     kinds.extend(create_update(
         "rbac.authorization.k8s.io",
@@ -690,20 +699,33 @@ fn cluster_role_grants_exactly_reads_of_the_watched_kinds_and_report_and_event_w
     }
 }
 
+/// What fluxgate may do with Secrets: exactly get, list and watch. secret-rotation watches
+/// their metadata only (PartialObjectMetadata: the API server never sends a value), but
+/// RBAC has no metadata-only verb, so that watch needs the same list/watch as reading
+/// values, and get for the view's refresh. Never a write.
+const SECRET_VERBS: &[&str] = &["get", "list", "watch"];
+
 #[test]
-fn cluster_role_never_touches_secrets_nor_writes_what_the_policies_judge() {
+fn cluster_role_reads_only_secret_metadata_and_writes_nothing_the_policies_judge() {
     let judged: BTreeSet<(String, String)> = engine_kinds()
         .into_iter()
         .chain(documented_policy_kinds())
         .map(|(g, r, _)| (g, r))
         .collect();
     for overlay in overlays() {
-        for (group, resource, verb) in grants(the(&overlay.objects, "ClusterRole", "fluxgate")) {
-            assert!(
-                !(group.is_empty() && resource == "secrets"),
-                "{}: fluxgate must never read Secrets ({verb})",
-                overlay.name
-            );
+        let granted = grants(the(&overlay.objects, "ClusterRole", "fluxgate"));
+        let secret_verbs: BTreeSet<&str> = granted
+            .iter()
+            .filter(|(g, r, _)| g.is_empty() && r == "secrets")
+            .map(|(_, _, v)| v.as_str())
+            .collect();
+        assert_eq!(
+            secret_verbs,
+            SECRET_VERBS.iter().copied().collect(),
+            "{}: fluxgate may only get, list and watch Secrets (for their metadata)",
+            overlay.name
+        );
+        for (group, resource, verb) in granted {
             assert!(
                 !["*", "escalate", "bind", "impersonate"].contains(&verb.as_str())
                     && resource != "*"
@@ -1834,11 +1856,16 @@ fn flux_kustomization_applies_an_overlay_as_a_least_privilege_service_account() 
             );
         }
         assert!(
-            !strings(&rule["resources"])
-                .iter()
-                .any(|r| *r == "*" || *r == "secrets"),
+            !strings(&rule["resources"]).contains(&"*"),
             "installer: {rule}"
         );
+        // The installer holds fluxgate's reads of Secrets (to be allowed to grant them),
+        // never more: Flux does not write the serving certificate or any other Secret.
+        if strings(&rule["resources"]).contains(&"secrets") {
+            for verb in strings(&rule["verbs"]) {
+                assert!(SECRET_VERBS.contains(&verb), "installer: {verb} on secrets");
+            }
+        }
     }
 
     // The installer can apply every object of every overlay (server-side apply is a patch;
@@ -1986,6 +2013,8 @@ const METRICS: &[&str] = &[
     "fluxgate_tls_cert_expiry_timestamp_seconds",
     "fluxgate_build_info",
     "fluxgate_audit_violations",
+    "fluxgate_secret_age_seconds",
+    "fluxgate_secret_rotation_overdue",
 ];
 
 fn metric_names(expr: &str) -> BTreeSet<String> {
@@ -2134,6 +2163,7 @@ fn alerts_cover_errors_latency_certificates_reloads_and_audit_violations() {
     assert!(expr("FluxgateCertificateExpiringSoon").contains("14 * 24 * 3600"));
     assert!(expr("FluxgateConfigReloadFailing").contains("result=\"error\""));
     assert!(expr("FluxgateAuditViolations").contains("fluxgate_audit_violations"));
+    assert!(expr("FluxgateSecretRotationOverdue").contains("fluxgate_secret_rotation_overdue"));
     for a in &alerts {
         assert!(
             a["labels"]["severity"].is_string(),

@@ -11,10 +11,11 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams}
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use serde_json::Value;
 
-use super::{AuditFinding, AuditReport, AuditResult, MANAGED_BY, policy_reports, scan};
+use super::{AuditFinding, AuditReport, AuditResult, MANAGED_BY, policy_reports, scan, unix_now};
 use crate::cluster::ClusterView;
 use crate::engine::Engine;
 use crate::metrics::Metrics;
+use crate::policy::PolicyId;
 
 /// Bounds that keep reports and Events small in big clusters.
 #[derive(Debug, Clone)]
@@ -48,7 +49,9 @@ pub enum AuditError {
 }
 
 /// Lists every object of the kinds the engine's policies judge, in the version the cluster
-/// prefers. Kinds the cluster does not serve are skipped.
+/// prefers. Kinds the cluster does not serve are skipped, and so are kinds only
+/// `secret-rotation` judges: the scan reports Secrets from the cluster view, not from the
+/// objects that reference them.
 pub async fn list_covered_objects(
     client: &Client,
     engine: &Engine,
@@ -56,6 +59,7 @@ pub async fn list_covered_objects(
     let kinds: BTreeSet<(&str, &str)> = engine
         .kinds()
         .into_iter()
+        .filter(|(policy, _)| *policy != PolicyId::SecretRotation)
         .map(|(_, rule)| (rule.group, rule.kind))
         .collect();
     let mut objects = Vec::new();
@@ -265,8 +269,11 @@ fn reference(finding: &AuditFinding) -> ObjectReference {
     }
 }
 
-/// Sets `fluxgate_audit_violations` to this scan's counts (old series are cleared) and
-/// stamps `fluxgate_audit_last_run_timestamp_seconds`.
+/// Sets `fluxgate_audit_violations`, `fluxgate_secret_age_seconds` and
+/// `fluxgate_secret_rotation_overdue` to this scan's values (old series are cleared, so a
+/// rotated, deleted or no longer used Secret drops out) and stamps
+/// `fluxgate_audit_last_run_timestamp_seconds`. Secrets whose age is unknown (missing, or
+/// without any time in their metadata) get no series: the findings report them.
 pub fn record_metrics(report: &AuditReport, metrics: &Metrics) {
     metrics.audit_violations.reset();
     for ((policy, namespace, kind), count) in report.violation_counts() {
@@ -275,14 +282,24 @@ pub fn record_metrics(report: &AuditReport, metrics: &Metrics) {
             .with_label_values(&[policy.as_str(), &namespace, &kind])
             .set(count as i64);
     }
+    metrics.secret_age.reset();
+    metrics.secret_rotation_overdue.reset();
+    for row in &report.rotation {
+        let Some(age) = row.age_seconds else {
+            continue;
+        };
+        let labels = [
+            row.namespace.as_str(),
+            row.secret.as_str(),
+            row.secret_use.as_str(),
+        ];
+        metrics.secret_age.with_label_values(&labels).set(age);
+        metrics
+            .secret_rotation_overdue
+            .with_label_values(&labels)
+            .set(i64::from(row.overdue()));
+    }
     metrics.audit_last_run.set(unix_now() as f64);
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Runs a scan every `interval` until shutdown, inside `fluxgate serve`. Waits for the

@@ -5,6 +5,11 @@
 //!
 //! This module is pure: objects in, an [`AuditReport`] and PolicyReport objects out. Listing
 //! the cluster and writing reports and Events is [`cluster`]'s job.
+//!
+//! `secret-rotation` judges Secrets, which it finds through the cluster view rather than in
+//! the listed objects: the scan adds one row per used Secret ([`AuditReport::rotation`]) and
+//! findings on the Secrets themselves, and leaves out that policy's findings on the objects
+//! that reference them, which would repeat the same stale key once per user.
 
 use std::collections::BTreeMap;
 
@@ -12,8 +17,12 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::admission::OwnedObject;
-use crate::cluster::ClusterView;
+use crate::cluster::{ClusterView, Lookup};
+use crate::config::Config;
 use crate::engine::{Endpoint, Engine};
+use crate::policy::secret_rotation::{
+    RotationRow, RotationStatus, rotation_findings, rotation_table, short_age,
+};
 use crate::policy::{Mode, PolicyId, Severity};
 use crate::verdict::Action;
 
@@ -66,6 +75,9 @@ pub struct AuditReport {
     /// Objects that could not be judged (not a Kubernetes object), with why.
     pub unreadable: Vec<String>,
     pub findings: Vec<AuditFinding>,
+    /// Every Secret in use and how overdue its rotation is, most urgent first (empty when
+    /// `secret-rotation` is off).
+    pub rotation: Vec<RotationRow>,
 }
 
 impl AuditReport {
@@ -97,12 +109,30 @@ fn text(value: &Value, pointer: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Judges every object as a dry-run CREATE. The view must already hold the objects (and
-/// whatever else the cluster has) so that rules about cluster state see them.
+/// Judges every object as a dry-run CREATE, and the Secrets in use at the current time. The
+/// view must already hold the objects (and whatever else the cluster has) so that rules about
+/// cluster state see them.
 pub fn scan<'a>(
     engine: &Engine,
     view: &dyn ClusterView,
     objects: impl IntoIterator<Item = &'a Value>,
+) -> AuditReport {
+    scan_at(engine, view, objects, unix_now())
+}
+
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// [`scan`] with the time Secrets' ages are measured at (Unix seconds).
+pub fn scan_at<'a>(
+    engine: &Engine,
+    view: &dyn ClusterView,
+    objects: impl IntoIterator<Item = &'a Value>,
+    now_unix: i64,
 ) -> AuditReport {
     let mut report = AuditReport::default();
     for object in objects {
@@ -117,7 +147,11 @@ pub fn scan<'a>(
         let uid = text(object, "/metadata/uid");
         let request = owned.as_create(uid.as_deref().unwrap_or("audit"));
         let (verdict, _) = engine.review(Endpoint::Validate, &request, view);
-        for outcome in verdict.outcomes {
+        for outcome in verdict
+            .outcomes
+            .into_iter()
+            .filter(|o| o.finding.policy != PolicyId::SecretRotation)
+        {
             let result = match (&outcome.action, outcome.finding.severity) {
                 (Action::Exempted(_), _) => AuditResult::Skip,
                 (_, Severity::Advisory) | (Action::Warn, _) => AuditResult::Warn,
@@ -136,10 +170,66 @@ pub fn scan<'a>(
             });
         }
     }
+    audit_secrets(engine, view, now_unix, &mut report);
     report.findings.sort_by(|a, b| {
         (&a.namespace, &a.kind, &a.name, a.policy).cmp(&(&b.namespace, &b.kind, &b.name, b.policy))
     });
     report
+}
+
+/// Adds the rotation table and the `secret-rotation` findings on Secrets.
+fn audit_secrets(engine: &Engine, view: &dyn ClusterView, now_unix: i64, report: &mut AuditReport) {
+    let config = engine.config();
+    let mode = engine.mode_of(&config, PolicyId::SecretRotation);
+    if mode == Mode::Off {
+        return;
+    }
+    let Lookup::Found(rows) = rotation_table(view, &config.policies.secret_rotation, now_unix)
+    else {
+        return;
+    };
+    for finding in rotation_findings(&rows) {
+        let result = if secret_exempted(&config, view, &finding.namespace, &finding.secret) {
+            AuditResult::Skip
+        } else if mode == Mode::Audit {
+            AuditResult::Fail
+        } else {
+            // warn, and enforce, which this policy never turns into denials.
+            AuditResult::Warn
+        };
+        report.findings.push(AuditFinding {
+            policy: PolicyId::SecretRotation,
+            mode,
+            result,
+            api_version: "v1".into(),
+            kind: "Secret".into(),
+            namespace: Some(finding.namespace).filter(|ns| !ns.is_empty()),
+            name: finding.secret,
+            uid: None,
+            message: finding.message,
+        });
+    }
+    report.rotation = rows;
+}
+
+/// Whether a configured exemption covers `secret-rotation` on this Secret (by namespace,
+/// namespace labels or `{kind: Secret, name}`), as it would a request for it.
+fn secret_exempted(config: &Config, view: &dyn ClusterView, namespace: &str, name: &str) -> bool {
+    if config.exemptions.is_empty() {
+        return false;
+    }
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+    });
+    let Ok(owned) = OwnedObject::from_value(&secret) else {
+        return false;
+    };
+    let request = owned.as_create("audit");
+    config.exemptions.iter().any(|e| {
+        e.applies_to(PolicyId::SecretRotation)
+            && e.matches(&request, |ns| view.namespace_labels(ns).found())
+    })
 }
 
 /// The label fluxgate puts on the reports it owns.
@@ -296,5 +386,76 @@ pub fn render_table(report: &AuditReport) -> String {
     for why in &report.unreadable {
         out.push_str(&format!("skipped: {why}\n"));
     }
+    out
+}
+
+/// `fluxgate audit`'s rotation table: secret, use, users, age, limit, overdue; most urgent
+/// first (the order of [`rotation_table`], which [`scan`] keeps).
+pub fn render_rotation_table(rows: &[RotationRow]) -> String {
+    let mut table: Vec<[String; 6]> = vec![[
+        "SECRET".into(),
+        "USE".into(),
+        "USED BY".into(),
+        "AGE".into(),
+        "LIMIT".into(),
+        "OVERDUE".into(),
+    ]];
+    for row in rows {
+        let age = match (row.status, row.age_seconds) {
+            (RotationStatus::Missing, _) => "-".to_string(),
+            (_, Some(age)) => short_age(age),
+            (_, None) => "unknown".to_string(),
+        };
+        let overdue = match (row.status, row.age_seconds) {
+            (RotationStatus::Missing, _) => "missing".to_string(),
+            (RotationStatus::Overdue, Some(age)) => {
+                format!("yes, by {}", short_age(age - row.max_age_seconds))
+            }
+            (RotationStatus::Current, Some(age)) => {
+                format!("no, {} left", short_age(row.max_age_seconds - age))
+            }
+            _ => "unknown".to_string(),
+        };
+        let mut age = age;
+        if row.annotation_problem.is_some() {
+            age.push_str(" (bad rotated-at)");
+        }
+        table.push([
+            format!("{}/{}", row.namespace, row.secret),
+            row.secret_use.to_string(),
+            row.users(),
+            age,
+            short_age(row.max_age_seconds),
+            overdue,
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|i| {
+            table
+                .iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in &table {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| format!("{cell:<width$}", width = widths[i]))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    let overdue = rows.iter().filter(|r| r.overdue()).count();
+    let missing = rows
+        .iter()
+        .filter(|r| r.status == RotationStatus::Missing)
+        .count();
+    out.push_str(&format!(
+        "\n{} Secrets in use, {overdue} overdue for rotation, {missing} missing\n",
+        rows.len()
+    ));
     out
 }

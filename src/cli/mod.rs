@@ -390,7 +390,15 @@ async fn run_audit(args: &AuditArgs) -> Result<ExitCode, String> {
         .await
         .map_err(|e| e.to_string())?;
     match args.output {
-        AuditOutput::Table => print!("{}", crate::audit::render_table(&report)),
+        AuditOutput::Table => {
+            print!("{}", crate::audit::render_table(&report));
+            if !report.rotation.is_empty() {
+                print!(
+                    "\nKey and token rotation (secret-rotation):\n{}",
+                    crate::audit::render_rotation_table(&report.rotation)
+                );
+            }
+        }
         AuditOutput::Json => println!(
             "{}",
             serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?

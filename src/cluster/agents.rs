@@ -32,6 +32,9 @@ pub struct AgentObject {
     pub namespace: String,
     pub name: String,
     pub uid: Option<String>,
+    /// The Secret (in `namespace`) agentk reads its token from, when the object has a pod
+    /// spec that mounts it ([`crate::gitlab::agent::token_secret`]).
+    pub token_secret: Option<String>,
 }
 
 impl AgentObject {
@@ -131,11 +134,17 @@ impl AgentIndex {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .recognise_value(kind, object)?;
-        let kept = recognised.map(|(facts, _evidence)| facts).filter(|facts| {
-            let represented_by_owner =
-                kind == AgentKind::Pod && facts.owner.is_some() && owner_represents(object);
-            !represented_by_owner
-        });
+        let kept = recognised
+            .map(|(facts, _evidence)| facts)
+            .filter(|facts| {
+                let represented_by_owner =
+                    kind == AgentKind::Pod && facts.owner.is_some() && owner_represents(object);
+                !represented_by_owner
+            })
+            .map(|facts| AgentFacts {
+                token_secret: crate::gitlab::agent::token_secret(object),
+                ..facts
+            });
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         match kept {
             Some(facts) => entries.insert(facts),
@@ -170,6 +179,7 @@ impl AgentIndex {
                     namespace: facts.namespace.clone(),
                     name: facts.name.clone(),
                     uid: facts.uid.clone(),
+                    token_secret: facts.token_secret.clone(),
                 });
         }
         grouped

@@ -2,19 +2,32 @@
 //! [`MemoryView`]; policies read the memory view, never the API server, on the request path.
 //! The one exception is [`ClusterView::refresh`], which asks the API server for objects a
 //! request names but the watch has not delivered yet.
+//!
+//! Secrets are watched through their metadata only: kube-runtime's `metadata_watcher`, which
+//! kube 3.1 folded into [`watcher::watcher`] over an `Api<PartialObjectMeta<Secret>>` (every
+//! request through that `Api` -- the watch, its lists, the probe and the refresh below -- asks
+//! the API server for `PartialObjectMetadata`, so a Secret's data is never sent to fluxgate).
+//! Of that metadata only the name, namespace, creation time and `fluxgate.io/rotated-at` are
+//! passed on ([`secret_value`]); the other annotations, which for a `kubectl apply`-created
+//! Secret include its data in `last-applied-configuration`, are dropped as they arrive.
 
 use std::collections::{BTreeMap, HashSet};
+use std::fmt::Debug;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PartialObjectMeta};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
 
 use super::rbac::{BindingFacts, NamedRoles, RoleFacts, RoleKey};
+use super::secrets::{FluxSecretReference, ROTATED_AT_ANNOTATION, SecretFacts};
 use super::{
     AgentInstallation, ClusterView, HelmRepositoryFacts, Lookup, MemoryView, ObjectKey, Refresh,
     WATCHED_KINDS, WatchedKind,
@@ -45,12 +58,12 @@ fn api_version(kind: &WatchedKind) -> String {
     }
 }
 
-fn key_of(kind: &WatchedKind, object: &DynamicObject) -> ObjectKey {
+fn key_of<K: Resource>(kind: &WatchedKind, object: &K) -> ObjectKey {
     ObjectKey {
         group: kind.group.to_string(),
         kind: kind.kind.to_string(),
-        namespace: object.metadata.namespace.clone(),
-        name: object.metadata.name.clone().unwrap_or_default(),
+        namespace: object.meta().namespace.clone(),
+        name: object.meta().name.clone().unwrap_or_default(),
     }
 }
 
@@ -64,6 +77,30 @@ fn to_value(kind: &WatchedKind, object: &DynamicObject) -> Option<serde_json::Va
     Some(value)
 }
 
+/// The part of a Secret's metadata the view keeps, and nothing else of it.
+fn secret_value(
+    _kind: &WatchedKind,
+    object: &PartialObjectMeta<Secret>,
+) -> Option<serde_json::Value> {
+    Some(secret_metadata_value(&object.metadata))
+}
+
+fn secret_metadata_value(meta: &ObjectMeta) -> serde_json::Value {
+    let mut metadata = serde_json::json!({
+        "name": meta.name,
+        "namespace": meta.namespace,
+        "creationTimestamp": meta.creation_timestamp,
+    });
+    if let Some(rotated_at) = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ROTATED_AT_ANNOTATION))
+    {
+        metadata["annotations"] = serde_json::json!({ ROTATED_AT_ANNOTATION: rotated_at });
+    }
+    serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": metadata})
+}
+
 impl KubeView {
     /// Starts one watcher per watched kind. The view reports synced once every kind has
     /// been listed (kinds the cluster does not serve, such as Flux kinds without Flux,
@@ -73,12 +110,23 @@ impl KubeView {
         store.set_synced(false);
         let remaining = Arc::new(AtomicUsize::new(WATCHED_KINDS.len()));
         for kind in WATCHED_KINDS {
-            tokio::spawn(reflect(
-                client.clone(),
-                *kind,
-                store.clone(),
-                remaining.clone(),
-            ));
+            if kind.metadata_only() {
+                tokio::spawn(reflect(
+                    Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+                    *kind,
+                    secret_value,
+                    store.clone(),
+                    remaining.clone(),
+                ));
+            } else {
+                tokio::spawn(reflect(
+                    Api::<DynamicObject>::all_with(client.clone(), &api_resource(kind)),
+                    *kind,
+                    to_value,
+                    store.clone(),
+                    remaining.clone(),
+                ));
+            }
         }
         Arc::new(KubeView { store, client })
     }
@@ -91,13 +139,18 @@ fn mark_listed(store: &MemoryView, remaining: &AtomicUsize, first: &mut bool) {
     }
 }
 
-async fn reflect(
-    client: Client,
+/// Turns a watched object into what [`MemoryView::apply`] reads.
+type Project<K> = fn(&WatchedKind, &K) -> Option<serde_json::Value>;
+
+async fn reflect<K>(
+    api: Api<K>,
     kind: WatchedKind,
+    project: Project<K>,
     store: Arc<MemoryView>,
     remaining: Arc<AtomicUsize>,
-) {
-    let api: Api<DynamicObject> = Api::all_with(client, &api_resource(&kind));
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
     let mut first_listing = true;
     // A kind the cluster does not serve can never be listed; waiting for it would keep
     // fluxgate unready forever.
@@ -121,7 +174,7 @@ async fn reflect(
             Ok(Event::Init) => listing.clear(),
             Ok(Event::InitApply(object)) => {
                 let key = key_of(&kind, &object);
-                apply(&store, &kind, &object);
+                apply(&store, &kind, project(&kind, &object), &key);
                 listing.insert(key);
             }
             Ok(Event::InitDone) => {
@@ -133,8 +186,9 @@ async fn reflect(
                 mark_listed(&store, &remaining, &mut first_listing);
             }
             Ok(Event::Apply(object)) => {
-                known.insert(key_of(&kind, &object));
-                apply(&store, &kind, &object);
+                let key = key_of(&kind, &object);
+                apply(&store, &kind, project(&kind, &object), &key);
+                known.insert(key);
             }
             Ok(Event::Delete(object)) => {
                 let key = key_of(&kind, &object);
@@ -148,12 +202,35 @@ async fn reflect(
     }
 }
 
-fn apply(store: &MemoryView, kind: &WatchedKind, object: &DynamicObject) {
-    let Some(value) = to_value(kind, object) else {
+fn apply(
+    store: &MemoryView,
+    kind: &WatchedKind,
+    value: Option<serde_json::Value>,
+    key: &ObjectKey,
+) {
+    let Some(value) = value else {
         return;
     };
     if let Err(e) = store.apply(&value) {
-        tracing::warn!(kind = kind.kind, name = ?object.metadata.name, error = %e, "object not understood; left out of the cluster view");
+        tracing::warn!(kind = kind.kind, namespace = ?key.namespace, name = %key.name, error = %e, "object not understood; left out of the cluster view");
+    }
+}
+
+/// Gets one object for a refresh: `None` when the API server did not answer in time (logged).
+async fn fetch<K>(api: &Api<K>, key: &ObjectKey) -> Option<Option<K>>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    match tokio::time::timeout(REFRESH_TIMEOUT, api.get_opt(&key.name)).await {
+        Ok(Ok(found)) => Some(found),
+        Ok(Err(e)) => {
+            tracing::warn!(?key, error = %e, "refresh from the API server failed");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(?key, "refresh from the API server timed out");
+            None
+        }
     }
 }
 
@@ -165,16 +242,28 @@ impl KubeView {
         else {
             return;
         };
-        let resource = api_resource(kind);
-        let api: Api<DynamicObject> = match (&key.namespace, kind.namespaced) {
-            (Some(ns), true) => Api::namespaced_with(self.client.clone(), ns, &resource),
-            _ => Api::all_with(self.client.clone(), &resource),
+        let fetched = if kind.metadata_only() {
+            let api: Api<PartialObjectMeta<Secret>> = match &key.namespace {
+                Some(ns) => Api::namespaced(self.client.clone(), ns),
+                None => Api::all(self.client.clone()),
+            };
+            fetch(&api, key)
+                .await
+                .map(|found| found.map(|o| secret_value(kind, &o)))
+        } else {
+            let resource = api_resource(kind);
+            let api: Api<DynamicObject> = match (&key.namespace, kind.namespaced) {
+                (Some(ns), true) => Api::namespaced_with(self.client.clone(), ns, &resource),
+                _ => Api::all_with(self.client.clone(), &resource),
+            };
+            fetch(&api, key)
+                .await
+                .map(|found| found.map(|o| to_value(kind, &o)))
         };
-        match tokio::time::timeout(REFRESH_TIMEOUT, api.get_opt(&key.name)).await {
-            Ok(Ok(Some(object))) => apply(&self.store, kind, &object),
-            Ok(Ok(None)) => self.store.delete(key),
-            Ok(Err(e)) => tracing::warn!(?key, error = %e, "refresh from the API server failed"),
-            Err(_) => tracing::warn!(?key, "refresh from the API server timed out"),
+        match fetched {
+            Some(Some(value)) => apply(&self.store, kind, value, key),
+            Some(None) => self.store.delete(key),
+            None => {}
         }
     }
 }
@@ -220,6 +309,14 @@ impl ClusterView for KubeView {
         self.store.bindings_to(role)
     }
 
+    fn secret(&self, namespace: &str, name: &str) -> Lookup<SecretFacts> {
+        self.store.secret(namespace, name)
+    }
+
+    fn flux_secret_references(&self) -> Lookup<Vec<FluxSecretReference>> {
+        self.store.flux_secret_references()
+    }
+
     fn reconfigure(&self, config: &crate::config::Config) {
         self.store.reconfigure(config);
     }
@@ -230,5 +327,36 @@ impl ClusterView for KubeView {
                 self.refresh_one(key).await;
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn of_a_secrets_metadata_only_the_rotation_times_are_passed_on() {
+        let meta: ObjectMeta = serde_json::from_value(serde_json::json!({
+            "name": "key", "namespace": "flux-system",
+            "creationTimestamp": "2025-01-01T00:00:00Z",
+            "annotations": {
+                "fluxgate.io/rotated-at": "2025-02-01T00:00:00Z",
+                "kubectl.kubernetes.io/last-applied-configuration":
+                    "{\"data\":{\"key\":\"TUFSS0VSLXZhbHVl\"}}"
+            },
+            "managedFields": [{"manager": "kubectl", "operation": "Apply"}]
+        }))
+        .expect("metadata");
+        let value = secret_metadata_value(&meta);
+        assert!(!value.to_string().contains("TUFSS0VSLXZhbHVl"), "{value}");
+        assert!(!value.to_string().contains("managedFields"), "{value}");
+        assert_eq!(
+            value["metadata"]["creationTimestamp"],
+            "2025-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            value["metadata"]["annotations"]["fluxgate.io/rotated-at"],
+            "2025-02-01T00:00:00Z"
+        );
     }
 }

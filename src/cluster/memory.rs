@@ -10,17 +10,29 @@ use serde_json::Value;
 
 use super::agents::AgentIndex;
 use super::rbac::{self, BindingFacts, NamedRoles, RbacIndex, RoleFacts, RoleKey};
+use super::secrets::{self, FluxSecretReference, SecretFacts, SecretUse};
 use super::{AgentInstallation, ClusterView, HelmRepositoryFacts, Lookup, ObjectKey};
 use crate::config::LabelSelector;
+use crate::flux::secret_refs;
 use crate::gitlab::agent::{AgentDetector, InstallationId};
 
 const FLUX_SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
+
+/// A Flux object that references Secrets: (kind, namespace, name).
+type FluxObjectKey = (&'static str, String, String);
+
+/// One Secret reference of a Flux object: (field, Secret name, use).
+type SecretReference = (&'static str, String, SecretUse);
 
 #[derive(Default)]
 struct Store {
     namespaces: HashMap<String, BTreeMap<String, String>>,
     helm_repositories: HashMap<(String, String), HelmRepositoryFacts>,
     rbac: RbacIndex,
+    /// Secrets by (namespace, name): times only, never data.
+    secrets: HashMap<(String, String), SecretFacts>,
+    /// The Secret references of Flux objects; objects without any are not kept.
+    secret_references: HashMap<FluxObjectKey, Vec<SecretReference>>,
 }
 
 /// The in-memory view. Writers (tests, `fluxgate check`, the reflectors) call [`MemoryView::apply`]
@@ -106,13 +118,18 @@ impl MemoryView {
             .rsplit_once('/')
             .map(|(g, _)| g)
             .unwrap_or("");
+        let references = self.apply_secret_references(group, &head, object);
         if AgentIndex::indexes(group, &head.kind) {
-            return self.agents.apply(group, &head.kind, object);
+            return self.agents.apply(group, &head.kind, object).and(references);
         }
         let meta = head.metadata;
         match (group, head.kind.as_str()) {
             ("", "Namespace") => {
                 self.write().namespaces.insert(meta.name, meta.labels);
+            }
+            ("", "Secret") => {
+                let (namespace, name, facts) = secrets::project(object)?;
+                self.write().secrets.insert((namespace, name), facts);
             }
             (FLUX_SOURCE_GROUP, "HelmRepository") => {
                 let spec = object
@@ -136,11 +153,56 @@ impl MemoryView {
             }
             _ => {}
         }
-        Ok(())
+        references
+    }
+
+    /// Keeps the Secret references of a Flux object (see [`secret_refs`]). An object whose
+    /// references cannot be read keeps none.
+    fn apply_secret_references(
+        &self,
+        group: &str,
+        head: &Head,
+        object: &Value,
+    ) -> Result<(), String> {
+        let Some(kind) = secret_refs::flux_kind(group, &head.kind) else {
+            return Ok(());
+        };
+        let key = (
+            kind,
+            head.metadata.namespace.clone().unwrap_or_default(),
+            head.metadata.name.clone(),
+        );
+        let parsed = secret_refs::from_value(object);
+        let mut store = self.write();
+        match parsed {
+            Ok(references) if !references.is_empty() => {
+                let kept = references
+                    .into_iter()
+                    .map(|r| (r.field, r.secret.into_owned(), r.secret_use))
+                    .collect();
+                store.secret_references.insert(key, kept);
+                Ok(())
+            }
+            Ok(_) => {
+                store.secret_references.remove(&key);
+                Ok(())
+            }
+            Err(e) => {
+                store.secret_references.remove(&key);
+                Err(format!("{kind} Secret references: {e}"))
+            }
+        }
     }
 
     /// Forgets an object.
     pub fn delete(&self, key: &ObjectKey) {
+        if let Some(kind) = secret_refs::flux_kind(&key.group, &key.kind) {
+            self.write().secret_references.remove(&(
+                kind,
+                key.namespace.clone().unwrap_or_default(),
+                key.name.clone(),
+            ));
+        }
         if AgentIndex::indexes(&key.group, &key.kind) {
             self.agents
                 .delete(&key.group, &key.kind, key.namespace.as_deref(), &key.name);
@@ -150,6 +212,11 @@ impl MemoryView {
         match (key.group.as_str(), key.kind.as_str()) {
             ("", "Namespace") => {
                 store.namespaces.remove(&key.name);
+            }
+            ("", "Secret") => {
+                store
+                    .secrets
+                    .remove(&(key.namespace.clone().unwrap_or_default(), key.name.clone()));
             }
             (FLUX_SOURCE_GROUP, "HelmRepository") => {
                 store
@@ -195,6 +262,38 @@ impl ClusterView for MemoryView {
                 .helm_repositories
                 .get(&(namespace.to_string(), name.to_string())),
         )
+    }
+
+    fn secret(&self, namespace: &str, name: &str) -> Lookup<SecretFacts> {
+        let store = self.read();
+        self.lookup(
+            store
+                .secrets
+                .get(&(namespace.to_string(), name.to_string())),
+        )
+    }
+
+    fn flux_secret_references(&self) -> Lookup<Vec<FluxSecretReference>> {
+        self.listing(|store| {
+            let mut all: Vec<FluxSecretReference> = store
+                .secret_references
+                .iter()
+                .flat_map(|((kind, namespace, name), references)| {
+                    references
+                        .iter()
+                        .map(move |(field, secret, secret_use)| FluxSecretReference {
+                            kind,
+                            namespace: namespace.clone(),
+                            name: name.clone(),
+                            field,
+                            secret: secret.clone(),
+                            secret_use: *secret_use,
+                        })
+                })
+                .collect();
+            all.sort();
+            all
+        })
     }
 
     fn reconfigure(&self, config: &crate::config::Config) {

@@ -15,10 +15,12 @@ pub mod agents;
 pub mod kube;
 mod memory;
 pub mod rbac;
+pub mod secrets;
 
 pub use agents::{AgentInstallation, AgentObject};
 pub use memory::MemoryView;
 pub use rbac::{BindingFacts, NamedRoles, RoleFacts, RoleKey};
+pub use secrets::{FluxSecretReference, SecretFacts};
 
 use crate::config::LabelSelector;
 
@@ -73,6 +75,14 @@ pub struct WatchedKind {
     pub namespaced: bool,
 }
 
+impl WatchedKind {
+    /// Whether the view watches only the metadata of this kind: Secrets, whose values must
+    /// never reach fluxgate's memory.
+    pub fn metadata_only(&self) -> bool {
+        self.group.is_empty() && self.kind == "Secret"
+    }
+}
+
 /// Every kind the cluster view keeps a projection of.
 pub const WATCHED_KINDS: &[WatchedKind] = &[
     WatchedKind {
@@ -87,6 +97,53 @@ pub const WATCHED_KINDS: &[WatchedKind] = &[
         version: "v1",
         kind: "HelmRepository",
         plural: "helmrepositories",
+        namespaced: true,
+    },
+    // secret-rotation: the Secrets Flux objects reference (HelmRepository and HelmRelease
+    // are listed for other policies too) ...
+    WatchedKind {
+        group: "source.toolkit.fluxcd.io",
+        version: "v1",
+        kind: "OCIRepository",
+        plural: "ocirepositories",
+        namespaced: true,
+    },
+    WatchedKind {
+        group: "source.toolkit.fluxcd.io",
+        version: "v1",
+        kind: "GitRepository",
+        plural: "gitrepositories",
+        namespaced: true,
+    },
+    WatchedKind {
+        group: "source.toolkit.fluxcd.io",
+        version: "v1",
+        kind: "HelmChart",
+        plural: "helmcharts",
+        namespaced: true,
+    },
+    WatchedKind {
+        group: "source.toolkit.fluxcd.io",
+        version: "v1",
+        kind: "Bucket",
+        plural: "buckets",
+        namespaced: true,
+    },
+    WatchedKind {
+        group: "kustomize.toolkit.fluxcd.io",
+        version: "v1",
+        kind: "Kustomization",
+        plural: "kustomizations",
+        namespaced: true,
+    },
+    // ... and the Secrets themselves, through a metadata-only watch (see `kube`): the view
+    // keeps their creation and rotation times, never their data. RBAC cannot grant
+    // "metadata only", so fluxgate's ClusterRole still needs get/list/watch on secrets.
+    WatchedKind {
+        group: "",
+        version: "v1",
+        kind: "Secret",
+        plural: "secrets",
         namespaced: true,
     },
     // GitLab agent (agentk) workloads and HelmReleases, for `single-agent`. No selector can
@@ -216,6 +273,13 @@ pub trait ClusterView: Send + Sync {
 
     /// The RoleBindings and ClusterRoleBindings whose roleRef is `role`.
     fn bindings_to(&self, role: &RoleKey) -> Lookup<Vec<Arc<BindingFacts>>>;
+
+    /// The creation and rotation times of a Secret (never its data), for `secret-rotation`.
+    fn secret(&self, namespace: &str, name: &str) -> Lookup<SecretFacts>;
+
+    /// Every Secret reference of the Flux objects in the view, sorted. This lists the whole
+    /// projection: for the audit scan and metrics, not for the request path.
+    fn flux_secret_references(&self) -> Lookup<Vec<FluxSecretReference>>;
 
     /// Applies the parts of the configuration that shape the projections (which images
     /// count as agentk). Called at start and on every configuration reload.

@@ -13,12 +13,15 @@ pub mod helm_repository;
 pub mod meta;
 pub mod oci_repository;
 pub mod reference;
+pub mod secret_refs;
 pub mod verification;
 
 /// The API group of Flux sources (OCIRepository, HelmRepository, HelmChart...).
 pub const SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
 /// The API group of HelmRelease.
 pub const HELM_GROUP: &str = "helm.toolkit.fluxcd.io";
+/// The API group of Kustomization.
+pub const KUSTOMIZE_GROUP: &str = "kustomize.toolkit.fluxcd.io";
 
 /// Parses a Flux object from raw JSON, borrowing strings from it, with the path of the
 /// offending field in the error (`spec.verify.matchOIDCIdentity[0].issuer: invalid type...`).

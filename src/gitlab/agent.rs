@@ -212,6 +212,9 @@ pub struct AgentFacts {
     pub owner: Option<Owner>,
     /// (namespace, release name) of the Helm release it belongs to, if any.
     pub release: Option<(String, String)>,
+    /// The Secret (in `namespace`) holding agentk's token, for `secret-rotation`. Only the
+    /// cluster view fills it ([`token_secret`]); admission does not need it.
+    pub token_secret: Option<String>,
 }
 
 impl AgentFacts {
@@ -741,6 +744,7 @@ impl<'a> WorkloadDoc<'a> {
                 uid: non_empty(&meta.uid).map(str::to_string),
                 owner,
                 release,
+                token_secret: None,
             },
             evidence,
         ))
@@ -795,6 +799,7 @@ impl HelmReleaseDoc<'_> {
                 namespace,
                 owner,
                 release: Some((release_namespace, release)),
+                token_secret: None,
             },
             evidence,
         ))
@@ -834,6 +839,214 @@ pub fn agent_kind_controller(json: &str) -> Option<(AgentKind, String)> {
 /// view keeps the owner and not each of its (possibly thousands of) Pods.
 pub fn owner_represents_pod(owner_group: &str, owner_kind: &str) -> bool {
     AgentKind::represents_its_pods(owner_group, owner_kind)
+}
+
+// ---- The agent token: the Secret mounted where agentk's --token-file points. ----
+
+/// The flag agentk reads its GitLab token from.
+const TOKEN_FILE_FLAG: &str = "token-file";
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenMount<'a> {
+    #[serde(borrow, default)]
+    name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    mount_path: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenContainer<'a> {
+    #[serde(borrow, default)]
+    command: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow, default)]
+    args: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow, default)]
+    volume_mounts: Option<Vec<TokenMount<'a>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SecretVolumeSource<'a> {
+    #[serde(borrow, default)]
+    secret_name: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct KeyPath<'a> {
+    #[serde(borrow, default)]
+    path: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct SecretProjection<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    items: Option<Vec<KeyPath<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct ProjectionSource<'a> {
+    #[serde(borrow, default)]
+    secret: Option<SecretProjection<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ProjectedVolumeSource<'a> {
+    #[serde(borrow, default)]
+    sources: Option<Vec<ProjectionSource<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct TokenVolume<'a> {
+    #[serde(borrow, default)]
+    name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    secret: Option<SecretVolumeSource<'a>>,
+    #[serde(borrow, default)]
+    projected: Option<ProjectedVolumeSource<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+struct TokenPodSpec<'a> {
+    #[serde(borrow, default)]
+    containers: Option<Vec<TokenContainer<'a>>>,
+    #[serde(borrow, default)]
+    volumes: Option<Vec<TokenVolume<'a>>>,
+}
+
+#[derive(Deserialize, Default)]
+struct TokenPodTemplate<'a> {
+    #[serde(borrow, default)]
+    spec: Option<TokenPodSpec<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+struct TokenJobSpec<'a> {
+    #[serde(borrow, default)]
+    template: Option<TokenPodTemplate<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+struct TokenJobTemplate<'a> {
+    #[serde(borrow, default)]
+    spec: Option<TokenJobSpec<'a>>,
+}
+
+/// A Pod's spec (containers, volumes) and the controllers' (`template`, `jobTemplate`) at once.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct TokenWorkloadSpec<'a> {
+    #[serde(borrow, default)]
+    containers: Option<Vec<TokenContainer<'a>>>,
+    #[serde(borrow, default)]
+    volumes: Option<Vec<TokenVolume<'a>>>,
+    #[serde(borrow, default)]
+    template: Option<TokenPodTemplate<'a>>,
+    #[serde(borrow, default)]
+    job_template: Option<TokenJobTemplate<'a>>,
+}
+
+#[derive(Deserialize)]
+struct TokenDoc<'a> {
+    #[serde(borrow, default)]
+    spec: Option<TokenWorkloadSpec<'a>>,
+}
+
+/// The value of `--token-file=PATH`, `--token-file PATH` (or with one dash, as Go flags
+/// allow) in a container's command line.
+fn token_file<'c>(container: &'c TokenContainer<'_>) -> Option<&'c str> {
+    let mut words = container
+        .command
+        .iter()
+        .chain(container.args.iter())
+        .flatten()
+        .map(|w| -> &'c str { w });
+    while let Some(word) = words.next() {
+        let Some(flag) = word.strip_prefix("--").or_else(|| word.strip_prefix('-')) else {
+            continue;
+        };
+        match flag.split_once('=') {
+            Some((TOKEN_FILE_FLAG, path)) => return Some(path),
+            None if flag == TOKEN_FILE_FLAG => return words.next(),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The part of `path` below `mount` (`""` when they are equal), if `mount` contains it.
+fn below_mount<'p>(path: &'p str, mount: &str) -> Option<&'p str> {
+    let mount = mount.trim_end_matches('/');
+    let rest = path.strip_prefix(mount)?;
+    if rest.is_empty() {
+        Some("")
+    } else {
+        rest.strip_prefix('/')
+    }
+}
+
+/// The Secret agentk reads its token from: the Secret volume (or the Secret source of a
+/// projected volume) mounted deepest over the `--token-file` path of the container that has
+/// that flag. GitLab's chart mounts `<fullname>-token` (or `config.secretName`) at
+/// `/etc/agentk/secrets` and passes `--token-file=/etc/agentk/secrets/token`; the 2021 kpt
+/// manifests mount `gitlab-agent-token` at `/config`. `None` for objects without a pod
+/// spec (a HelmRelease) or when the path is not on a Secret volume.
+pub fn token_secret(object: &serde_json::Value) -> Option<String> {
+    let doc = TokenDoc::deserialize(object).ok()?;
+    let spec = doc.spec?;
+    let pod = match (spec.template, spec.job_template) {
+        (Some(template), _) => template.spec.unwrap_or_default(),
+        (None, Some(job)) => job
+            .spec
+            .and_then(|s| s.template)
+            .and_then(|t| t.spec)
+            .unwrap_or_default(),
+        (None, None) => TokenPodSpec {
+            containers: spec.containers,
+            volumes: spec.volumes,
+        },
+    };
+    let containers = pod.containers.unwrap_or_default();
+    let (container, path) = containers
+        .iter()
+        .find_map(|c| token_file(c).map(|path| (c, path)))?;
+    let (mount, within) = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .filter_map(|m| below_mount(path, &m.mount_path).map(|within| (m, within)))
+        .max_by_key(|(m, _)| m.mount_path.trim_end_matches('/').len())?;
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == mount.name)?;
+    if let Some(secret) = &volume.secret {
+        return non_empty(&secret.secret_name).map(str::to_string);
+    }
+    let sources: Vec<&SecretProjection<'_>> = volume
+        .projected
+        .as_ref()?
+        .sources
+        .iter()
+        .flatten()
+        .filter_map(|s| s.secret.as_ref())
+        .collect();
+    let holding_file = sources.iter().find(|s| {
+        s.items
+            .iter()
+            .flatten()
+            .any(|item| item.path.trim_start_matches("./") == within)
+    });
+    let source = match (holding_file, sources.as_slice()) {
+        (Some(source), _) => source,
+        (None, [only]) => only,
+        _ => return None,
+    };
+    non_empty(&source.name).map(str::to_string)
 }
 
 #[cfg(test)]
@@ -930,6 +1143,42 @@ mod tests {
         assert_eq!(
             long,
             "a-very-long-target-namespace-gitlab-agen-7fdda4e631e4"
+        );
+    }
+
+    #[test]
+    fn a_mount_contains_a_path_only_at_a_directory_boundary() {
+        assert_eq!(
+            below_mount("/etc/agentk/secrets/token", "/etc/agentk/secrets"),
+            Some("token")
+        );
+        assert_eq!(below_mount("/config/token", "/config/token"), Some(""));
+        assert_eq!(
+            below_mount("/etc/agentk/secrets-old/token", "/etc/agentk/secrets"),
+            None
+        );
+        assert_eq!(below_mount("/config/token", "/"), Some("config/token"));
+    }
+
+    #[test]
+    fn the_token_file_flag_is_read_in_every_form_go_accepts() {
+        fn container(command: &[&'static str], args: &[&'static str]) -> TokenContainer<'static> {
+            TokenContainer {
+                command: Some(command.iter().map(|w| Cow::Borrowed(*w)).collect()),
+                args: Some(args.iter().map(|w| Cow::Borrowed(*w)).collect()),
+                volume_mounts: None,
+            }
+        }
+        for (command, args) in [
+            (&["/usr/bin/agentk", "--token-file=/t"][..], &[][..]),
+            (&["/usr/bin/agentk"][..], &["--token-file", "/t"][..]),
+            (&[][..], &["--kas-address=wss://kas", "-token-file=/t"][..]),
+        ] {
+            assert_eq!(token_file(&container(command, args)), Some("/t"));
+        }
+        assert_eq!(
+            token_file(&container(&[], &["--token-file-watch=/x"])),
+            None
         );
     }
 

@@ -13,6 +13,7 @@ use crate::cluster::ClusterView;
 use crate::config::Config;
 
 pub mod ci_impersonation;
+pub mod secret_rotation;
 pub mod signed_oci_sources;
 pub mod single_agent;
 
@@ -22,6 +23,7 @@ pub enum PolicyId {
     SignedOciSources,
     SingleAgent,
     CiImpersonation,
+    SecretRotation,
 }
 
 impl PolicyId {
@@ -29,6 +31,7 @@ impl PolicyId {
         PolicyId::SignedOciSources,
         PolicyId::SingleAgent,
         PolicyId::CiImpersonation,
+        PolicyId::SecretRotation,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +39,7 @@ impl PolicyId {
             PolicyId::SignedOciSources => "signed-oci-sources",
             PolicyId::SingleAgent => "single-agent",
             PolicyId::CiImpersonation => "ci-impersonation",
+            PolicyId::SecretRotation => "secret-rotation",
         }
     }
 }
@@ -267,6 +271,7 @@ pub fn registry() -> Vec<Box<dyn Policy>> {
         Box::new(signed_oci_sources::SignedOciSources::default()),
         Box::new(single_agent::SingleAgent::default()),
         Box::new(ci_impersonation::CiImpersonation),
+        Box::new(secret_rotation::SecretRotation),
     ]
 }
 
