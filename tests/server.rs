@@ -303,7 +303,8 @@ async fn metrics_health_and_readiness_are_served_on_the_plain_listener() {
     let metrics = server.metrics().await;
     for name in [
         "fluxgate_admission_requests_total{decision=\"allow\",endpoint=\"validate\",kind=\"Deployment\",operation=\"CREATE\"}",
-        "fluxgate_admission_duration_seconds_bucket{endpoint=\"validate\",le=\"0.001\"}",
+        // Observed at all; how fast is the benchmarks' business (no timed assertions).
+        "fluxgate_admission_duration_seconds_bucket{endpoint=\"validate\",le=\"+Inf\"}",
         "fluxgate_tls_cert_expiry_timestamp_seconds",
     ] {
         assert!(

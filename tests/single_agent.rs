@@ -845,6 +845,16 @@ fn an_unsynced_view_denies_agents_and_nothing_else() {
     );
 }
 
+/// An HTTP chart repository in flux-system: signed-oci-sources has nothing to verify for
+/// its charts, but must see it to know (it denies charts of unknown repositories).
+fn chart_repository(name: &str, url: &str) -> Value {
+    json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
+        "metadata": {"name": name, "namespace": "flux-system"},
+        "spec": {"interval": "1h", "url": url}
+    })
+}
+
 fn helm_release(name: &str, namespace: &str, spec: Value) -> Value {
     json!({
         "apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
@@ -856,6 +866,13 @@ fn helm_release(name: &str, namespace: &str, spec: Value) -> Value {
 #[test]
 fn a_flux_helmrelease_of_the_agent_chart_is_an_installation() {
     let (view, _) = cluster_with_the_gitlab_agent_chart();
+    apply_all(
+        &view,
+        &[
+            chart_repository("gitlab", "https://charts.gitlab.io"),
+            chart_repository("podinfo", "https://stefanprodan.github.io/podinfo"),
+        ],
+    );
     let release = helm_release(
         "gitlab-agent",
         "flux-system",
@@ -914,6 +931,10 @@ fn a_helmrelease_and_the_deployment_it_installs_are_one_installation() {
         let release = helm_release(name, "flux-system", spec);
         let engine = engine();
         let view = MemoryView::new();
+        apply_all(
+            &view,
+            &[chart_repository("gitlab", "https://charts.gitlab.io")],
+        );
         assert_allowed(&create(&engine, &view, &release), name);
         view.apply(&release).expect("applies");
         let id = fluxgate::cluster::ClusterView::agent_installations(&view)
