@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::admission::Request;
 use crate::policy::{
-    Mode, PolicyId, PolicySettings, SettingError, ci_impersonation, signed_oci_sources,
-    single_agent,
+    Mode, PolicyId, PolicySettings, SettingError, ci_impersonation, oci_version_pinning,
+    signed_oci_sources, single_agent, tenant_lockdown,
 };
 
 /// A configuration error that points at the offending key.
@@ -68,6 +68,10 @@ pub struct Policies {
     pub single_agent: single_agent::Settings,
     #[serde(rename = "ci-impersonation", default)]
     pub ci_impersonation: ci_impersonation::Settings,
+    #[serde(rename = "tenant-lockdown", default)]
+    pub tenant_lockdown: tenant_lockdown::Settings,
+    #[serde(rename = "oci-version-pinning", default)]
+    pub oci_version_pinning: oci_version_pinning::Settings,
 }
 
 /// Requests a policy does not judge. Every criterion an entry sets must match (a list matches
@@ -252,6 +256,8 @@ impl Config {
             PolicyId::SignedOciSources => self.policies.signed_oci_sources.mode(),
             PolicyId::SingleAgent => self.policies.single_agent.mode(),
             PolicyId::CiImpersonation => self.policies.ci_impersonation.mode(),
+            PolicyId::TenantLockdown => self.policies.tenant_lockdown.mode(),
+            PolicyId::OciVersionPinning => self.policies.oci_version_pinning.mode(),
         };
         own.unwrap_or(self.mode)
     }
@@ -316,6 +322,14 @@ impl Config {
             .ci_impersonation
             .validate()
             .map_err(|e| policy_error(PolicyId::CiImpersonation, e))?;
+        self.policies
+            .tenant_lockdown
+            .validate()
+            .map_err(|e| policy_error(PolicyId::TenantLockdown, e))?;
+        self.policies
+            .oci_version_pinning
+            .validate()
+            .map_err(|e| policy_error(PolicyId::OciVersionPinning, e))?;
         for (i, exemption) in self.exemptions.iter().enumerate() {
             exemption
                 .validate()

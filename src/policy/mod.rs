@@ -13,8 +13,10 @@ use crate::cluster::ClusterView;
 use crate::config::Config;
 
 pub mod ci_impersonation;
+pub mod oci_version_pinning;
 pub mod signed_oci_sources;
 pub mod single_agent;
+pub mod tenant_lockdown;
 
 /// The stable ids users write in configuration and scripts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -22,6 +24,8 @@ pub enum PolicyId {
     SignedOciSources,
     SingleAgent,
     CiImpersonation,
+    TenantLockdown,
+    OciVersionPinning,
 }
 
 impl PolicyId {
@@ -29,6 +33,8 @@ impl PolicyId {
         PolicyId::SignedOciSources,
         PolicyId::SingleAgent,
         PolicyId::CiImpersonation,
+        PolicyId::TenantLockdown,
+        PolicyId::OciVersionPinning,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +42,8 @@ impl PolicyId {
             PolicyId::SignedOciSources => "signed-oci-sources",
             PolicyId::SingleAgent => "single-agent",
             PolicyId::CiImpersonation => "ci-impersonation",
+            PolicyId::TenantLockdown => "tenant-lockdown",
+            PolicyId::OciVersionPinning => "oci-version-pinning",
         }
     }
 }
@@ -214,6 +222,24 @@ impl Context<'_> {
     }
 }
 
+impl<'a> Context<'a> {
+    /// Like [`Context::parse_object`], into a typed view that borrows from the request.
+    pub fn read_object<T: Deserialize<'a>>(&self, policy: PolicyId) -> Result<T, Finding> {
+        let raw = self.request.object.ok_or_else(|| {
+            Finding::violation(
+                policy,
+                format!("{} has no object in the request", self.object_ref()),
+            )
+        })?;
+        crate::flux::parse(raw.get()).map_err(|e| {
+            Finding::violation(
+                policy,
+                format!("{} is malformed: {e}; fix the manifest", self.object_ref()),
+            )
+        })
+    }
+}
+
 /// Parses JSON into `T`, with the path of the offending field in the error.
 pub fn parse_raw<T: DeserializeOwned>(json: &str) -> Result<T, String> {
     let mut de = serde_json::Deserializer::from_str(json);
@@ -266,6 +292,8 @@ pub fn registry() -> Vec<Box<dyn Policy>> {
         Box::new(signed_oci_sources::SignedOciSources::default()),
         Box::new(single_agent::SingleAgent::default()),
         Box::new(ci_impersonation::CiImpersonation),
+        Box::new(tenant_lockdown::TenantLockdown::default()),
+        Box::new(oci_version_pinning::OciVersionPinning::default()),
     ]
 }
 
