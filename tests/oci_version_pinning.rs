@@ -231,6 +231,13 @@ fn a_partial_version_tag_is_moving_and_the_message_suggests_its_line() {
     assert_eq!(suggested_range(&message), ">=1.25.0 <2.0.0");
     let message = assert_denied(&validate(&tag("16")), &["`16` is a moving tag"]);
     assert_eq!(suggested_range(&message), ">=16.0.0 <17.0.0");
+    // A variant names no range to suggest.
+    let message = assert_denied(&validate(&tag("1.25-alpine")), &["is a moving tag"]);
+    assert_eq!(
+        suggested_range(&message),
+        ">=1.4.0 <2.0.0",
+        "the generic example"
+    );
 }
 
 #[test]

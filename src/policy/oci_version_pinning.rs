@@ -14,10 +14,11 @@
 //!   as in caret ranges. A range that crosses, accepts nothing, or does not parse is denied;
 //!   the message names two versions it accepts in different majors and suggests a bounded
 //!   range derived from it.
-//! - A tag that names one release (`1.4.2`, `v1.4.2-rc.1`; a `_` stands for the `+` OCI tags
-//!   cannot hold) is allowed; a moving tag (`movingTags`, matched ignoring case, or
-//!   `movingTagPattern`, by default partial versions like `1`, `v1.2`, `1.2-alpine` and
-//!   `*-latest`) is denied. Other tags (commit SHAs, build numbers) are taken as immutable.
+//! - A moving tag (`movingTags`, matched ignoring case, or `movingTagPattern`, by default
+//!   partial versions like `1`, `v1.2`, `1.2-alpine`, anything `latest` and `*-SNAPSHOT`) is
+//!   denied. Any other tag is allowed: a release (`1.4.2`, `v1.4.2-rc.1`) names one version,
+//!   and commit SHAs or build numbers are immutable by convention. The configuration decides
+//!   what moves: a tag it matches is denied even if it reads like a version.
 //! - No ref, or an empty one: Flux follows `latest`, denied.
 //! - `semverFilter` without `semver` is ignored by Flux: an advisory, never a denial. A
 //!   `semverFilter` never counts as a bound: the range alone must stay in one major.
@@ -32,7 +33,7 @@ use super::{
 };
 use crate::flux::SOURCE_GROUP;
 use crate::flux::oci_repository::{self, OciRepository};
-use crate::flux::semver::{Constraint, Line, Span, Version};
+use crate::flux::semver::{Constraint, Line, Span};
 
 const ID: PolicyId = PolicyId::OciVersionPinning;
 
@@ -233,19 +234,14 @@ fn is_digest(text: &str) -> bool {
     algorithm_ok && encoded_ok
 }
 
-/// Whether a tag names one release: a full semver version, `+` spelled `_` as in OCI tags.
-pub fn is_release_tag(tag: &str) -> bool {
-    Version::parse_full(tag).is_some() || Version::parse_full(&tag.replacen('_', "+", 1)).is_some()
-}
-
 fn moving_tag(subject: &str, tag: &str) -> String {
-    // A partial version (`v1.2`) says which line the user meant: suggest that line.
-    let suggestion = Constraint::parse(&format!(">={tag}"))
-        .ok()
-        .filter(|_| {
-            tag.trim_start_matches('v')
-                .starts_with(|c: char| c.is_ascii_digit())
-        })
+    // A partial version (`v1.2`, `16`) says which line the user meant: suggest that line.
+    let number = tag.strip_prefix('v').unwrap_or(tag);
+    let partial_version = number.starts_with(|c: char| c.is_ascii_digit())
+        && number.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    let suggestion = partial_version
+        .then(|| Constraint::parse(&format!(">={number}")).ok())
+        .flatten()
         .and_then(|c| c.bounded_suggestion());
     let advice = match suggestion {
         Some(range) => format!(
@@ -332,16 +328,6 @@ mod tests {
         assert!(!is_digest("SHA256:abc"));
         assert!(!is_digest("sha256:"));
         assert!(!is_digest("sha256:abc/def"));
-    }
-
-    #[test]
-    fn release_tags_are_full_versions() {
-        for tag in ["1.4.2", "v1.4.2", "6.5.0-rc.1", "1.2.3_build.7"] {
-            assert!(is_release_tag(tag), "{tag}");
-        }
-        for tag in ["1", "v1.2", "latest", "1.2.x", "sha-3f2a1b"] {
-            assert!(!is_release_tag(tag), "{tag}");
-        }
     }
 
     #[test]

@@ -47,7 +47,7 @@ use crate::flux::kustomization::{self, Kustomization};
 use crate::flux::reference::{KubeConfigReference, SourceReference};
 use crate::flux::{HELM_GROUP, KUSTOMIZE_GROUP};
 
-pub use controller_flags::{Controller, missing_lockdown_flags};
+use controller_flags::Controller;
 
 const ID: PolicyId = PolicyId::TenantLockdown;
 
