@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::admission::Request;
 use crate::policy::{
-    Mode, PolicyId, PolicySettings, SettingError, ci_impersonation, secret_rotation,
-    signed_oci_sources, single_agent,
+    Mode, PolicyId, PolicySettings, SettingError, ci_impersonation, oci_version_pinning,
+    secret_rotation, signed_oci_sources, single_agent, tenant_lockdown,
 };
 
 /// A configuration error that points at the offending key.
@@ -71,6 +71,10 @@ pub struct Policies {
     /// Its own default mode is audit (see [`secret_rotation`]).
     #[serde(rename = "secret-rotation", default)]
     pub secret_rotation: secret_rotation::Settings,
+    #[serde(rename = "tenant-lockdown", default)]
+    pub tenant_lockdown: tenant_lockdown::Settings,
+    #[serde(rename = "oci-version-pinning", default)]
+    pub oci_version_pinning: oci_version_pinning::Settings,
 }
 
 /// Requests a policy does not judge. Every criterion an entry sets must match (a list matches
@@ -257,6 +261,8 @@ impl Config {
             PolicyId::SingleAgent => self.policies.single_agent.mode(),
             PolicyId::CiImpersonation => self.policies.ci_impersonation.mode(),
             PolicyId::SecretRotation => self.policies.secret_rotation.mode(),
+            PolicyId::TenantLockdown => self.policies.tenant_lockdown.mode(),
+            PolicyId::OciVersionPinning => self.policies.oci_version_pinning.mode(),
         };
         own.unwrap_or(self.mode)
     }
@@ -325,6 +331,14 @@ impl Config {
             .secret_rotation
             .validate()
             .map_err(|e| policy_error(PolicyId::SecretRotation, e))?;
+        self.policies
+            .tenant_lockdown
+            .validate()
+            .map_err(|e| policy_error(PolicyId::TenantLockdown, e))?;
+        self.policies
+            .oci_version_pinning
+            .validate()
+            .map_err(|e| policy_error(PolicyId::OciVersionPinning, e))?;
         for (i, exemption) in self.exemptions.iter().enumerate() {
             exemption
                 .validate()

@@ -307,6 +307,12 @@ fn documented_policy_kinds() -> BTreeSet<GroupResourceOp> {
         &["ocirepositories", "helmcharts"],
     ));
     kinds.extend(create_update("helm.toolkit.fluxcd.io", &["helmreleases"]));
+    // tenant-lockdown (also HelmRelease, and Deployments of the Flux controllers)
+    kinds.extend(create_update(
+        "kustomize.toolkit.fluxcd.io",
+        &["kustomizations"],
+    ));
+    // oci-version-pinning: OCIRepository, listed above
     // single-agent (ownerless ReplicaSets and Pods: audit scan and components/agent-pods)
     kinds.extend(create_update(
         "apps",

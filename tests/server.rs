@@ -574,16 +574,33 @@ fn agent_deployment(namespace: &str, release: &str) -> serde_json::Value {
 
 /// One request per policy that breaks it.
 fn violations() -> Vec<(&'static str, Vec<u8>)> {
+    let tenant_kustomization_without_account = serde_json::json!({
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+        "metadata": {"name": "apps", "namespace": "team-a"},
+        "spec": {"interval": "10m", "path": "./deploy", "prune": true,
+            "sourceRef": {"kind": "GitRepository", "name": "apps"}}
+    });
+    // Verified with a cosign key (signed-oci-sources passes it), following `latest`.
+    let signed_latest = serde_json::json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository",
+        "metadata": {"name": "app", "namespace": "team-a"},
+        "spec": {"interval": "5m", "url": "oci://registry.gitlab.com/acme/app/manifests",
+            "ref": {"tag": "latest"},
+            "verify": {"provider": "cosign", "secretRef": {"name": "cosign-public-key"}}}
+    });
     let ci_admin = serde_json::json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
         "metadata": {"name": "ci-admin"},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "gitlab:ci_job"}]
     });
+    // Pinned to a release tag, unsigned: breaks signed-oci-sources only.
     vec![
         (
             "signed-oci-sources",
-            fixture("deny-ocirepo-create__validate-OCIRepository-CREATE.json"),
+            fixture(
+                "ocirepo-create-as-kustomize-controller-sa-impersonated__capture-OCIRepository-CREATE.json",
+            ),
         ),
         (
             "single-agent",
@@ -596,6 +613,14 @@ fn violations() -> Vec<(&'static str, Vec<u8>)> {
         (
             "ci-impersonation",
             common::review_of(&ci_admin, "CREATE", "u-rbac"),
+        ),
+        (
+            "tenant-lockdown",
+            common::review_of(&tenant_kustomization_without_account, "CREATE", "u-tenant"),
+        ),
+        (
+            "oci-version-pinning",
+            common::review_of(&signed_latest, "CREATE", "u-latest"),
         ),
     ]
 }

@@ -12,6 +12,7 @@ use fluxgate::cluster::{MemoryView, ObjectKey};
 use fluxgate::config::Config;
 use fluxgate::engine::{Endpoint, Engine};
 use fluxgate::policy::PolicyId;
+use fluxgate::policy::signed_oci_sources::SignedOciSources;
 use fluxgate::verdict::Verdict;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -86,7 +87,7 @@ metadata: {{name: app, namespace: flux-system}}
 spec:
   interval: 5m
   url: oci://registry.gitlab.com/acme/app/manifests
-  ref: {{tag: latest}}
+  ref: {{tag: 6.5.0}}
 {verify}"
     ))
 }
@@ -157,6 +158,7 @@ kind: HelmRelease
 metadata: {{name: podinfo, namespace: apps}}
 spec:
   interval: 10m
+  serviceAccountName: podinfo
   chart:
     spec:
       chart: podinfo
@@ -942,6 +944,7 @@ kind: HelmRelease
 metadata: {name: podinfo, namespace: apps}
 spec:
   interval: 10m
+  serviceAccountName: podinfo
   chartRef: {kind: OCIRepository, name: podinfo}",
     );
     assert_clean(&validate_with(
@@ -2372,6 +2375,16 @@ fn scope_of(path: &str) -> String {
     }
 }
 
+/// The table holds this policy's decisions: the other policies judge the same objects with
+/// tables of their own (tests/tenant_lockdown.rs, tests/oci_version_pinning.rs).
+fn this_policy_only() -> Engine {
+    Engine::with_policies(
+        vec![Box::new(SignedOciSources::default())],
+        Config::default(),
+        None,
+    )
+}
+
 #[test]
 fn every_flux_object_of_the_corpus_gets_its_hand_checked_decision() {
     let objects = corpus_objects();
@@ -2395,7 +2408,7 @@ fn every_flux_object_of_the_corpus_gets_its_hand_checked_decision() {
                 .expect("applies");
         }
     }
-    let engine = default_engine();
+    let engine = this_policy_only();
     let empty = MemoryView::new();
     let mut seen = BTreeSet::new();
     for (path, object) in &objects {
@@ -2563,10 +2576,21 @@ policies:
 "#,
     );
     let view = MemoryView::new();
-    for file in [
-        "ocirepo-create-client-side-apply__capture-OCIRepository-CREATE.json",
-        "ocirepo-create-dryrun-server__capture-OCIRepository-CREATE-dryrun.json",
-        "ocirepo-create-server-side-apply__capture-OCIRepository-CREATE.json",
+    // The first one follows `tag: latest`, which oci-version-pinning denies whatever the
+    // signature: the patch can only make it pass this policy.
+    for (file, pinned) in [
+        (
+            "ocirepo-create-client-side-apply__capture-OCIRepository-CREATE.json",
+            false,
+        ),
+        (
+            "ocirepo-create-dryrun-server__capture-OCIRepository-CREATE-dryrun.json",
+            true,
+        ),
+        (
+            "ocirepo-create-server-side-apply__capture-OCIRepository-CREATE.json",
+            true,
+        ),
     ] {
         let body = read_fixture(file);
         let request = admission::decode(&body).expect("review");
@@ -2581,7 +2605,19 @@ policies:
         let patched_body = review.to_string();
         let patched: Request<'_> = admission::decode(patched_body.as_bytes()).expect("review");
         let (validated, _) = engine.review(Endpoint::Validate, &patched, &view);
-        check_replay(file, Expected::Allowed, &validated);
+        if pinned {
+            check_replay(file, Expected::Allowed, &validated);
+        } else {
+            assert!(
+                validated
+                    .outcomes
+                    .iter()
+                    .all(|o| o.finding.policy != POLICY),
+                "{file}: {:#?}",
+                validated.outcomes
+            );
+            assert_denied(&validated, &["[oci-version-pinning]", "`latest`"]);
+        }
         let (again, _) = engine.review(Endpoint::Mutate, &patched, &view);
         assert!(
             again.patch.is_empty(),

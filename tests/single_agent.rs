@@ -858,30 +858,9 @@ fn helm_release(name: &str, namespace: &str, spec: Value) -> Value {
     })
 }
 
-/// A HelmRepository that is not OCI, so that `signed-oci-sources` (which denies charts from
-/// HelmRepositories it cannot see) has nothing to say about the HelmReleases below.
-fn helm_repository(name: &str, url: &str) -> Value {
-    json!({
-        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
-        "metadata": {"name": name, "namespace": "flux-system"},
-        "spec": {"interval": "1h", "url": url}
-    })
-}
-
-fn with_chart_repositories(view: &MemoryView) {
-    apply_all(
-        view,
-        &[
-            helm_repository("gitlab", "https://charts.gitlab.io"),
-            helm_repository("podinfo", "https://stefanprodan.github.io/podinfo"),
-        ],
-    );
-}
-
 #[test]
 fn a_flux_helmrelease_of_the_agent_chart_is_an_installation() {
     let (view, _) = cluster_with_the_gitlab_agent_chart();
-    with_chart_repositories(&view);
     let release = helm_release(
         "gitlab-agent",
         "flux-system",
@@ -940,7 +919,6 @@ fn a_helmrelease_and_the_deployment_it_installs_are_one_installation() {
         let release = helm_release(name, "flux-system", spec);
         let engine = engine();
         let view = MemoryView::new();
-        with_chart_repositories(&view);
         assert_allowed(&create(&engine, &view, &release), name);
         view.apply(&release).expect("applies");
         let id = fluxgate::cluster::ClusterView::agent_installations(&view)

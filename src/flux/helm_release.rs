@@ -1,11 +1,11 @@
-//! `helm.toolkit.fluxcd.io` HelmRelease (served as `v2`, earlier `v2beta1`/`v2beta2`): only
-//! where its chart comes from.
+//! `helm.toolkit.fluxcd.io` HelmRelease (served as `v2`, earlier `v2beta1`/`v2beta2`): where
+//! its chart comes from and whose rights helm-controller uses to install it.
 
 use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use super::reference::SourceReference;
+use super::reference::{KubeConfigReference, SourceReference};
 use super::verification::Verification;
 
 pub const KIND: &str = "HelmRelease";
@@ -28,6 +28,13 @@ pub struct HelmReleaseSpec<'a> {
     /// ExternalArtifact); that object carries its own verification.
     #[serde(borrow, default)]
     pub chart_ref: Option<SourceReference<'a>>,
+    /// The ServiceAccount helm-controller impersonates; without it (and without the
+    /// controller's `--default-service-account`), helm-controller's own cluster-admin account.
+    #[serde(borrow, default)]
+    pub service_account_name: Option<Cow<'a, str>>,
+    /// Install on another cluster.
+    #[serde(borrow, default)]
+    pub kube_config: Option<KubeConfigReference<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -10,17 +10,20 @@ use serde::Deserialize;
 pub mod helm_chart;
 pub mod helm_release;
 pub mod helm_repository;
+pub mod kustomization;
 pub mod meta;
 pub mod oci_repository;
 pub mod reference;
 pub mod secret_refs;
+pub mod semver;
 pub mod verification;
 
 /// The API group of Flux sources (OCIRepository, HelmRepository, HelmChart...).
 pub const SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
 /// The API group of HelmRelease.
 pub const HELM_GROUP: &str = "helm.toolkit.fluxcd.io";
-/// The API group of Kustomization.
+/// The API group of Kustomization (not to be confused with kustomize's own
+/// `kustomize.config.k8s.io` Kustomization, the `kustomization.yaml` file).
 pub const KUSTOMIZE_GROUP: &str = "kustomize.toolkit.fluxcd.io";
 
 /// Parses a Flux object from raw JSON, borrowing strings from it, with the path of the

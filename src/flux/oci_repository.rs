@@ -29,4 +29,46 @@ pub struct OciRepositorySpec<'a> {
     pub insecure: Option<bool>,
     #[serde(borrow, default)]
     pub verify: Option<Verification<'a>>,
+    /// Which artifact to pull; absent, the `latest` tag.
+    #[serde(borrow, default, rename = "ref")]
+    pub reference: Option<OciRepositoryRef<'a>>,
+}
+
+/// `spec.ref`. Precedence, as source-controller resolves it: digest, then semver, then tag.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OciRepositoryRef<'a> {
+    #[serde(borrow, default)]
+    pub digest: Option<Cow<'a, str>>,
+    /// A Masterminds/semver constraint; the highest matching tag wins.
+    #[serde(borrow, default)]
+    pub semver: Option<Cow<'a, str>>,
+    /// A regex the tags must match before `semver` picks one; ignored without `semver`.
+    #[serde(borrow, default)]
+    pub semver_filter: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub tag: Option<Cow<'a, str>>,
+}
+
+impl OciRepositoryRef<'_> {
+    pub fn digest(&self) -> Option<&str> {
+        non_empty(&self.digest)
+    }
+
+    pub fn semver(&self) -> Option<&str> {
+        non_empty(&self.semver)
+    }
+
+    pub fn semver_filter(&self) -> Option<&str> {
+        non_empty(&self.semver_filter)
+    }
+
+    pub fn tag(&self) -> Option<&str> {
+        non_empty(&self.tag)
+    }
+}
+
+/// Flux treats an empty string like an absent field.
+fn non_empty<'s>(field: &'s Option<Cow<'_, str>>) -> Option<&'s str> {
+    field.as_deref().filter(|s| !s.is_empty())
 }

@@ -33,3 +33,28 @@ impl SourceReference<'_> {
         }
     }
 }
+
+/// `spec.kubeConfig` of a Kustomization or HelmRelease: the credentials of another cluster the
+/// controller acts on instead of its own.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct KubeConfigReference<'a> {
+    /// A Secret in the object's namespace holding a kubeconfig.
+    #[serde(borrow, default)]
+    pub secret_ref: Option<LocalObjectReference<'a>>,
+    /// A ConfigMap in the object's namespace naming a cloud provider's cluster (workload
+    /// identity).
+    #[serde(borrow, default)]
+    pub config_map_ref: Option<LocalObjectReference<'a>>,
+}
+
+impl KubeConfigReference<'_> {
+    /// How messages name it: `Secret remote-kubeconfig`, `ConfigMap fleet-cluster`.
+    pub fn describe(&self) -> String {
+        match (&self.secret_ref, &self.config_map_ref) {
+            (Some(secret), _) => format!("Secret {}", secret.name),
+            (None, Some(map)) => format!("ConfigMap {}", map.name),
+            (None, None) => "an empty reference".to_string(),
+        }
+    }
+}

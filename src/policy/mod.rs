@@ -13,9 +13,11 @@ use crate::cluster::ClusterView;
 use crate::config::Config;
 
 pub mod ci_impersonation;
+pub mod oci_version_pinning;
 pub mod secret_rotation;
 pub mod signed_oci_sources;
 pub mod single_agent;
+pub mod tenant_lockdown;
 
 /// The stable ids users write in configuration and scripts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -24,6 +26,8 @@ pub enum PolicyId {
     SingleAgent,
     CiImpersonation,
     SecretRotation,
+    TenantLockdown,
+    OciVersionPinning,
 }
 
 impl PolicyId {
@@ -32,6 +36,8 @@ impl PolicyId {
         PolicyId::SingleAgent,
         PolicyId::CiImpersonation,
         PolicyId::SecretRotation,
+        PolicyId::TenantLockdown,
+        PolicyId::OciVersionPinning,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +46,8 @@ impl PolicyId {
             PolicyId::SingleAgent => "single-agent",
             PolicyId::CiImpersonation => "ci-impersonation",
             PolicyId::SecretRotation => "secret-rotation",
+            PolicyId::TenantLockdown => "tenant-lockdown",
+            PolicyId::OciVersionPinning => "oci-version-pinning",
         }
     }
 }
@@ -218,6 +226,24 @@ impl Context<'_> {
     }
 }
 
+impl<'a> Context<'a> {
+    /// Like [`Context::parse_object`], into a typed view that borrows from the request.
+    pub fn read_object<T: Deserialize<'a>>(&self, policy: PolicyId) -> Result<T, Finding> {
+        let raw = self.request.object.ok_or_else(|| {
+            Finding::violation(
+                policy,
+                format!("{} has no object in the request", self.object_ref()),
+            )
+        })?;
+        crate::flux::parse(raw.get()).map_err(|e| {
+            Finding::violation(
+                policy,
+                format!("{} is malformed: {e}; fix the manifest", self.object_ref()),
+            )
+        })
+    }
+}
+
 /// Parses JSON into `T` (borrowing strings from it where `T` does), with the path of the
 /// offending field in the error (`spec.verify.matchOIDCIdentity[0].issuer: invalid type...`).
 pub fn parse_raw<'a, T: serde::Deserialize<'a>>(json: &'a str) -> Result<T, String> {
@@ -272,6 +298,8 @@ pub fn registry() -> Vec<Box<dyn Policy>> {
         Box::new(single_agent::SingleAgent::default()),
         Box::new(ci_impersonation::CiImpersonation),
         Box::new(secret_rotation::SecretRotation),
+        Box::new(tenant_lockdown::TenantLockdown::default()),
+        Box::new(oci_version_pinning::OciVersionPinning::default()),
     ]
 }
 

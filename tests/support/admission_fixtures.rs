@@ -24,6 +24,12 @@ const MISSING: Expected = Expected::Denied(&[
     "matchOIDCIdentity",
 ]);
 
+const CROSSES_MAJORS: Expected = Expected::Denied(&[
+    "[oci-version-pinning] OCIRepository team-a/",
+    "spec.ref.semver `>=1.0.0` accepts more than one major version",
+    "`semver: \">=1.0.0 <2.0.0\"`",
+]);
+
 /// Every OCIRepository body, with its verdict under the default configuration.
 pub const OCI_REPOSITORY_FIXTURES: &[(&str, Expected)] = &[
     // CREATE without spec.verify, through each path a client can take.
@@ -59,14 +65,16 @@ pub const OCI_REPOSITORY_FIXTURES: &[(&str, Expected)] = &[
         "ocirepo-create-server-side-apply__capture-OCIRepository-CREATE.json",
         MISSING,
     ),
-    // CREATE verified with a cosign public key.
+    // CREATE verified with a cosign public key, which signed-oci-sources accepts, but
+    // following `semver: ">=1.0.0"`, which accepts every major version after 1:
+    // oci-version-pinning denies them (tests/oci_version_pinning.rs replays them too).
     (
         "ocirepo-create-server-side-apply-as-real-sa-token__capture-OCIRepository-CREATE.json",
-        Expected::Allowed,
+        CROSSES_MAJORS,
     ),
     (
         "ocirepo-create-with-verify-secretref__capture-OCIRepository-CREATE.json",
-        Expected::Allowed,
+        CROSSES_MAJORS,
     ),
     // v1beta2 CREATE with keyless cosign and no identity: anyone's signature would pass.
     (
