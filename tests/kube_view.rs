@@ -151,6 +151,8 @@ struct Fake {
     objects: BTreeMap<(String, String, String), Value>,
     /// Every request, as "METHOD path?query".
     requests: Vec<String>,
+    /// Resources whose list answers 403, as for an account without the permission.
+    forbidden: Vec<&'static str>,
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -272,6 +274,19 @@ async fn handle(State(fake): State<Shared>, request: Request) -> Response {
                 Body::from_stream(stream),
             )
                 .into_response()
+        }
+        (Method::GET, None)
+            if fake
+                .lock()
+                .expect("lock")
+                .forbidden
+                .contains(&served.plural) =>
+        {
+            json_response(
+                StatusCode::FORBIDDEN,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
+                       "message": format!("{} is forbidden", served.plural)}),
+            )
         }
         (Method::GET, None) => {
             let items: Vec<Value> = fake
@@ -539,4 +554,35 @@ async fn the_audit_scan_lists_judges_and_writes_reports_and_events() {
     assert!(events >= 3, "an Event per object in violation: {events}");
     let text = String::from_utf8(metrics.encode()).expect("utf-8");
     assert!(text.contains("fluxgate_audit_violations{kind=\"OCIRepository\",namespace=\"team-b\",policy=\"signed-oci-sources\"} 1"), "{text}");
+}
+
+#[tokio::test]
+async fn a_kind_fluxgate_may_not_list_is_reported_and_the_scan_goes_on() {
+    let (addr, fake) = start_fake(vec![
+        ("deployments", agent("gitlab-agent", "gitlab-agent")),
+        (
+            "ocirepositories",
+            json!({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository",
+                   "metadata": {"name": "app", "namespace": "team-b", "uid": "uid-app"},
+                   "spec": {"interval": "5m", "url": "oci://ghcr.io/acme/app", "ref": {"tag": "1.0.0"}}}),
+        ),
+    ])
+    .await;
+    fake.lock().expect("lock").forbidden.push("rolebindings");
+    let engine = Engine::new(Config::default(), None);
+    let view = fluxgate::cluster::MemoryView::new();
+    let auditor = ClusterAuditor::new(client(addr), AuditOptions::default());
+    let report = auditor
+        .run_once(&engine, &view, &Metrics::new())
+        .await
+        .expect("the scan completes");
+    assert!(
+        report.unreadable.iter().any(|u| u.contains("RoleBinding")),
+        "{:?}",
+        report.unreadable
+    );
+    assert!(
+        report.findings.iter().any(|f| f.name == "app"),
+        "the other kinds are still judged"
+    );
 }

@@ -42,8 +42,6 @@ impl Default for AuditOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("listing {kind} from the API server: {source}")]
-    List { kind: String, source: kube::Error },
     #[error("writing PolicyReport {name}: {source}")]
     Report { name: String, source: kube::Error },
 }
@@ -51,11 +49,10 @@ pub enum AuditError {
 /// Lists every object of the kinds the engine's policies judge, in the version the cluster
 /// prefers. Kinds the cluster does not serve are skipped, and so are kinds only
 /// `secret-rotation` judges: the scan reports Secrets from the cluster view, not from the
-/// objects that reference them.
-pub async fn list_covered_objects(
-    client: &Client,
-    engine: &Engine,
-) -> Result<Vec<Value>, AuditError> {
+/// objects that reference them. A kind that cannot be listed (forbidden to fluxgate's
+/// account, a transient error) is reported in the second list and the scan goes on with the
+/// rest: one missing permission must not blind the whole audit.
+pub async fn list_covered_objects(client: &Client, engine: &Engine) -> (Vec<Value>, Vec<String>) {
     let kinds: BTreeSet<(&str, &str)> = engine
         .kinds()
         .into_iter()
@@ -63,6 +60,7 @@ pub async fn list_covered_objects(
         .map(|(_, rule)| (rule.group, rule.kind))
         .collect();
     let mut objects = Vec::new();
+    let mut unlisted = Vec::new();
     for (group, kind) in kinds {
         let Some(resource) = served_resource(client, group, kind).await else {
             tracing::debug!(group, kind, "not served by this cluster; nothing to audit");
@@ -71,10 +69,14 @@ pub async fn list_covered_objects(
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
         let mut params = ListParams::default().limit(500);
         loop {
-            let page = api.list(&params).await.map_err(|source| AuditError::List {
-                kind: kind.to_string(),
-                source,
-            })?;
+            let page = match api.list(&params).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(group, kind, error = %e, "cannot list; this kind is left out of the audit");
+                    unlisted.push(format!("cannot list {kind} ({group}): {e}"));
+                    break;
+                }
+            };
             for item in &page.items {
                 if let Ok(mut value) = serde_json::to_value(item) {
                     if let Some(map) = value.as_object_mut() {
@@ -90,7 +92,7 @@ pub async fn list_covered_objects(
             }
         }
     }
-    Ok(objects)
+    (objects, unlisted)
 }
 
 async fn served_resource(client: &Client, group: &str, kind: &str) -> Option<ApiResource> {
@@ -139,8 +141,9 @@ impl ClusterAuditor {
         view: &dyn ClusterView,
         metrics: &Metrics,
     ) -> Result<AuditReport, AuditError> {
-        let objects = list_covered_objects(&self.client, engine).await?;
-        let report = scan(engine, view, &objects);
+        let (objects, unlisted) = list_covered_objects(&self.client, engine).await;
+        let mut report = scan(engine, view, &objects);
+        report.unreadable.extend(unlisted);
         record_metrics(&report, metrics);
         if self.options.write_reports {
             self.write_reports(&report).await?;
