@@ -170,6 +170,10 @@ fn connector(ca_pems: &[Vec<u8>]) -> TlsConnector {
     .with_root_certificates(roots)
     .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Like the API server's webhook client (client-go sets no session cache): every new
+    // connection is a full handshake and sees the certificate served now. A resumed session
+    // would report the certificate of the session it resumes.
+    config.resumption = rustls::client::Resumption::disabled();
     TlsConnector::from(Arc::new(config))
 }
 
