@@ -15,7 +15,12 @@ static ENGINE: LazyLock<Engine> = LazyLock::new(|| Engine::new(Config::default()
 fuzz_target!(|input: &[u8]| {
     let mut stdin = input;
     let report = fluxgate::check::check(&ENGINE, &[PathBuf::from("-")], &[], &mut stdin);
-    for format in [Format::Text, Format::Json, Format::Junit, Format::Codequality] {
+    for format in [
+        Format::Text,
+        Format::Json,
+        Format::Junit,
+        Format::Codequality,
+    ] {
         let mut out = Vec::new();
         fluxgate::report::write(&report, format, false, &mut out).expect("writing to memory");
     }

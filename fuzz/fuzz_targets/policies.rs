@@ -62,7 +62,11 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
         .collect();
     kinds.sort();
     kinds.dedup();
-    World { engine, view, kinds }
+    World {
+        engine,
+        view,
+        kinds,
+    }
 });
 
 fuzz_target!(|data: &[u8]| {
@@ -71,7 +75,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let world = &*WORLD;
     let (group, kind) = world.kinds[usize::from(selector) % world.kinds.len()];
-    let operation = if selector & 0x80 != 0 { "UPDATE" } else { "CREATE" };
+    let operation = if selector & 0x80 != 0 {
+        "UPDATE"
+    } else {
+        "CREATE"
+    };
     let dry_run = selector & 0x40 != 0;
     let sub_resource = match selector & 0x30 {
         0x30 => "\"ephemeralcontainers\"",
@@ -111,5 +119,7 @@ fuzz_target!(|data: &[u8]| {
 
 fn as_json(bytes: &[u8]) -> Option<&str> {
     let text = std::str::from_utf8(bytes).ok()?;
-    serde_json::from_str::<&RawValue>(text).ok().map(RawValue::get)
+    serde_json::from_str::<&RawValue>(text)
+        .ok()
+        .map(RawValue::get)
 }
