@@ -71,7 +71,7 @@ for target in "${targets[@]}"; do
   if ! "$bin_dir/$target" "fuzz/corpus/$target" \
       -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
       -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$target/" 2>&1 \
-      | grep -E '^(#[0-9]+ +(DONE|INITED)|stat::|==[0-9]+==|.*(panicked|ERROR|SUMMARY|Test unit written))' ; then
+      | grep -E '^(#[0-9]+[[:space:]]+(DONE|INITED)|stat::|==[0-9]+==|.*(panicked|ERROR|SUMMARY|Test unit written))' ; then
     :
   fi
   if ls "fuzz/artifacts/$target"/* >/dev/null 2>&1; then
