@@ -298,6 +298,11 @@ where
 }
 
 impl KubeView {
+    /// The health of each watched kind's watch (see [`MemoryView::watch_health`]).
+    pub fn watch_health(&self) -> Vec<super::KindHealth> {
+        self.store.watch_health()
+    }
+
     async fn refresh_one(&self, key: &ObjectKey) {
         let Some(kind) = WATCHED_KINDS
             .iter()
