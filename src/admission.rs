@@ -206,8 +206,13 @@ pub fn decode(body: &[u8]) -> Result<Request<'_>, DecodeError> {
         .request
         .filter(|r| r.get() != "null")
         .ok_or(DecodeError::MissingRequest)?;
-    let request: Request<'_> = serde_json::from_str(raw.get())
-        .map_err(|e| DecodeError::NotAdmissionReview(format!("request: {e}")))?;
+    // Error texts reach logs and the client: serde's quoted values are left out of them.
+    let request: Request<'_> = serde_json::from_str(raw.get()).map_err(|e| {
+        DecodeError::NotAdmissionReview(format!(
+            "request: {}",
+            crate::policy::without_values(&e.to_string())
+        ))
+    })?;
     if request.uid.is_empty() {
         return Err(DecodeError::MissingUid);
     }
@@ -215,10 +220,11 @@ pub fn decode(body: &[u8]) -> Result<Request<'_>, DecodeError> {
 }
 
 fn classify_json_error(e: &serde_json::Error) -> DecodeError {
+    let message = crate::policy::without_values(&e.to_string());
     if e.is_syntax() || e.is_eof() {
-        DecodeError::NotJson(e.to_string())
+        DecodeError::NotJson(message)
     } else {
-        DecodeError::NotAdmissionReview(e.to_string())
+        DecodeError::NotAdmissionReview(message)
     }
 }
 

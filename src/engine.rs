@@ -11,7 +11,9 @@ use serde_json::value::RawValue;
 use crate::admission::{Operation, Request};
 use crate::cluster::ClusterView;
 use crate::config::Config;
-use crate::policy::{Context, KindRule, Mode, Policy, PolicyId, Severity, registry};
+use crate::policy::{
+    Context, KindRule, Mode, Policy, PolicyId, Severity, SubresourceRule, registry,
+};
 use crate::verdict::{Action, Outcome, Skip, Verdict, short_warning};
 
 /// Which endpoint a request arrived on.
@@ -89,14 +91,65 @@ impl Engine {
             .collect()
     }
 
+    /// The kind as a policy spells it, if some policy judges it: a bounded set of names for
+    /// metric labels, whatever kinds clients send.
+    pub fn known_kind(&self, group: &str, kind: &str) -> Option<&'static str> {
+        self.policies
+            .iter()
+            .flat_map(|p| p.kinds().iter())
+            .find(|rule| {
+                rule.group.eq_ignore_ascii_case(group) && rule.kind.eq_ignore_ascii_case(kind)
+            })
+            .map(|rule| rule.kind)
+    }
+
+    /// Every subresource some policy judges, for webhook rules.
+    pub fn subresources(&self) -> Vec<(PolicyId, &'static SubresourceRule)> {
+        self.policies
+            .iter()
+            .flat_map(|p| p.subresources().iter().map(move |s| (p.id(), s)))
+            .collect()
+    }
+
     /// The objects the matching policies want refreshed in the cluster view before
     /// [`Engine::review`] (see [`ClusterView::refresh`]).
     pub fn prefetch(&self, request: &Request<'_>) -> Vec<crate::cluster::ObjectKey> {
+        let canonical = self.canonical_kind(request);
+        let request = canonical.as_ref().unwrap_or(request);
         self.policies
             .iter()
             .filter(|p| matching_rule(p.kinds(), request).is_some())
             .flat_map(|p| p.prefetch(request))
             .collect()
+    }
+
+    /// The request with its group and kind spelled as a policy's rule spells them, when they
+    /// differ only in case. The API server always sends the canonical spelling (it resolves
+    /// kinds case-sensitively, and webhook rules match plural resource names), but `fluxgate
+    /// check` reads hand-written manifests and any client can post to the webhook: an object
+    /// that looks like a judged kind is judged as that kind rather than waved through.
+    fn canonical_kind<'r>(&self, request: &Request<'r>) -> Option<Request<'r>> {
+        let (group, kind) = (&request.kind.group, &request.kind.kind);
+        let rules = self.policies.iter().flat_map(|p| p.kinds().iter());
+        let mut exact = false;
+        let mut folded = None;
+        for rule in rules {
+            if rule.group == group && rule.kind == kind {
+                exact = true;
+                break;
+            }
+            if folded.is_none()
+                && rule.group.eq_ignore_ascii_case(group)
+                && rule.kind.eq_ignore_ascii_case(kind)
+            {
+                folded = Some(rule);
+            }
+        }
+        let rule = folded.filter(|_| !exact)?;
+        let mut canonical = request.clone();
+        canonical.kind.group = std::borrow::Cow::Borrowed(rule.group);
+        canonical.kind.kind = std::borrow::Cow::Borrowed(rule.kind);
+        Some(canonical)
     }
 
     /// Judges a request on one endpoint.
@@ -109,11 +162,15 @@ impl Engine {
         let config = self.config.load();
         let mut verdict = Verdict::allow();
         let mut exemptions_used = Vec::new();
+        let canonical = self.canonical_kind(request);
+        let request = canonical.as_ref().unwrap_or(request);
 
-        if request
-            .sub_resource
-            .as_deref()
-            .is_some_and(|s| !s.is_empty())
+        let subresource = request.sub_resource.as_deref().filter(|s| !s.is_empty());
+        if let Some(sub) = subresource
+            && !self
+                .policies
+                .iter()
+                .any(|p| judges_subresource(p.subresources(), request, sub))
         {
             verdict.skipped = Some(Skip::Subresource);
             return (verdict, exemptions_used);
@@ -133,6 +190,11 @@ impl Engine {
             let Some(rule) = matching_rule(policy.kinds(), request) else {
                 continue;
             };
+            if subresource
+                .is_some_and(|sub| !judges_subresource(policy.subresources(), request, sub))
+            {
+                continue;
+            }
             let mode = self.mode_of(&config, policy.id());
             if mode == Mode::Off {
                 continue;
@@ -199,6 +261,15 @@ impl Engine {
 fn matching_rule<'r>(rules: &'r [KindRule], request: &Request<'_>) -> Option<&'r KindRule> {
     rules.iter().find(|rule| {
         rule.group == request.kind.group
+            && rule.kind == request.kind.kind
+            && rule.operations.contains(&request.operation)
+    })
+}
+
+fn judges_subresource(rules: &[SubresourceRule], request: &Request<'_>, sub: &str) -> bool {
+    rules.iter().any(|rule| {
+        rule.subresource == sub
+            && rule.group == request.kind.group
             && rule.kind == request.kind.kind
             && rule.operations.contains(&request.operation)
     })

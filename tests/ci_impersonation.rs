@@ -1022,7 +1022,10 @@ fn binding_before_its_role_exists_fails_closed_until_the_view_has_the_role() {
     );
 
     view.set_synced(false);
-    assert_denied(&create(&engine(), &view, &binding), &["cannot tell yet"]);
+    assert_denied(
+        &create(&engine(), &view, &binding),
+        &["cannot tell whether it exists"],
+    );
     view.set_synced(true);
 
     view.apply(&role("review", "deployer", DEPLOYER_RULES))

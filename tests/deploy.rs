@@ -2331,6 +2331,17 @@ fn the_agent_pods_component_sends_exactly_the_opt_in_kinds_and_fails_open() {
         })
         .collect();
     assert!(!opt_in.is_empty());
+    let mut opt_in = opt_in;
+    let engine = Engine::new(Config::default(), None);
+    for (_, rule) in engine.subresources().into_iter().filter(|(_, r)| r.opt_in) {
+        for op in rule.operations {
+            opt_in.insert((
+                rule.group.to_string(),
+                format!("{}/{}", rule.resource, rule.subresource),
+                op.as_str().to_string(),
+            ));
+        }
+    }
     assert_eq!(sent, opt_in);
 }
 

@@ -444,12 +444,20 @@ async fn the_view_lists_every_watched_kind_and_syncs_even_without_flux() {
         view.helm_repository("flux-system", "podinfo"),
         Lookup::Missing
     );
-    let requests = fake.lock().expect("lock").requests.clone();
-    assert!(
+    // The watch opens after the listing that synced the view: wait for it rather than race it.
+    let watching = |requests: &[String]| {
         requests
             .iter()
             .any(|r| r.starts_with("GET /apis/apps/v1/deployments?") && r.contains("watch=true"))
-    );
+    };
+    for _ in 0..500 {
+        if watching(&fake.lock().expect("lock").requests) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let requests = fake.lock().expect("lock").requests.clone();
+    assert!(watching(&requests), "{requests:?}");
     assert!(
         requests
             .iter()

@@ -321,7 +321,9 @@ pub async fn periodic(
             _ = crate::server::stopped(&mut shutdown) => return,
         }
         if !state.view.synced() {
-            tracing::info!("audit scan postponed: the cluster view is not synced yet");
+            tracing::info!(
+                "audit scan postponed: the cluster view is not synced yet, or has lost a watch (its findings would be guesses)"
+            );
             continue;
         }
         match auditor

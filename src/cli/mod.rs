@@ -114,6 +114,11 @@ pub struct ServeArgs {
     /// Seconds between audit scans of the cluster (0 turns the periodic scan off).
     #[arg(long, default_value_t = 600)]
     pub audit_interval: u64,
+    /// Seconds a watch of the cluster may keep failing (API server unreachable, watch
+    /// errors) before the view stops answering for its kind: policies that need that kind
+    /// then follow their fail-open or fail-closed setting, and /readyz turns false.
+    #[arg(long, default_value_t = 60)]
+    pub view_grace_seconds: u64,
     /// Run without cluster state: policies see an empty cluster. Without this flag fluxgate
     /// watches the cluster it finds through the in-cluster service account or KUBECONFIG.
     #[arg(long)]
@@ -309,7 +314,10 @@ async fn cluster_view(args: &ServeArgs) -> (Arc<dyn ClusterView>, Option<kube::C
     }
     match kube::Client::try_default().await {
         Ok(client) => (
-            crate::cluster::kube::KubeView::start(client.clone()),
+            crate::cluster::kube::KubeView::start_with_grace(
+                client.clone(),
+                Duration::from_secs(args.view_grace_seconds),
+            ),
             Some(client),
         ),
         Err(e) => {

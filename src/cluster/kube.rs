@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PartialObjectMeta};
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PartialObjectMeta, WatchParams,
+};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource};
@@ -37,6 +39,11 @@ use crate::gitlab::agent::InstallationId;
 
 /// How long a request may wait for the API server when it refreshes an object.
 const REFRESH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often a failing watch's kind is probed. The watcher retries on its own, but a watch
+/// that resumes quietly delivers no event to say so: the probe does.
+const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub struct KubeView {
     store: Arc<MemoryView>,
@@ -106,8 +113,16 @@ impl KubeView {
     /// been listed (kinds the cluster does not serve, such as Flux kinds without Flux,
     /// count as listed and empty).
     pub fn start(client: Client) -> Arc<KubeView> {
+        KubeView::start_with_grace(client, super::DEFAULT_VIEW_GRACE)
+    }
+
+    /// [`KubeView::start`], with how long a watch may fail before its kind is lost: lookups
+    /// of a lost kind answer `Unknown` (each policy's fail-open or fail-closed setting
+    /// decides) and readiness turns false until the watch works again.
+    pub fn start_with_grace(client: Client, grace: Duration) -> Arc<KubeView> {
         let store = Arc::new(MemoryView::new());
         store.set_synced(false);
+        store.set_view_grace(grace);
         let remaining = Arc::new(AtomicUsize::new(WATCHED_KINDS.len()));
         for kind in WATCHED_KINDS {
             if kind.metadata_only() {
@@ -167,9 +182,33 @@ async fn reflect<K>(
     }
     let mut known: HashSet<ObjectKey> = HashSet::new();
     let mut listing: HashSet<ObjectKey> = HashSet::new();
-    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    let stream = watcher::watcher(api.clone(), watcher::Config::default()).default_backoff();
     futures_util::pin_mut!(stream);
-    while let Some(event) = stream.next().await {
+    let mut probe = tokio::time::interval(PROBE_INTERVAL);
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut said_lost = false;
+    loop {
+        let event = tokio::select! {
+            event = stream.next() => match event {
+                Some(event) => event,
+                None => break,
+            },
+            _ = probe.tick(), if store.watch_failing(kind.kind) => {
+                if probe_watch(&api).await {
+                    store.watch_healthy(kind.kind);
+                    if std::mem::take(&mut said_lost) {
+                        tracing::info!(kind = kind.kind, "watch works again; the cluster view answers for this kind");
+                    }
+                } else if !said_lost && store.lost_kinds().iter().any(|k| k == kind.kind) {
+                    said_lost = true;
+                    tracing::error!(kind = kind.kind, "watch failing for longer than the grace period: lookups of this kind answer unknown and readiness is false until it works again");
+                }
+                continue;
+            }
+        };
+        if event.is_ok() {
+            store.watch_healthy(kind.kind);
+        }
         match event {
             Ok(Event::Init) => listing.clear(),
             Ok(Event::InitApply(object)) => {
@@ -196,10 +235,33 @@ async fn reflect<K>(
                 known.remove(&key);
             }
             Err(e) => {
+                store.watch_failed(kind.kind, Instant::now());
                 tracing::warn!(kind = kind.kind, error = %e, "watch failed; retrying with backoff");
             }
         }
     }
+}
+
+/// Whether the API server lists and watches this kind now: what the watcher needs to work.
+async fn probe_watch<K>(api: &Api<K>) -> bool
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    let check = async {
+        let list = api
+            .list_metadata(&ListParams::default().limit(1))
+            .await
+            .ok()?;
+        let version = list.metadata.resource_version.unwrap_or_default();
+        // Opening the watch is the test; its events are the watcher's business.
+        api.watch_metadata(&WatchParams::default().timeout(1), &version)
+            .await
+            .ok()
+    };
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, check).await,
+        Ok(Some(_))
+    )
 }
 
 fn apply(
@@ -212,6 +274,7 @@ fn apply(
         return;
     };
     if let Err(e) = store.apply(&value) {
+        let e = crate::policy::without_values(&e);
         tracing::warn!(kind = kind.kind, namespace = ?key.namespace, name = %key.name, error = %e, "object not understood; left out of the cluster view");
     }
 }
@@ -235,6 +298,11 @@ where
 }
 
 impl KubeView {
+    /// The health of each watched kind's watch (see [`MemoryView::watch_health`]).
+    pub fn watch_health(&self) -> Vec<super::KindHealth> {
+        self.store.watch_health()
+    }
+
     async fn refresh_one(&self, key: &ObjectKey) {
         let Some(kind) = WATCHED_KINDS
             .iter()

@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -41,6 +41,97 @@ pub struct MemoryView {
     store: RwLock<Store>,
     synced: AtomicBool,
     agents: AgentIndex,
+    health: WatchHealth,
+}
+
+/// How long a watch may fail before the view stops vouching for its kind (`serve
+/// --view-grace-seconds`).
+pub const DEFAULT_VIEW_GRACE: Duration = Duration::from_secs(60);
+
+/// The kinds each lookup answers from, as [`super::WATCHED_KINDS`] names them.
+const NAMESPACE_KINDS: &[&str] = &["Namespace"];
+const HELM_REPOSITORY_KINDS: &[&str] = &["HelmRepository"];
+const AGENT_KINDS: &[&str] = &[
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "CronJob",
+    "Job",
+    "Pod",
+    "HelmRelease",
+];
+const ROLE_KINDS: &[&str] = &["Role"];
+const CLUSTER_ROLE_KINDS: &[&str] = &["ClusterRole"];
+const BINDING_KINDS: &[&str] = &["RoleBinding", "ClusterRoleBinding"];
+const SECRET_KINDS: &[&str] = &["Secret"];
+/// The Flux kinds whose Secret references the view keeps (`flux::secret_refs::KINDS`).
+const SECRET_REFERENCE_KINDS: &[&str] = &[
+    "GitRepository",
+    "OCIRepository",
+    "HelmRepository",
+    "HelmChart",
+    "Bucket",
+    "Kustomization",
+    "HelmRelease",
+];
+
+/// Whether the watches that feed the view are working. A watch that keeps failing (API server
+/// unreachable, RBAC revoked, watch errors) leaves the view with what it had when the watch
+/// broke; after the grace period the view stops answering for that kind (lookups say
+/// `Unknown`, so each policy's fail-open or fail-closed setting decides) and readiness turns
+/// false. Kinds whose watches work keep answering.
+struct WatchHealth {
+    /// Set while any watch is failing, so that lookups pay for the lock only then.
+    any_failing: AtomicBool,
+    state: Mutex<HealthState>,
+}
+
+struct HealthState {
+    grace: Duration,
+    /// Kind -> when its watch started failing (the end of its last healthy moment).
+    failing_since: HashMap<String, Instant>,
+    /// Kind -> when its watch last delivered an event or passed a probe.
+    last_healthy: HashMap<String, Instant>,
+}
+
+/// One watched kind's health, for logs and `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KindHealth {
+    pub kind: String,
+    pub last_healthy: Option<Instant>,
+    pub failing_since: Option<Instant>,
+    /// Failing for longer than the grace period: lookups of this kind say `Unknown`.
+    pub lost: bool,
+}
+
+impl WatchHealth {
+    fn new() -> Self {
+        WatchHealth {
+            any_failing: AtomicBool::new(false),
+            state: Mutex::new(HealthState {
+                grace: DEFAULT_VIEW_GRACE,
+                failing_since: HashMap::new(),
+                last_healthy: HashMap::new(),
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, HealthState> {
+        // Only timestamps live here: a map left by a panicking thread is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lost_among(&self, kinds: &[&str], now: Instant) -> bool {
+        if !self.any_failing.load(Ordering::Acquire) {
+            return false;
+        }
+        let state = self.state();
+        state.failing_since.iter().any(|(kind, since)| {
+            (kinds.is_empty() || kinds.contains(&kind.as_str()))
+                && now.saturating_duration_since(*since) > state.grace
+        })
+    }
 }
 
 impl Default for MemoryView {
@@ -86,7 +177,80 @@ impl MemoryView {
             store: RwLock::new(Store::default()),
             synced: AtomicBool::new(true),
             agents: AgentIndex::default(),
+            health: WatchHealth::new(),
         }
+    }
+
+    /// How long a kind's watch may fail before the view stops answering for that kind.
+    pub fn set_view_grace(&self, grace: Duration) {
+        self.health.state().grace = grace;
+    }
+
+    /// The watch of `kind` works: it delivered an event, or a probe of the API server for
+    /// that kind succeeded.
+    pub fn watch_healthy(&self, kind: &str) {
+        let mut state = self.health.state();
+        state.last_healthy.insert(kind.to_string(), Instant::now());
+        if state.failing_since.remove(kind).is_some() {
+            self.health
+                .any_failing
+                .store(!state.failing_since.is_empty(), Ordering::Release);
+        }
+    }
+
+    /// The watch of `kind` failed at `at`. The first failure since it was last healthy
+    /// starts the grace period; later ones do not extend it.
+    pub fn watch_failed(&self, kind: &str, at: Instant) {
+        let mut state = self.health.state();
+        state.failing_since.entry(kind.to_string()).or_insert(at);
+        self.health.any_failing.store(true, Ordering::Release);
+    }
+
+    /// Whether the watch of `kind` is failing now (within the grace period or past it).
+    pub fn watch_failing(&self, kind: &str) -> bool {
+        self.health.any_failing.load(Ordering::Acquire)
+            && self.health.state().failing_since.contains_key(kind)
+    }
+
+    /// The health of every kind that has reported any, sorted by kind.
+    pub fn watch_health(&self) -> Vec<KindHealth> {
+        let now = Instant::now();
+        let state = self.health.state();
+        let mut kinds: Vec<&String> = state
+            .last_healthy
+            .keys()
+            .chain(state.failing_since.keys())
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds
+            .into_iter()
+            .map(|kind| {
+                let failing_since = state.failing_since.get(kind).copied();
+                KindHealth {
+                    kind: kind.clone(),
+                    last_healthy: state.last_healthy.get(kind).copied(),
+                    failing_since,
+                    lost: failing_since
+                        .is_some_and(|since| now.saturating_duration_since(since) > state.grace),
+                }
+            })
+            .collect()
+    }
+
+    /// The kinds whose watches have failed for longer than the grace period.
+    pub fn lost_kinds(&self) -> Vec<String> {
+        self.watch_health()
+            .into_iter()
+            .filter(|h| h.lost)
+            .map(|h| h.kind)
+            .collect()
+    }
+
+    /// Whether lookups answered from these kinds can be trusted: the first sync is done and
+    /// none of their watches is lost.
+    fn knows(&self, kinds: &[&str]) -> bool {
+        self.synced.load(Ordering::Acquire) && !self.health.lost_among(kinds, Instant::now())
     }
 
     /// Which images count as agentk for the agent index: the `single-agent` policy's
@@ -228,36 +392,44 @@ impl MemoryView {
         }
     }
 
-    /// A list is only whole once the view is synced.
-    fn listing<T>(&self, list: impl FnOnce(&Store) -> T) -> Lookup<T> {
-        if !self.synced() {
+    /// A list is only whole once the view is synced, and while its watches work.
+    fn listing<T>(&self, kinds: &[&str], list: impl FnOnce(&Store) -> T) -> Lookup<T> {
+        if !self.knows(kinds) {
             return Lookup::Unknown;
         }
         Lookup::Found(list(&self.read()))
     }
 
-    fn lookup<T: Clone>(&self, found: Option<&T>) -> Lookup<T> {
+    /// What a lost watch left behind may be stale (deleted or changed since): it is not
+    /// vouched for, found or not.
+    fn lookup<T: Clone>(&self, kinds: &[&str], found: Option<&T>) -> Lookup<T> {
+        if self.health.lost_among(kinds, Instant::now()) {
+            return Lookup::Unknown;
+        }
         match found {
             Some(t) => Lookup::Found(t.clone()),
-            None if self.synced() => Lookup::Missing,
+            None if self.synced.load(Ordering::Acquire) => Lookup::Missing,
             None => Lookup::Unknown,
         }
     }
 }
 
 impl ClusterView for MemoryView {
+    /// Synced, and no watch lost: `/readyz` turns false when any watch has failed for
+    /// longer than the grace period.
     fn synced(&self) -> bool {
-        self.synced.load(Ordering::Acquire)
+        self.knows(&[])
     }
 
     fn namespace_labels(&self, namespace: &str) -> Lookup<BTreeMap<String, String>> {
         let store = self.read();
-        self.lookup(store.namespaces.get(namespace))
+        self.lookup(NAMESPACE_KINDS, store.namespaces.get(namespace))
     }
 
     fn helm_repository(&self, namespace: &str, name: &str) -> Lookup<HelmRepositoryFacts> {
         let store = self.read();
         self.lookup(
+            HELM_REPOSITORY_KINDS,
             store
                 .helm_repositories
                 .get(&(namespace.to_string(), name.to_string())),
@@ -267,6 +439,7 @@ impl ClusterView for MemoryView {
     fn secret(&self, namespace: &str, name: &str) -> Lookup<SecretFacts> {
         let store = self.read();
         self.lookup(
+            SECRET_KINDS,
             store
                 .secrets
                 .get(&(namespace.to_string(), name.to_string())),
@@ -274,7 +447,7 @@ impl ClusterView for MemoryView {
     }
 
     fn flux_secret_references(&self) -> Lookup<Vec<FluxSecretReference>> {
-        self.listing(|store| {
+        self.listing(SECRET_REFERENCE_KINDS, |store| {
             let mut all: Vec<FluxSecretReference> = store
                 .secret_references
                 .iter()
@@ -301,7 +474,7 @@ impl ClusterView for MemoryView {
     }
 
     fn agent_installations(&self) -> Lookup<Vec<AgentInstallation>> {
-        if self.synced() {
+        if self.knows(AGENT_KINDS) {
             Lookup::Found(self.agents.installations())
         } else {
             Lookup::Unknown
@@ -314,24 +487,28 @@ impl ClusterView for MemoryView {
 
     fn role(&self, namespace: &str, name: &str) -> Lookup<Arc<RoleFacts>> {
         let found = self.read().rbac.role(namespace, name);
-        self.lookup(found.as_ref())
+        self.lookup(ROLE_KINDS, found.as_ref())
     }
 
     fn cluster_role(&self, name: &str) -> Lookup<Arc<RoleFacts>> {
         let found = self.read().rbac.cluster_role(name);
-        self.lookup(found.as_ref())
+        self.lookup(CLUSTER_ROLE_KINDS, found.as_ref())
     }
 
     fn cluster_roles_matching(&self, selector: &LabelSelector) -> Lookup<NamedRoles> {
-        self.listing(|store| store.rbac.cluster_roles_matching(selector))
+        self.listing(CLUSTER_ROLE_KINDS, |store| {
+            store.rbac.cluster_roles_matching(selector)
+        })
     }
 
     fn cluster_roles_aggregating(&self, labels: &BTreeMap<String, String>) -> Lookup<NamedRoles> {
-        self.listing(|store| store.rbac.cluster_roles_aggregating(labels))
+        self.listing(CLUSTER_ROLE_KINDS, |store| {
+            store.rbac.cluster_roles_aggregating(labels)
+        })
     }
 
     fn bindings_to(&self, role: &RoleKey) -> Lookup<Vec<Arc<BindingFacts>>> {
-        self.listing(|store| store.rbac.bindings_to(role))
+        self.listing(BINDING_KINDS, |store| store.rbac.bindings_to(role))
     }
 }
 
@@ -339,6 +516,32 @@ impl ClusterView for MemoryView {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn every_kind_a_lookup_answers_from_is_watched() {
+        let flux: Vec<&str> = crate::flux::secret_refs::KINDS
+            .iter()
+            .map(|(_, kind, _)| *kind)
+            .collect();
+        assert_eq!(flux, SECRET_REFERENCE_KINDS);
+        for kinds in [
+            NAMESPACE_KINDS,
+            HELM_REPOSITORY_KINDS,
+            AGENT_KINDS,
+            ROLE_KINDS,
+            CLUSTER_ROLE_KINDS,
+            BINDING_KINDS,
+            SECRET_KINDS,
+            SECRET_REFERENCE_KINDS,
+        ] {
+            for kind in kinds {
+                assert!(
+                    super::super::WATCHED_KINDS.iter().any(|w| w.kind == *kind),
+                    "{kind} is not watched"
+                );
+            }
+        }
+    }
 
     #[test]
     fn a_helm_repository_is_found_until_deleted() {

@@ -18,7 +18,7 @@ pub mod rbac;
 pub mod secrets;
 
 pub use agents::{AgentInstallation, AgentObject};
-pub use memory::MemoryView;
+pub use memory::{DEFAULT_VIEW_GRACE, KindHealth, MemoryView};
 pub use rbac::{BindingFacts, NamedRoles, RoleFacts, RoleKey};
 pub use secrets::{FluxSecretReference, SecretFacts};
 

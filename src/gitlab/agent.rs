@@ -6,6 +6,8 @@
 //! - one of its containers (regular, init or ephemeral, in the object or its pod template)
 //!   runs an image whose repository ends with `gitlab-agent/agentk` (any registry or mirror,
 //!   any tag or digest) or matches a configured pattern ([`AgentDetector`]), or
+//! - one of its containers is started with agentk's `--kas-address` flag: agentk pulled by
+//!   digest from a mirror under another name is still the program that connects to GitLab, or
 //! - it carries the labels of GitLab's `gitlab-agent` Helm chart (`helm.sh/chart:
 //!   gitlab-agent-<version>`) or of the 2021 kpt manifests (`app: gitlab-agent`), on itself or
 //!   on its pod template, or
@@ -29,6 +31,11 @@ pub const CHART_NAME: &str = "gitlab-agent";
 /// (`registry.gitlab.com/gitlab-org/cluster-integration/gitlab-agent/agentk`). FIPS builds
 /// use the same repository with a `-fips` tag.
 pub const AGENTK_REPOSITORY_SUFFIX: &str = "gitlab-agent/agentk";
+
+/// The flag every agentk is started with (the chart's `--kas-address=<url>`, the kpt
+/// manifests' `--kas-address <url>`): the address of GitLab's agent server. No other
+/// program takes it.
+pub const KAS_ADDRESS_FLAG: &str = "--kas-address";
 
 /// Flux's helm-controller keeps release names within Helm's limit by hashing longer ones.
 const HELM_RELEASE_NAME_MAX: usize = 53;
@@ -257,6 +264,7 @@ impl AgentFacts {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Evidence {
     Image { container: String, image: String },
+    KasAddress { container: String, image: String },
     ChartLabel { chart: String },
     LegacyLabel,
     HelmChart { chart: String },
@@ -269,6 +277,10 @@ impl fmt::Display for Evidence {
             Evidence::Image { container, image } => {
                 write!(f, "container {container} runs {image}")
             }
+            Evidence::KasAddress { container, image } => write!(
+                f,
+                "container {container} runs {image} with agentk's {KAS_ADDRESS_FLAG} flag"
+            ),
             Evidence::ChartLabel { chart } => {
                 write!(f, "it carries the chart label helm.sh/chart: {chart}")
             }
@@ -331,10 +343,10 @@ impl AgentDetector {
         match kind {
             AgentKind::HelmRelease => HelmReleaseDoc::deserialize(value)
                 .map(|d| d.recognise(None))
-                .map_err(|e| e.to_string()),
+                .map_err(|e| crate::policy::without_values(&e.to_string())),
             _ => WorkloadDoc::deserialize(value)
                 .map(|d| d.recognise(self, kind, None))
-                .map_err(|e| e.to_string()),
+                .map_err(|e| crate::policy::without_values(&e.to_string())),
         }
     }
 }
@@ -476,6 +488,23 @@ struct Container<'a> {
     name: Cow<'a, str>,
     #[serde(borrow, default)]
     image: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    command: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow, default)]
+    args: Option<Vec<Cow<'a, str>>>,
+}
+
+impl Container<'_> {
+    /// Whether the container starts a program with agentk's `--kas-address` flag.
+    fn passes_kas_address(&self) -> bool {
+        [&self.command, &self.args]
+            .into_iter()
+            .flat_map(|list| list.as_deref().unwrap_or_default())
+            .any(|arg| {
+                arg.strip_prefix(KAS_ADDRESS_FLAG)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('='))
+            })
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -675,6 +704,16 @@ impl<'a> WorkloadDoc<'a> {
                     container: c.name.to_string(),
                     image: image.to_string(),
                 })
+            })
+            .or_else(|| {
+                container_lists
+                    .iter()
+                    .flat_map(|list| list.iter())
+                    .find(|c| c.passes_kas_address())
+                    .map(|c| Evidence::KasAddress {
+                        container: c.name.to_string(),
+                        image: c.image.as_deref().unwrap_or("").to_string(),
+                    })
             })
             .or_else(|| {
                 label_sets.iter().find_map(|labels| {

@@ -316,6 +316,34 @@ fn gitlab_subjects(subjects: &[Subject]) -> Vec<GitLabSubject<'_>> {
         .collect()
 }
 
+/// Groups the API server puts every GitLab identity in: impersonation adds
+/// `system:authenticated` to every impersonated user, so a binding for that group grants
+/// what it binds to every CI/CD job and dashboard user the agent serves (and to everyone
+/// else who can authenticate). Only the breadth of the role is judged for it: Kubernetes'
+/// own bindings give it narrow roles (system:discovery, system:basic-user).
+const IMPLICIT_GITLAB_GROUPS: &[&str] = &["system:authenticated"];
+
+fn implicit_gitlab_subjects(subjects: &[Subject]) -> Vec<&Subject> {
+    subjects
+        .iter()
+        .filter(|s| &*s.kind == "Group" && IMPLICIT_GITLAB_GROUPS.contains(&&*s.name))
+        .collect()
+}
+
+/// Every subject of a binding that GitLab identities reach, named as messages name them.
+fn judged_subject_names(subjects: &[Subject]) -> Vec<String> {
+    let mut names: Vec<String> = gitlab_subjects(subjects)
+        .iter()
+        .map(|s| s.subject.to_string())
+        .collect();
+    names.extend(
+        implicit_gitlab_subjects(subjects)
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    names
+}
+
 /// One thing wrong with an object, and whether the least-privilege alternative answers it.
 struct Problem {
     text: String,
@@ -401,13 +429,25 @@ fn judge_binding(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
     };
     let scope = binding.scope();
     let gitlab = gitlab_subjects(&binding.subjects);
+    let everyone = implicit_gitlab_subjects(&binding.subjects);
     let mut resolver = Resolver::new(ctx.view);
     let resolved = resolver.role(&binding.role);
     let role = &binding.role;
     let mut problems = Problems::default();
+    let implicit = if everyone.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " ({} includes every identity the GitLab agent impersonates: the API server adds it to every impersonated user)",
+            quote(everyone.iter().map(|s| s.to_string()))
+        )
+    };
 
-    if !gitlab.is_empty() {
+    if !gitlab.is_empty() || !everyone.is_empty() {
         match &resolved {
+            // Kubernetes binds its own system: roles to system:authenticated; a role that
+            // cannot be resolved is judged for explicit GitLab identities only.
+            Err(_) if gitlab.is_empty() => {}
             Err(why) => {
                 let response = match settings.unresolved_role {
                     UnresolvedRole::Deny => Response::Deny,
@@ -429,7 +469,7 @@ fn judge_binding(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
                     problems.push(
                         settings.broad_roles,
                         format!(
-                            "{role} is broad {}: {}",
+                            "{role} is broad {}{implicit}: {}",
                             scope_text(&binding),
                             summary.explain(broad, Targets::default(), MAX_QUOTED)
                         ),
@@ -439,7 +479,7 @@ fn judge_binding(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
                     problems.push(
                         Response::Warn,
                         format!(
-                            "{role} reads every resource of some API groups {}: {}",
+                            "{role} reads every resource of some API groups {}{implicit}: {}",
                             scope_text(&binding),
                             summary.explain(reads, Targets::default(), MAX_QUOTED)
                         ),
@@ -447,6 +487,8 @@ fn judge_binding(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
                 }
             }
         }
+    }
+    if !gitlab.is_empty() {
         if !settings.is_read_only(role) {
             for s in gitlab.iter().filter(|s| s.identity.is_catch_all()) {
                 problems.push(
@@ -553,10 +595,12 @@ fn judge_binding(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
             quote(gitlab.iter().map(GitLabSubject::describe))
         )
     };
-    let alternative = if gitlab.is_empty() {
-        String::new()
-    } else {
+    let alternative = if !gitlab.is_empty() {
         least_privilege(&binding, &gitlab)
+    } else if !everyone.is_empty() {
+        "Bind system:authenticated only to narrow roles such as system:discovery; give GitLab identities what their jobs deploy with a namespaced Role bound to gitlab:project_env:<project id>:<environment slug>.".to_string()
+    } else {
+        String::new()
     };
     problems.into_findings(&header, &alternative)
 }
@@ -680,7 +724,7 @@ impl<'v> Resolver<'v> {
             RoleKey::Role { namespace, name } => match self.view.role(namespace, name) {
                 Lookup::Found(facts) => Ok(facts.summary.clone()),
                 Lookup::Missing => Err("it does not exist in the cluster".into()),
-                Lookup::Unknown => Err("the cluster view cannot tell yet whether it exists".into()),
+                Lookup::Unknown => Err("the cluster view cannot tell whether it exists (not synced yet, or its watch of the API server is lost)".into()),
             },
             RoleKey::ClusterRole { name } => {
                 let facts = self.cluster_role(name)?;
@@ -698,7 +742,7 @@ impl<'v> Resolver<'v> {
                 None if lookup == Lookup::Missing => Err(
                     "it does not exist in the cluster and is not a Kubernetes default role".into(),
                 ),
-                None => Err("the cluster view cannot tell yet whether it exists".into()),
+                None => Err("the cluster view cannot tell whether it exists (not synced yet, or its watch of the API server is lost)".into()),
             },
         }
     }
@@ -940,7 +984,7 @@ fn widen(
         let scope = binding.scope();
         let (broad, reads) = settings.split_broad(scope.broad(reasons));
         let broad = broad.union(reads);
-        if !broad.is_empty() && !gitlab_subjects(&binding.subjects).is_empty() {
+        if !broad.is_empty() && !judged_subject_names(&binding.subjects).is_empty() {
             widened.broad.push((binding.clone(), broad));
         }
         let imp = scope.impersonation(targets);
@@ -982,10 +1026,7 @@ fn role_findings(
             .iter()
             .fold(Reasons::default(), |acc, (_, r)| acc.union(*r));
         let bindings = quote(widened.broad.iter().map(|(b, _)| {
-            let subjects: Vec<String> = gitlab_subjects(&b.subjects)
-                .iter()
-                .map(|s| s.subject.to_string())
-                .collect();
+            let subjects = judged_subject_names(&b.subjects);
             format!("{b} ({})", subjects.join(", "))
         }));
         let only_wildcard_reads = reasons

@@ -190,6 +190,22 @@ pub struct KindRule {
 
 pub const CREATE_UPDATE: &[Operation] = &[Operation::Create, Operation::Update];
 
+/// A subresource whose writes a policy judges. The API server sends the whole parent object
+/// for these (a `pods/ephemeralcontainers` UPDATE carries the Pod), so the policy judges it
+/// like an UPDATE of the parent; every other subresource (`status`, `scale`) is never judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubresourceRule {
+    pub group: &'static str,
+    pub kind: &'static str,
+    /// The parent's plural resource name, for webhook rules (`pods`).
+    pub resource: &'static str,
+    /// The subresource (`ephemeralcontainers`); webhook rules name `resource/subresource`.
+    pub subresource: &'static str,
+    /// Left out of the default webhook rules, like [`KindRule::opt_in`].
+    pub opt_in: bool,
+    pub operations: &'static [Operation],
+}
+
 /// Everything a policy may read while judging one request.
 pub struct Context<'a> {
     pub request: &'a Request<'a>,
@@ -248,14 +264,37 @@ impl<'a> Context<'a> {
 /// offending field in the error (`spec.verify.matchOIDCIdentity[0].issuer: invalid type...`).
 pub fn parse_raw<'a, T: serde::Deserialize<'a>>(json: &'a str) -> Result<T, String> {
     let mut de = serde_json::Deserializer::from_str(json);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        if path.is_empty() || path == "." {
-            e.into_inner().to_string()
-        } else {
-            format!("{path}: {}", e.into_inner())
-        }
-    })
+    serde_path_to_error::deserialize(&mut de).map_err(|e| describe_parse_error(&e))
+}
+
+/// A parse error as findings show it: the path of the field and what is wrong with it, but
+/// never the value. serde quotes the offending string (`invalid type: string "…"`), and a
+/// string in the wrong place may be a token or a password: findings reach logs, warnings,
+/// PolicyReports and CI reports.
+pub fn describe_parse_error(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = e.path().to_string();
+    let message = without_values(&e.inner().to_string());
+    if path.is_empty() || path == "." {
+        message
+    } else {
+        format!("{path}: {message}")
+    }
+}
+
+/// Replaces the values serde quotes in its messages with their type.
+pub fn without_values(message: &str) -> String {
+    static QUOTED: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"string "(?:[^"\\]|\\.)*"|(variant|char) (?:`[^`]*`|'[^']*')"#).ok()
+    });
+    match QUOTED.as_ref() {
+        Some(quoted) => quoted
+            .replace_all(message, |caps: &regex::Captures<'_>| match caps.get(1) {
+                Some(what) => what.as_str().to_string(),
+                None => "a string".to_string(),
+            })
+            .into_owned(),
+        None => "a value of the wrong type or form".to_string(),
+    }
 }
 
 pub fn object_ref(kind: &str, namespace: Option<&str>, name: &str) -> String {
@@ -285,6 +324,11 @@ pub trait Policy: Send + Sync {
     /// JSON Patch operations that make the object follow the rule, for `/mutate`.
     fn mutate(&self, _ctx: &Context<'_>) -> Vec<json_patch::PatchOperation> {
         Vec::new()
+    }
+
+    /// Subresources whose writes can break the rule as much as a write of the object itself.
+    fn subresources(&self) -> &'static [SubresourceRule] {
+        &[]
     }
 }
 

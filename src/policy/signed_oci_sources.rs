@@ -426,7 +426,9 @@ impl Judge<'_> {
     ) -> Finding {
         let why = match lookup {
             Lookup::Missing => "it does not exist",
-            _ => "fluxgate's view of the cluster is not synced yet",
+            _ => {
+                "fluxgate's view of the cluster cannot tell (not synced yet, or its watch of the API server is lost)"
+            }
         };
         let choice = self.settings.unknown_helm_repository;
         let message = format!(

@@ -38,7 +38,8 @@
 //! - `reservationTtlSeconds`: how long an allowed installation that has not yet appeared in
 //!   the cluster view keeps other installations out (default 30).
 //! - `whenUnknown: deny|allow`: what to do with an agent installation while the cluster view
-//!   is not synced (default `deny`, fail closed like Kyverno's default `failurePolicy: Fail`
+//!   cannot tell what runs: not synced yet, or its watch of the workloads lost for longer
+//!   than `serve --view-grace-seconds` (default `deny`, fail closed like Kyverno's default `failurePolicy: Fail`
 //!   for rules that need cluster data). Non-agent objects never depend on the view.
 //!
 //! # Concurrency, and the race this policy cannot close alone
@@ -68,13 +69,14 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CREATE_UPDATE, Context, Finding, KindRule, Mode, Policy, PolicyId, PolicySettings, SettingError,
+    CREATE_UPDATE, Context, Finding, KindRule, Mode, Policy, PolicyId, PolicySettings,
+    SettingError, SubresourceRule,
 };
 use crate::admission::Operation;
 use crate::admission::Request;
 use crate::cluster::{AgentInstallation, AgentObject, Lookup, ObjectKey};
 use crate::gitlab::agent::{
-    AgentDetector, AgentFacts, AgentKind, CHART_NAME, Evidence, InstallationId,
+    AgentDetector, AgentFacts, AgentKind, CHART_NAME, Evidence, InstallationId, KAS_ADDRESS_FLAG,
     agent_kind_controller,
 };
 
@@ -265,6 +267,18 @@ const KINDS: &[KindRule] = &[
     ),
 ];
 
+/// `kubectl debug` adds ephemeral containers through this subresource, never through an
+/// UPDATE of the Pod itself: without it an agentk ephemeral container would never be judged
+/// at admission. Opt-in like Pods themselves.
+const SUBRESOURCES: &[SubresourceRule] = &[SubresourceRule {
+    group: "",
+    kind: "Pod",
+    resource: "pods",
+    subresource: "ephemeralcontainers",
+    opt_in: true,
+    operations: &[Operation::Update],
+}];
+
 /// The agent object a request brings, judged.
 struct Candidate<'a> {
     facts: AgentFacts,
@@ -285,6 +299,10 @@ impl Policy for SingleAgent {
         KINDS
     }
 
+    fn subresources(&self) -> &'static [SubresourceRule] {
+        SUBRESOURCES
+    }
+
     /// A ReplicaSet's or Job's Pods are created milliseconds after it, often before its watch
     /// event: have the view fetch the owner of a new agent object so that the object joins
     /// its owner's installation. A substring test keeps this free for every other workload
@@ -296,7 +314,7 @@ impl Policy for SingleAgent {
         let Some(kind) = AgentKind::of(&request.kind.group, &request.kind.kind) else {
             return Vec::new();
         };
-        let is_agent = raw.get().contains(CHART_NAME)
+        let is_agent = (raw.get().contains(CHART_NAME) || raw.get().contains(KAS_ADDRESS_FLAG))
             && matches!(
                 AgentDetector::default().recognise_json(kind, raw.get(), request.namespace()),
                 Ok(Some(_))
@@ -568,8 +586,9 @@ fn unknown_view_denial(candidate: &Candidate<'_>, id: &InstallationId) -> Findin
         ID,
         format!(
             "{} would install a GitLab agent for Kubernetes ({}) as {id}, and fluxgate cannot \
-             tell yet whether the cluster already runs one: its cluster view is not synced. \
-             Retry in a few seconds; if this persists, check fluxgate's /readyz and logs. \
+             tell whether the cluster already runs one: its cluster view is not synced yet, \
+             or has lost its watch of the API server. Retry in a few seconds; if this \
+             persists, check fluxgate's /readyz and logs. \
              Setting policies.single-agent.sanctioned makes this check independent of the \
              cluster view.",
             candidate.object_ref, candidate.evidence
@@ -582,8 +601,8 @@ fn unknown_view_advisory(candidate: &Candidate<'_>, id: &InstallationId) -> Find
         ID,
         format!(
             "{} installs a GitLab agent for Kubernetes as {id} and was not checked against the \
-             agents the cluster runs: fluxgate's cluster view is not synced \
-             (policies.single-agent.whenUnknown: allow); the audit scan reports a second \
+             agents the cluster runs: fluxgate's cluster view is not synced or has lost its \
+             watch (policies.single-agent.whenUnknown: allow); the audit scan reports a second \
              installation",
             candidate.object_ref
         ),

@@ -202,9 +202,15 @@ async fn review(state: Arc<AppState>, endpoint: Endpoint, request: Request) -> R
         );
     }
     let encoded = admission::encode(&request.uid, &verdict);
+    // Kinds are whatever the client says: only judged kinds become label values, so that
+    // made-up kinds cannot grow the metrics without bound.
+    let kind_label = state
+        .engine
+        .known_kind(&request.kind.group, &request.kind.kind)
+        .unwrap_or("other");
     state.metrics.record_review(
         endpoint,
-        &request.kind.kind,
+        kind_label,
         request.operation.as_str(),
         &verdict,
         &exemptions,
