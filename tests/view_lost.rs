@@ -77,7 +77,8 @@ fn oci_repository(verify: Value) -> Value {
     json!({
         "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository",
         "metadata": {"name": "app", "namespace": "team-a"},
-        "spec": {"url": "oci://registry.gitlab.com/acme/app", "verify": verify}
+        // Pinned, so that oci-version-pinning has nothing to say.
+        "spec": {"url": "oci://registry.gitlab.com/acme/app", "ref": {"tag": "1.4.2"}, "verify": verify}
     })
 }
 
