@@ -21,6 +21,8 @@ use fluxgate::engine::Engine;
 use fluxgate::metrics::Metrics;
 use serde_json::{Value, json};
 
+mod common;
+
 /// A kind the fake serves.
 struct Served {
     group: &'static str,
@@ -153,6 +155,8 @@ struct Fake {
     requests: Vec<String>,
     /// Resources whose list answers 403, as for an account without the permission.
     forbidden: Vec<&'static str>,
+    /// How long a GET of one object takes, as on an overloaded API server.
+    get_delay: Duration,
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -314,6 +318,8 @@ async fn handle(State(fake): State<Shared>, request: Request) -> Response {
             )
         }
         (Method::GET, Some(name)) => {
+            let delay = fake.lock().expect("lock").get_delay;
+            tokio::time::sleep(delay).await;
             let key = (
                 served.plural.to_string(),
                 namespace.unwrap_or_default(),
@@ -593,4 +599,38 @@ async fn a_kind_fluxgate_may_not_list_is_reported_and_the_scan_goes_on() {
         report.findings.iter().any(|f| f.name == "app"),
         "the other kinds are still judged"
     );
+}
+
+#[tokio::test]
+async fn a_review_that_waits_on_a_slow_api_server_past_the_deadline_gets_a_clear_503() {
+    let (addr, fake) = start_fake(vec![]).await;
+    let view = KubeView::start(client(addr));
+    wait_synced(&view).await;
+    // A RoleBinding to a role the watch has not seen makes fluxgate ask the API server,
+    // which now takes longer than the evaluation deadline.
+    fake.lock().expect("lock").get_delay = Duration::from_secs(3);
+    let server = common::TestServer::start_with(common::ServerSetup {
+        view: view.clone() as Arc<dyn ClusterView>,
+        tweak: |o| o.eval_timeout = Duration::from_millis(300),
+        ..common::ServerSetup::default()
+    })
+    .await;
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "deployers", "namespace": "team-a"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "deployer"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+                      "name": "gitlab:project_env:42:production"}]
+    });
+    let response = server
+        .post("/validate", common::review_of(&binding, "CREATE", "slow-1"))
+        .await;
+    assert_eq!(
+        response.status,
+        503,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
+    let error = response.json()["error"].as_str().unwrap_or("").to_string();
+    assert!(error.contains("deadline"), "{error}");
 }
