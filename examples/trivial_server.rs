@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -67,7 +68,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         eprintln!("trivial server on https://{addr}");
-        let service = TowerToHyperService::new(Router::new().route("/validate", post(allow)));
+        // The same body limit as fluxgate's default --max-body-bytes (axum's own is 2 MB,
+        // below a 3 MiB UPDATE review).
+        let router = Router::new()
+            .route("/validate", post(allow))
+            .layer(DefaultBodyLimit::max(8 * 1024 * 1024));
+        let service = TowerToHyperService::new(router);
         loop {
             let (tcp, _) = listener.accept().await?;
             let _ = tcp.set_nodelay(true);

@@ -123,6 +123,11 @@ pub struct ServeArgs {
     /// watches the cluster it finds through the in-cluster service account or KUBECONFIG.
     #[arg(long)]
     pub no_cluster: bool,
+    /// Serve with a fixed cluster view read from these manifests (files or directories, as
+    /// `fluxgate check --cluster-state` reads them; e.g. `kubectl get ... -o yaml` output)
+    /// instead of watching a cluster. For air-gapped trials, demos and benchmarks.
+    #[arg(long = "cluster-state", value_name = "FILE", conflicts_with = "demo")]
+    pub cluster_state: Vec<PathBuf>,
     /// Local demo: certificates generated into ./certs if missing, localhost listeners, no
     /// cluster, and a printed example request.
     #[arg(long)]
@@ -308,11 +313,16 @@ fn serve(mut args: ServeArgs) -> ExitCode {
 /// The cluster view for `serve`: watches of the cluster found through the in-cluster account
 /// or KUBECONFIG; with no cluster configuration at all (`--no-cluster`, or a laptop without a
 /// kubeconfig) an empty in-memory view, said loudly in the log.
-async fn cluster_view(args: &ServeArgs) -> (Arc<dyn ClusterView>, Option<kube::Client>) {
-    if args.no_cluster {
-        return (Arc::new(MemoryView::new()), None);
+async fn cluster_view(
+    args: &ServeArgs,
+) -> Result<(Arc<dyn ClusterView>, Option<kube::Client>), String> {
+    if !args.cluster_state.is_empty() {
+        return Ok((Arc::new(static_view(args)?), None));
     }
-    match kube::Client::try_default().await {
+    if args.no_cluster {
+        return Ok((Arc::new(MemoryView::new()), None));
+    }
+    Ok(match kube::Client::try_default().await {
         Ok(client) => (
             crate::cluster::kube::KubeView::start_with_grace(
                 client.clone(),
@@ -327,7 +337,82 @@ async fn cluster_view(args: &ServeArgs) -> (Arc<dyn ClusterView>, Option<kube::C
             );
             (Arc::new(MemoryView::new()), None)
         }
+    })
+}
+
+/// The view of `--cluster-state`: every object of the files, applied once. Files are read one
+/// at a time, so that the parsed JSON of a large state is never all in memory at once.
+fn static_view(args: &ServeArgs) -> Result<MemoryView, String> {
+    let config = match &args.config {
+        Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    let view = MemoryView::new();
+    // Which images count as agentk comes from the configuration: set before applying.
+    view.reconfigure(&config);
+    let mut files = Vec::new();
+    for path in &args.cluster_state {
+        manifest_files(path, &mut files, &mut std::collections::HashSet::new())
+            .map_err(|e| format!("--cluster-state {}: {e}", path.display()))?;
     }
+    let (mut applied, mut skipped) = (0usize, 0usize);
+    for file in &files {
+        let mut inputs = crate::check::reader::Inputs::default();
+        crate::check::reader::Reader::new(&mut std::io::empty())
+            .read_paths(std::slice::from_ref(file), &mut inputs);
+        if let Some(error) = inputs.errors.first() {
+            return Err(format!("--cluster-state: {error}"));
+        }
+        skipped += inputs.skipped.len();
+        for doc in &inputs.documents {
+            match &doc.content {
+                crate::check::reader::Content::Object(value) => match view.apply(value) {
+                    Ok(()) => applied += 1,
+                    Err(e) => {
+                        return Err(format!("--cluster-state {}:{}: {e}", doc.file, doc.line));
+                    }
+                },
+                crate::check::reader::Content::AgentConfig { .. } => skipped += 1,
+            }
+        }
+    }
+    tracing::info!(
+        files = files.len(),
+        objects = applied,
+        skipped,
+        "cluster view loaded from --cluster-state; the cluster is not watched"
+    );
+    Ok(view)
+}
+
+/// `path` itself, or the manifests under it (`*.yaml`, `*.yml`, `*.json`), in name order.
+fn manifest_files(
+    path: &std::path::Path,
+    out: &mut Vec<PathBuf>,
+    visited: &mut std::collections::HashSet<PathBuf>,
+) -> std::io::Result<()> {
+    if !path.is_dir() {
+        out.push(path.to_path_buf());
+        return Ok(());
+    }
+    // A symlink may point back up the tree.
+    if !visited.insert(std::fs::canonicalize(path)?) {
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    entries.sort();
+    for entry in entries {
+        let manifest = matches!(
+            entry.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        );
+        if entry.is_dir() || manifest {
+            manifest_files(&entry, out, visited)?;
+        }
+    }
+    Ok(())
 }
 
 async fn client_from(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, String> {
@@ -434,7 +519,7 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
     };
     // Before anything can take long or say it is up: a SIGTERM from then on drains.
     let (_handle, shutdown) = crate::server::shutdown_on_signals();
-    let (view, client) = cluster_view(&args).await;
+    let (view, client) = cluster_view(&args).await?;
     let mut options = ServerOptions::new(args.listen, args.metrics_listen, tls);
     options.config_path = args.config.clone();
     options.client_ca = args.client_ca.clone();

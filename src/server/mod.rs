@@ -29,6 +29,7 @@ mod reload;
 mod webhook;
 
 pub use reload::{reload_config_once, reload_tls_once};
+pub use webhook::log_decision;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {

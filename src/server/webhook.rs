@@ -228,7 +228,7 @@ async fn review(state: Arc<AppState>, endpoint: Endpoint, request: Request) -> R
         .into_response()
 }
 
-fn log_decision(
+pub fn log_decision(
     endpoint: Endpoint,
     request: &admission::Request<'_>,
     verdict: &crate::verdict::Verdict,

@@ -1,0 +1,73 @@
+//! What the criterion benches share: the bodies they send and the synthetic cluster.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use fluxgate::cluster::MemoryView;
+use serde_json::{Value, json};
+
+pub mod cluster;
+pub mod manifests;
+
+/// The review every target is measured with: a 4 KiB OCIRepository CREATE (keyless cosign
+/// with GitLab identities) that passes every policy. The load test sends the same file.
+pub const PASSING_REVIEW: &str = "tests/fixtures/bench/ocirepository-create-4k.json";
+
+pub fn read(relative: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// An AdmissionReview body as the API server sends it for `object` (and `old` on UPDATE).
+pub fn review(operation: &str, object: &Value, old: Option<&Value>) -> Vec<u8> {
+    let api_version = object["apiVersion"].as_str().unwrap_or("v1");
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let kind = object["kind"].as_str().unwrap_or("");
+    let body = json!({
+        "kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1",
+        "request": {
+            "uid": "0b4b5d1e-6a0e-4c3f-9d47-b2c7a1f0e8d3",
+            "kind": {"group": group, "version": version, "kind": kind},
+            "resource": {"group": group, "version": version, "resource": format!("{}s", kind.to_lowercase())},
+            "name": object["metadata"]["name"],
+            "namespace": object["metadata"]["namespace"],
+            "operation": operation,
+            "userInfo": {"username": "system:serviceaccount:flux-system:kustomize-controller",
+                "groups": ["system:serviceaccounts", "system:serviceaccounts:flux-system", "system:authenticated"]},
+            "object": object,
+            "oldObject": old,
+            "dryRun": false
+        }
+    });
+    serde_json::to_vec(&body).expect("serializes")
+}
+
+/// A view holding the synthetic cluster's `rbac` RBAC objects and `workloads` Deployments,
+/// applied the way the reflectors apply them.
+pub fn view(rbac: usize, workloads: usize) -> MemoryView {
+    let view = MemoryView::new();
+    for object in cluster::objects(rbac, workloads) {
+        view.apply(&object).expect("applies");
+    }
+    view
+}
+
+/// An UPDATE of 3 MiB, the API server's request limit, of `object`: object and old object
+/// each carry 1.5 MiB of annotations, and the spec changed.
+pub fn big_update(object: &Value) -> Vec<u8> {
+    let mut old = object.clone();
+    for i in 0..1500 {
+        old["metadata"]["annotations"][format!("bulk.example.com/entry-{i}")] =
+            json!("x".repeat(1000));
+    }
+    let mut new = old.clone();
+    new["spec"]["ref"] = json!({"semver": ">=2.5.0 <3.0.0"});
+    review("UPDATE", &new, Some(&old))
+}
+
+/// The object of the 4 KiB passing review.
+pub fn passing_object() -> Value {
+    let body: Value = serde_json::from_slice(&read(PASSING_REVIEW)).expect("json");
+    body["request"]["object"].clone()
+}
