@@ -22,7 +22,7 @@ policies:
   signed-oci-sources:
     verifyDefaults:
     - name: acme
-      match: "oci://registry.example.com/org/**"
+      match: "oci://ghcr.io/stefanprodan/**"
       verify:
         provider: cosign
         secretRef: {name: cosign-pub}
