@@ -92,7 +92,7 @@ fn role_binding(ns: &str, block: usize, b: usize) -> Value {
 
 fn cluster_role(c: usize) -> Value {
     let mut labels = json!({"app.kubernetes.io/part-of": format!("operator-{}", c % 40)});
-    if c % 50 == 0 {
+    if c.is_multiple_of(50) {
         labels["rbac.authorization.k8s.io/aggregate-to-view"] = json!("true");
     }
     json!({

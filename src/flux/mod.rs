@@ -6,6 +6,7 @@
 //! a kind (`v1`, the older `v1beta2`, `v2beta1`...) reads through the same view.
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 pub mod helm_chart;
 pub mod helm_release;
@@ -23,6 +24,10 @@ pub const HELM_GROUP: &str = "helm.toolkit.fluxcd.io";
 /// Parses a Flux object from raw JSON, borrowing strings from it, with the path of the
 /// offending field in the error (`spec.verify.matchOIDCIdentity[0].issuer: invalid type...`).
 pub fn parse<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, String> {
+    // Tracking the path costs an allocation per key; only a malformed object needs it.
+    if let Ok(parsed) = serde_json::from_str(json) {
+        return Ok(parsed);
+    }
     let mut de = serde_json::Deserializer::from_str(json);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -32,4 +37,10 @@ pub fn parse<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, String> {
             format!("{path}: {}", e.into_inner())
         }
     })
+}
+
+/// [`parse`] for an object of a request: only the fields the view declares are read (see
+/// [`crate::json_view`]); a malformed object is read again by [`parse`] for the message.
+pub fn parse_raw<'a, T: Deserialize<'a>>(raw: &'a RawValue) -> Result<T, String> {
+    crate::json_view::from_raw(raw).or_else(|_| parse(raw.get()))
 }

@@ -205,17 +205,23 @@ impl Context<'_> {
                 format!("{} has no object in the request", self.object_ref()),
             )
         })?;
-        parse_raw(raw.get()).map_err(|e| {
-            Finding::violation(
-                policy,
-                format!("{} is malformed: {e}; fix the manifest", self.object_ref()),
-            )
-        })
+        crate::json_view::from_raw(raw)
+            .or_else(|_| parse_raw(raw.get()))
+            .map_err(|e| {
+                Finding::violation(
+                    policy,
+                    format!("{} is malformed: {e}; fix the manifest", self.object_ref()),
+                )
+            })
     }
 }
 
 /// Parses JSON into `T`, with the path of the offending field in the error.
 pub fn parse_raw<T: DeserializeOwned>(json: &str) -> Result<T, String> {
+    // Tracking the path costs an allocation per key; only a malformed object needs it.
+    if let Ok(parsed) = serde_json::from_str(json) {
+        return Ok(parsed);
+    }
     let mut de = serde_json::Deserializer::from_str(json);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
