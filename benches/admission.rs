@@ -53,6 +53,9 @@ fn request_path(c: &mut Criterion) {
         tracing_subscriber::fmt()
             .json()
             .flatten_event(true)
+            .event_format(fluxgate::logging::JsonLines::new(
+                tracing_subscriber::fmt::time::SystemTime,
+            ))
             .with_writer(std::io::sink)
             .with_max_level(tracing::Level::INFO)
             .finish(),

@@ -35,23 +35,27 @@ pub enum DecodeError {
 pub const MAX_DEPTH: usize = 100;
 
 /// Whether the JSON text nests deeper than `max` arrays and objects. Brackets inside strings
-/// do not count.
+/// do not count. Strings are most of a Kubernetes object's bytes, so they are skipped whole
+/// (see [`crate::json_view`]) rather than byte by byte; and a body with at most
+/// `max` opening brackets in all is not scanned at all.
 fn nests_deeper_than(body: &[u8], max: usize) -> bool {
+    // No deeper than there are opening brackets: most objects have fewer than `max` in all.
+    if memchr::memchr2_iter(b'[', b'{', body).nth(max).is_none() {
+        return false;
+    }
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in body {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
+    let mut i = 0;
+    while i < body.len() {
+        match body[i] {
+            b'"' => match crate::json_view::string_end(body, i) {
+                Some((end, _)) => {
+                    i = end;
+                    continue;
+                }
+                // An unterminated string: no bracket after it counts, and the parser refuses
+                // the body anyway.
+                None => return false,
+            },
             b'[' | b'{' => {
                 depth += 1;
                 if depth > max {
@@ -61,6 +65,7 @@ fn nests_deeper_than(body: &[u8], max: usize) -> bool {
             b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        i += 1;
     }
     false
 }
@@ -183,11 +188,44 @@ struct Envelope<'a> {
     request: Option<&'a RawValue>,
 }
 
+/// The envelope with its request decoded in the same pass.
+#[derive(Deserialize)]
+struct TypedEnvelope<'a> {
+    #[serde(rename = "apiVersion", borrow, default)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    request: Option<Request<'a>>,
+}
+
 /// Decodes an AdmissionReview body, borrowing from it.
+///
+/// A review as the API server sends it is read in one pass over the body (after the depth
+/// check); anything else takes the step-by-step path, which says precisely what is wrong.
+/// Both accept exactly the same bodies: the fast path needs the whole body to be UTF-8 and
+/// JSON, which the step-by-step path needs of the request.
 pub fn decode(body: &[u8]) -> Result<Request<'_>, DecodeError> {
     if nests_deeper_than(body, MAX_DEPTH) {
         return Err(DecodeError::TooDeep);
     }
+    if let Ok(text) = std::str::from_utf8(body)
+        && let Ok(TypedEnvelope {
+            api_version: Some(api_version),
+            kind: Some(kind),
+            request: Some(request),
+        }) = serde_json::from_str(text)
+        && kind == "AdmissionReview"
+        && api_version == API_VERSION
+        && !request.uid.is_empty()
+    {
+        return Ok(request);
+    }
+    decode_step_by_step(body)
+}
+
+/// The envelope first, then the request: each error names the part that is wrong.
+fn decode_step_by_step(body: &[u8]) -> Result<Request<'_>, DecodeError> {
     let envelope: Envelope<'_> =
         serde_json::from_slice(body).map_err(|e| classify_json_error(&e))?;
     if envelope.kind.as_deref() != Some("AdmissionReview") {
@@ -423,6 +461,56 @@ mod tests {
         assert!(!nests_deeper_than(br#"{"a":[[["x"]]]}"#, 4));
         assert!(nests_deeper_than(br#"{"a":[[[["x"]]]]}"#, 4));
         assert!(!nests_deeper_than(br#"{"a":"[[[[[[[[[[\"[[[["}"#, 2));
+    }
+
+    #[test]
+    fn escaped_quotes_and_backslashes_do_not_end_a_string() {
+        assert!(!nests_deeper_than(br#"{"a":"\"[[[[[","b":"\\"}"#, 1));
+        assert!(nests_deeper_than(br#"{"a":"\\",  "b":[[1]]}"#, 2));
+        assert!(!nests_deeper_than(br#"{"a":"ends with a backslash\"#, 1));
+        assert!(!nests_deeper_than(br#"{"a":"unterminated [[[[["#, 1));
+    }
+
+    #[test]
+    fn a_body_too_deep_is_refused_before_parsing() {
+        let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        let body = REVIEW.replace(
+            "\"dryRun\":false",
+            &format!("\"dryRun\":false,\"x\":{deep}"),
+        );
+        assert!(matches!(decode(body.as_bytes()), Err(DecodeError::TooDeep)));
+    }
+
+    #[test]
+    fn what_the_single_pass_refuses_gets_the_step_by_step_answer() {
+        // Not UTF-8 outside the request: the request itself is fine, so the review decodes.
+        let mut body = REVIEW
+            .replace(
+                "{\"kind\":\"AdmissionReview\"",
+                "{\"note\":\"\u{0}\",\"kind\":\"AdmissionReview\"",
+            )
+            .into_bytes();
+        let at = body.iter().position(|&b| b == 0).expect("placeholder");
+        body[at] = 0xff;
+        assert_eq!(decode(&body).expect("decodes").uid, "u-1");
+        // A wrong kind is named even when the request is malformed too.
+        let body = REVIEW
+            .replace("\"kind\":\"AdmissionReview\"", "\"kind\":\"Pod\"")
+            .replace("\"CREATE\"", "\"CREATE-ISH\"");
+        match decode(body.as_bytes()) {
+            Err(DecodeError::NotAdmissionReview(message)) => {
+                assert!(message.contains("kind is Pod"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // A malformed request is named as such.
+        let body = REVIEW.replace("\"CREATE\"", "\"CREATE-ISH\"");
+        match decode(body.as_bytes()) {
+            Err(DecodeError::NotAdmissionReview(message)) => {
+                assert!(message.starts_with("request: "), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

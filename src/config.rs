@@ -267,6 +267,16 @@ impl Config {
         own.unwrap_or(self.mode)
     }
 
+    /// Precompiles the policies' settings (regexes, URL patterns) of a configuration built in
+    /// code, such as `Config::default()`, as `from_yaml` does for a file; without it a policy
+    /// compiles them again on every request. Settings that do not validate are left as they
+    /// are: their policy reports the error on each request, as before.
+    pub fn precompile(&mut self) {
+        let _ = self.policies.signed_oci_sources.validate();
+        let _ = self.policies.single_agent.validate();
+        let _ = self.policies.ci_impersonation.validate();
+    }
+
     /// Parses and validates a configuration. `source_name` is used in error messages.
     pub fn from_yaml(text: &str, source_name: &str) -> Result<Config, ConfigError> {
         let is_empty = text

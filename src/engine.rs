@@ -1,7 +1,6 @@
 //! The policy engine: one path from a decoded request to a [`Verdict`], shared by the
 //! webhook, the audit scan and `fluxgate check`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -55,9 +54,10 @@ impl Engine {
 
     pub fn with_policies(
         policies: Vec<Box<dyn Policy>>,
-        config: Config,
+        mut config: Config,
         mode_override: Option<Mode>,
     ) -> Self {
+        config.precompile();
         Engine {
             policies,
             config: ArcSwap::from_pointee(config),
@@ -70,7 +70,8 @@ impl Engine {
     }
 
     /// Swaps in a new configuration; requests in flight finish with the one they started with.
-    pub fn set_config(&self, config: Config) {
+    pub fn set_config(&self, mut config: Config) {
+        config.precompile();
         self.config.store(Arc::new(config));
     }
 
@@ -292,7 +293,7 @@ fn is_being_deleted(request: &Request<'_>) -> bool {
         .into_iter()
         .flatten()
         .any(|raw| {
-            serde_json::from_str::<DeletionHead>(raw.get())
+            crate::json_view::from_raw::<DeletionHead>(raw)
                 .ok()
                 .and_then(|h| h.metadata)
                 .is_some_and(|m| m.deletion_timestamp.is_some())
@@ -303,12 +304,13 @@ fn is_being_deleted(request: &Request<'_>) -> bool {
 /// two policies judging the same fields compare them once.
 #[derive(Default)]
 struct UpdateFields {
-    cache: HashMap<&'static [&'static str], bool>,
+    /// A handful of entries at most (one per distinct pointer list of the matching policies).
+    cache: Vec<(&'static [&'static str], bool)>,
 }
 
 impl UpdateFields {
     fn unchanged(&mut self, request: &Request<'_>, pointers: &'static [&'static str]) -> bool {
-        if let Some(&same) = self.cache.get(pointers) {
+        if let Some(&(_, same)) = self.cache.iter().find(|(p, _)| *p == pointers) {
             return same;
         }
         let same = match (request.object, request.old_object) {
@@ -317,18 +319,23 @@ impl UpdateFields {
                 .all(|p| raw_equal(raw_pointer(new, p), raw_pointer(old, p))),
             _ => false,
         };
-        self.cache.insert(pointers, same);
+        self.cache.push((pointers, same));
         same
     }
 }
 
-/// Follows a JSON pointer through raw JSON without building the whole tree.
+/// Follows a JSON pointer through raw JSON without building the whole tree: at each level the
+/// members of the object are stepped over until the wanted one (see
+/// [`crate::json_view::member`]); nothing is parsed but the value found. Only objects are
+/// walked, and of duplicate keys the last wins, as in a map.
 fn raw_pointer<'a>(raw: &'a RawValue, pointer: &str) -> Option<&'a RawValue> {
     let mut current = raw;
     for token in pointer.split('/').skip(1) {
-        let token = token.replace("~1", "/").replace("~0", "~");
-        let map: HashMap<String, &'a RawValue> = serde_json::from_str(current.get()).ok()?;
-        current = *map.get(&token)?;
+        current = if token.contains('~') {
+            crate::json_view::member(current, &token.replace("~1", "/").replace("~0", "~"))
+        } else {
+            crate::json_view::member(current, token)
+        }?;
     }
     Some(current)
 }
@@ -365,6 +372,19 @@ mod tests {
         );
         assert_eq!(raw_pointer(&doc, "/a~1b").map(|r| r.get()), Some("1"));
         assert!(raw_pointer(&doc, "/spec/missing").is_none());
+    }
+
+    #[test]
+    fn pointers_read_members_as_a_map_would() {
+        // Of duplicate keys the last wins; escaped keys match their text; arrays and scalars
+        // have no members.
+        let doc =
+            raw(r#"{"spec":{"a":1},"spec":{"a":2},"\u0073tatus":{"x":[1]},"list":[{"a":1}]}"#);
+        assert_eq!(raw_pointer(&doc, "/spec/a").map(|r| r.get()), Some("2"));
+        assert_eq!(raw_pointer(&doc, "/status/x").map(|r| r.get()), Some("[1]"));
+        assert!(raw_pointer(&doc, "/list/0").is_none());
+        assert!(raw_pointer(&doc, "/spec/a/b").is_none());
+        assert_eq!(raw_pointer(&doc, "").map(|r| r.get()), Some(doc.get()));
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub mod config;
 pub mod engine;
 pub mod flux;
 pub mod gitlab;
+pub mod json_view;
+pub mod logging;
 pub mod metrics;
 pub mod policy;
 pub mod rbac;

@@ -1,11 +1,15 @@
 //! Prometheus metrics: one registry, typed handles created once and recorded in one place.
 
+use std::sync::{Arc, OnceLock};
+
+use arc_swap::ArcSwap;
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::engine::{Endpoint, ExemptionUse};
+use crate::policy::{Mode, PolicyId};
 use crate::verdict::{Action, Verdict};
 
 /// Latency buckets fine enough below one millisecond, where fluxgate answers.
@@ -30,6 +34,33 @@ pub struct Metrics {
     pub audit_last_run: Gauge,
     pub secret_age: IntGaugeVec,
     pub secret_rotation_overdue: IntGaugeVec,
+    handles: Arc<Handles>,
+}
+
+const ENDPOINTS: [Endpoint; 2] = [Endpoint::Validate, Endpoint::Mutate];
+const OPERATIONS: [&str; 4] = ["CREATE", "UPDATE", "DELETE", "CONNECT"];
+const DECISIONS: [&str; 3] = ["allow", "warn", "deny"];
+const MODES: [Mode; 4] = [Mode::Enforce, Mode::Warn, Mode::Audit, Mode::Off];
+/// Kinds remembered per (endpoint, operation, decision); a webhook sees a dozen kinds, and
+/// requests of yet more kinds still count, through `with_label_values`.
+const KINDS_PER_SLOT: usize = 32;
+
+/// Handles of the label sets every review records, resolved on first use and kept: each
+/// `with_label_values` hashes its labels and takes a lock. Created lazily, so that /metrics
+/// shows only series that happened.
+#[derive(Default)]
+struct Handles {
+    duration: [OnceLock<Histogram>; 2],
+    violations: [[OnceLock<IntCounter>; 4]; 3],
+    /// By endpoint, operation and decision: the kinds seen, read without a lock.
+    requests: [[[KindCounters; 3]; 4]; 2],
+}
+
+/// The request counters of one (endpoint, operation, decision), by kind.
+type KindCounters = ArcSwap<Vec<(Box<str>, IntCounter)>>;
+
+fn index_of<T: PartialEq>(all: &[T], item: &T) -> Option<usize> {
+    all.iter().position(|x| x == item)
 }
 
 impl Default for Metrics {
@@ -169,6 +200,7 @@ impl Metrics {
             audit_last_run,
             secret_age,
             secret_rotation_overdue,
+            handles: Arc::default(),
         }
     }
 
@@ -186,17 +218,31 @@ impl Metrics {
         exemptions: &[ExemptionUse],
         seconds: f64,
     ) {
-        self.admission_requests
-            .with_label_values(&[endpoint.as_str(), kind, operation, verdict.decision()])
-            .inc();
-        self.admission_duration
-            .with_label_values(&[endpoint.as_str()])
-            .observe(seconds);
+        self.count_request(endpoint, kind, operation, verdict.decision());
+        match index_of(&ENDPOINTS, &endpoint) {
+            Some(e) => self.handles.duration[e]
+                .get_or_init(|| {
+                    self.admission_duration
+                        .with_label_values(&[endpoint.as_str()])
+                })
+                .observe(seconds),
+            None => self
+                .admission_duration
+                .with_label_values(&[endpoint.as_str()])
+                .observe(seconds),
+        }
         for outcome in &verdict.outcomes {
             if !matches!(outcome.action, Action::Exempted(_)) {
-                self.policy_violations
-                    .with_label_values(&[outcome.finding.policy.as_str(), outcome.mode.as_str()])
-                    .inc();
+                let (policy, mode) = (outcome.finding.policy, outcome.mode);
+                let labels = [policy.as_str(), mode.as_str()];
+                match (index_of(PolicyId::ALL, &policy), index_of(&MODES, &mode)) {
+                    (Some(p), Some(m)) if p < self.handles.violations.len() => {
+                        self.handles.violations[p][m]
+                            .get_or_init(|| self.policy_violations.with_label_values(&labels))
+                            .inc()
+                    }
+                    _ => self.policy_violations.with_label_values(&labels).inc(),
+                }
             }
         }
         for used in exemptions {
@@ -206,11 +252,136 @@ impl Metrics {
         }
     }
 
+    fn count_request(&self, endpoint: Endpoint, kind: &str, operation: &str, decision: &str) {
+        let labels = [endpoint.as_str(), kind, operation, decision];
+        let (Some(e), Some(o), Some(d)) = (
+            index_of(&ENDPOINTS, &endpoint),
+            index_of(&OPERATIONS, &operation),
+            index_of(&DECISIONS, &decision),
+        ) else {
+            self.admission_requests.with_label_values(&labels).inc();
+            return;
+        };
+        let slot = &self.handles.requests[e][o][d];
+        if let Some((_, counter)) = slot.load().iter().find(|(k, _)| &**k == kind) {
+            counter.inc();
+            return;
+        }
+        let counter = self.admission_requests.with_label_values(&labels);
+        counter.inc();
+        slot.rcu(|kinds| {
+            let mut kinds = Vec::clone(kinds);
+            if kinds.len() < KINDS_PER_SLOT && !kinds.iter().any(|(k, _)| &**k == kind) {
+                kinds.push((kind.into(), counter.clone()));
+            }
+            kinds
+        });
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         // Encoding into a Vec only fails on invalid metric families, which we never build.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Finding, Mode};
+    use crate::verdict::Outcome;
+
+    fn denial() -> Verdict {
+        Verdict {
+            allowed: false,
+            outcomes: vec![Outcome {
+                finding: Finding::violation(PolicyId::SignedOciSources, "unsigned"),
+                mode: Mode::Enforce,
+                action: Action::Deny,
+            }],
+            ..Verdict::default()
+        }
+    }
+
+    fn value(metrics: &Metrics, series: &str) -> Option<f64> {
+        let text = String::from_utf8(metrics.encode()).expect("utf-8");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    }
+
+    #[test]
+    fn cached_handles_count_every_review() {
+        let metrics = Metrics::new();
+        for _ in 0..3 {
+            metrics.record_review(
+                Endpoint::Validate,
+                "OCIRepository",
+                "CREATE",
+                &denial(),
+                &[],
+                0.001,
+            );
+        }
+        assert_eq!(
+            value(
+                &metrics,
+                r#"fluxgate_admission_requests_total{decision="deny",endpoint="validate",kind="OCIRepository",operation="CREATE"}"#
+            ),
+            Some(3.0)
+        );
+        assert_eq!(
+            value(
+                &metrics,
+                r#"fluxgate_policy_violations_total{mode="enforce",policy="signed-oci-sources"}"#
+            ),
+            Some(3.0)
+        );
+        assert_eq!(
+            value(
+                &metrics,
+                r#"fluxgate_admission_duration_seconds_count{endpoint="validate"}"#
+            ),
+            Some(3.0)
+        );
+    }
+
+    #[test]
+    fn kinds_beyond_the_cache_are_still_counted() {
+        let metrics = Metrics::new();
+        let allow = Verdict::allow();
+        for round in 0..2 {
+            for i in 0..KINDS_PER_SLOT + 5 {
+                metrics.record_review(
+                    Endpoint::Mutate,
+                    &format!("Kind{i}"),
+                    "UPDATE",
+                    &allow,
+                    &[],
+                    0.0,
+                );
+            }
+            let last = KINDS_PER_SLOT + 4;
+            assert_eq!(
+                value(
+                    &metrics,
+                    &format!(
+                        r#"fluxgate_admission_requests_total{{decision="allow",endpoint="mutate",kind="Kind{last}",operation="UPDATE"}}"#
+                    )
+                ),
+                Some(f64::from(round + 1))
+            );
+        }
+    }
+
+    #[test]
+    fn series_appear_only_once_they_happen() {
+        let metrics = Metrics::new();
+        let text = String::from_utf8(metrics.encode()).expect("utf-8");
+        assert!(
+            !text.contains("fluxgate_policy_violations_total{"),
+            "{text}"
+        );
     }
 }

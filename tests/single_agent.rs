@@ -850,6 +850,22 @@ fn an_unsynced_view_denies_agents_and_nothing_else() {
     );
 }
 
+/// The Helm repositories the HelmReleases below pull from, as the cluster has them: plain
+/// HTTPS, so that signed-oci-sources (which judges HelmReleases too) has nothing to say.
+fn add_helm_repositories(view: &MemoryView) {
+    for (name, url) in [
+        ("gitlab", "https://charts.gitlab.io"),
+        ("podinfo", "https://stefanprodan.github.io/podinfo"),
+    ] {
+        view.apply(&json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
+            "metadata": {"name": name, "namespace": "flux-system"},
+            "spec": {"url": url}
+        }))
+        .expect("applies");
+    }
+}
+
 fn helm_release(name: &str, namespace: &str, spec: Value) -> Value {
     json!({
         "apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
@@ -861,6 +877,7 @@ fn helm_release(name: &str, namespace: &str, spec: Value) -> Value {
 #[test]
 fn a_flux_helmrelease_of_the_agent_chart_is_an_installation() {
     let (view, _) = cluster_with_the_gitlab_agent_chart();
+    add_helm_repositories(&view);
     let release = helm_release(
         "gitlab-agent",
         "flux-system",
@@ -919,6 +936,7 @@ fn a_helmrelease_and_the_deployment_it_installs_are_one_installation() {
         let release = helm_release(name, "flux-system", spec);
         let engine = engine();
         let view = MemoryView::new();
+        add_helm_repositories(&view);
         assert_allowed(&create(&engine, &view, &release), name);
         view.apply(&release).expect("applies");
         let id = fluxgate::cluster::ClusterView::agent_installations(&view)

@@ -91,7 +91,7 @@ pub fn run_with_policies(
     args: &CheckArgs,
     policies: Vec<Box<dyn Policy>>,
     mut stdin: impl Read,
-    mut stdout: impl Write,
+    stdout: impl Write,
     mut stderr: impl Write,
 ) -> i32 {
     // A failed write to stderr leaves nothing better to report it on.
@@ -114,6 +114,9 @@ pub fn run_with_policies(
     };
     let engine = Engine::with_policies(policies, config, None);
     let report = check(&engine, &args.paths, &args.cluster_state, &mut stdin);
+    // The report is written in small pieces, and standard output flushes at every newline:
+    // a system call per line without this buffer.
+    let mut stdout = std::io::BufWriter::with_capacity(64 * 1024, stdout);
     for skip in &report.skipped {
         let at = skip.line.map(|l| format!(":{l}")).unwrap_or_default();
         say(format!("note: {}{at}: skipped: {}", skip.file, skip.reason));

@@ -216,17 +216,8 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FLUXGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
+fn init_logging(format: LogFormat) -> crate::logging::LogGuard {
+    crate::logging::init(matches!(format, LogFormat::Json))
 }
 
 fn certs_command(args: &CertsArgs) -> ExitCode {
@@ -276,7 +267,7 @@ fn demo_certs() -> Result<TlsFiles, String> {
 }
 
 fn serve(mut args: ServeArgs) -> ExitCode {
-    init_logging(args.log_format);
+    let _log = init_logging(args.log_format);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
     if let Some(workers) = args.worker_threads {
@@ -432,7 +423,7 @@ async fn client_from(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, Strin
 }
 
 fn audit_command(args: &AuditArgs) -> ExitCode {
-    init_logging(LogFormat::Text);
+    let _log = init_logging(LogFormat::Text);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,19 +1,23 @@
 //! The part of `metadata` policies read.
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use std::marker::PhantomData;
 
-/// Object metadata. `annotations` stays raw: policies only need to know whether the map
-/// exists (a JSON Patch must create it before adding a key to it).
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+/// Object metadata. Of `annotations` policies only need to know whether the map exists (a
+/// JSON Patch must create it before adding a key to it), so its content is stepped over.
 #[derive(Debug, Default, Deserialize)]
 pub struct ObjectMeta<'a> {
-    #[serde(borrow, default)]
-    pub annotations: Option<&'a RawValue>,
+    #[serde(default)]
+    pub annotations: Option<IgnoredAny>,
+    #[serde(skip)]
+    borrowed: PhantomData<&'a str>,
 }
 
 impl ObjectMeta<'_> {
     /// Whether `metadata.annotations` is present and not null.
     pub fn has_annotations(&self) -> bool {
-        self.annotations.is_some_and(|raw| raw.get() != "null")
+        self.annotations.is_some()
     }
 }

@@ -6,6 +6,7 @@
 //! a kind (`v1`, the older `v1beta2`, `v2beta1`...) reads through the same view.
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 pub mod helm_chart;
 pub mod helm_release;
@@ -30,4 +31,10 @@ pub const KUSTOMIZE_GROUP: &str = "kustomize.toolkit.fluxcd.io";
 /// offending field in the error (`spec.verify.matchOIDCIdentity[0].issuer: invalid type...`).
 pub fn parse<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, String> {
     crate::policy::parse_raw(json)
+}
+
+/// [`parse`] for an object of a request: only the fields the view declares are read (see
+/// [`crate::json_view`]); a malformed object is read again by [`parse`] for the message.
+pub fn parse_raw<'a, T: Deserialize<'a>>(raw: &'a RawValue) -> Result<T, String> {
+    crate::json_view::from_raw(raw).or_else(|_| parse(raw.get()))
 }

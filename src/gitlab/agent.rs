@@ -334,6 +334,24 @@ impl AgentDetector {
         }
     }
 
+    /// [`AgentDetector::recognise_json`] for a request's object: only the fields the
+    /// recognition reads are parsed (see [`crate::json_view`]).
+    pub fn recognise_raw(
+        &self,
+        kind: AgentKind,
+        raw: &serde_json::value::RawValue,
+        default_namespace: Option<&str>,
+    ) -> Result<Option<(AgentFacts, Evidence)>, String> {
+        let skimmed = match kind {
+            AgentKind::HelmRelease => crate::json_view::from_raw::<HelmReleaseDoc<'_>>(raw)
+                .map(|d| d.recognise(default_namespace)),
+            _ => crate::json_view::from_raw::<WorkloadDoc<'_>>(raw)
+                .map(|d| d.recognise(self, kind, default_namespace)),
+        };
+        // A malformed object: read again for the message that says where.
+        skimmed.or_else(|_| self.recognise_json(kind, raw.get(), default_namespace))
+    }
+
     /// Recognises an agent object in a JSON value (what the cluster view is fed).
     pub fn recognise_value(
         &self,

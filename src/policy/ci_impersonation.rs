@@ -260,7 +260,7 @@ impl Policy for CiImpersonation {
         let Some(raw) = request.object else {
             return Vec::new();
         };
-        let Ok(object) = serde_json::from_str::<RoleRefOnly>(raw.get()) else {
+        let Ok(object) = crate::json_view::from_raw::<RoleRefOnly>(raw) else {
             return Vec::new();
         };
         let key = match (object.role_ref.kind.as_str(), kind) {
@@ -851,7 +851,9 @@ fn judge_role(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
     };
     let cluster_role = ctx.request.kind.kind == "ClusterRole";
     let old: Option<RoleObject> = match (ctx.request.operation, ctx.request.old_object) {
-        (Operation::Update, Some(raw)) => parse_raw(raw.get()).ok(),
+        (Operation::Update, Some(raw)) => crate::json_view::from_raw(raw)
+            .or_else(|_| parse_raw(raw.get()))
+            .ok(),
         _ => None,
     };
     let name: Arc<str> = Arc::from(if new.metadata.name.is_empty() {

@@ -233,12 +233,14 @@ impl Context<'_> {
                 format!("{} has no object in the request", self.object_ref()),
             )
         })?;
-        parse_raw(raw.get()).map_err(|e| {
-            Finding::violation(
-                policy,
-                format!("{} is malformed: {e}; fix the manifest", self.object_ref()),
-            )
-        })
+        crate::json_view::from_raw(raw)
+            .or_else(|_| parse_raw(raw.get()))
+            .map_err(|e| {
+                Finding::violation(
+                    policy,
+                    format!("{} is malformed: {e}; fix the manifest", self.object_ref()),
+                )
+            })
     }
 }
 
@@ -251,7 +253,7 @@ impl<'a> Context<'a> {
                 format!("{} has no object in the request", self.object_ref()),
             )
         })?;
-        crate::flux::parse(raw.get()).map_err(|e| {
+        crate::flux::parse_raw(raw).map_err(|e| {
             Finding::violation(
                 policy,
                 format!("{} is malformed: {e}; fix the manifest", self.object_ref()),
@@ -263,6 +265,10 @@ impl<'a> Context<'a> {
 /// Parses JSON into `T` (borrowing strings from it where `T` does), with the path of the
 /// offending field in the error (`spec.verify.matchOIDCIdentity[0].issuer: invalid type...`).
 pub fn parse_raw<'a, T: serde::Deserialize<'a>>(json: &'a str) -> Result<T, String> {
+    // Tracking the path costs an allocation per key; only a malformed object needs it.
+    if let Ok(parsed) = serde_json::from_str(json) {
+        return Ok(parsed);
+    }
     let mut de = serde_json::Deserializer::from_str(json);
     serde_path_to_error::deserialize(&mut de).map_err(|e| describe_parse_error(&e))
 }

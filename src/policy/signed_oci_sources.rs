@@ -175,7 +175,7 @@ fn read<'a, T: Deserialize<'a>>(ctx: &Context<'a>) -> Result<T, Finding> {
             format!("{} has no object in the request", ctx.object_ref()),
         )
     })?;
-    flux::parse(raw.get()).map_err(|e| {
+    flux::parse_raw(raw).map_err(|e| {
         Finding::violation(
             ID,
             format!("{} is malformed: {e}; fix the manifest", ctx.object_ref()),
@@ -189,7 +189,7 @@ fn helm_repository_of(request: &Request<'_>) -> Option<ObjectKey> {
     let own = request.namespace().unwrap_or("");
     let (namespace, name) = match request.kind.kind.as_ref() {
         helm_chart::KIND => {
-            let chart: HelmChart = flux::parse(raw.get()).ok()?;
+            let chart: HelmChart = flux::parse_raw(raw).ok()?;
             let source = chart.spec.source_ref?;
             if source.kind != helm_repository::KIND {
                 return None;
@@ -197,7 +197,7 @@ fn helm_repository_of(request: &Request<'_>) -> Option<ObjectKey> {
             (own.to_string(), source.name.into_owned())
         }
         helm_release::KIND => {
-            let release: HelmRelease = flux::parse(raw.get()).ok()?;
+            let release: HelmRelease = flux::parse_raw(raw).ok()?;
             let source = release.spec.chart?.spec.source_ref?;
             if source.kind != helm_repository::KIND {
                 return None;
@@ -320,7 +320,8 @@ impl Judge<'_> {
     fn oci_repository(&self, ctx: &Context<'_>) -> Result<Vec<Finding>, Finding> {
         let repo: OciRepository = read(ctx)?;
         let url = repo.spec.url.as_ref();
-        let subject = format!("{} ({url})", ctx.object_ref());
+        // Named only in a finding: most requests have none.
+        let subject = || format!("{} ({url})", ctx.object_ref());
         let mut findings = Vec::new();
         self.verified(
             &mut findings,
@@ -394,7 +395,7 @@ impl Judge<'_> {
                     return findings;
                 }
                 let url = helm_repository::chart_url(&repo.url, chart);
-                let subject = format!("{} (chart {url} from {repo_ref})", ctx.object_ref());
+                let subject = || format!("{} (chart {url} from {repo_ref})", ctx.object_ref());
                 self.verified(&mut findings, &subject, verify, site, Some(&url));
                 let insecure = repo
                     .insecure
@@ -402,14 +403,14 @@ impl Judge<'_> {
                 self.transport(&mut findings, &subject, &url, insecure);
             }
             lookup => {
-                let subject = format!("{} (chart {chart} from {repo_ref})", ctx.object_ref());
+                let subject = || format!("{} (chart {chart} from {repo_ref})", ctx.object_ref());
                 match verify {
                     // Whatever the repository, a verify block that is there must hold.
                     Some(verify) => {
                         self.verified(&mut findings, &subject, Some(verify), site, None)
                     }
                     None => {
-                        findings.push(self.unknown_repository(&subject, &repo_ref, &lookup, site))
+                        findings.push(self.unknown_repository(&subject(), &repo_ref, &lookup, site))
                     }
                 }
             }
@@ -450,7 +451,7 @@ impl Judge<'_> {
     fn verified(
         &self,
         findings: &mut Vec<Finding>,
-        subject: &str,
+        subject: &dyn Fn() -> String,
         verify: Option<&Verification<'_>>,
         site: Site,
         url: Option<&str>,
@@ -465,6 +466,10 @@ impl Judge<'_> {
             },
             Some(verify) => self.verification(verify, site),
         };
+        if judgement.advisories.is_empty() && judgement.violations.is_empty() {
+            return;
+        }
+        let subject = subject();
         for advisory in judgement.advisories {
             findings.push(Finding::advisory(ID, format!("{subject}: {advisory}")));
         }
@@ -484,11 +489,12 @@ impl Judge<'_> {
     fn transport(
         &self,
         findings: &mut Vec<Finding>,
-        subject: &str,
+        subject: &dyn Fn() -> String,
         url: &str,
         insecure: Option<String>,
     ) {
         if let Some(field) = insecure.filter(|_| !self.settings.allow_insecure) {
+            let subject = subject();
             findings.push(Finding::violation(
                 ID,
                 format!(
@@ -497,6 +503,7 @@ impl Judge<'_> {
             ));
         }
         if !self.compiled.registry_allowed(url) {
+            let subject = subject();
             findings.push(Finding::violation(
                 ID,
                 format!(
@@ -569,16 +576,19 @@ impl Judge<'_> {
                 (IdentityField::Issuer, &matcher.issuer, &issuer),
                 (IdentityField::Subject, &matcher.subject, &subject),
             ] {
-                let at = format!("{path}.matchOIDCIdentity[{i}].{}", field.as_str());
+                // Named only in a finding: most requests have none.
+                let at = || format!("{path}.matchOIDCIdentity[{i}].{}", field.as_str());
                 match breadth.as_ref() {
                     Breadth::Invalid(e) => judgement.violations.push(format!(
-                        "{at} `{pattern}` is not a valid Go regular expression ({e}), so every verification fails"
+                        "{} `{pattern}` is not a valid Go regular expression ({e}), so every verification fails",
+                        at()
                     )),
                     Breadth::Broad { example, reason }
                         if require || (field == IdentityField::Issuer && trusted_issuers) =>
                     {
                         judgement.violations.push(format!(
-                            "{at} `{pattern}` is too broad: {reason} (it accepts `{example}`)"
+                            "{} `{pattern}` is too broad: {reason} (it accepts `{example}`)",
+                            at()
                         ))
                     }
                     _ => {}
@@ -587,18 +597,20 @@ impl Judge<'_> {
             let Breadth::Specific { accepts } = issuer.as_ref() else {
                 continue;
             };
-            let at = format!("{path}.matchOIDCIdentity[{i}].issuer `{}`", matcher.issuer);
+            let at = || format!("{path}.matchOIDCIdentity[{i}].issuer `{}`", matcher.issuer);
             if trusted_issuers {
                 let trusted = self.settings.trusted_issuers.join(", ");
                 if accepts.is_empty() {
                     judgement.violations.push(format!(
-                        "{at} accepts issuers fluxgate cannot tell apart from untrusted ones; spell out one of the trusted issuers ({trusted})"
+                        "{} accepts issuers fluxgate cannot tell apart from untrusted ones; spell out one of the trusted issuers ({trusted})",
+ at()
                     ));
                 } else if let Some(untrusted) =
                     accepts.iter().find(|a| !self.compiled.trusts_issuer(a))
                 {
                     judgement.violations.push(format!(
-                        "{at} accepts {untrusted}, which is not a trusted issuer ({trusted})"
+                        "{} accepts {untrusted}, which is not a trusted issuer ({trusted})",
+                        at()
                     ));
                 }
             }
@@ -612,11 +624,13 @@ impl Judge<'_> {
             {
                 judgement.violations.push(if site.has_trusted_root() {
                     format!(
-                        "{at} accepts {private}, which the public Sigstore instance does not certify (a self-managed GitLab signs through its own Sigstore): set {path}.trustedRootSecretRef to a Secret holding that Sigstore's trusted_root.json"
+                        "{} accepts {private}, which the public Sigstore instance does not certify (a self-managed GitLab signs through its own Sigstore): set {path}.trustedRootSecretRef to a Secret holding that Sigstore's trusted_root.json",
+ at()
                     )
                 } else {
                     format!(
-                        "{at} accepts {private}, which the public Sigstore instance does not certify, and a HelmChart cannot name another Sigstore trust root: verify with a public key (secretRef), or pull the chart through an OCIRepository with trustedRootSecretRef"
+                        "{} accepts {private}, which the public Sigstore instance does not certify, and a HelmChart cannot name another Sigstore trust root: verify with a public key (secretRef), or pull the chart through an OCIRepository with trustedRootSecretRef",
+ at()
                     )
                 });
             }

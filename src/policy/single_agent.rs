@@ -316,7 +316,7 @@ impl Policy for SingleAgent {
         };
         let is_agent = (raw.get().contains(CHART_NAME) || raw.get().contains(KAS_ADDRESS_FLAG))
             && matches!(
-                AgentDetector::default().recognise_json(kind, raw.get(), request.namespace()),
+                AgentDetector::default().recognise_raw(kind, raw, request.namespace()),
                 Ok(Some(_))
             );
         if !is_agent {
@@ -346,8 +346,7 @@ impl Policy for SingleAgent {
                 format!("{} has no object in the request", ctx.object_ref()),
             )];
         };
-        let (facts, evidence) = match detector.recognise_json(kind, raw.get(), request.namespace())
-        {
+        let (facts, evidence) = match detector.recognise_raw(kind, raw, request.namespace()) {
             Ok(Some(found)) => found,
             // The common case, and the whole cost for workloads that are not agents.
             Ok(None) => return Vec::new(),
@@ -360,7 +359,7 @@ impl Policy for SingleAgent {
         };
         let old = match (request.operation, request.old_object) {
             (Operation::Update, Some(raw)) => detector
-                .recognise_json(kind, raw.get(), request.namespace())
+                .recognise_raw(kind, raw, request.namespace())
                 .ok()
                 .flatten()
                 .map(|(facts, _)| facts),

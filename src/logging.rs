@@ -1,0 +1,562 @@
+//! Logging for the long-running commands: `tracing` events to standard error, through a
+//! buffer that a background thread writes out.
+//!
+//! Every admission decision is logged (the audit trail of what was allowed and why), so the
+//! log line is on the request path. Written straight to stderr it costs a `write(2)` per
+//! request; here a request only appends its formatted line to a buffer under a mutex, and the
+//! writer thread hands the buffer to the kernel every [`FLUSH_INTERVAL`] or once it holds
+//! [`FLUSH_BYTES`]. When the output cannot keep up and the buffer reaches [`MAX_BUFFERED`],
+//! requests wait for the writer (as they would on a blocking stderr): lines are never dropped.
+//! [`LogGuard`] writes what is left when the command ends.
+
+use std::fmt::{self, Write as _};
+use std::io::Write;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::{Format, Json, Writer};
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
+
+/// How long a line may wait in the buffer.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
+/// A buffer this full is written at once.
+pub const FLUSH_BYTES: usize = 64 * 1024;
+/// Above this, writers wait for the output.
+pub const MAX_BUFFERED: usize = 4 * 1024 * 1024;
+
+/// Installs the global subscriber: `FLUXGATE_LOG` (an `EnvFilter`, default `info`), text or
+/// JSON lines (`json`), to standard error through a [`BufferedWriter`]. Keep the guard until
+/// the command ends.
+pub fn init(json: bool) -> LogGuard {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLUXGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let writer = BufferedWriter::new(std::io::stderr());
+    let guard = writer.guard();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(writer);
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .event_format(JsonLines::new(SystemTime))
+            .init();
+    } else {
+        builder.init();
+    }
+    guard
+}
+
+struct Buffer {
+    bytes: Vec<u8>,
+    closed: bool,
+}
+
+struct Shared {
+    buffer: Mutex<Buffer>,
+    /// Wakes the writer thread (the buffer is full enough, or closed).
+    filled: Condvar,
+    /// Wakes producers waiting for room.
+    drained: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Buffer> {
+        // A panic while appending leaves at worst a partial line; the buffer is still usable.
+        self.buffer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A [`MakeWriter`] whose lines are written to `output` by a background thread.
+#[derive(Clone)]
+pub struct BufferedWriter {
+    shared: Arc<Shared>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl BufferedWriter {
+    pub fn new<W: Write + Send + 'static>(output: W) -> Self {
+        let shared = Arc::new(Shared {
+            buffer: Mutex::new(Buffer {
+                bytes: Vec::with_capacity(FLUSH_BYTES),
+                closed: false,
+            }),
+            filled: Condvar::new(),
+            drained: Condvar::new(),
+        });
+        let for_thread = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("fluxgate-log".into())
+            .spawn(move || write_out(&for_thread, output))
+            .ok();
+        if thread.is_none() {
+            // No thread, no writer: lines are written by the request that logs them.
+            shared.lock().closed = true;
+        }
+        BufferedWriter {
+            shared,
+            thread: Arc::new(Mutex::new(thread)),
+        }
+    }
+
+    /// Writes what is buffered and stops the writer thread when dropped.
+    pub fn guard(&self) -> LogGuard {
+        LogGuard {
+            writer: self.clone(),
+        }
+    }
+}
+
+/// Flushes the log and stops its writer thread when dropped.
+pub struct LogGuard {
+    writer: BufferedWriter,
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        self.writer.shared.lock().closed = true;
+        self.writer.shared.filled.notify_all();
+        let thread = self
+            .writer
+            .thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn write_out<W: Write>(shared: &Shared, mut output: W) {
+    let mut spare = Vec::with_capacity(FLUSH_BYTES);
+    loop {
+        let mut buffer = shared.lock();
+        if buffer.bytes.len() < FLUSH_BYTES && !buffer.closed {
+            buffer = shared
+                .filled
+                .wait_timeout(buffer, FLUSH_INTERVAL)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        std::mem::swap(&mut buffer.bytes, &mut spare);
+        let closed = buffer.closed;
+        drop(buffer);
+        shared.drained.notify_all();
+        if !spare.is_empty() {
+            // Nowhere to report a failed write to stderr; the next batch tries again.
+            let _ = output.write_all(&spare).and_then(|()| output.flush());
+            spare.clear();
+            if spare.capacity() > 4 * FLUSH_BYTES {
+                spare.shrink_to(FLUSH_BYTES);
+            }
+        }
+        if closed {
+            // Lines logged after the close were written by their callers.
+            return;
+        }
+    }
+}
+
+/// One event's line: appended to the buffer in a single `write_all` by tracing's formatter.
+pub struct LineWriter<'a> {
+    shared: &'a Shared,
+}
+
+impl Write for LineWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let mut buffer = self.shared.lock();
+        if buffer.closed {
+            drop(buffer);
+            return std::io::stderr().write(bytes);
+        }
+        while buffer.bytes.len() >= MAX_BUFFERED && !buffer.closed {
+            buffer = self
+                .shared
+                .drained
+                .wait(buffer)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        buffer.bytes.extend_from_slice(bytes);
+        if buffer.bytes.len() >= FLUSH_BYTES {
+            self.shared.filled.notify_one();
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for BufferedWriter {
+    type Writer = LineWriter<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LineWriter {
+            shared: &self.shared,
+        }
+    }
+}
+
+/// tracing-subscriber's JSON lines (`json().flatten_event(true)`), byte for byte, written
+/// straight into the line buffer. Its own formatter goes through serde_json, checks UTF-8 at
+/// every write and formats each `%` field twice; for the decision line that is most of the
+/// cost of a review. Events inside a span, whose lines also carry the span, are left to it.
+pub struct JsonLines<T> {
+    timer: T,
+    spans: Format<Json, T>,
+}
+
+impl<T: FormatTime + Clone> JsonLines<T> {
+    pub fn new(timer: T) -> Self {
+        JsonLines {
+            spans: tracing_subscriber::fmt::format()
+                .json()
+                .flatten_event(true)
+                .with_timer(timer.clone()),
+            timer,
+        }
+    }
+}
+
+impl<S, N, T> FormatEvent<S, N> for JsonLines<T>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'w> FormatFields<'w> + 'static,
+    T: FormatTime,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let in_span =
+            event.parent().is_some() || (event.is_contextual() && ctx.lookup_current().is_some());
+        if in_span {
+            return self.spans.format_event(ctx, writer, event);
+        }
+        // The line is put together in a reused buffer and handed over in one write: the
+        // writer dispatches every piece dynamically.
+        LINE.with(|buffer| match buffer.try_borrow_mut() {
+            Ok(mut line) => {
+                line.clear();
+                self.line(&mut line, event)?;
+                writer.write_str(&line)
+            }
+            // A field whose formatting logs: this line gets its own buffer.
+            Err(_) => {
+                let mut line = String::new();
+                self.line(&mut line, event)?;
+                writer.write_str(&line)
+            }
+        })
+    }
+}
+
+thread_local! {
+    static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+impl<T: FormatTime> JsonLines<T> {
+    fn line(&self, line: &mut String, event: &Event<'_>) -> fmt::Result {
+        let meta = event.metadata();
+        line.push_str("{\"timestamp\":\"");
+        self.timer.format_time(&mut Writer::new(line))?;
+        line.push_str("\",\"level\":\"");
+        line.push_str(meta.level().as_str());
+        line.push('"');
+        let mut fields = JsonFields {
+            out: line,
+            result: Ok(()),
+        };
+        event.record(&mut fields);
+        fields.result?;
+        line.push_str(",\"target\":");
+        write_json_str(line, meta.target())?;
+        line.push_str("}\n");
+        Ok(())
+    }
+}
+
+/// Writes each field as `,"name":value`, as serde_json writes it.
+struct JsonFields<'a> {
+    out: &'a mut String,
+    result: fmt::Result,
+}
+
+impl JsonFields<'_> {
+    fn entry(&mut self, field: &Field, value: impl FnOnce(&mut String) -> fmt::Result) {
+        if self.result.is_ok() {
+            self.out.push(',');
+            self.result = write_json_str(self.out, field.name()).and_then(|()| {
+                self.out.push(':');
+                value(self.out)
+            });
+        }
+    }
+}
+
+impl Visit for JsonFields<'_> {
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.entry(field, |out| {
+            out.push_str(if value { "true" } else { "false" });
+            Ok(())
+        });
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.entry(field, |out| write!(out, "{value}"));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.entry(field, |out| write!(out, "{value}"));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        // serde_json's number text (and `null` for what JSON cannot hold).
+        self.entry(field, |out| {
+            out.push_str(&serde_json::to_string(&value).unwrap_or_else(|_| "null".into()));
+            Ok(())
+        });
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.entry(field, |out| write_json_str(out, value));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.entry(field, |out| {
+            out.push('"');
+            write!(Escaping(out), "{value:?}")?;
+            out.push('"');
+            Ok(())
+        });
+    }
+}
+
+/// A JSON string, escaped as serde_json escapes it.
+fn write_json_str(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
+    out.write_char('"')?;
+    Escaping(out).write_str(text)?;
+    out.write_char('"')
+}
+
+/// Escapes what is written through it as the inside of a JSON string: quote, backslash and
+/// control characters, with serde_json's short forms.
+struct Escaping<'a, W: fmt::Write>(&'a mut W);
+
+/// The first byte JSON escapes (a quote, a backslash or a control character), eight bytes
+/// at a time.
+fn first_escape(bytes: &[u8], from: usize) -> Option<usize> {
+    use crate::json_view::{HIGHS, ONES, find, marks};
+    find(
+        bytes,
+        from,
+        // A byte below 0x20 borrows when 0x20 is taken from it, like a zero byte.
+        |w| marks(w, b'"') | marks(w, b'\\') | (w.wrapping_sub(ONES * 0x20) & !w & HIGHS),
+        |b| b == b'"' || b == b'\\' || b < 0x20,
+    )
+}
+
+impl<W: fmt::Write> fmt::Write for Escaping<'_, W> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let bytes = text.as_bytes();
+        let Some(first) = first_escape(bytes, 0) else {
+            // What log fields hold almost always: nothing to escape.
+            return self.0.write_str(text);
+        };
+        let mut start = 0;
+        for (i, &byte) in bytes.iter().enumerate().skip(first) {
+            let escape = match byte {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0x08 => "\\b",
+                0x0c => "\\f",
+                0x00..=0x1f => "",
+                _ => continue,
+            };
+            // Only ASCII bytes are escaped, so `start..i` ends on a character boundary.
+            self.0.write_str(&text[start..i])?;
+            if escape.is_empty() {
+                write!(self.0, "\\u00{byte:02x}")?;
+            } else {
+                self.0.write_str(escape)?;
+            }
+            start = i + 1;
+        }
+        self.0.write_str(&text[start..])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An output the test can read back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn log_lines(writer: &BufferedWriter, lines: usize) {
+        for i in 0..lines {
+            let mut line = writer.make_writer();
+            line.write_all(format!("line {i}\n").as_bytes())
+                .expect("appends");
+        }
+    }
+
+    #[derive(Clone)]
+    struct FixedTime;
+
+    impl FormatTime for FixedTime {
+        fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
+            w.write_str("2026-11-21T20:42:47.385656Z")
+        }
+    }
+
+    /// Events of every field type, in and out of spans, as `emit` logs them.
+    fn emit() {
+        let error = std::io::Error::other("disk \"full\"");
+        tracing::info!(
+            target: "fluxgate::decision",
+            endpoint = "validate",
+            uid = %"c0ffee-\u{1}-\u{1f}",
+            user = %"system:serviceaccount:ns:\"sa\"\\",
+            dry_run = false,
+            patched = true,
+            count = 42u64,
+            delta = -7i64,
+            ratio = 0.25f64,
+            nan = f64::NAN,
+            big = 1u128 << 100,
+            action = ?Some("exempted\n"),
+            error = &error as &(dyn std::error::Error + 'static),
+            "decision"
+        );
+        tracing::warn!(
+            note = "tab\tcr\rff\u{c}bs\u{8}é€😀\u{7f}",
+            "a {} message",
+            "formatted"
+        );
+        let span = tracing::info_span!("reflector", kind = "Role");
+        let _entered = span.enter();
+        tracing::info!(objects = 3u64, "inside a span");
+    }
+
+    fn lines<E>(format: E) -> String
+    where
+        E: for<'a> FormatEvent<
+                tracing_subscriber::Registry,
+                tracing_subscriber::fmt::format::JsonFields,
+            > + Send
+            + Sync
+            + 'static,
+    {
+        let output = Captured::default();
+        let sink = output.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_timer(FixedTime)
+            .event_format(format)
+            .with_writer(move || sink.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        String::from_utf8(output.0.lock().expect("lock").clone()).expect("utf-8")
+    }
+
+    #[test]
+    fn json_lines_are_those_of_tracing_subscriber_byte_for_byte() {
+        let theirs = lines(
+            tracing_subscriber::fmt::format()
+                .json()
+                .flatten_event(true)
+                .with_timer(FixedTime),
+        );
+        let ours = lines(JsonLines::new(FixedTime));
+        assert_eq!(ours, theirs);
+        assert_eq!(ours.lines().count(), 3, "{ours}");
+        assert!(
+            ours.contains(r#""span":{"kind":"Role","name":"reflector"}"#),
+            "{ours}"
+        );
+    }
+
+    #[test]
+    fn escaping_is_serde_jsons() {
+        let all: String = (0u8..=0x7f).map(char::from).chain("é€😀".chars()).collect();
+        let mut ours = String::new();
+        write_json_str(&mut ours, &all).expect("writes");
+        assert_eq!(ours, serde_json::to_string(&all).expect("serializes"));
+        // Each escaped byte at every offset of the eight-byte steps.
+        for special in ["\"", "\\", "\u{0}", "\u{1f}", "\n", "é"] {
+            for at in 0..20 {
+                let text = format!("{}{special}{}", "x".repeat(at), "y".repeat(20 - at));
+                let mut ours = String::new();
+                write_json_str(&mut ours, &text).expect("writes");
+                assert_eq!(ours, serde_json::to_string(&text).expect("serializes"));
+            }
+        }
+    }
+
+    #[test]
+    fn every_line_is_written_in_order_by_the_time_the_guard_is_dropped() {
+        let output = Captured::default();
+        let writer = BufferedWriter::new(output.clone());
+        let guard = writer.guard();
+        log_lines(&writer, 10_000);
+        drop(guard);
+        let text = String::from_utf8(output.0.lock().expect("lock").clone()).expect("utf-8");
+        let expected: String = (0..10_000).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn lines_from_many_threads_stay_whole() {
+        let output = Captured::default();
+        let writer = BufferedWriter::new(output.clone());
+        let guard = writer.guard();
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| log_lines(&writer, 2_000));
+            }
+        });
+        drop(guard);
+        let text = String::from_utf8(output.0.lock().expect("lock").clone()).expect("utf-8");
+        assert_eq!(text.lines().count(), 8_000);
+        assert!(text.lines().all(|l| l.starts_with("line ")), "{text}");
+    }
+
+    #[test]
+    fn a_line_is_written_while_the_guard_is_still_held() {
+        let output = Captured::default();
+        let writer = BufferedWriter::new(output.clone());
+        let _guard = writer.guard();
+        log_lines(&writer, 1);
+        // Polled rather than timed: the writer thread gets there on a loaded machine too.
+        while output.0.lock().expect("lock").is_empty() {
+            std::thread::sleep(FLUSH_INTERVAL);
+        }
+        assert_eq!(output.0.lock().expect("lock").as_slice(), b"line 0\n");
+    }
+}
