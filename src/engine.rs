@@ -176,16 +176,12 @@ impl Engine {
             verdict.skipped = Some(Skip::Subresource);
             return (verdict, exemptions_used);
         }
-        if request.operation == Operation::Update && is_being_deleted(request) {
+        let ctx = Context::new(request, &config, view);
+        if request.operation == Operation::Update && is_being_deleted(&ctx) {
             verdict.skipped = Some(Skip::BeingDeleted);
             return (verdict, exemptions_used);
         }
 
-        let ctx = Context {
-            request,
-            config: &config,
-            view,
-        };
         let mut update_fields = UpdateFields::default();
         for policy in &self.policies {
             let Some(rule) = matching_rule(policy.kinds(), request) else {
@@ -288,13 +284,12 @@ struct DeletionHead {
     metadata: Option<DeletionMeta>,
 }
 
-fn is_being_deleted(request: &Request<'_>) -> bool {
-    [request.object, request.old_object]
+fn is_being_deleted(ctx: &Context<'_>) -> bool {
+    [ctx.request.object, ctx.request.old_object]
         .into_iter()
         .flatten()
         .any(|raw| {
-            crate::json_view::from_raw::<DeletionHead>(raw)
-                .ok()
+            ctx.skim::<DeletionHead>(raw)
                 .and_then(|h| h.metadata)
                 .is_some_and(|m| m.deletion_timestamp.is_some())
         })

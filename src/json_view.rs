@@ -13,7 +13,9 @@
 //! `deny_unknown_fields` must not be read this way. Errors carry no position; callers that
 //! report them read the object again with serde_json for the message.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::marker::PhantomData;
+use std::rc::Rc;
 
 use serde::Deserialize;
 use serde::de::value::{BorrowedStrDeserializer, StringDeserializer};
@@ -23,13 +25,112 @@ use serde_json::value::RawValue;
 
 /// Deserializes a view of `raw`, skipping the members it does not declare.
 pub fn from_raw<'a, T: Deserialize<'a>>(raw: &'a RawValue) -> Result<T, Error> {
+    from_raw_with(raw, &Skims::default())
+}
+
+/// [`from_raw`], remembering where the large values it steps over end, so that the next view
+/// of the same object (each policy reads its own) finds them without searching.
+pub fn from_raw_with<'a, T: Deserialize<'a>>(
+    raw: &'a RawValue,
+    skims: &Skims<'a>,
+) -> Result<T, Error> {
     let json = raw.get();
     let end = Cell::new(UNKNOWN);
     T::deserialize(Skimmer {
         json,
         start: skip_ws(json.as_bytes(), 0),
+        known_end: UNKNOWN,
         end: &end,
+        skims,
     })
+}
+
+/// What one view learned of an object's text, for the next view of it: where large values
+/// end, and the members of the objects it read. `metadata.managedFields` and
+/// `last-applied-configuration` are most of a typical object, and every policy's view steps
+/// over them; with this the second view of an object finds its members without searching.
+///
+/// Everything is keyed by address. Addresses stay meaningful because every text read with a
+/// `Skims<'a>` lives for `'a`, at least as long as the memo; `'a` is invariant so that a
+/// shorter-lived text (whose address could be reused) cannot be read with it.
+#[derive(Default)]
+pub struct Skims<'a> {
+    ends: RefCell<Vec<(usize, usize)>>,
+    objects: RefCell<Vec<Object>>,
+    text: PhantomData<fn(&'a str) -> &'a str>,
+}
+
+/// An object's members, in order (duplicates included), all positions absolute addresses.
+struct Object {
+    start: usize,
+    end: usize,
+    members: Rc<[Member]>,
+}
+
+#[derive(Clone, Copy)]
+struct Member {
+    /// The quoted key.
+    key: (usize, usize),
+    escaped: bool,
+    value: (usize, usize),
+}
+
+impl std::fmt::Debug for Skims<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Skims")
+            .field("ends", &self.ends.borrow().len())
+            .field("objects", &self.objects.borrow().len())
+            .finish()
+    }
+}
+
+/// Values shorter than this are found again faster than they are looked up.
+const SKIM_WORTH_REMEMBERING: usize = 64;
+/// Bounds on the memo, for objects made of many large values or many members: past them a
+/// view reads the text as if it were the first.
+const SKIMS_REMEMBERED: usize = 64;
+const OBJECTS_REMEMBERED: usize = 32;
+const MEMBERS_REMEMBERED: usize = 128;
+
+impl<'a> Skims<'a> {
+    /// [`value_end`] of the value at `json[start]`, remembered when it is large.
+    fn value_end(&self, json: &'a str, start: usize) -> Option<usize> {
+        let base = json.as_ptr() as usize;
+        let at = base + start;
+        if let Some(&(_, end)) = self.ends.borrow().iter().find(|(from, _)| *from == at) {
+            return Some(end - base);
+        }
+        let end = value_end(json.as_bytes(), start)?;
+        if end - start >= SKIM_WORTH_REMEMBERING {
+            let mut ends = self.ends.borrow_mut();
+            if ends.len() < SKIMS_REMEMBERED {
+                ends.push((at, base + end));
+            }
+        }
+        Some(end)
+    }
+
+    /// The members of the object at `json[start]`, and where it ends, if a view read it before.
+    fn object(&self, json: &'a str, start: usize) -> Option<(usize, Rc<[Member]>)> {
+        let at = json.as_ptr() as usize + start;
+        self.objects
+            .borrow()
+            .iter()
+            .find(|o| o.start == at)
+            .map(|o| (o.end, Rc::clone(&o.members)))
+    }
+
+    fn remember_object(&self, json: &'a str, start: usize, end: usize, members: Vec<Member>) {
+        let mut objects = self.objects.borrow_mut();
+        if objects.len() < OBJECTS_REMEMBERED {
+            let base = json.as_ptr() as usize;
+            objects.push(Object {
+                start: base + start,
+                end: base + end,
+                members: members.into(),
+            });
+        }
+    }
 }
 
 /// The raw value of member `key` of the object `raw`: `None` when `raw` is not an object or
@@ -259,13 +360,22 @@ fn next_key<'a>(json: &'a str, pos: &mut usize) -> Result<Option<Key<'a>>, Error
 struct Skimmer<'a, 'c> {
     json: &'a str,
     start: usize,
+    /// Where the value ends, when the object around it was read before.
+    known_end: usize,
     end: &'c Cell<usize>,
+    skims: &'c Skims<'a>,
 }
 
 impl<'a> Skimmer<'a, '_> {
     /// The value's text, for serde_json.
     fn text(&self) -> Result<&'a str, Error> {
-        let end = value_end(self.json.as_bytes(), self.start).ok_or_else(truncated)?;
+        let end = match self.known_end {
+            UNKNOWN => self
+                .skims
+                .value_end(self.json, self.start)
+                .ok_or_else(truncated)?,
+            known => known,
+        };
         self.end.set(end);
         Ok(&self.json[self.start..end])
     }
@@ -298,16 +408,42 @@ impl<'a> serde::Deserializer<'a> for Skimmer<'a, '_> {
             let mut de = serde_json::Deserializer::from_str(self.text()?);
             return serde::Deserializer::deserialize_struct(&mut de, name, fields, visitor);
         }
+        if let Some((end, members)) = self.skims.object(self.json, self.start) {
+            let base = self.json.as_ptr() as usize;
+            let value = visitor.visit_map(Remembered {
+                json: self.json,
+                base,
+                members: &members,
+                next: 0,
+                fields,
+                pending: None,
+                skims: self.skims,
+            })?;
+            self.end.set(end - base);
+            return Ok(value);
+        }
+        let mut record = Some(Vec::new());
         let value = visitor.visit_map(Members {
             json: self.json,
             pos: self.start + 1,
             fields,
             pending: None,
+            pending_key: None,
             end: self.end,
+            skims: self.skims,
+            record: &mut record,
         })?;
-        if self.end.get() == UNKNOWN {
+        match self.end.get() {
             // The visitor stopped before the closing brace.
-            self.text()?;
+            UNKNOWN => {
+                self.text()?;
+            }
+            end => {
+                if let Some(members) = record {
+                    self.skims
+                        .remember_object(self.json, self.start, end, members);
+                }
+            }
         }
         Ok(value)
     }
@@ -367,8 +503,31 @@ struct Members<'a, 'c> {
     fields: &'static [&'static str],
     /// Where the value of the key just returned starts.
     pending: Option<usize>,
+    /// The key just returned, to remember with its value's end.
+    pending_key: Option<Key<'a>>,
     /// Set to the index after the closing brace once it is reached.
     end: &'c Cell<usize>,
+    skims: &'c Skims<'a>,
+    /// The members read so far, for the next view; `None` past [`MEMBERS_REMEMBERED`].
+    record: &'c mut Option<Vec<Member>>,
+}
+
+impl Members<'_, '_> {
+    fn remember(&mut self, key: &Key<'_>, value_end: usize) {
+        let base = self.json.as_ptr() as usize;
+        let key_start = key.quoted.as_ptr() as usize;
+        if let Some(members) = self.record {
+            if members.len() >= MEMBERS_REMEMBERED {
+                *self.record = None;
+                return;
+            }
+            members.push(Member {
+                key: (key_start, key_start + key.quoted.len()),
+                escaped: key.escaped,
+                value: (base + key.value_start, base + value_end),
+            });
+        }
+    }
 }
 
 impl<'a> MapAccess<'a> for Members<'a, '_> {
@@ -378,26 +537,23 @@ impl<'a> MapAccess<'a> for Members<'a, '_> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, Error> {
-        let bytes = self.json.as_bytes();
         loop {
             let Some(key) = next_key(self.json, &mut self.pos)? else {
                 self.end.set(self.pos);
                 return Ok(None);
             };
             if !self.fields.iter().any(|field| key.key_is(field)) {
-                self.pos = value_end(bytes, key.value_start).ok_or_else(truncated)?;
+                self.pos = self
+                    .skims
+                    .value_end(self.json, key.value_start)
+                    .ok_or_else(truncated)?;
+                self.remember(&key, self.pos);
                 continue;
             }
             self.pending = Some(key.value_start);
-            return if key.escaped {
-                let name: String = serde_json::from_str(key.quoted)?;
-                seed.deserialize(StringDeserializer::<Error>::new(name))
-                    .map(Some)
-            } else {
-                let name = &key.quoted[1..key.quoted.len() - 1];
-                seed.deserialize(BorrowedStrDeserializer::<Error>::new(name))
-                    .map(Some)
-            };
+            let named = declared_key(key.quoted, key.escaped, seed).map(Some);
+            self.pending_key = Some(key);
+            return named;
         }
     }
 
@@ -407,13 +563,86 @@ impl<'a> MapAccess<'a> for Members<'a, '_> {
         let value = seed.deserialize(Skimmer {
             json: self.json,
             start,
+            known_end: UNKNOWN,
             end: &end,
+            skims: self.skims,
         })?;
         self.pos = match end.get() {
-            UNKNOWN => value_end(self.json.as_bytes(), start).ok_or_else(truncated)?,
+            UNKNOWN => self
+                .skims
+                .value_end(self.json, start)
+                .ok_or_else(truncated)?,
             end => end,
         };
+        if let Some(key) = self.pending_key.take() {
+            self.remember(&key, self.pos);
+        }
         Ok(value)
+    }
+}
+
+/// Hands a declared key to serde: borrowed, or unescaped into a `String`.
+fn declared_key<'a, K: DeserializeSeed<'a>>(
+    quoted: &'a str,
+    escaped: bool,
+    seed: K,
+) -> Result<K::Value, Error> {
+    if escaped {
+        let name: String = serde_json::from_str(quoted)?;
+        seed.deserialize(StringDeserializer::<Error>::new(name))
+    } else {
+        let name = &quoted[1..quoted.len() - 1];
+        seed.deserialize(BorrowedStrDeserializer::<Error>::new(name))
+    }
+}
+
+/// The declared members of an object another view read before, from its remembered members.
+struct Remembered<'a, 'c> {
+    json: &'a str,
+    base: usize,
+    members: &'c [Member],
+    next: usize,
+    fields: &'static [&'static str],
+    pending: Option<Member>,
+    skims: &'c Skims<'a>,
+}
+
+impl<'a> MapAccess<'a> for Remembered<'a, '_> {
+    type Error = Error;
+
+    fn next_key_seed<K: DeserializeSeed<'a>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
+        while let Some(&member) = self.members.get(self.next) {
+            self.next += 1;
+            let quoted = self
+                .json
+                .get(member.key.0 - self.base..member.key.1 - self.base)
+                .ok_or_else(truncated)?;
+            let key = Key {
+                quoted,
+                escaped: member.escaped,
+                value_start: member.value.0 - self.base,
+            };
+            if self.fields.iter().any(|field| key.key_is(field)) {
+                self.pending = Some(member);
+                return declared_key(quoted, member.escaped, seed).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'a>>(&mut self, seed: V) -> Result<V::Value, Error> {
+        let member = self.pending.take().ok_or_else(truncated)?;
+        let end = Cell::new(UNKNOWN);
+        seed.deserialize(Skimmer {
+            json: self.json,
+            start: member.value.0 - self.base,
+            known_end: member.value.1 - self.base,
+            end: &end,
+            skims: self.skims,
+        })
     }
 }
 
@@ -481,6 +710,36 @@ mod tests {
         }
     }
 
+    /// A second view of the same text through one [`Skims`], after a first view of another
+    /// shape, reads what serde_json reads.
+    fn same_again(json: &str) {
+        #[allow(dead_code)]
+        #[derive(Debug, Deserialize)]
+        struct Other<'a> {
+            #[serde(borrow, default)]
+            annotations: Option<&'a RawValue>,
+            #[serde(default)]
+            spec: Option<BTreeMap<String, serde_json::Value>>,
+            #[serde(default)]
+            deep: Option<serde_json::Value>,
+        }
+        let raw = raw(json);
+        let skims = Skims::default();
+        let expected = serde_json::from_str::<View<'_>>(json).map(|v| format!("{v:?}"));
+        let expected_other = serde_json::from_str::<Other<'_>>(json).map(|v| format!("{v:?}"));
+        for _ in 0..3 {
+            let other = from_raw_with::<Other<'_>>(&raw, &skims).map(|v| format!("{v:?}"));
+            let view = from_raw_with::<View<'_>>(&raw, &skims).map(|v| format!("{v:?}"));
+            for (got, want) in [(&view, &expected), (&other, &expected_other)] {
+                match (got, want) {
+                    (Ok(a), Ok(b)) => assert_eq!(a, b, "{json}"),
+                    (Err(_), Err(_)) => {}
+                    _ => panic!("{json}: skimmed {got:?}, parsed {want:?}"),
+                }
+            }
+        }
+    }
+
     #[test]
     fn views_read_what_serde_json_reads() {
         for json in [
@@ -502,6 +761,7 @@ mod tests {
             r#"{"long":"0123456789abcdef0123456789 \" still in the string","name":"n"}"#,
         ] {
             same_view(json);
+            same_again(json);
         }
         same::<BTreeMap<String, u32>>(r#"{"a":1,"b":2}"#);
         same::<Vec<Option<u8>>>(r#"[1,null,3]"#);
@@ -517,9 +777,11 @@ mod tests {
                 for special in [r#"\""#, r"\\", "[", "]", "{", "}", "é"] {
                     let mut text: String = "x".repeat(len);
                     text.insert_str(at, special);
-                    same_view(&format!(
+                    let json = format!(
                         r#"{{"pad":"{text}","deep":[{{"a":"{text}"}},["{text}"]],"name":"{text}","spec":{{"url":"{text}"}}}}"#
-                    ));
+                    );
+                    same_view(&json);
+                    same_again(&json);
                 }
             }
         }

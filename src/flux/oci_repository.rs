@@ -34,6 +34,20 @@ pub struct OciRepositorySpec<'a> {
     pub reference: Option<OciRepositoryRef<'a>>,
 }
 
+/// Only `spec.ref` of an OCIRepository, for a policy that judges nothing else: `spec.verify`
+/// holds regular expressions whose escapes serde_json must copy out to read.
+#[derive(Debug, Deserialize)]
+pub struct OciRepositoryRefOnly<'a> {
+    #[serde(borrow)]
+    pub spec: RefOnlySpec<'a>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RefOnlySpec<'a> {
+    #[serde(borrow, default, rename = "ref")]
+    pub reference: Option<OciRepositoryRef<'a>>,
+}
+
 /// `spec.ref`. Precedence, as source-controller resolves it: digest, then semver, then tag.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]

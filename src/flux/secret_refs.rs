@@ -85,8 +85,9 @@ struct Spec<'a> {
     kube_config: Option<Refs<'a>>,
 }
 
+/// The part of a Flux object its Secret references are in; [`Doc::references`] lists them.
 #[derive(Deserialize)]
-struct Doc<'a> {
+pub struct Doc<'a> {
     #[serde(borrow, default)]
     spec: Option<Spec<'a>>,
 }
@@ -103,6 +104,12 @@ fn push<'a>(
             secret: reference.name,
             secret_use,
         });
+    }
+}
+
+impl<'a> Doc<'a> {
+    pub fn references(self) -> Vec<SecretRef<'a>> {
+        collect(self)
     }
 }
 

@@ -8,9 +8,12 @@ use std::str::FromStr;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use serde_json::value::RawValue;
+
 use crate::admission::{Operation, Request};
 use crate::cluster::ClusterView;
 use crate::config::Config;
+use crate::json_view::Skims;
 
 pub mod ci_impersonation;
 pub mod oci_version_pinning;
@@ -211,9 +214,20 @@ pub struct Context<'a> {
     pub request: &'a Request<'a>,
     pub config: &'a Config,
     pub view: &'a dyn ClusterView,
+    /// Shared by the views the policies read of this request's objects.
+    skims: Skims<'a>,
 }
 
-impl Context<'_> {
+impl<'a> Context<'a> {
+    pub fn new(request: &'a Request<'a>, config: &'a Config, view: &'a dyn ClusterView) -> Self {
+        Context {
+            request,
+            config,
+            view,
+            skims: Skims::default(),
+        }
+    }
+
     /// `Kind namespace/name` (or `Kind name` for cluster-scoped objects), as messages name objects.
     pub fn object_ref(&self) -> String {
         object_ref(
@@ -227,24 +241,9 @@ impl Context<'_> {
     /// is a violation with a message that says what is malformed: an object the policy cannot
     /// read is never allowed silently.
     pub fn parse_object<T: DeserializeOwned>(&self, policy: PolicyId) -> Result<T, Finding> {
-        let raw = self.request.object.ok_or_else(|| {
-            Finding::violation(
-                policy,
-                format!("{} has no object in the request", self.object_ref()),
-            )
-        })?;
-        crate::json_view::from_raw(raw)
-            .or_else(|_| parse_raw(raw.get()))
-            .map_err(|e| {
-                Finding::violation(
-                    policy,
-                    format!("{} is malformed: {e}; fix the manifest", self.object_ref()),
-                )
-            })
+        self.read_object(policy)
     }
-}
 
-impl<'a> Context<'a> {
     /// Like [`Context::parse_object`], into a typed view that borrows from the request.
     pub fn read_object<T: Deserialize<'a>>(&self, policy: PolicyId) -> Result<T, Finding> {
         let raw = self.request.object.ok_or_else(|| {
@@ -253,12 +252,24 @@ impl<'a> Context<'a> {
                 format!("{} has no object in the request", self.object_ref()),
             )
         })?;
-        crate::flux::parse_raw(raw).map_err(|e| {
+        self.view_of(raw).map_err(|e| {
             Finding::violation(
                 policy,
                 format!("{} is malformed: {e}; fix the manifest", self.object_ref()),
             )
         })
+    }
+
+    /// A typed view of one of the request's objects (`object` or `oldObject`), reading only
+    /// the members the view declares; a malformed object is read again for a message that
+    /// says where it is malformed.
+    pub fn view_of<T: Deserialize<'a>>(&self, raw: &'a RawValue) -> Result<T, String> {
+        crate::json_view::from_raw_with(raw, &self.skims).or_else(|_| parse_raw(raw.get()))
+    }
+
+    /// [`Context::view_of`] where a malformed object is simply not of interest.
+    pub fn skim<T: Deserialize<'a>>(&self, raw: &'a RawValue) -> Option<T> {
+        crate::json_view::from_raw_with(raw, &self.skims).ok()
     }
 }
 

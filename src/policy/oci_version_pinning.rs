@@ -32,7 +32,7 @@ use super::{
     CREATE_UPDATE, Context, Finding, KindRule, Mode, Policy, PolicyId, PolicySettings, SettingError,
 };
 use crate::flux::SOURCE_GROUP;
-use crate::flux::oci_repository::{self, OciRepository};
+use crate::flux::oci_repository::{self, OciRepositoryRefOnly};
 use crate::flux::semver::{Constraint, Line, Span};
 
 const ID: PolicyId = PolicyId::OciVersionPinning;
@@ -170,7 +170,7 @@ impl Policy for OciVersionPinning {
     }
 
     fn validate(&self, ctx: &Context<'_>) -> Vec<Finding> {
-        let repo: OciRepository = match ctx.read_object(ID) {
+        let repo: OciRepositoryRefOnly = match ctx.read_object(ID) {
             Ok(repo) => repo,
             Err(malformed) => return vec![malformed],
         };

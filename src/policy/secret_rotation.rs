@@ -614,18 +614,13 @@ fn unix_now() -> i64 {
 
 /// The warnings for a Flux object, given its raw JSON, at `now` (Unix seconds).
 pub fn judge_object(
-    object_ref: &str,
+    object_ref: &dyn Fn() -> String,
     namespace: &str,
-    json: &str,
+    references: &[secret_refs::SecretRef<'_>],
     view: &dyn ClusterView,
     settings: &Settings,
     now: i64,
 ) -> Vec<Finding> {
-    // A reference of the wrong shape is the API server's schema's to refuse; a policy that
-    // only reminds has nothing to say about it.
-    let Ok(references) = secret_refs::from_json(json) else {
-        return Vec::new();
-    };
     references
         .iter()
         .filter_map(|r| {
@@ -643,7 +638,8 @@ pub fn judge_object(
             Some(Finding::advisory(
                 ID,
                 format!(
-                    "{object_ref} uses {} ({}), {}. {}, then {}.",
+                    "{} uses {} ({}), {}. {}, then {}.",
+                    object_ref(),
                     crate::policy::object_ref("Secret", Some(namespace), &r.secret),
                     r.field,
                     overdue_sentence(age, at, source, max_age_days, r.secret_use),
@@ -670,10 +666,19 @@ impl Policy for SecretRotation {
         let Some(object) = ctx.request.object else {
             return Vec::new();
         };
+        // A reference of the wrong shape is the API server's schema's to refuse; a policy that
+        // only reminds has nothing to say about it.
+        let Ok(doc) = ctx.view_of::<secret_refs::Doc<'_>>(object) else {
+            return Vec::new();
+        };
+        let references = doc.references();
+        if references.is_empty() {
+            return Vec::new();
+        }
         judge_object(
-            &ctx.object_ref(),
+            &|| ctx.object_ref(),
             ctx.request.namespace().unwrap_or(""),
-            object.get(),
+            &references,
             ctx.view,
             &ctx.config.policies.secret_rotation,
             unix_now(),

@@ -169,18 +169,7 @@ impl Policy for SignedOciSources {
 
 /// Parses the request's object into a typed view; a malformed one is a violation.
 fn read<'a, T: Deserialize<'a>>(ctx: &Context<'a>) -> Result<T, Finding> {
-    let raw = ctx.request.object.ok_or_else(|| {
-        Finding::violation(
-            ID,
-            format!("{} has no object in the request", ctx.object_ref()),
-        )
-    })?;
-    flux::parse_raw(raw).map_err(|e| {
-        Finding::violation(
-            ID,
-            format!("{} is malformed: {e}; fix the manifest", ctx.object_ref()),
-        )
-    })
+    ctx.read_object(ID)
 }
 
 /// The HelmRepository a HelmChart or HelmRelease chart template pulls from, if any.
