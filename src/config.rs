@@ -77,6 +77,22 @@ pub struct Policies {
     pub oci_version_pinning: oci_version_pinning::Settings,
 }
 
+impl Policies {
+    /// Validates one policy's settings and compiles what they hold (regexes, URL patterns).
+    /// The match is exhaustive so that a new policy cannot be left out of validation, nor out
+    /// of [`Config::precompile`].
+    pub fn validate(&mut self, id: PolicyId) -> Result<(), SettingError> {
+        match id {
+            PolicyId::SignedOciSources => self.signed_oci_sources.validate(),
+            PolicyId::SingleAgent => self.single_agent.validate(),
+            PolicyId::CiImpersonation => self.ci_impersonation.validate(),
+            PolicyId::SecretRotation => self.secret_rotation.validate(),
+            PolicyId::TenantLockdown => self.tenant_lockdown.validate(),
+            PolicyId::OciVersionPinning => self.oci_version_pinning.validate(),
+        }
+    }
+}
+
 /// Requests a policy does not judge. Every criterion an entry sets must match (a list matches
 /// when any of its items does); entries are alternatives. Annotations on the object itself
 /// can never exempt it: exemptions live only here, reviewed in Git.
@@ -272,9 +288,9 @@ impl Config {
     /// compiles them again on every request. Settings that do not validate are left as they
     /// are: their policy reports the error on each request, as before.
     pub fn precompile(&mut self) {
-        let _ = self.policies.signed_oci_sources.validate();
-        let _ = self.policies.single_agent.validate();
-        let _ = self.policies.ci_impersonation.validate();
+        for &id in PolicyId::ALL {
+            let _ = self.policies.validate(id);
+        }
     }
 
     /// Parses and validates a configuration. `source_name` is used in error messages.
@@ -325,30 +341,11 @@ impl Config {
             };
             ConfigError::at_key(source_name, key, e.message)
         };
-        self.policies
-            .signed_oci_sources
-            .validate()
-            .map_err(|e| policy_error(PolicyId::SignedOciSources, e))?;
-        self.policies
-            .single_agent
-            .validate()
-            .map_err(|e| policy_error(PolicyId::SingleAgent, e))?;
-        self.policies
-            .ci_impersonation
-            .validate()
-            .map_err(|e| policy_error(PolicyId::CiImpersonation, e))?;
-        self.policies
-            .secret_rotation
-            .validate()
-            .map_err(|e| policy_error(PolicyId::SecretRotation, e))?;
-        self.policies
-            .tenant_lockdown
-            .validate()
-            .map_err(|e| policy_error(PolicyId::TenantLockdown, e))?;
-        self.policies
-            .oci_version_pinning
-            .validate()
-            .map_err(|e| policy_error(PolicyId::OciVersionPinning, e))?;
+        for &id in PolicyId::ALL {
+            self.policies
+                .validate(id)
+                .map_err(|e| policy_error(id, e))?;
+        }
         for (i, exemption) in self.exemptions.iter().enumerate() {
             exemption
                 .validate()

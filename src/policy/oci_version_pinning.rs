@@ -316,6 +316,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_moving_tag_pattern_is_compiled_once_not_per_request() {
+        // Compiling it costs about as much as 100 reviews; the engine precompiles a
+        // configuration built in code, as Config::from_yaml does for a file.
+        let mut config = crate::config::Config::default();
+        assert!(config.policies.oci_version_pinning.pattern.is_none());
+        config.precompile();
+        assert!(config.policies.oci_version_pinning.pattern.is_some());
+        let from_file = crate::config::Config::from_yaml(
+            "policies:\n  oci-version-pinning:\n    movingTagPattern: 'nightly-.*'\n",
+            "test",
+        )
+        .expect("valid");
+        assert!(from_file.policies.oci_version_pinning.pattern.is_some());
+    }
+
+    #[test]
     fn digests_follow_the_oci_grammar() {
         assert!(is_digest(
             "sha256:2cf3ec0c5bd0bd9d9b6e4c6e4c6bb0de2a2a3cf9ea5ecd5e4e6c4b2a1f0e9d8c"
