@@ -10,7 +10,10 @@ use fluxgate::admission;
 use fluxgate::cluster::MemoryView;
 use fluxgate::config::Config;
 use fluxgate::engine::{Endpoint, Engine};
-use fluxgate::policy::{Policy, ci_impersonation, signed_oci_sources, single_agent};
+use fluxgate::policy::{
+    Policy, ci_impersonation, oci_version_pinning, secret_rotation, signed_oci_sources,
+    single_agent, tenant_lockdown,
+};
 use serde_json::{Value, json};
 
 const AGENTK: &str =
@@ -170,6 +173,95 @@ fn policies(c: &mut Criterion) {
             None,
         ),
         false,
+    );
+
+    let oci = |reference: Value| {
+        json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository",
+            "metadata": {"name": "app", "namespace": "team-a"},
+            "spec": {"interval": "5m", "url": "oci://registry.gitlab.com/acme/app",
+                "ref": reference, "secretRef": {"name": "registry-pull"}}
+        })
+    };
+    for (name, reference, allowed) in [
+        (
+            "oci-version-pinning/pass (semver within one major)",
+            json!({"semver": ">=2.4.0 <3.0.0"}),
+            true,
+        ),
+        (
+            "oci-version-pinning/pass (release tag)",
+            json!({"tag": "2.4.1"}),
+            true,
+        ),
+        (
+            "oci-version-pinning/fail (moving tag)",
+            json!({"tag": "latest"}),
+            false,
+        ),
+    ] {
+        bench_case(
+            c,
+            name,
+            Box::new(oci_version_pinning::OciVersionPinning),
+            &empty,
+            &support::review("CREATE", &oci(reference), None),
+            allowed,
+        );
+    }
+
+    let kustomization = |source_namespace: &str| {
+        json!({
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+            "metadata": {"name": "apps", "namespace": "team-a"},
+            "spec": {"interval": "10m", "path": "./deploy", "prune": true,
+                "serviceAccountName": "team-a-reconciler",
+                "sourceRef": {"kind": "OCIRepository", "name": "app", "namespace": source_namespace}}
+        })
+    };
+    bench_case(
+        c,
+        "tenant-lockdown/pass (Kustomization with its own service account and source)",
+        Box::new(tenant_lockdown::TenantLockdown),
+        &empty,
+        &support::review("CREATE", &kustomization("team-a"), None),
+        true,
+    );
+    bench_case(
+        c,
+        "tenant-lockdown/fail (a source in another namespace)",
+        Box::new(tenant_lockdown::TenantLockdown),
+        &empty,
+        &support::review("CREATE", &kustomization("flux-system"), None),
+        false,
+    );
+
+    // secret-rotation only ever warns: the "fail" case is a warning about an old Secret.
+    let secrets = MemoryView::new();
+    secrets
+        .apply(&json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "registry-pull", "namespace": "team-a",
+                "creationTimestamp": "2020-01-01T00:00:00Z"},
+            "type": "kubernetes.io/dockerconfigjson"
+        }))
+        .expect("applies");
+    let source = oci(json!({"semver": ">=2.4.0 <3.0.0"}));
+    bench_case(
+        c,
+        "secret-rotation/pass (no Secret known)",
+        Box::new(secret_rotation::SecretRotation),
+        &empty,
+        &support::review("CREATE", &source, None),
+        true,
+    );
+    bench_case(
+        c,
+        "secret-rotation/warn (the pull Secret is years old)",
+        Box::new(secret_rotation::SecretRotation),
+        &secrets,
+        &support::review("CREATE", &source, None),
+        true,
     );
 }
 
