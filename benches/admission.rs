@@ -28,38 +28,8 @@ policies:
         secretRef: {name: cosign-pub}
 "#;
 
-/// decode, evaluate, encode, record metrics and log the decision: what the webhook does
-/// between a whole body and the bytes it answers with.
-fn whole_path(engine: &Engine, view: &MemoryView, metrics: &Metrics, body: &[u8]) -> usize {
-    let request = admission::decode(body).expect("decodes");
-    let (verdict, exemptions) = engine.review(Endpoint::Validate, &request, view);
-    let out = admission::encode(&request.uid, &verdict);
-    metrics.record_review(
-        Endpoint::Validate,
-        &request.kind.kind,
-        request.operation.as_str(),
-        &verdict,
-        &exemptions,
-        0.0001,
-    );
-    log_decision(Endpoint::Validate, &request, &verdict, &exemptions);
-    out.len()
-}
-
 fn request_path(c: &mut Criterion) {
-    // The decision log at info level, as in production, into a sink: the formatting is
-    // measured, not the disk.
-    let _log = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .event_format(fluxgate::logging::JsonLines::new(
-                tracing_subscriber::fmt::time::SystemTime,
-            ))
-            .with_writer(std::io::sink)
-            .with_max_level(tracing::Level::INFO)
-            .finish(),
-    );
+    let _log = support::log_decisions_into_sink();
     let body = support::read(support::PASSING_REVIEW);
     let captured = support::read(
         "tests/fixtures/admission/ocirepo-create-with-verify-secretref__capture-OCIRepository-CREATE.json",
@@ -113,11 +83,11 @@ fn request_path(c: &mut Criterion) {
         })
     });
     group.bench_function("whole path (4 KiB)", |b| {
-        b.iter(|| whole_path(&engine, &view, &metrics, black_box(&body)))
+        b.iter(|| support::whole_path(&engine, &view, &metrics, black_box(&body)))
     });
     group.throughput(Throughput::Bytes(captured.len() as u64));
     group.bench_function("whole path (API server capture, 2 KiB)", |b| {
-        b.iter(|| whole_path(&engine, &view, &metrics, black_box(&captured)))
+        b.iter(|| support::whole_path(&engine, &view, &metrics, black_box(&captured)))
     });
     group.finish();
 
@@ -134,15 +104,15 @@ fn request_path(c: &mut Criterion) {
     let big_update = support::big_update(&object);
     let mut group = c.benchmark_group("update");
     group.bench_function("label only (judged fields unchanged)", |b| {
-        b.iter(|| whole_path(&engine, &view, &metrics, black_box(&label_update)))
+        b.iter(|| support::whole_path(&engine, &view, &metrics, black_box(&label_update)))
     });
     group.bench_function("spec changed", |b| {
-        b.iter(|| whole_path(&engine, &view, &metrics, black_box(&spec_update)))
+        b.iter(|| support::whole_path(&engine, &view, &metrics, black_box(&spec_update)))
     });
     group.throughput(Throughput::Bytes(big_update.len() as u64));
     group.sample_size(20);
     group.bench_function("3 MiB, spec changed", |b| {
-        b.iter(|| whole_path(&engine, &view, &metrics, black_box(&big_update)))
+        b.iter(|| support::whole_path(&engine, &view, &metrics, black_box(&big_update)))
     });
     group.finish();
 }

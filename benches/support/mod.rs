@@ -4,7 +4,11 @@
 
 use std::path::Path;
 
+use fluxgate::admission;
 use fluxgate::cluster::MemoryView;
+use fluxgate::engine::{Endpoint, Engine};
+use fluxgate::metrics::Metrics;
+use fluxgate::server::log_decision;
 use serde_json::{Value, json};
 
 pub mod cluster;
@@ -13,6 +17,42 @@ pub mod manifests;
 /// The review every target is measured with: a 4 KiB OCIRepository CREATE (keyless cosign
 /// with GitLab identities) that passes every policy. The load test sends the same file.
 pub const PASSING_REVIEW: &str = "tests/fixtures/bench/ocirepository-create-4k.json";
+
+/// Decode, prefetch, evaluate, encode, record metrics and log the decision: what the webhook
+/// does between a whole body and the bytes it answers with (the view is in memory, so the
+/// prefetch finds nothing to fetch). Returns the answer's length.
+pub fn whole_path(engine: &Engine, view: &MemoryView, metrics: &Metrics, body: &[u8]) -> usize {
+    let request = admission::decode(body).expect("decodes");
+    std::hint::black_box(engine.prefetch(&request));
+    let (verdict, exemptions) = engine.review(Endpoint::Validate, &request, view);
+    let out = admission::encode(&request.uid, &verdict);
+    metrics.record_review(
+        Endpoint::Validate,
+        &request.kind.kind,
+        request.operation.as_str(),
+        &verdict,
+        &exemptions,
+        0.0001,
+    );
+    log_decision(Endpoint::Validate, &request, &verdict, &exemptions);
+    out.len()
+}
+
+/// The decision log at info level, formatted as in production, into a sink: the formatting
+/// is measured, not the disk. Logging goes there while the guard lives.
+pub fn log_decisions_into_sink() -> tracing::subscriber::DefaultGuard {
+    tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .event_format(fluxgate::logging::JsonLines::new(
+                tracing_subscriber::fmt::time::SystemTime,
+            ))
+            .with_writer(std::io::sink)
+            .with_max_level(tracing::Level::INFO)
+            .finish(),
+    )
+}
 
 pub fn read(relative: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
