@@ -179,11 +179,6 @@ fn collect(doc: Doc<'_>) -> Vec<SecretRef<'_>> {
     out
 }
 
-/// The Secret references of a Flux object in raw JSON (a request's object).
-pub fn from_json(json: &str) -> Result<Vec<SecretRef<'_>>, String> {
-    super::parse::<Doc<'_>>(json).map(collect)
-}
-
 /// The Secret references of a Flux object as a JSON value (what the cluster view is fed).
 pub fn from_value(value: &Value) -> Result<Vec<SecretRef<'_>>, String> {
     Doc::deserialize(value)
@@ -194,6 +189,11 @@ pub fn from_value(value: &Value) -> Result<Vec<SecretRef<'_>>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// As secret-rotation reads a request's object (through `Context::view_of`).
+    fn from_json(json: &str) -> Result<Vec<SecretRef<'_>>, String> {
+        crate::flux::parse::<Doc<'_>>(json).map(Doc::references)
+    }
 
     #[test]
     fn empty_names_and_absent_specs_reference_nothing() {

@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::SettingError;
 use super::{CREATE_UPDATE, Context, Finding, KindRule, Mode, Policy, PolicyId, PolicySettings};
-use super::{SettingError, parse_raw};
 use crate::admission::{Operation, Request};
 use crate::cluster::rbac::{
     self as view_rbac, BindingFacts, BindingKind, BindingObject, RoleKey, RoleObject, Subject,
@@ -851,9 +851,7 @@ fn judge_role(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
     };
     let cluster_role = ctx.request.kind.kind == "ClusterRole";
     let old: Option<RoleObject> = match (ctx.request.operation, ctx.request.old_object) {
-        (Operation::Update, Some(raw)) => crate::json_view::from_raw(raw)
-            .or_else(|_| parse_raw(raw.get()))
-            .ok(),
+        (Operation::Update, Some(raw)) => ctx.view_of(raw).ok(),
         _ => None,
     };
     let name: Arc<str> = Arc::from(if new.metadata.name.is_empty() {

@@ -672,9 +672,6 @@ impl Policy for SecretRotation {
             return Vec::new();
         };
         let references = doc.references();
-        if references.is_empty() {
-            return Vec::new();
-        }
         judge_object(
             &|| ctx.object_ref(),
             ctx.request.namespace().unwrap_or(""),
