@@ -203,7 +203,7 @@ fn policies(c: &mut Criterion) {
         bench_case(
             c,
             name,
-            Box::new(oci_version_pinning::OciVersionPinning),
+            Box::new(oci_version_pinning::OciVersionPinning::default()),
             &empty,
             &support::review("CREATE", &oci(reference), None),
             allowed,

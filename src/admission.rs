@@ -10,6 +10,9 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::json_view::TextIndex;
+use std::sync::Arc;
+
 use crate::verdict::Verdict;
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -162,6 +165,10 @@ pub struct Request<'a> {
     pub old_object: Option<&'a RawValue>,
     #[serde(default)]
     pub dry_run: Option<bool>,
+    /// The body's objects, found while the body was checked to be JSON, so that the policies'
+    /// views of `object` and `oldObject` need not search for their members.
+    #[serde(skip)]
+    pub(crate) index: Option<Arc<TextIndex<'a>>>,
 }
 
 impl Request<'_> {
@@ -201,25 +208,28 @@ struct TypedEnvelope<'a> {
 
 /// Decodes an AdmissionReview body, borrowing from it.
 ///
-/// A review as the API server sends it is read in one pass over the body (after the depth
-/// check); anything else takes the step-by-step path, which says precisely what is wrong.
-/// Both accept exactly the same bodies: the fast path needs the whole body to be UTF-8 and
-/// JSON, which the step-by-step path needs of the request.
+/// A review as the API server sends it is checked and indexed in one pass over the body
+/// ([`TextIndex`]), then read from the index; anything else takes the step-by-step path,
+/// which says precisely what is wrong. Both accept exactly the same bodies: the fast path
+/// needs the whole body to be UTF-8 and JSON no deeper than [`MAX_DEPTH`], which the
+/// step-by-step path needs of the request.
 pub fn decode(body: &[u8]) -> Result<Request<'_>, DecodeError> {
-    if nests_deeper_than(body, MAX_DEPTH) {
-        return Err(DecodeError::TooDeep);
-    }
     if let Ok(text) = std::str::from_utf8(body)
+        && let Some(index) = TextIndex::of(text, MAX_DEPTH).map(Arc::new)
         && let Ok(TypedEnvelope {
             api_version: Some(api_version),
             kind: Some(kind),
-            request: Some(request),
-        }) = serde_json::from_str(text)
+            request: Some(mut request),
+        }) = crate::json_view::from_indexed(&index)
         && kind == "AdmissionReview"
         && api_version == API_VERSION
         && !request.uid.is_empty()
     {
+        request.index = Some(index);
         return Ok(request);
+    }
+    if nests_deeper_than(body, MAX_DEPTH) {
+        return Err(DecodeError::TooDeep);
     }
     decode_step_by_step(body)
 }
@@ -405,6 +415,7 @@ impl OwnedObject {
             object: Some(&self.json),
             old_object: None,
             dry_run: Some(true),
+            index: None,
         }
     }
 }
@@ -511,6 +522,43 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn what_the_api_server_sends_is_indexed_and_read_as_serde_json_reads_it() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/corpus/admission/kube-apiserver-v1.28.4"
+        );
+        let mut bodies = 0;
+        for entry in std::fs::read_dir(dir).expect("the admission corpus") {
+            let path = entry.expect("a corpus entry").path();
+            if path.extension().is_none_or(|ext| ext != "json") {
+                continue;
+            }
+            let body = std::fs::read(&path).expect("a corpus body");
+            let fast = decode(&body).expect("the API server's review decodes");
+            let slow = decode_step_by_step(&body).expect("and step by step");
+            let name = path.display();
+            assert!(fast.index.is_some(), "{name}: read without its index");
+            assert_eq!(
+                format!("{:?}", fast.kind),
+                format!("{:?}", slow.kind),
+                "{name}"
+            );
+            assert_eq!(fast.uid, slow.uid, "{name}");
+            assert_eq!(fast.operation, slow.operation, "{name}");
+            assert_eq!(fast.user_info.groups, slow.user_info.groups, "{name}");
+            assert_eq!(fast.dry_run, slow.dry_run, "{name}");
+            for (a, b) in [
+                (fast.object, slow.object),
+                (fast.old_object, slow.old_object),
+            ] {
+                assert_eq!(a.map(RawValue::get), b.map(RawValue::get), "{name}");
+            }
+            bodies += 1;
+        }
+        assert!(bodies > 20, "only {bodies} bodies in {dir}");
     }
 
     #[test]

@@ -16,6 +16,7 @@
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde::de::value::{BorrowedStrDeserializer, StringDeserializer};
@@ -55,6 +56,8 @@ pub fn from_raw_with<'a, T: Deserialize<'a>>(
 /// shorter-lived text (whose address could be reused) cannot be read with it.
 #[derive(Default)]
 pub struct Skims<'a> {
+    /// Every object of the text, when the text was indexed while it was checked to be JSON.
+    index: Option<Arc<TextIndex<'a>>>,
     ends: RefCell<Vec<(usize, usize)>>,
     objects: RefCell<Vec<Object>>,
     text: PhantomData<fn(&'a str) -> &'a str>,
@@ -93,9 +96,33 @@ const OBJECTS_REMEMBERED: usize = 32;
 const MEMBERS_REMEMBERED: usize = 128;
 
 impl<'a> Skims<'a> {
+    /// A memo that starts out knowing every object of an indexed text.
+    pub fn indexed(index: Option<Arc<TextIndex<'a>>>) -> Self {
+        Skims {
+            index,
+            ..Skims::default()
+        }
+    }
+
+    /// The indexed object at `json[start]`: where it ends and its members.
+    fn indexed_object(&self, json: &'a str, start: usize) -> Option<(usize, &[Member])> {
+        let index = self.index.as_deref()?;
+        let at = json.as_ptr() as usize + start;
+        let found = index
+            .objects
+            .binary_search_by_key(&at, |object| object.start)
+            .ok()?;
+        let object = &index.objects[found];
+        let members = index.members.get(object.members.0..object.members.1)?;
+        Some((object.end, members))
+    }
+
     /// [`value_end`] of the value at `json[start]`, remembered when it is large.
     fn value_end(&self, json: &'a str, start: usize) -> Option<usize> {
         let base = json.as_ptr() as usize;
+        if let Some((end, _)) = self.indexed_object(json, start) {
+            return Some(end - base);
+        }
         let at = base + start;
         if let Some(&(_, end)) = self.ends.borrow().iter().find(|(from, _)| *from == at) {
             return Some(end - base);
@@ -131,6 +158,269 @@ impl<'a> Skims<'a> {
             });
         }
     }
+}
+
+/// A JSON text checked to be JSON, with every object's members found in the same pass.
+///
+/// serde_json checks a review's objects by reading them whole as [`RawValue`]s, and each
+/// policy's first view then searches the same text again for its members. Indexing while
+/// checking makes the text read once: every view of every object finds its members in the
+/// index. What the index accepts is what serde_json accepts, down to the escapes and control
+/// bytes inside strings that serde_json refuses even in values it skips.
+pub struct TextIndex<'a> {
+    text: &'a str,
+    /// Sorted by start (objects are recorded when they open).
+    objects: Vec<IndexedObject>,
+    /// Each object's members together, in order.
+    members: Vec<Member>,
+}
+
+/// An object's extent (absolute addresses) and the range of its members in the index.
+#[derive(Clone, Copy)]
+struct IndexedObject {
+    start: usize,
+    end: usize,
+    members: (usize, usize),
+}
+
+/// A container still open while indexing: an object (its entry in the index and its first
+/// member among those pending) or an array.
+enum Open {
+    Object { at: usize, first_member: usize },
+    Array,
+}
+
+impl std::fmt::Debug for TextIndex<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextIndex")
+            .field("bytes", &self.text.len())
+            .field("objects", &self.objects.len())
+            .field("members", &self.members.len())
+            .finish()
+    }
+}
+
+impl<'a> TextIndex<'a> {
+    /// Indexes `text` if it is one JSON value (whitespace around it allowed) with containers
+    /// nested at most `max_depth` deep; `None` if it is not, for serde_json to say why.
+    pub fn of(text: &'a str, max_depth: usize) -> Option<TextIndex<'a>> {
+        let bytes = text.as_bytes();
+        let base = text.as_ptr() as usize;
+        // Control bytes are allowed only as whitespace between tokens. A text with none at
+        // all (the API server sends compact JSON) needs no check inside its strings.
+        let check_controls = has_control_bytes(bytes);
+        let mut index = TextIndex {
+            text,
+            objects: Vec::with_capacity(bytes.len() / 64),
+            members: Vec::with_capacity(bytes.len() / 32),
+        };
+        let mut open: Vec<Open> = Vec::with_capacity(16);
+        // Members of the objects still open, innermost last.
+        let mut pending: Vec<Member> = Vec::with_capacity(32);
+        let mut pos = skip_ws(bytes, 0);
+        'value: loop {
+            let start = pos;
+            let mut end = match *bytes.get(pos)? {
+                opening @ (b'{' | b'[') => {
+                    if open.len() >= max_depth {
+                        return None;
+                    }
+                    pos = skip_ws(bytes, pos + 1);
+                    if opening == b'{' {
+                        let at = index.objects.len();
+                        index.objects.push(IndexedObject {
+                            start: base + start,
+                            end: 0,
+                            members: (0, 0),
+                        });
+                        if bytes.get(pos) == Some(&b'}') {
+                            index.objects[at].end = base + pos + 1;
+                            pos + 1
+                        } else {
+                            open.push(Open::Object {
+                                at,
+                                first_member: pending.len(),
+                            });
+                            pos = indexed_key(bytes, pos, base, check_controls, &mut pending)?;
+                            continue 'value;
+                        }
+                    } else if bytes.get(pos) == Some(&b']') {
+                        pos + 1
+                    } else {
+                        open.push(Open::Array);
+                        continue 'value;
+                    }
+                }
+                b'"' => checked_string_end(bytes, pos, check_controls)?.0,
+                b't' => literal_end(bytes, pos, b"true")?,
+                b'f' => literal_end(bytes, pos, b"false")?,
+                b'n' => literal_end(bytes, pos, b"null")?,
+                b'-' | b'0'..=b'9' => number_end(bytes, pos)?,
+                _ => return None,
+            };
+            // The value ended: close the containers it ends, up to the next value.
+            loop {
+                let Some(container) = open.last() else {
+                    return (skip_ws(bytes, end) == bytes.len()).then_some(index);
+                };
+                pos = skip_ws(bytes, end);
+                match (container, bytes.get(pos)) {
+                    (Open::Object { .. }, Some(b',')) => {
+                        pending.last_mut()?.value.1 = base + end;
+                        pos = skip_ws(bytes, pos + 1);
+                        pos = indexed_key(bytes, pos, base, check_controls, &mut pending)?;
+                        continue 'value;
+                    }
+                    (Open::Array, Some(b',')) => {
+                        pos = skip_ws(bytes, pos + 1);
+                        continue 'value;
+                    }
+                    (&Open::Object { at, first_member }, Some(b'}')) => {
+                        pending.last_mut()?.value.1 = base + end;
+                        let first = index.members.len();
+                        index.members.extend(pending.drain(first_member..));
+                        let object = index.objects.get_mut(at)?;
+                        object.end = base + pos + 1;
+                        object.members = (first, index.members.len());
+                    }
+                    (Open::Array, Some(b']')) => {}
+                    _ => return None,
+                }
+                open.pop();
+                end = pos + 1;
+            }
+        }
+    }
+
+    /// The indexed text.
+    pub fn text(&self) -> &'a str {
+        self.text
+    }
+}
+
+/// Deserializes a view of a whole indexed text; its objects' members are found in the index.
+pub fn from_indexed<'a, T: Deserialize<'a>>(index: &Arc<TextIndex<'a>>) -> Result<T, Error> {
+    let json = index.text;
+    let end = Cell::new(UNKNOWN);
+    let skims = Skims::indexed(Some(Arc::clone(index)));
+    T::deserialize(Skimmer {
+        json,
+        start: skip_ws(json.as_bytes(), 0),
+        known_end: UNKNOWN,
+        end: &end,
+        skims: &skims,
+    })
+}
+
+/// Whether any byte is below 0x20, eight at a time.
+fn has_control_bytes(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    // A byte below 0x20 borrows in the subtraction with its high bit clear; a borrow can mark
+    // a byte above it only when there is such a byte, so any mark means there is one.
+    let below = |word: u64| word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+    let mut marked = 0;
+    for word in words.by_ref() {
+        marked |= below(u64::from_le_bytes(word.try_into().unwrap_or_default()));
+    }
+    marked != 0 || words.remainder().iter().any(|&b| b < 0x20)
+}
+
+/// Reads the key at `pos` (a quote), the colon and the whitespace after it, and records the
+/// member, its value's end still unknown. Returns where the value starts.
+fn indexed_key(
+    bytes: &[u8],
+    pos: usize,
+    base: usize,
+    check_controls: bool,
+    pending: &mut Vec<Member>,
+) -> Option<usize> {
+    if bytes.get(pos) != Some(&b'"') {
+        return None;
+    }
+    let (key_end, escaped) = checked_string_end(bytes, pos, check_controls)?;
+    let colon = skip_ws(bytes, key_end);
+    if bytes.get(colon) != Some(&b':') {
+        return None;
+    }
+    let value_start = skip_ws(bytes, colon + 1);
+    pending.push(Member {
+        key: (base + pos, base + key_end),
+        escaped,
+        value: (base + value_start, 0),
+    });
+    Some(value_start)
+}
+
+/// [`string_end`] for text not yet known to be JSON: every escape must be one JSON has, and
+/// with `check_controls` no byte of the string may be below 0x20.
+fn checked_string_end(bytes: &[u8], start: usize, check_controls: bool) -> Option<(usize, bool)> {
+    let mut pos = start + 1;
+    let mut escaped = false;
+    loop {
+        pos = quote_or_backslash(bytes, pos)?;
+        if bytes[pos] == b'"' {
+            break;
+        }
+        escaped = true;
+        pos = match *bytes.get(pos + 1)? {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => pos + 2,
+            b'u' => {
+                let digits = bytes.get(pos + 2..pos + 6)?;
+                if !digits.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                pos + 6
+            }
+            _ => return None,
+        };
+    }
+    if check_controls && bytes[start + 1..pos].iter().any(|&b| b < 0x20) {
+        return None;
+    }
+    Some((pos + 1, escaped))
+}
+
+/// Where the literal `word` at `pos` ends, if it is there.
+fn literal_end(bytes: &[u8], pos: usize, word: &[u8]) -> Option<usize> {
+    let end = pos + word.len();
+    (bytes.get(pos..end)? == word).then_some(end)
+}
+
+/// Where the JSON number at `pos` ends: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+fn number_end(bytes: &[u8], mut pos: usize) -> Option<usize> {
+    let digits_from = |mut pos: usize| {
+        while bytes.get(pos).is_some_and(u8::is_ascii_digit) {
+            pos += 1;
+        }
+        pos
+    };
+    if bytes.get(pos) == Some(&b'-') {
+        pos += 1;
+    }
+    pos = match *bytes.get(pos)? {
+        b'0' => pos + 1,
+        b'1'..=b'9' => digits_from(pos + 1),
+        _ => return None,
+    };
+    if bytes.get(pos) == Some(&b'.') {
+        let after = digits_from(pos + 1);
+        if after == pos + 1 {
+            return None;
+        }
+        pos = after;
+    }
+    if let Some(b'e' | b'E') = bytes.get(pos) {
+        pos += 1;
+        if let Some(b'+' | b'-') = bytes.get(pos) {
+            pos += 1;
+        }
+        let after = digits_from(pos);
+        if after == pos {
+            return None;
+        }
+        pos = after;
+    }
+    Some(pos)
 }
 
 /// The raw value of member `key` of the object `raw`: `None` when `raw` is not an object or
@@ -217,24 +507,29 @@ pub(crate) fn string_end(bytes: &[u8], start: usize) -> Option<(usize, bool)> {
     let mut pos = start + 1;
     let mut escaped = false;
     loop {
-        // Most strings (keys, names) end within a few words; long ones (annotations, certificates,
-        // embedded documents) are searched with memchr's wider steps.
-        let near = &bytes[..(pos + LONG_STRING).min(bytes.len())];
-        pos = match find(
-            near,
-            pos,
-            |w| marks(w, b'"') | marks(w, b'\\'),
-            |b| b == b'"' || b == b'\\',
-        ) {
-            Some(at) => at,
-            None => near.len() + memchr::memchr2(b'"', b'\\', bytes.get(near.len()..)?)?,
-        };
+        pos = quote_or_backslash(bytes, pos)?;
         if bytes[pos] == b'"' {
             return Some((pos + 1, escaped));
         }
         // A backslash escapes the byte after it (a quote included).
         escaped = true;
         pos += 2;
+    }
+}
+
+/// The first quote or backslash at or after `pos`.
+fn quote_or_backslash(bytes: &[u8], pos: usize) -> Option<usize> {
+    // Most strings (keys, names) end within a few words; long ones (annotations, certificates,
+    // embedded documents) are searched with memchr's wider steps.
+    let near = &bytes[..(pos + LONG_STRING).min(bytes.len())];
+    match find(
+        near,
+        pos,
+        |w| marks(w, b'"') | marks(w, b'\\'),
+        |b| b == b'"' || b == b'\\',
+    ) {
+        Some(at) => Some(at),
+        None => Some(near.len() + memchr::memchr2(b'"', b'\\', bytes.get(near.len()..)?)?),
     }
 }
 
@@ -367,6 +662,32 @@ struct Skimmer<'a, 'c> {
 }
 
 impl<'a> Skimmer<'a, '_> {
+    /// The content of the value when it is a string without escapes: valid JSON, so exactly
+    /// the text between its quotes. `None` for anything else.
+    fn plain_string(&self) -> Result<Option<&'a str>, Error> {
+        if self.json.as_bytes().get(self.start) != Some(&b'"') {
+            return Ok(None);
+        }
+        let text = self.text()?;
+        let content = text.get(1..text.len() - 1).ok_or_else(truncated)?;
+        Ok(memchr::memchr(b'\\', content.as_bytes())
+            .is_none()
+            .then_some(content))
+    }
+
+    /// Reads the value with serde_json, which has the last word on anything unusual.
+    fn by_serde_json<T>(
+        &self,
+        read: impl FnOnce(
+            &mut serde_json::Deserializer<serde_json::de::StrRead<'a>>,
+        ) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut de = serde_json::Deserializer::from_str(self.text()?);
+        let value = read(&mut de)?;
+        de.end()?;
+        Ok(value)
+    }
+
     /// The value's text, for serde_json.
     fn text(&self) -> Result<&'a str, Error> {
         let end = match self.known_end {
@@ -408,8 +729,21 @@ impl<'a> serde::Deserializer<'a> for Skimmer<'a, '_> {
             let mut de = serde_json::Deserializer::from_str(self.text()?);
             return serde::Deserializer::deserialize_struct(&mut de, name, fields, visitor);
         }
+        let base = self.json.as_ptr() as usize;
+        if let Some((end, members)) = self.skims.indexed_object(self.json, self.start) {
+            let value = visitor.visit_map(Remembered {
+                json: self.json,
+                base,
+                members,
+                next: 0,
+                fields,
+                pending: None,
+                skims: self.skims,
+            })?;
+            self.end.set(end - base);
+            return Ok(value);
+        }
         if let Some((end, members)) = self.skims.object(self.json, self.start) {
-            let base = self.json.as_ptr() as usize;
             let value = visitor.visit_map(Remembered {
                 json: self.json,
                 base,
@@ -458,6 +792,44 @@ impl<'a> serde::Deserializer<'a> for Skimmer<'a, '_> {
         }
     }
 
+    fn deserialize_str<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self.plain_string()? {
+            Some(content) => visitor.visit_borrowed_str(content),
+            None => self.by_serde_json(|de| serde::Deserializer::deserialize_str(de, visitor)),
+        }
+    }
+
+    fn deserialize_string<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_bool<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self.text()? {
+            "true" => visitor.visit_bool(true),
+            "false" => visitor.visit_bool(false),
+            // The wrong type: serde_json says which.
+            _ => self.by_serde_json(|de| serde::Deserializer::deserialize_bool(de, visitor)),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'a>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        if name == RAW_VALUE_TOKEN {
+            // A `&RawValue` of text already checked to be JSON: handed over as serde_json
+            // hands over its own, without reading it again. (Were serde_json to rename its
+            // token, raw values would take the general path below: slower, not wrong.)
+            let text = self.text()?;
+            return visitor.visit_map(RawValueOf(Some(text)));
+        }
+        let mut de = serde_json::Deserializer::from_str(self.text()?);
+        let value = serde::Deserializer::deserialize_newtype_struct(&mut de, name, visitor)?;
+        de.end()?;
+        Ok(value)
+    }
+
     fn deserialize_ignored_any<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
         // What serde_json does once it has stepped over the value.
         self.text()?;
@@ -466,7 +838,6 @@ impl<'a> serde::Deserializer<'a> for Skimmer<'a, '_> {
 
     to_serde_json! {
         deserialize_any(),
-        deserialize_bool(),
         deserialize_i8(),
         deserialize_i16(),
         deserialize_i32(),
@@ -480,19 +851,43 @@ impl<'a> serde::Deserializer<'a> for Skimmer<'a, '_> {
         deserialize_f32(),
         deserialize_f64(),
         deserialize_char(),
-        deserialize_str(),
-        deserialize_string(),
         deserialize_bytes(),
         deserialize_byte_buf(),
         deserialize_unit(),
         deserialize_unit_struct(name: &'static str),
-        deserialize_newtype_struct(name: &'static str),
         deserialize_seq(),
         deserialize_tuple(len: usize),
         deserialize_tuple_struct(name: &'static str, len: usize),
         deserialize_map(),
         deserialize_enum(name: &'static str, variants: &'static [&'static str]),
         deserialize_identifier(),
+    }
+}
+
+/// The name under which serde_json's `RawValue` asks a deserializer for its text.
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
+/// The one-entry map through which serde_json's own deserializer gives a `RawValue` its
+/// text: the token as key, the text as a borrowed string.
+struct RawValueOf<'a>(Option<&'a str>);
+
+impl<'a> MapAccess<'a> for RawValueOf<'a> {
+    type Error = Error;
+
+    fn next_key_seed<K: DeserializeSeed<'a>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
+        if self.0.is_none() {
+            return Ok(None);
+        }
+        seed.deserialize(BorrowedStrDeserializer::<Error>::new(RAW_VALUE_TOKEN))
+            .map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'a>>(&mut self, seed: V) -> Result<V::Value, Error> {
+        let text = self.0.take().ok_or_else(truncated)?;
+        seed.deserialize(BorrowedStrDeserializer::<Error>::new(text))
     }
 }
 
@@ -703,11 +1098,22 @@ mod tests {
         let raw = raw(json);
         let skimmed = from_raw::<View<'_>>(&raw).map(|v| format!("{v:?}"));
         let parsed = serde_json::from_str::<View<'_>>(json).map(|v| format!("{v:?}"));
-        match (&skimmed, &parsed) {
-            (Ok(a), Ok(b)) => assert_eq!(a, b, "{json}"),
-            (Err(_), Err(_)) => {}
-            _ => panic!("{json}: skimmed {skimmed:?}, parsed {parsed:?}"),
+        let index = Arc::new(TextIndex::of(json, 100).expect("indexes valid JSON"));
+        let indexed = from_indexed::<View<'_>>(&index).map(|v| format!("{v:?}"));
+        for got in [&skimmed, &indexed] {
+            match (got, &parsed) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{json}"),
+                (Err(_), Err(_)) => {}
+                _ => panic!("{json}: read {got:?}, parsed {parsed:?}"),
+            }
         }
+    }
+
+    /// Whether the index takes `text` for JSON exactly when serde_json does.
+    fn index_agrees(text: &str) {
+        let indexed = TextIndex::of(text, 100).is_some();
+        let parsed = serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
+        assert_eq!(indexed, parsed, "{text:?}");
     }
 
     /// A second view of the same text through one [`Skims`], after a first view of another
@@ -723,21 +1129,149 @@ mod tests {
             #[serde(default)]
             deep: Option<serde_json::Value>,
         }
-        let raw = raw(json);
-        let skims = Skims::default();
+        let owned = raw(json);
+        // The same text, borrowed where the index finds it.
+        let borrowed: &RawValue = serde_json::from_str(json).expect("valid JSON");
+        let index = Arc::new(TextIndex::of(json, 100).expect("indexes valid JSON"));
         let expected = serde_json::from_str::<View<'_>>(json).map(|v| format!("{v:?}"));
         let expected_other = serde_json::from_str::<Other<'_>>(json).map(|v| format!("{v:?}"));
-        for _ in 0..3 {
-            let other = from_raw_with::<Other<'_>>(&raw, &skims).map(|v| format!("{v:?}"));
-            let view = from_raw_with::<View<'_>>(&raw, &skims).map(|v| format!("{v:?}"));
-            for (got, want) in [(&view, &expected), (&other, &expected_other)] {
-                match (got, want) {
-                    (Ok(a), Ok(b)) => assert_eq!(a, b, "{json}"),
-                    (Err(_), Err(_)) => {}
-                    _ => panic!("{json}: skimmed {got:?}, parsed {want:?}"),
+        for (raw, skims) in [
+            (&*owned, Skims::default()),
+            (borrowed, Skims::indexed(Some(Arc::clone(&index)))),
+        ] {
+            for _ in 0..3 {
+                let other = from_raw_with::<Other<'_>>(raw, &skims).map(|v| format!("{v:?}"));
+                let view = from_raw_with::<View<'_>>(raw, &skims).map(|v| format!("{v:?}"));
+                for (got, want) in [(&view, &expected), (&other, &expected_other)] {
+                    match (got, want) {
+                        (Ok(a), Ok(b)) => assert_eq!(a, b, "{json}"),
+                        (Err(_), Err(_)) => {}
+                        _ => panic!("{json}: skimmed {got:?}, parsed {want:?}"),
+                    }
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_index_takes_for_json_what_serde_json_takes() {
+        for text in [
+            "{}",
+            "[]",
+            " { } ",
+            "\t[\n]\r ",
+            "",
+            " ",
+            "{",
+            "}",
+            "[",
+            "]",
+            "{]",
+            "[}",
+            "null",
+            "nul",
+            "nulll",
+            "true",
+            "tru",
+            "false",
+            "falsey",
+            "True",
+            "0",
+            "-0",
+            "01",
+            "-01",
+            "1.",
+            "1.5",
+            ".5",
+            "-",
+            "+1",
+            "1e5",
+            "1E+5",
+            "1e-5",
+            "1e",
+            "1e+",
+            "2.5e3",
+            "-12.34E-56",
+            "1.e3",
+            "0x10",
+            "00",
+            "1 2",
+            "[1,]",
+            "[,1]",
+            "[1,,2]",
+            r#"{"a":1,}"#,
+            r#"{,"a":1}"#,
+            r#"{"a" 1}"#,
+            r#"{"a":}"#,
+            r#"{a:1}"#,
+            r#"{"a":1 "b":2}"#,
+            r#"{"a":1}x"#,
+            r#"{"a":1} "#,
+            r#"{"a":[1,{"b":[]}],"c":{}}"#,
+            r#"{"":""}"#,
+            r#""\u00e9\n\t\/\b\f\r\"\\""#,
+            r#""\u00g9""#,
+            r#""\u12""#,
+            r#""\x41""#,
+            r#""\ud800""#,
+            r#""\'""#,
+            "\"tab\tinside\"",
+            "\"nl\ninside\"",
+            "\"\u{1}\"",
+            "\"\u{7f}\"",
+            "\"é ✓ \u{10000}\"",
+            r#""unterminated"#,
+            r#""ends in \""#,
+            r#"{"a":"\\"}"#,
+            r#"{"k\"ey":"v"}"#,
+            "[\"a\"\n,\n\"b\"]",
+            "{\"a\"\t:\r1}",
+        ] {
+            index_agrees(text);
+        }
+        // Every single-byte change of a few texts: deleted, replaced or inserted.
+        let seeds = [
+            r#"{"a":[1,-2.5e3,true,null],"b\n":{"c":"d\u0041"},"e":{}}"#,
+            r#"[{"k":"v"},[],"x",0]"#,
+        ];
+        let specials = b"\"\\{}[],: \n\t\x01\x1f0-+.eEuxnt/";
+        for seed in seeds {
+            let seed = seed.as_bytes();
+            for at in 0..=seed.len() {
+                let mut variants = Vec::new();
+                if at < seed.len() {
+                    let mut deleted = seed.to_vec();
+                    deleted.remove(at);
+                    variants.push(deleted);
+                }
+                for &special in specials {
+                    let mut inserted = seed.to_vec();
+                    inserted.insert(at, special);
+                    variants.push(inserted);
+                    if at < seed.len() {
+                        let mut replaced = seed.to_vec();
+                        replaced[at] = special;
+                        variants.push(replaced);
+                    }
+                }
+                for variant in variants {
+                    if let Ok(text) = std::str::from_utf8(&variant) {
+                        index_agrees(text);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_index_refuses_what_nests_deeper_than_its_bound() {
+        let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        assert!(TextIndex::of(&nested(4), 4).is_some());
+        assert!(TextIndex::of(&nested(5), 4).is_none());
+        assert!(TextIndex::of(r#"{"a":{"b":{"c":{}}}}"#, 4).is_some());
+        assert!(TextIndex::of(r#"{"a":{"b":{"c":{"d":{}}}}}"#, 4).is_none());
+        // Brackets inside strings are not nesting.
+        assert!(TextIndex::of(r#"["[[[[[[[[{{{{{{"]"#, 1).is_some());
     }
 
     #[test]
@@ -752,6 +1286,13 @@ mod tests {
             r#"{"spec":{"url":5}}"#,
             r#"{"spec":["oci://from-an-array", [], null]}"#,
             r#"{"replicas":-1}"#,
+            r#"{"name":true}"#,
+            r#"{"name":""}"#,
+            r#"{"name":["a"]}"#,
+            r#"{"spec":{"insecure":"true"}}"#,
+            r#"{"spec":{"insecure":false,"url":"a\u0041"}}"#,
+            r#"{"spec":{"insecure":null}}"#,
+            r#"{"spec":{"url":null}}"#,
             r#"{"labels":{"a":1}}"#,
             r#"{}"#,
             r#"[]"#,

@@ -1066,7 +1066,11 @@ fn corpus_objects(kinds: &[&str]) -> Vec<(String, Value)> {
 #[test]
 fn every_oci_repository_of_the_corpus_gets_its_hand_checked_decision() {
     // This policy's decisions; signed-oci-sources has a table of its own for the same objects.
-    let engine = Engine::with_policies(vec![Box::new(OciVersionPinning)], Config::default(), None);
+    let engine = Engine::with_policies(
+        vec![Box::new(OciVersionPinning::default())],
+        Config::default(),
+        None,
+    );
     let mut seen = BTreeSet::new();
     for (path, object) in corpus_objects(&["OCIRepository"]) {
         let name = object["metadata"]["name"]

@@ -224,7 +224,7 @@ impl<'a> Context<'a> {
             request,
             config,
             view,
-            skims: Skims::default(),
+            skims: Skims::indexed(request.index.clone()),
         }
     }
 

@@ -33,6 +33,9 @@ use super::{
 };
 use crate::flux::SOURCE_GROUP;
 use crate::flux::oci_repository::{self, OciRepositoryRefOnly};
+use std::collections::HashSet;
+use std::sync::RwLock;
+
 use crate::flux::semver::{Constraint, Line, Span};
 
 const ID: PolicyId = PolicyId::OciVersionPinning;
@@ -158,7 +161,35 @@ impl PolicySettings for Settings {
 }
 
 #[derive(Default)]
-pub struct OciVersionPinning;
+pub struct OciVersionPinning {
+    /// Ranges already found to stay within one major version. Judging a range costs about
+    /// as much as the rest of a review, and a cluster's sources share a handful of ranges;
+    /// the answer depends on the text alone, so it is remembered (up to a bound).
+    ranges_within_a_major: RwLock<HashSet<Box<str>>>,
+}
+
+/// How many distinct ranges [`OciVersionPinning`] remembers; past it ranges are judged anew.
+const RANGES_REMEMBERED: usize = 1024;
+
+impl OciVersionPinning {
+    fn judge_range(&self, subject: &dyn Fn() -> String, range: &str) -> Option<String> {
+        let known = self
+            .ranges_within_a_major
+            .read()
+            .is_ok_and(|ranges| ranges.contains(range));
+        if known {
+            return None;
+        }
+        let violation = judge_range(&subject(), range);
+        if violation.is_none()
+            && let Ok(mut ranges) = self.ranges_within_a_major.write()
+            && ranges.len() < RANGES_REMEMBERED
+        {
+            ranges.insert(range.into());
+        }
+        violation
+    }
+}
 
 impl Policy for OciVersionPinning {
     fn id(&self) -> PolicyId {
@@ -175,12 +206,14 @@ impl Policy for OciVersionPinning {
             Err(malformed) => return vec![malformed],
         };
         let settings = &ctx.config.policies.oci_version_pinning;
-        let subject = ctx.object_ref();
+        // Named only in a finding: formatting the name is most of a passing review's cost here.
+        let subject = || ctx.object_ref();
         let reference = repo.spec.reference.unwrap_or_default();
         let mut findings = Vec::new();
         if reference.semver().is_none()
             && let Some(filter) = reference.semver_filter()
         {
+            let subject = subject();
             findings.push(Finding::advisory(
                 ID,
                 format!(
@@ -190,22 +223,26 @@ impl Policy for OciVersionPinning {
         }
         let violation = if let Some(digest) = reference.digest() {
             (!is_digest(digest)).then(|| {
+                let subject = subject();
                 format!(
                     "{subject}: spec.ref.digest `{digest}` is not an OCI digest (`<algorithm>:<hex>`, for example `sha256:` and 64 hex digits), so Flux cannot pull it"
                 )
             })
         } else if let Some(range) = reference.semver() {
-            judge_range(&subject, range)
+            self.judge_range(&subject, range)
         } else if let Some(tag) = reference.tag() {
             match settings.is_moving(tag) {
-                Ok(true) => Some(moving_tag(&subject, tag)),
+                Ok(true) => Some(moving_tag(&subject(), tag)),
                 Ok(false) => None,
                 Err(e) => Some(format!(
-                    "{subject} cannot be judged: the oci-version-pinning configuration is invalid ({}: {})",
-                    e.key, e.message
+                    "{} cannot be judged: the oci-version-pinning configuration is invalid ({}: {})",
+                    subject(),
+                    e.key,
+                    e.message
                 )),
             }
         } else {
+            let subject = subject();
             Some(format!(
                 "{subject} has no spec.ref (or an empty one), so Flux pulls the `latest` tag: whatever is pushed next, a new major version included, is deployed. {MAJOR_RULE} {PIN_ADVICE}."
             ))
@@ -314,6 +351,20 @@ fn judge_range(subject: &str, range: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_ranges_within_one_major_are_remembered_and_they_stay_allowed() {
+        let policy = OciVersionPinning::default();
+        let subject = || "OCIRepository flux-system/app".to_string();
+        for _ in 0..2 {
+            assert_eq!(policy.judge_range(&subject, ">=2.4.0 <3.0.0"), None);
+            let crossing = policy.judge_range(&subject, ">=2.4.0");
+            assert!(crossing.is_some_and(|m| m.contains("more than one major version")));
+        }
+        let remembered = policy.ranges_within_a_major.read().expect("not poisoned");
+        assert!(remembered.contains(">=2.4.0 <3.0.0"));
+        assert_eq!(remembered.len(), 1);
+    }
 
     #[test]
     fn the_moving_tag_pattern_is_compiled_once_not_per_request() {
