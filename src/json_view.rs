@@ -448,9 +448,6 @@ pub fn member<'a>(raw: &'a RawValue, key: &str) -> Option<&'a RawValue> {
 /// An end not found yet.
 const UNKNOWN: usize = usize::MAX;
 
-/// Past this many bytes a string is searched with memchr.
-const LONG_STRING: usize = 32;
-
 fn skip_ws(bytes: &[u8], mut pos: usize) -> usize {
     while let Some(b' ' | b'\t' | b'\n' | b'\r') = bytes.get(pos) {
         pos += 1;
@@ -517,20 +514,25 @@ pub(crate) fn string_end(bytes: &[u8], start: usize) -> Option<(usize, bool)> {
     }
 }
 
-/// The first quote or backslash at or after `pos`.
+/// The first quote or backslash at or after `pos`, sixteen bytes a step: strings are most of
+/// a Kubernetes object's bytes, and every one of them is searched once for its end.
+#[cfg(target_arch = "x86_64")]
 fn quote_or_backslash(bytes: &[u8], pos: usize) -> Option<usize> {
-    // Most strings (keys, names) end within a few words; long ones (annotations, certificates,
-    // embedded documents) are searched with memchr's wider steps.
-    let near = &bytes[..(pos + LONG_STRING).min(bytes.len())];
-    match find(
-        near,
+    // SSE2 is part of x86_64: no detection, no dispatch through a function pointer, which
+    // matters when most strings are a few words long.
+    let searcher = memchr::arch::x86_64::sse2::memchr::Two::new(b'"', b'\\')?;
+    Some(pos + searcher.find(bytes.get(pos..)?)?)
+}
+
+/// The first quote or backslash at or after `pos`, a word at a time.
+#[cfg(not(target_arch = "x86_64"))]
+fn quote_or_backslash(bytes: &[u8], pos: usize) -> Option<usize> {
+    find(
+        bytes,
         pos,
         |w| marks(w, b'"') | marks(w, b'\\'),
         |b| b == b'"' || b == b'\\',
-    ) {
-        Some(at) => Some(at),
-        None => Some(near.len() + memchr::memchr2(b'"', b'\\', bytes.get(near.len()..)?)?),
-    }
+    )
 }
 
 /// Where the JSON value starting at `bytes[start]` ends (exclusive). The JSON is valid, so
@@ -803,6 +805,24 @@ impl<'a> serde::Deserializer<'a> for Skimmer<'a, '_> {
         self.deserialize_str(visitor)
     }
 
+    fn deserialize_seq<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
+        if self.json.as_bytes().get(self.start) != Some(&b'[') {
+            // The wrong type: serde_json says which.
+            return self.by_serde_json(|de| serde::Deserializer::deserialize_seq(de, visitor));
+        }
+        let value = visitor.visit_seq(Elements {
+            json: self.json,
+            pos: self.start + 1,
+            end: self.end,
+            skims: self.skims,
+        })?;
+        if self.end.get() == UNKNOWN {
+            // The visitor stopped before the closing bracket.
+            self.text()?;
+        }
+        Ok(value)
+    }
+
     fn deserialize_bool<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
         match self.text()? {
             "true" => visitor.visit_bool(true),
@@ -855,12 +875,58 @@ impl<'a> serde::Deserializer<'a> for Skimmer<'a, '_> {
         deserialize_byte_buf(),
         deserialize_unit(),
         deserialize_unit_struct(name: &'static str),
-        deserialize_seq(),
         deserialize_tuple(len: usize),
         deserialize_tuple_struct(name: &'static str, len: usize),
         deserialize_map(),
         deserialize_enum(name: &'static str, variants: &'static [&'static str]),
         deserialize_identifier(),
+    }
+}
+
+/// The elements of an array, each read as a value of its own (so that objects among them are
+/// found in the index, and plain strings are borrowed without serde_json).
+struct Elements<'a, 'c> {
+    json: &'a str,
+    /// Just inside the bracket, or just after the previous element.
+    pos: usize,
+    /// Set to the index after the closing bracket once it is reached.
+    end: &'c Cell<usize>,
+    skims: &'c Skims<'a>,
+}
+
+impl<'a> serde::de::SeqAccess<'a> for Elements<'a, '_> {
+    type Error = Error;
+
+    fn next_element_seed<T: DeserializeSeed<'a>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Error> {
+        let bytes = self.json.as_bytes();
+        let mut at = skip_ws(bytes, self.pos);
+        if bytes.get(at) == Some(&b',') {
+            at = skip_ws(bytes, at + 1);
+        }
+        match bytes.get(at) {
+            Some(b']') => {
+                self.end.set(at + 1);
+                return Ok(None);
+            }
+            Some(_) => {}
+            None => return Err(truncated()),
+        }
+        let end = Cell::new(UNKNOWN);
+        let value = seed.deserialize(Skimmer {
+            json: self.json,
+            start: at,
+            known_end: UNKNOWN,
+            end: &end,
+            skims: self.skims,
+        })?;
+        self.pos = match end.get() {
+            UNKNOWN => self.skims.value_end(self.json, at).ok_or_else(truncated)?,
+            end => end,
+        };
+        Ok(Some(value))
     }
 }
 
@@ -1069,6 +1135,8 @@ mod tests {
         labels: BTreeMap<String, String>,
         #[serde(borrow, default)]
         annotations: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        items: Vec<Spec<'a>>,
     }
 
     #[allow(dead_code)]
@@ -1287,6 +1355,16 @@ mod tests {
             r#"{"spec":["oci://from-an-array", [], null]}"#,
             r#"{"replicas":-1}"#,
             r#"{"name":true}"#,
+            r#"{"spec":{"tags":[]}}"#,
+            r#"{"spec":{"tags":[ "a" , "b\"c" ,"\u0041"] }}"#,
+            r#"{"spec":{"tags":["a",1]}}"#,
+            r#"{"spec":{"tags":"a"}}"#,
+            r#"{"spec":{"tags":[["a"]]}}"#,
+            r#"{"items":[{"url":"a"},{"url":"b","tags":["x"],"z":[{}]}, {} ]}"#,
+            r#"{"items":[{"url":"a"}, 5]}"#,
+            r#"{"items":[null]}"#,
+            r#"{"items":[],"name":"after"}"#,
+            r#"{"items":{"url":"a"}}"#,
             r#"{"name":""}"#,
             r#"{"name":["a"]}"#,
             r#"{"spec":{"insecure":"true"}}"#,
