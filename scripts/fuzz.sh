@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 seconds="${FUZZ_SECONDS:-60}"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(admission_decode policies check_reader config)
+  targets=(admission_decode json_index policies check_reader config)
 fi
 triple="$(rustc -vV | sed -n 's/^host: //p')"
 target_dir="${FUZZ_TARGET_DIR:-${CARGO_TARGET_DIR:-$PWD/target}/fuzz}"
@@ -41,7 +41,7 @@ seed() {
   mkdir -p "$dir" "fuzz/artifacts/$target"
   [ -n "$(ls -A "$dir")" ] && return 0
   case "$target" in
-    admission_decode)
+    admission_decode | json_index)
       cp tests/fixtures/admission/*.json "$dir"/ ;;
     policies)
       # <kind selector byte><object JSON>, from the API server's own requests.

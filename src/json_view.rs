@@ -13,6 +13,7 @@
 //! `deny_unknown_fields` must not be read this way. Errors carry no position; callers that
 //! report them read the object again with serde_json for the message.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 use std::rc::Rc;
@@ -76,7 +77,13 @@ struct Member {
     key: (usize, usize),
     escaped: bool,
     value: (usize, usize),
+    /// Where the object's next member is in the same list ([`NO_MEMBER`] after the last).
+    /// In the index an object's members are interleaved with those of the objects inside it.
+    next: u32,
 }
+
+/// The end of a list of members.
+const NO_MEMBER: u32 = u32::MAX;
 
 impl std::fmt::Debug for Skims<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -104,23 +111,23 @@ impl<'a> Skims<'a> {
         }
     }
 
-    /// The indexed object at `json[start]`: where it ends and its members.
-    fn indexed_object(&self, json: &'a str, start: usize) -> Option<(usize, &[Member])> {
+    /// The indexed object at `json[start]`: where it ends, and the list holding its members
+    /// with where the first is.
+    fn indexed_object(&self, json: &'a str, start: usize) -> Option<(usize, &[Member], u32)> {
         let index = self.index.as_deref()?;
         let at = json.as_ptr() as usize + start;
         let found = index
             .objects
             .binary_search_by_key(&at, |object| object.start)
             .ok()?;
-        let object = &index.objects[found];
-        let members = index.members.get(object.members.0..object.members.1)?;
-        Some((object.end, members))
+        let object = index.objects.get(found)?;
+        Some((object.end, &index.members, object.first_member))
     }
 
     /// [`value_end`] of the value at `json[start]`, remembered when it is large.
     fn value_end(&self, json: &'a str, start: usize) -> Option<usize> {
         let base = json.as_ptr() as usize;
-        if let Some((end, _)) = self.indexed_object(json, start) {
+        if let Some((end, _, _)) = self.indexed_object(json, start) {
             return Some(end - base);
         }
         let at = base + start;
@@ -147,7 +154,10 @@ impl<'a> Skims<'a> {
             .map(|o| (o.end, Rc::clone(&o.members)))
     }
 
-    fn remember_object(&self, json: &'a str, start: usize, end: usize, members: Vec<Member>) {
+    fn remember_object(&self, json: &'a str, start: usize, end: usize, mut members: Vec<Member>) {
+        if let Some(last) = members.last_mut() {
+            last.next = NO_MEMBER;
+        }
         let mut objects = self.objects.borrow_mut();
         if objects.len() < OBJECTS_REMEMBERED {
             let base = json.as_ptr() as usize;
@@ -175,18 +185,18 @@ pub struct TextIndex<'a> {
     members: Vec<Member>,
 }
 
-/// An object's extent (absolute addresses) and the range of its members in the index.
+/// An object's extent (absolute addresses) and where its first member is in the index.
 #[derive(Clone, Copy)]
 struct IndexedObject {
     start: usize,
     end: usize,
-    members: (usize, usize),
+    first_member: u32,
 }
 
-/// A container still open while indexing: an object (its entry in the index and its first
-/// member among those pending) or an array.
+/// A container still open while indexing: an object (its entry in the index, and its member
+/// being read) or an array.
 enum Open {
-    Object { at: usize, first_member: usize },
+    Object { at: usize, member: usize },
     Array,
 }
 
@@ -212,11 +222,9 @@ impl<'a> TextIndex<'a> {
         let mut index = TextIndex {
             text,
             objects: Vec::with_capacity(bytes.len() / 64),
-            members: Vec::with_capacity(bytes.len() / 32),
+            members: Vec::with_capacity(bytes.len() / 16),
         };
         let mut open: Vec<Open> = Vec::with_capacity(16);
-        // Members of the objects still open, innermost last.
-        let mut pending: Vec<Member> = Vec::with_capacity(32);
         let mut pos = skip_ws(bytes, 0);
         'value: loop {
             let start = pos;
@@ -231,17 +239,16 @@ impl<'a> TextIndex<'a> {
                         index.objects.push(IndexedObject {
                             start: base + start,
                             end: 0,
-                            members: (0, 0),
+                            first_member: NO_MEMBER,
                         });
                         if bytes.get(pos) == Some(&b'}') {
                             index.objects[at].end = base + pos + 1;
                             pos + 1
                         } else {
-                            open.push(Open::Object {
-                                at,
-                                first_member: pending.len(),
-                            });
-                            pos = indexed_key(bytes, pos, base, check_controls, &mut pending)?;
+                            let member = index.members.len();
+                            index.objects[at].first_member = u32::try_from(member).ok()?;
+                            pos = index.key(pos, check_controls)?;
+                            open.push(Open::Object { at, member });
                             continue 'value;
                         }
                     } else if bytes.get(pos) == Some(&b']') {
@@ -260,28 +267,27 @@ impl<'a> TextIndex<'a> {
             };
             // The value ended: close the containers it ends, up to the next value.
             loop {
-                let Some(container) = open.last() else {
+                let Some(container) = open.last_mut() else {
                     return (skip_ws(bytes, end) == bytes.len()).then_some(index);
                 };
                 pos = skip_ws(bytes, end);
                 match (container, bytes.get(pos)) {
-                    (Open::Object { .. }, Some(b',')) => {
-                        pending.last_mut()?.value.1 = base + end;
-                        pos = skip_ws(bytes, pos + 1);
-                        pos = indexed_key(bytes, pos, base, check_controls, &mut pending)?;
+                    (Open::Object { member, .. }, Some(b',')) => {
+                        let next = index.members.len();
+                        let current = index.members.get_mut(*member)?;
+                        current.value.1 = base + end;
+                        current.next = u32::try_from(next).ok()?;
+                        *member = next;
+                        pos = index.key(skip_ws(bytes, pos + 1), check_controls)?;
                         continue 'value;
                     }
                     (Open::Array, Some(b',')) => {
                         pos = skip_ws(bytes, pos + 1);
                         continue 'value;
                     }
-                    (&Open::Object { at, first_member }, Some(b'}')) => {
-                        pending.last_mut()?.value.1 = base + end;
-                        let first = index.members.len();
-                        index.members.extend(pending.drain(first_member..));
-                        let object = index.objects.get_mut(at)?;
-                        object.end = base + pos + 1;
-                        object.members = (first, index.members.len());
+                    (&mut Open::Object { at, member }, Some(b'}')) => {
+                        index.members.get_mut(member)?.value.1 = base + end;
+                        index.objects.get_mut(at)?.end = base + pos + 1;
                     }
                     (Open::Array, Some(b']')) => {}
                     _ => return None,
@@ -290,6 +296,30 @@ impl<'a> TextIndex<'a> {
                 end = pos + 1;
             }
         }
+    }
+
+    /// Reads the key at `pos` (a quote), the colon and the whitespace after it, and records
+    /// the member, its value's end and the next member still unknown. Returns where the
+    /// value starts.
+    fn key(&mut self, pos: usize, check_controls: bool) -> Option<usize> {
+        let bytes = self.text.as_bytes();
+        let base = self.text.as_ptr() as usize;
+        if bytes.get(pos) != Some(&b'"') {
+            return None;
+        }
+        let (key_end, escaped) = checked_string_end(bytes, pos, check_controls)?;
+        let colon = skip_ws(bytes, key_end);
+        if bytes.get(colon) != Some(&b':') {
+            return None;
+        }
+        let value_start = skip_ws(bytes, colon + 1);
+        self.members.push(Member {
+            key: (base + pos, base + key_end),
+            escaped,
+            value: (base + value_start, 0),
+            next: NO_MEMBER,
+        });
+        Some(value_start)
     }
 
     /// The indexed text.
@@ -323,32 +353,6 @@ fn has_control_bytes(bytes: &[u8]) -> bool {
         marked |= below(u64::from_le_bytes(word.try_into().unwrap_or_default()));
     }
     marked != 0 || words.remainder().iter().any(|&b| b < 0x20)
-}
-
-/// Reads the key at `pos` (a quote), the colon and the whitespace after it, and records the
-/// member, its value's end still unknown. Returns where the value starts.
-fn indexed_key(
-    bytes: &[u8],
-    pos: usize,
-    base: usize,
-    check_controls: bool,
-    pending: &mut Vec<Member>,
-) -> Option<usize> {
-    if bytes.get(pos) != Some(&b'"') {
-        return None;
-    }
-    let (key_end, escaped) = checked_string_end(bytes, pos, check_controls)?;
-    let colon = skip_ws(bytes, key_end);
-    if bytes.get(colon) != Some(&b':') {
-        return None;
-    }
-    let value_start = skip_ws(bytes, colon + 1);
-    pending.push(Member {
-        key: (base + pos, base + key_end),
-        escaped,
-        value: (base + value_start, 0),
-    });
-    Some(value_start)
 }
 
 /// [`string_end`] for text not yet known to be JSON: every escape must be one JSON has, and
@@ -664,17 +668,16 @@ struct Skimmer<'a, 'c> {
 }
 
 impl<'a> Skimmer<'a, '_> {
-    /// The content of the value when it is a string without escapes: valid JSON, so exactly
-    /// the text between its quotes. `None` for anything else.
-    fn plain_string(&self) -> Result<Option<&'a str>, Error> {
+    /// The value when it is a string: borrowed when it has no escapes (valid JSON, so exactly
+    /// the text between its quotes), unescaped when its escapes are single characters.
+    /// `None` for anything else, `\u` escapes included, which serde_json reads.
+    fn string(&self) -> Result<Option<Cow<'a, str>>, Error> {
         if self.json.as_bytes().get(self.start) != Some(&b'"') {
             return Ok(None);
         }
         let text = self.text()?;
         let content = text.get(1..text.len() - 1).ok_or_else(truncated)?;
-        Ok(memchr::memchr(b'\\', content.as_bytes())
-            .is_none()
-            .then_some(content))
+        Ok(unescape(content))
     }
 
     /// Reads the value with serde_json, which has the last word on anything unusual.
@@ -732,12 +735,12 @@ impl<'a> serde::Deserializer<'a> for Skimmer<'a, '_> {
             return serde::Deserializer::deserialize_struct(&mut de, name, fields, visitor);
         }
         let base = self.json.as_ptr() as usize;
-        if let Some((end, members)) = self.skims.indexed_object(self.json, self.start) {
+        if let Some((end, members, first)) = self.skims.indexed_object(self.json, self.start) {
             let value = visitor.visit_map(Remembered {
                 json: self.json,
                 base,
                 members,
-                next: 0,
+                next: first,
                 fields,
                 pending: None,
                 skims: self.skims,
@@ -795,8 +798,9 @@ impl<'a> serde::Deserializer<'a> for Skimmer<'a, '_> {
     }
 
     fn deserialize_str<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
-        match self.plain_string()? {
-            Some(content) => visitor.visit_borrowed_str(content),
+        match self.string()? {
+            Some(Cow::Borrowed(content)) => visitor.visit_borrowed_str(content),
+            Some(Cow::Owned(unescaped)) => visitor.visit_string(unescaped),
             None => self.by_serde_json(|de| serde::Deserializer::deserialize_str(de, visitor)),
         }
     }
@@ -881,6 +885,40 @@ impl<'a> serde::Deserializer<'a> for Skimmer<'a, '_> {
         deserialize_enum(name: &'static str, variants: &'static [&'static str]),
         deserialize_identifier(),
     }
+}
+
+/// The content of a valid JSON string (between its quotes) as text: borrowed when it has no
+/// escapes, unescaped when every escape is a single character; `None` when it has a `\u`
+/// escape (surrogate pairs and their errors are serde_json's to read).
+fn unescape(content: &str) -> Option<Cow<'_, str>> {
+    let bytes = content.as_bytes();
+    let Some(first) = memchr::memchr(b'\\', bytes) else {
+        return Some(Cow::Borrowed(content));
+    };
+    let mut unescaped = String::with_capacity(content.len());
+    let mut from = 0;
+    let mut at = first;
+    loop {
+        unescaped.push_str(content.get(from..at)?);
+        unescaped.push(match *bytes.get(at + 1)? {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            _ => return None,
+        });
+        from = at + 2;
+        match memchr::memchr(b'\\', bytes.get(from..)?) {
+            Some(next) => at = from + next,
+            None => break,
+        }
+    }
+    unescaped.push_str(content.get(from..)?);
+    Some(Cow::Owned(unescaped))
 }
 
 /// The elements of an array, each read as a value of its own (so that objects among them are
@@ -982,10 +1020,13 @@ impl Members<'_, '_> {
                 *self.record = None;
                 return;
             }
+            // Followed by the next one recorded (the last is marked when the object ends).
+            let next = u32::try_from(members.len() + 1).unwrap_or(NO_MEMBER);
             members.push(Member {
                 key: (key_start, key_start + key.quoted.len()),
                 escaped: key.escaped,
                 value: (base + key.value_start, base + value_end),
+                next,
             });
         }
     }
@@ -1062,7 +1103,7 @@ struct Remembered<'a, 'c> {
     json: &'a str,
     base: usize,
     members: &'c [Member],
-    next: usize,
+    next: u32,
     fields: &'static [&'static str],
     pending: Option<Member>,
     skims: &'c Skims<'a>,
@@ -1075,8 +1116,8 @@ impl<'a> MapAccess<'a> for Remembered<'a, '_> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, Error> {
-        while let Some(&member) = self.members.get(self.next) {
-            self.next += 1;
+        while let Some(&member) = self.members.get(self.next as usize) {
+            self.next = member.next;
             let quoted = self
                 .json
                 .get(member.key.0 - self.base..member.key.1 - self.base)
@@ -1355,6 +1396,10 @@ mod tests {
             r#"{"spec":["oci://from-an-array", [], null]}"#,
             r#"{"replicas":-1}"#,
             r#"{"name":true}"#,
+            r#"{"name":"tab\there\/slash\\back\"q\b\f\n\r","spec":{"url":"\\"}}"#,
+            r#"{"name":"\n","spec":{"url":"x\t","tags":["\"","a\\b","\u00e9\n"]}}"#,
+            r#"{"name":"\ud83d\ude00 and \n"}"#,
+            r#"{"name":"\ud83d alone"}"#,
             r#"{"spec":{"tags":[]}}"#,
             r#"{"spec":{"tags":[ "a" , "b\"c" ,"\u0041"] }}"#,
             r#"{"spec":{"tags":["a",1]}}"#,
