@@ -619,6 +619,19 @@ struct Key<'a> {
 }
 
 impl Key<'_> {
+    /// Whether the key is one of `fields`. An escaped key is unescaped first; one serde_json
+    /// cannot unescape (a lone surrogate) is an error, as serde_json reports it whether the
+    /// member is declared or not.
+    fn is_one_of(&self, fields: &[&str]) -> Result<bool, Error> {
+        if self.escaped {
+            let key: String = serde_json::from_str(self.quoted)?;
+            Ok(fields.contains(&key.as_str()))
+        } else {
+            let key = &self.quoted[1..self.quoted.len() - 1];
+            Ok(fields.contains(&key))
+        }
+    }
+
     fn key_is(&self, wanted: &str) -> bool {
         if self.escaped {
             serde_json::from_str::<String>(self.quoted).is_ok_and(|key| key == wanted)
@@ -1044,7 +1057,7 @@ impl<'a> MapAccess<'a> for Members<'a, '_> {
                 self.end.set(self.pos);
                 return Ok(None);
             };
-            if !self.fields.iter().any(|field| key.key_is(field)) {
+            if !key.is_one_of(self.fields)? {
                 self.pos = self
                     .skims
                     .value_end(self.json, key.value_start)
@@ -1127,7 +1140,7 @@ impl<'a> MapAccess<'a> for Remembered<'a, '_> {
                 escaped: member.escaped,
                 value_start: member.value.0 - self.base,
             };
-            if self.fields.iter().any(|field| key.key_is(field)) {
+            if key.is_one_of(self.fields)? {
                 self.pending = Some(member);
                 return declared_key(quoted, member.escaped, seed).map(Some);
             }
@@ -1400,6 +1413,8 @@ mod tests {
             r#"{"name":"\n","spec":{"url":"x\t","tags":["\"","a\\b","\u00e9\n"]}}"#,
             r#"{"name":"\ud83d\ude00 and \n"}"#,
             r#"{"name":"\ud83d alone"}"#,
+            r#"{"\uda0e":"an unknown key serde_json cannot unescape"}"#,
+            r#"{"n\u0061me":"a declared key, escaped","\u0078":1}"#,
             r#"{"spec":{"tags":[]}}"#,
             r#"{"spec":{"tags":[ "a" , "b\"c" ,"\u0041"] }}"#,
             r#"{"spec":{"tags":["a",1]}}"#,
