@@ -8,6 +8,10 @@
 //! counting brackets) instead of being parsed. Declared members, and everything that is not a
 //! struct, are handed to serde_json as before.
 //!
+//! A review body is read one step further: [`TextIndex`] checks it to be JSON and records the
+//! members of every object in the same pass, so that the envelope and each policy's view of
+//! `object` find their members without searching ([`from_indexed`], [`Skims::indexed`]).
+//!
 //! The result is the one `serde_json::from_str` gives, for views that ignore unknown fields
 //! (every view of a Kubernetes object must: the API gains fields over time). Views with
 //! `deny_unknown_fields` must not be read this way. Errors carry no position; callers that
