@@ -40,15 +40,45 @@ pub fn from_raw_with<'a, T: Deserialize<'a>>(
     raw: &'a RawValue,
     skims: &Skims<'a>,
 ) -> Result<T, Error> {
-    let json = raw.get();
-    let end = Cell::new(UNKNOWN);
+    read_whole(raw.get(), skims)
+}
+
+/// A view of the whole of `json`, which is valid JSON (a `RawValue`'s, or an indexed text).
+fn read_whole<'a, T: Deserialize<'a>>(json: &'a str, skims: &Skims<'a>) -> Result<T, Error> {
+    // Nothing follows the value, so where it ends is not needed.
     T::deserialize(Skimmer {
         json,
         start: skip_ws(json.as_bytes(), 0),
         known_end: UNKNOWN,
-        end: &end,
+        end: &Cell::new(UNKNOWN),
         skims,
     })
+}
+
+/// Reads the value at `json[start]` with `seed`, and where it ends: `known_end` when the
+/// caller knows it, else what reading it found (or a search, when the reader stopped short).
+#[inline]
+fn read_value<'a, T: DeserializeSeed<'a>>(
+    json: &'a str,
+    start: usize,
+    known_end: usize,
+    skims: &Skims<'a>,
+    seed: T,
+) -> Result<(T::Value, usize), Error> {
+    let end = Cell::new(UNKNOWN);
+    let value = seed.deserialize(Skimmer {
+        json,
+        start,
+        known_end,
+        end: &end,
+        skims,
+    })?;
+    let end = match (known_end, end.get()) {
+        (UNKNOWN, UNKNOWN) => skims.value_end(json, start).ok_or_else(truncated)?,
+        (UNKNOWN, found) => found,
+        (known, _) => known,
+    };
+    Ok((value, end))
 }
 
 /// What one view learned of an object's text, for the next view of it: where large values
@@ -185,7 +215,8 @@ pub struct TextIndex<'a> {
     text: &'a str,
     /// Sorted by start (objects are recorded when they open).
     objects: Vec<IndexedObject>,
-    /// Each object's members together, in order.
+    /// Every member in the order of the text; an object's own members are chained by
+    /// [`Member::next`] past those of the objects inside it.
     members: Vec<Member>,
 }
 
@@ -325,25 +356,11 @@ impl<'a> TextIndex<'a> {
         });
         Some(value_start)
     }
-
-    /// The indexed text.
-    pub fn text(&self) -> &'a str {
-        self.text
-    }
 }
 
 /// Deserializes a view of a whole indexed text; its objects' members are found in the index.
 pub fn from_indexed<'a, T: Deserialize<'a>>(index: &Arc<TextIndex<'a>>) -> Result<T, Error> {
-    let json = index.text;
-    let end = Cell::new(UNKNOWN);
-    let skims = Skims::indexed(Some(Arc::clone(index)));
-    T::deserialize(Skimmer {
-        json,
-        start: skip_ws(json.as_bytes(), 0),
-        known_end: UNKNOWN,
-        end: &end,
-        skims: &skims,
-    })
+    read_whole(index.text, &Skims::indexed(Some(Arc::clone(index))))
 }
 
 /// Whether any byte is below 0x20, eight at a time.
@@ -626,6 +643,9 @@ impl Key<'_> {
     /// Whether the key is one of `fields`. An escaped key is unescaped first; one serde_json
     /// cannot unescape (a lone surrogate) is an error, as serde_json reports it whether the
     /// member is declared or not.
+    // Inlined into each object's member loop: called once per member of every view, it is
+    // among the hottest code of a review.
+    #[inline(always)]
     fn is_one_of(&self, fields: &[&str]) -> Result<bool, Error> {
         if self.escaped {
             let key: String = serde_json::from_str(self.quoted)?;
@@ -636,12 +656,9 @@ impl Key<'_> {
         }
     }
 
+    /// Whether the key is `wanted`; a key that cannot be unescaped is not.
     fn key_is(&self, wanted: &str) -> bool {
-        if self.escaped {
-            serde_json::from_str::<String>(self.quoted).is_ok_and(|key| key == wanted)
-        } else {
-            &self.quoted[1..self.quoted.len() - 1] == wanted
-        }
+        self.is_one_of(&[wanted]).unwrap_or(false)
     }
 }
 
@@ -697,7 +714,33 @@ impl<'a> Skimmer<'a, '_> {
         Ok(unescape(content))
     }
 
+    /// Reads a struct from members found before (by the index, or by another view): the
+    /// object ends at the absolute address `end`, its first member is `members[first]`.
+    #[inline]
+    fn read_remembered<V: Visitor<'a>>(
+        &self,
+        visitor: V,
+        fields: &'static [&'static str],
+        end: usize,
+        members: &[Member],
+        first: u32,
+    ) -> Result<V::Value, Error> {
+        let base = self.json.as_ptr() as usize;
+        let value = visitor.visit_map(Remembered {
+            json: self.json,
+            base,
+            members,
+            next: first,
+            fields,
+            pending: None,
+            skims: self.skims,
+        })?;
+        self.end.set(end - base);
+        Ok(value)
+    }
+
     /// Reads the value with serde_json, which has the last word on anything unusual.
+    #[inline]
     fn by_serde_json<T>(
         &self,
         read: impl FnOnce(
@@ -728,10 +771,7 @@ macro_rules! to_serde_json {
     ($($method:ident($($arg:ident: $ty:ty),*)),* $(,)?) => {
         $(
             fn $method<V: Visitor<'a>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, Error> {
-                let mut de = serde_json::Deserializer::from_str(self.text()?);
-                let value = serde::Deserializer::$method(&mut de, $($arg,)* visitor)?;
-                de.end()?;
-                Ok(value)
+                self.by_serde_json(|de| serde::Deserializer::$method(de, $($arg,)* visitor))
             }
         )*
     };
@@ -748,35 +788,15 @@ impl<'a> serde::Deserializer<'a> for Skimmer<'a, '_> {
     ) -> Result<V::Value, Error> {
         if self.json.as_bytes().get(self.start) != Some(&b'{') {
             // A struct from an array, or the wrong type: serde_json says which.
-            let mut de = serde_json::Deserializer::from_str(self.text()?);
-            return serde::Deserializer::deserialize_struct(&mut de, name, fields, visitor);
+            return self.by_serde_json(|de| {
+                serde::Deserializer::deserialize_struct(de, name, fields, visitor)
+            });
         }
-        let base = self.json.as_ptr() as usize;
         if let Some((end, members, first)) = self.skims.indexed_object(self.json, self.start) {
-            let value = visitor.visit_map(Remembered {
-                json: self.json,
-                base,
-                members,
-                next: first,
-                fields,
-                pending: None,
-                skims: self.skims,
-            })?;
-            self.end.set(end - base);
-            return Ok(value);
+            return self.read_remembered(visitor, fields, end, members, first);
         }
         if let Some((end, members)) = self.skims.object(self.json, self.start) {
-            let value = visitor.visit_map(Remembered {
-                json: self.json,
-                base,
-                members: &members,
-                next: 0,
-                fields,
-                pending: None,
-                skims: self.skims,
-            })?;
-            self.end.set(end - base);
-            return Ok(value);
+            return self.read_remembered(visitor, fields, end, &members, 0);
         }
         let mut record = Some(Vec::new());
         let value = visitor.visit_map(Members {
@@ -865,10 +885,7 @@ impl<'a> serde::Deserializer<'a> for Skimmer<'a, '_> {
             let text = self.text()?;
             return visitor.visit_map(RawValueOf(Some(text)));
         }
-        let mut de = serde_json::Deserializer::from_str(self.text()?);
-        let value = serde::Deserializer::deserialize_newtype_struct(&mut de, name, visitor)?;
-        de.end()?;
-        Ok(value)
+        self.by_serde_json(|de| serde::Deserializer::deserialize_newtype_struct(de, name, visitor))
     }
 
     fn deserialize_ignored_any<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
@@ -969,18 +986,8 @@ impl<'a> serde::de::SeqAccess<'a> for Elements<'a, '_> {
             Some(_) => {}
             None => return Err(truncated()),
         }
-        let end = Cell::new(UNKNOWN);
-        let value = seed.deserialize(Skimmer {
-            json: self.json,
-            start: at,
-            known_end: UNKNOWN,
-            end: &end,
-            skims: self.skims,
-        })?;
-        self.pos = match end.get() {
-            UNKNOWN => self.skims.value_end(self.json, at).ok_or_else(truncated)?,
-            end => end,
-        };
+        let (value, end) = read_value(self.json, at, UNKNOWN, self.skims, seed)?;
+        self.pos = end;
         Ok(Some(value))
     }
 }
@@ -1078,21 +1085,8 @@ impl<'a> MapAccess<'a> for Members<'a, '_> {
 
     fn next_value_seed<V: DeserializeSeed<'a>>(&mut self, seed: V) -> Result<V::Value, Error> {
         let start = self.pending.take().ok_or_else(truncated)?;
-        let end = Cell::new(UNKNOWN);
-        let value = seed.deserialize(Skimmer {
-            json: self.json,
-            start,
-            known_end: UNKNOWN,
-            end: &end,
-            skims: self.skims,
-        })?;
-        self.pos = match end.get() {
-            UNKNOWN => self
-                .skims
-                .value_end(self.json, start)
-                .ok_or_else(truncated)?,
-            end => end,
-        };
+        let (value, end) = read_value(self.json, start, UNKNOWN, self.skims, seed)?;
+        self.pos = end;
         if let Some(key) = self.pending_key.take() {
             self.remember(&key, self.pos);
         }
@@ -1154,14 +1148,8 @@ impl<'a> MapAccess<'a> for Remembered<'a, '_> {
 
     fn next_value_seed<V: DeserializeSeed<'a>>(&mut self, seed: V) -> Result<V::Value, Error> {
         let member = self.pending.take().ok_or_else(truncated)?;
-        let end = Cell::new(UNKNOWN);
-        seed.deserialize(Skimmer {
-            json: self.json,
-            start: member.value.0 - self.base,
-            known_end: member.value.1 - self.base,
-            end: &end,
-            skims: self.skims,
-        })
+        let (start, end) = (member.value.0 - self.base, member.value.1 - self.base);
+        read_value(self.json, start, end, self.skims, seed).map(|(value, _)| value)
     }
 }
 
