@@ -19,22 +19,13 @@ use fluxgate::verdict::Verdict;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use common::TestServer;
+use common::{Decision, TestServer, assert_decision, default_engine, engine};
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
 const POLICY: PolicyId = PolicyId::OciVersionPinning;
 
 // ---------------------------------------------------------------------------------------
 // Helpers
-
-fn engine(yaml: &str) -> Engine {
-    let config = Config::from_yaml(yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}"));
-    Engine::new(config, None)
-}
-
-fn default_engine() -> Engine {
-    engine("")
-}
 
 /// An OCIRepository verified with a cosign key (so that signed-oci-sources has nothing to
 /// say) with the given `spec.ref`; `Value::Null` leaves `ref` out.
@@ -723,12 +714,6 @@ fn every_suggestion_is_bounded() {
 // ---------------------------------------------------------------------------------------
 // The corpus
 
-#[derive(Debug, Clone, Copy)]
-enum Decision {
-    Allow,
-    Deny(&'static [&'static str]),
-}
-
 use Decision::Allow as ALLOW;
 const LATEST: Decision = Decision::Deny(&["has no spec.ref", "`latest` tag"]);
 const MOVING: Decision = Decision::Deny(&["is a moving tag"]);
@@ -1089,23 +1074,7 @@ fn every_oci_repository_of_the_corpus_gets_its_hand_checked_decision() {
         );
         let verdict = validate_with(&engine, &object);
         let context = format!("OCIRepository {name} in {path}");
-        match decision {
-            Decision::Allow => assert!(
-                verdict.allowed && verdict.outcomes.is_empty(),
-                "{context}: {:#?}",
-                verdict.outcomes
-            ),
-            Decision::Deny(phrases) => {
-                assert!(!verdict.allowed, "{context}: expected a denial");
-                let message = verdict.denial_message();
-                for phrase in phrases {
-                    assert!(
-                        message.contains(phrase),
-                        "{context}: {phrase:?} not in\n{message}"
-                    );
-                }
-            }
-        }
+        assert_decision(&context, &verdict, decision);
     }
     assert_eq!(
         seen.len(),

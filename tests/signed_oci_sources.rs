@@ -1,6 +1,8 @@
 //! Policy `signed-oci-sources`: Flux OCI sources (OCIRepository, and charts from OCI
 //! HelmRepositories) must be signature-verified by Flux, by a signer that is pinned down.
 
+mod common;
+
 #[path = "support/admission_fixtures.rs"]
 mod admission_fixtures;
 
@@ -18,21 +20,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use admission_fixtures::{Expected, OCI_REPOSITORY_FIXTURES, read_fixture};
+use common::{default_engine, engine};
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
 const POLICY: PolicyId = PolicyId::SignedOciSources;
 
 // ---------------------------------------------------------------------------------------
 // Helpers
-
-fn engine(yaml: &str) -> Engine {
-    let config = Config::from_yaml(yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}"));
-    Engine::new(config, None)
-}
-
-fn default_engine() -> Engine {
-    engine("")
-}
 
 fn object(yaml: &str) -> Value {
     serde_yaml_ng::from_str(yaml).expect("valid YAML")

@@ -19,22 +19,13 @@ use fluxgate::verdict::Verdict;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use common::{ServerSetup, TempDir, TestServer};
+use common::{Decision, ServerSetup, TempDir, TestServer, assert_decision, default_engine, engine};
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
 const POLICY: PolicyId = PolicyId::TenantLockdown;
 
 // ---------------------------------------------------------------------------------------
 // Helpers
-
-fn engine(yaml: &str) -> Engine {
-    let config = Config::from_yaml(yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}"));
-    Engine::new(config, None)
-}
-
-fn default_engine() -> Engine {
-    engine("")
-}
 
 /// Only this policy: the corpus objects break others' rules too.
 fn this_policy_only() -> Engine {
@@ -841,12 +832,6 @@ fn the_multi_tenancy_example_is_lockdown_clean() {
 // ---------------------------------------------------------------------------------------
 // The corpus
 
-#[derive(Debug, Clone, Copy)]
-enum Decision {
-    Allow,
-    Deny(&'static [&'static str]),
-}
-
 use Decision::Allow as ALLOW;
 const NO_ACCOUNT: Decision = Decision::Deny(&["has no spec.serviceAccountName"]);
 const NO_ACCOUNT_CROSS_NS: Decision = Decision::Deny(&[
@@ -1619,23 +1604,7 @@ fn every_kustomization_and_helm_release_of_the_corpus_gets_its_hand_checked_deci
         let verdict = validate_with(&engine, &object);
         let context = format!("{kind} {name} in {path}");
         assert!(verdict.evaluated.contains(&POLICY), "{context}: not judged");
-        match decision {
-            Decision::Allow => assert!(
-                verdict.allowed && verdict.outcomes.is_empty(),
-                "{context}: {:#?}",
-                verdict.outcomes
-            ),
-            Decision::Deny(phrases) => {
-                assert!(!verdict.allowed, "{context}: expected a denial");
-                let message = verdict.denial_message();
-                for phrase in phrases {
-                    assert!(
-                        message.contains(phrase),
-                        "{context}: {phrase:?} not in\n{message}"
-                    );
-                }
-            }
-        }
+        assert_decision(&context, &verdict, decision);
     }
     assert_eq!(
         seen.len(),

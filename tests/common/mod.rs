@@ -323,3 +323,45 @@ pub fn review_of(object: &serde_json::Value, operation: &str, uid: &str) -> Vec<
     }))
     .expect("json")
 }
+
+/// What a policy's corpus table expects of one object.
+#[derive(Debug, Clone, Copy)]
+pub enum Decision {
+    /// Allowed, with no finding at all.
+    Allow,
+    /// Denied, with each phrase in the denial message.
+    Deny(&'static [&'static str]),
+}
+
+/// Asserts that `verdict` is the `decision` a corpus table lists for the object `context` names.
+pub fn assert_decision(context: &str, verdict: &fluxgate::verdict::Verdict, decision: Decision) {
+    match decision {
+        Decision::Allow => assert!(
+            verdict.allowed && verdict.outcomes.is_empty(),
+            "{context}: {:#?}",
+            verdict.outcomes
+        ),
+        Decision::Deny(phrases) => {
+            assert!(!verdict.allowed, "{context}: expected a denial");
+            let message = verdict.denial_message();
+            for phrase in phrases {
+                assert!(
+                    message.contains(phrase),
+                    "{context}: {phrase:?} not in\n{message}"
+                );
+            }
+        }
+    }
+}
+
+/// An engine with every built-in policy, configured by `yaml` (the defaults when empty).
+pub fn engine(yaml: &str) -> fluxgate::engine::Engine {
+    let config =
+        fluxgate::config::Config::from_yaml(yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}"));
+    fluxgate::engine::Engine::new(config, None)
+}
+
+/// An engine with every built-in policy in its default configuration.
+pub fn default_engine() -> fluxgate::engine::Engine {
+    engine("")
+}
