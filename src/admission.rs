@@ -135,7 +135,7 @@ pub struct GroupVersionResource<'a> {
 pub struct UserInfo<'a> {
     #[serde(borrow, default)]
     pub username: Cow<'a, str>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::json_view::borrowed::vec")]
     pub groups: Vec<Cow<'a, str>>,
 }
 
@@ -150,11 +150,23 @@ pub struct Request<'a> {
     pub kind: GroupVersionKind<'a>,
     #[serde(borrow, default)]
     pub resource: GroupVersionResource<'a>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     pub sub_resource: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     pub name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     pub namespace: Option<Cow<'a, str>>,
     pub operation: Operation,
     #[serde(borrow, default)]
@@ -187,9 +199,18 @@ impl Request<'_> {
 
 #[derive(Deserialize)]
 struct Envelope<'a> {
-    #[serde(rename = "apiVersion", borrow, default)]
+    #[serde(
+        rename = "apiVersion",
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     api_version: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     kind: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     request: Option<&'a RawValue>,
@@ -198,9 +219,18 @@ struct Envelope<'a> {
 /// The envelope with its request decoded in the same pass.
 #[derive(Deserialize)]
 struct TypedEnvelope<'a> {
-    #[serde(rename = "apiVersion", borrow, default)]
+    #[serde(
+        rename = "apiVersion",
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     api_version: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     kind: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     request: Option<Request<'a>>,

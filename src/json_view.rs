@@ -17,6 +17,8 @@
 //! `deny_unknown_fields` must not be read this way. Errors carry no position; callers that
 //! report them read the object again with serde_json for the message.
 
+pub mod borrowed;
+
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;

@@ -124,9 +124,17 @@ struct SecretDoc<'a> {
 struct SecretMeta<'a> {
     #[serde(borrow, default)]
     name: Cow<'a, str>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     namespace: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     creation_timestamp: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     annotations: Option<RotationAnnotation<'a>>,
@@ -135,7 +143,12 @@ struct SecretMeta<'a> {
 /// The one annotation read; serde skips the others without keeping them.
 #[derive(Deserialize)]
 struct RotationAnnotation<'a> {
-    #[serde(rename = "fluxgate.io/rotated-at", borrow, default)]
+    #[serde(
+        rename = "fluxgate.io/rotated-at",
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     rotated_at: Option<Cow<'a, str>>,
 }
 

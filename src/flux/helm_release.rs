@@ -30,7 +30,11 @@ pub struct HelmReleaseSpec<'a> {
     pub chart_ref: Option<SourceReference<'a>>,
     /// The ServiceAccount helm-controller impersonates; without it (and without the
     /// controller's `--default-service-account`), helm-controller's own cluster-admin account.
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     pub service_account_name: Option<Cow<'a, str>>,
     /// Install on another cluster.
     #[serde(borrow, default)]

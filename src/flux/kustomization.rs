@@ -27,7 +27,11 @@ pub struct KustomizationSpec<'a> {
     /// The ServiceAccount kustomize-controller impersonates; without it (and without the
     /// controller's `--default-service-account`), kustomize-controller's own cluster-admin
     /// account.
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     pub service_account_name: Option<Cow<'a, str>>,
     /// Apply to another cluster.
     #[serde(borrow, default)]

@@ -52,15 +52,31 @@ pub struct RefOnlySpec<'a> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OciRepositoryRef<'a> {
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     pub digest: Option<Cow<'a, str>>,
     /// A Masterminds/semver constraint; the highest matching tag wins.
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     pub semver: Option<Cow<'a, str>>,
     /// A regex the tags must match before `semver` picks one; ignored without `semver`.
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     pub semver_filter: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     pub tag: Option<Cow<'a, str>>,
 }
 

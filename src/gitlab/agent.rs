@@ -442,21 +442,50 @@ pub fn flux_release_name(
 
 #[derive(Deserialize, Default)]
 struct Labels<'a> {
-    #[serde(rename = "app.kubernetes.io/instance", borrow, default)]
+    #[serde(
+        rename = "app.kubernetes.io/instance",
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     instance: Option<Cow<'a, str>>,
-    #[serde(rename = "helm.sh/chart", borrow, default)]
+    #[serde(
+        rename = "helm.sh/chart",
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     chart: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     app: Option<Cow<'a, str>>,
-    #[serde(rename = "pod-template-hash", borrow, default)]
+    #[serde(
+        rename = "pod-template-hash",
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     pod_template_hash: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize, Default)]
 struct Annotations<'a> {
-    #[serde(rename = "meta.helm.sh/release-name", borrow, default)]
+    #[serde(
+        rename = "meta.helm.sh/release-name",
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     release_name: Option<Cow<'a, str>>,
-    #[serde(rename = "meta.helm.sh/release-namespace", borrow, default)]
+    #[serde(
+        rename = "meta.helm.sh/release-namespace",
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     release_namespace: Option<Cow<'a, str>>,
 }
 
@@ -469,7 +498,11 @@ struct OwnerReference<'a> {
     kind: Cow<'a, str>,
     #[serde(borrow, default)]
     name: Cow<'a, str>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     uid: Option<Cow<'a, str>>,
     #[serde(default)]
     controller: Option<bool>,
@@ -478,13 +511,29 @@ struct OwnerReference<'a> {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct Meta<'a> {
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     generate_name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     namespace: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     uid: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     labels: Option<Labels<'a>>,
@@ -504,11 +553,23 @@ struct TemplateMeta<'a> {
 struct Container<'a> {
     #[serde(borrow, default)]
     name: Cow<'a, str>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     image: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option_vec"
+    )]
     command: Option<Vec<Cow<'a, str>>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option_vec"
+    )]
     args: Option<Vec<Cow<'a, str>>>,
 }
 
@@ -585,7 +646,11 @@ struct WorkloadDoc<'a> {
 
 #[derive(Deserialize, Default)]
 struct HelmChartTemplateSpec<'a> {
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     chart: Option<Cow<'a, str>>,
 }
 
@@ -610,9 +675,17 @@ struct HelmReleaseSpec<'a> {
     chart: Option<HelmChartTemplate<'a>>,
     #[serde(borrow, default)]
     chart_ref: Option<ChartRef<'a>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     release_name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     target_namespace: Option<Cow<'a, str>>,
 }
 
@@ -915,9 +988,17 @@ struct TokenMount<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct TokenContainer<'a> {
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option_vec"
+    )]
     command: Option<Vec<Cow<'a, str>>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option_vec"
+    )]
     args: Option<Vec<Cow<'a, str>>>,
     #[serde(borrow, default)]
     volume_mounts: Option<Vec<TokenMount<'a>>>,
@@ -926,7 +1007,11 @@ struct TokenContainer<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct SecretVolumeSource<'a> {
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     secret_name: Option<Cow<'a, str>>,
 }
 
@@ -938,7 +1023,11 @@ struct KeyPath<'a> {
 
 #[derive(Deserialize)]
 struct SecretProjection<'a> {
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
     name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     items: Option<Vec<KeyPath<'a>>>,

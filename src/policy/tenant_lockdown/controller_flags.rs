@@ -178,9 +178,9 @@ struct Container<'a> {
     name: Cow<'a, str>,
     #[serde(borrow, default)]
     image: Cow<'a, str>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::json_view::borrowed::vec")]
     command: Vec<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::json_view::borrowed::vec")]
     args: Vec<Cow<'a, str>>,
 }
 
