@@ -46,7 +46,7 @@ pub fn log_decisions_into_sink() -> tracing::subscriber::DefaultGuard {
             .json()
             .flatten_event(true)
             .event_format(fluxgate::logging::JsonLines::new(
-                tracing_subscriber::fmt::time::SystemTime,
+                fluxgate::logging::UtcTime,
             ))
             .with_writer(std::io::sink)
             .with_max_level(tracing::Level::INFO)
