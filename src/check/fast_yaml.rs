@@ -280,7 +280,10 @@ impl<'t> Parser<'t> {
         let p = line.content;
         let (key, colon) = match self.byte(p) {
             Some(q @ (b'"' | b'\'')) => {
-                let (key, after) = self.quoted(p, line.end, q)?;
+                // A key closes on its line; a quoted scalar that does not is a value.
+                let Ok((key, after)) = self.quoted(p, line.end, q) else {
+                    return Ok(None);
+                };
                 if self.byte(after) != Some(b':') {
                     return Ok(None);
                 }

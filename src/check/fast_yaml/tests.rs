@@ -145,6 +145,8 @@ fn quoted_scalars_are_strings() {
         // Over several lines, folded.
         "a: 'b\n  c'\n",
         "a: \"b\n  c\"\n",
+        "- 'b\n c'\n- \"d\n e\"\n",
+        "a:\n  'b\n   c'\n",
         "a: 'b  \n    c  \n\n  d'\ne: f\n",
         "a: \"b\\ \n  \\tc\\n\n\n\n  d\" # comment\n",
         "a: '\n  b'\n",
@@ -262,7 +264,6 @@ fn what_the_fast_path_leaves_to_serde_yaml_ng() {
         // Quoted and flow scalars over several lines.
         "a: \"b\\\n  c\"\n",
         "a: 'b\nc'\n",
-        "- 'b\n c'\n",
         "a: 'b\n\n",
         "a: 'b\n  ",
         "a: [b,\n  c]\n",
