@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 seconds="${FUZZ_SECONDS:-60}"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(admission_decode json_index policies check_reader config)
+  targets=(admission_decode json_index policies check_reader config fast_yaml)
 fi
 triple="$(rustc -vV | sed -n 's/^host: //p')"
 target_dir="${FUZZ_TARGET_DIR:-${CARGO_TARGET_DIR:-$PWD/target}/fuzz}"
@@ -58,6 +58,14 @@ seed() {
           -size -64k -exec cp {} "$dir"/ \;
       done
       cp tests/fixtures/admission/*.json "$dir"/ ;;
+    fast_yaml)
+      # One document a file, as the reader hands them to the fast path.
+      for d in "$corpus_dir" deploy/base; do
+        [ -d "$d" ] && find "$d" -type f \( -name '*.yaml' -o -name '*.yml' \) -size -64k \
+          | while read -r f; do
+              awk -v out="$dir/$(basename "$f")" '/^---/ { n++ } { print > (out "." n) }' "$f"
+            done
+      done ;;
     config)
       cp src/default-config.yaml "$dir"/default.yaml
       cp deploy/base/config.yaml "$dir"/deploy.yaml ;;
@@ -68,7 +76,9 @@ failed=()
 for target in "${targets[@]}"; do
   seed "$target"
   echo "== $target: ${seconds}s"
-  if ! "$bin_dir/$target" "fuzz/corpus/$target" \
+  dict=()
+  [ -f "fuzz/dicts/$target.dict" ] && dict=(-dict="fuzz/dicts/$target.dict")
+  if ! "$bin_dir/$target" "fuzz/corpus/$target" "${dict[@]}" \
       -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
       -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$target/" 2>&1 \
       | grep -E '^(#[0-9]+[[:space:]]+(DONE|INITED)|stat::|==[0-9]+==|.*(panicked|ERROR|SUMMARY|Test unit written))' ; then

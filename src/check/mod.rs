@@ -24,6 +24,8 @@ use crate::report::{
 };
 use crate::verdict;
 
+#[doc(hidden)]
+pub mod fast_yaml;
 pub mod reader;
 
 use reader::{Content, Document, Inputs, Reader};
