@@ -85,19 +85,16 @@ mod tests {
         args: Option<Vec<Cow<'a, str>>>,
     }
 
-    fn is_borrowed(s: &Cow<'_, str>) -> bool {
-        matches!(s, Cow::Borrowed(_))
-    }
-
     #[test]
     fn strings_without_escapes_are_borrowed_from_the_text() {
         let json = r#"{"name":"app","groups":["a","b"],"args":["--x"]}"#;
+        let is_borrowed = |s: &Cow<'_, str>| matches!(s, Cow::Borrowed(_));
         let view: View<'_> = serde_json::from_str(json).expect("a view");
         assert_eq!(view.name.as_deref(), Some("app"));
-        assert!(view.name.as_ref().is_some_and(is_borrowed));
+        assert!(view.name.as_ref().is_some_and(&is_borrowed));
         assert_eq!(view.groups, ["a", "b"]);
-        assert!(view.groups.iter().all(is_borrowed));
-        assert!(view.args.iter().flatten().all(is_borrowed));
+        assert!(view.groups.iter().all(&is_borrowed));
+        assert!(view.args.iter().flatten().all(&is_borrowed));
     }
 
     #[test]
