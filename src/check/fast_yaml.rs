@@ -50,6 +50,14 @@ fn bail() -> Bail {
 
 type Res<T> = Result<T, Bail>;
 
+/// What follows an item of a flow collection.
+enum FlowStep {
+    /// Another item, starting here.
+    Item(usize),
+    /// The collection closed; it ends here.
+    Closed(usize),
+}
+
 /// The document's value, when the text is in the subset this module reads.
 pub fn parse(text: &str) -> Option<Value> {
     #[cfg(test)]
@@ -216,6 +224,27 @@ impl<'t> Parser<'t> {
         match next {
             None => Ok(value),
             Some(_) => Err(bail()),
+        }
+    }
+
+    /// Where a flow collection goes on after an item that ends at `after`: the next item,
+    /// past a comma, or past the collection's closing `close`, leaving its depth.
+    fn after_flow_item(&mut self, after: usize, end: usize, close: u8) -> Res<FlowStep> {
+        let i = self.skip_spaces(after, end);
+        match self.byte(i).filter(|_| i < end) {
+            Some(b',') => {
+                let next = self.skip_spaces(i + 1, end);
+                // A trailing comma is valid YAML; not needed here.
+                if self.byte(next) == Some(close) {
+                    return Err(bail());
+                }
+                Ok(FlowStep::Item(next))
+            }
+            Some(b) if b == close => {
+                self.depth -= 1;
+                Ok(FlowStep::Closed(i + 1))
+            }
+            _ => Err(bail()),
         }
     }
 
@@ -658,20 +687,9 @@ impl<'t> Parser<'t> {
                 loop {
                     let (item, after) = self.flow_node(i, end)?;
                     items.push(item);
-                    i = self.skip_spaces(after, end);
-                    match self.byte(i).filter(|_| i < end) {
-                        Some(b',') => {
-                            i = self.skip_spaces(i + 1, end);
-                            // A trailing comma is valid YAML; not needed here.
-                            if self.byte(i) == Some(b']') {
-                                return Err(bail());
-                            }
-                        }
-                        Some(b']') => {
-                            self.depth -= 1;
-                            return Ok((Value::Array(items), i + 1));
-                        }
-                        _ => return Err(bail()),
+                    match self.after_flow_item(after, end, b']')? {
+                        FlowStep::Item(next) => i = next,
+                        FlowStep::Closed(past) => return Ok((Value::Array(items), past)),
                     }
                 }
             }
@@ -709,19 +727,9 @@ impl<'t> Parser<'t> {
                     }
                     let (value, after) = self.flow_node(v, end)?;
                     map.insert(key, value);
-                    i = self.skip_spaces(after, end);
-                    match self.byte(i).filter(|_| i < end) {
-                        Some(b',') => {
-                            i = self.skip_spaces(i + 1, end);
-                            if self.byte(i) == Some(b'}') {
-                                return Err(bail());
-                            }
-                        }
-                        Some(b'}') => {
-                            self.depth -= 1;
-                            return Ok((Value::Object(map), i + 1));
-                        }
-                        _ => return Err(bail()),
+                    match self.after_flow_item(after, end, b'}')? {
+                        FlowStep::Item(next) => i = next,
+                        FlowStep::Closed(past) => return Ok((Value::Object(map), past)),
                     }
                 }
             }
