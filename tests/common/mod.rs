@@ -334,6 +334,7 @@ pub enum Decision {
 }
 
 /// Asserts that `verdict` is the `decision` a corpus table lists for the object `context` names.
+#[track_caller]
 pub fn assert_decision(context: &str, verdict: &fluxgate::verdict::Verdict, decision: Decision) {
     match decision {
         Decision::Allow => assert!(
