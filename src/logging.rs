@@ -13,9 +13,8 @@ use std::fmt::{self, Write as _};
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
-use std::time::UNIX_EPOCH;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::{Format, Json, Writer};
@@ -76,60 +75,45 @@ impl FormatTime for UtcTime {
             return SystemTime.format_time(w);
         };
         let seconds = since_epoch.as_secs();
-        let date_time = SECOND.with(|cached| {
+        let cached = SECOND.with(|cached| {
             let (second, text) = cached.get();
             if second == seconds {
-                text
-            } else {
-                let text = date_time(seconds);
-                cached.set((seconds, text));
-                text
+                return Some(text);
             }
+            let text = date_time(seconds)?;
+            cached.set((seconds, text));
+            Some(text)
         });
+        let Some(day_and_time) = cached else {
+            return SystemTime.format_time(w);
+        };
         let mut fraction = *b".000000Z";
-        let mut micros = since_epoch.subsec_micros();
-        for digit in fraction[1..7].iter_mut().rev() {
-            *digit = b'0' + (micros % 10) as u8;
-            micros /= 10;
-        }
-        w.write_str(std::str::from_utf8(&date_time).map_err(|_| fmt::Error)?)?;
+        put_digits(&mut fraction[1..7], u64::from(since_epoch.subsec_micros()));
+        w.write_str(std::str::from_utf8(&day_and_time).map_err(|_| fmt::Error)?)?;
         w.write_str(std::str::from_utf8(&fraction).map_err(|_| fmt::Error)?)
     }
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` of a time `seconds` after the epoch, before the year 10000.
-fn date_time(seconds: u64) -> [u8; 19] {
-    // Days to a civil date in the proleptic Gregorian calendar (Howard Hinnant's
-    // `civil_from_days`), counted from 0000-03-01 so that the leap day ends a year.
-    let days = seconds / 86_400 + 719_468;
-    let era = days / 146_097;
-    let day_of_era = days % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    let year = era * 400 + year_of_era + u64::from(month <= 2);
-    let of_day = seconds % 86_400;
+fn date_time(seconds: u64) -> Option<[u8; 19]> {
+    let t = time::OffsetDateTime::from_unix_timestamp(i64::try_from(seconds).ok()?).ok()?;
     let mut text = *b"0000-00-00T00:00:00";
-    let mut put = |at: usize, width: usize, mut value: u64| {
-        for digit in text[at..at + width].iter_mut().rev() {
-            *digit = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
-    };
-    put(0, 4, year);
-    put(5, 2, month);
-    put(8, 2, day);
-    put(11, 2, of_day / 3_600);
-    put(14, 2, of_day / 60 % 60);
-    put(17, 2, of_day % 60);
-    text
+    put_digits(&mut text[0..4], u64::try_from(t.year()).ok()?);
+    put_digits(&mut text[5..7], u64::from(u8::from(t.month())));
+    put_digits(&mut text[8..10], u64::from(t.day()));
+    put_digits(&mut text[11..13], u64::from(t.hour()));
+    put_digits(&mut text[14..16], u64::from(t.minute()));
+    put_digits(&mut text[17..19], u64::from(t.second()));
+    Some(text)
+}
+
+/// Writes `value` in decimal into `out`, zero-padded to its length (the lowest digits if it
+/// does not fit).
+fn put_digits(out: &mut [u8], mut value: u64) {
+    for digit in out.iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
 }
 
 struct Buffer {
@@ -576,7 +560,7 @@ mod tests {
             (YEAR_10000 - 1, "9999-12-31T23:59:59"),
         ];
         for (seconds, expected) in cases {
-            let text = date_time(seconds);
+            let text = date_time(seconds).expect("a date before the year 10000");
             assert_eq!(std::str::from_utf8(&text), Ok(expected), "{seconds}");
         }
     }
