@@ -411,6 +411,46 @@ impl OwnedObject {
         })
     }
 
+    /// [`OwnedObject::from_value`] for an object's JSON text, read without building a tree.
+    pub fn from_raw(raw: &RawValue) -> Result<Self, String> {
+        #[derive(Deserialize)]
+        struct Head<'a> {
+            #[serde(borrow, default, rename = "apiVersion")]
+            api_version: Option<&'a RawValue>,
+            #[serde(borrow, default)]
+            kind: Option<&'a RawValue>,
+            #[serde(borrow, default)]
+            metadata: Option<&'a RawValue>,
+        }
+        #[derive(Deserialize)]
+        struct Meta<'a> {
+            #[serde(borrow, default)]
+            name: Option<&'a RawValue>,
+            #[serde(borrow, default)]
+            namespace: Option<&'a RawValue>,
+        }
+        // Members of another type read as absent, as `from_value` reads them.
+        let string = |raw: Option<&RawValue>| -> Option<String> {
+            serde_json::from_str::<String>(raw?.get()).ok()
+        };
+        let head: Head<'_> =
+            crate::json_view::from_raw(raw).map_err(|_| "is not a JSON object".to_string())?;
+        let meta = head
+            .metadata
+            .and_then(|m| crate::json_view::from_raw::<Meta<'_>>(m).ok());
+        Ok(OwnedObject {
+            json: raw.to_owned(),
+            api_version: string(head.api_version).ok_or("has no apiVersion")?,
+            kind: string(head.kind).ok_or("has no kind")?,
+            name: string(meta.as_ref().and_then(|m| m.name)).unwrap_or_default(),
+            namespace: string(meta.as_ref().and_then(|m| m.namespace)).filter(|ns| !ns.is_empty()),
+        })
+    }
+
+    pub fn api_version(&self) -> &str {
+        &self.api_version
+    }
+
     pub fn kind(&self) -> &str {
         &self.kind
     }

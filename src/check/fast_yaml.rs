@@ -1,11 +1,15 @@
 //! A fast path for the YAML that manifests are written in: block mappings and sequences,
 //! plain, quoted and block scalars, comments and one-line flow collections.
 //!
-//! [`parse`] gives exactly the value `serde_yaml_ng::from_str::<serde_json::Value>` gives, or
-//! `None`: anything outside that subset, or anything it is not sure of, is left to
-//! serde_yaml_ng, which then also reports the errors with their positions. Bailing out is
-//! always correct; a different value is a bug, which the differential tests and the
-//! `fast_yaml` fuzz target look for.
+//! [`to_json`] writes the document as JSON text that reads as exactly the value
+//! `serde_yaml_ng::from_str::<serde_json::Value>` gives, or gives `None`: anything outside that
+//! subset, or anything it is not sure of, is left to serde_yaml_ng, which then also reports the
+//! errors with their positions. Bailing out is always correct; a different value is a bug,
+//! which the differential tests and the `fast_yaml` fuzz target look for.
+//!
+//! It writes text rather than building a `Value` because text is what the engine judges: a
+//! tree would be built, serialized and dropped again for every object, which cost more than
+//! reading the YAML.
 //!
 //! The rules below follow libyaml's scanner (`unsafe-libyaml`) and serde_yaml_ng's scalar
 //! resolution (`visit_untagged_scalar` in its `de.rs`); where a rule is narrower than
@@ -13,7 +17,7 @@
 
 use std::borrow::Cow;
 
-use serde_json::{Map, Number, Value};
+use serde_json::Number;
 
 #[cfg(test)]
 mod tests;
@@ -58,20 +62,25 @@ enum FlowStep {
     Closed(usize),
 }
 
-/// The document's value, when the text is in the subset this module reads.
-pub fn parse(text: &str) -> Option<Value> {
+/// The document as JSON text, when the text is in the subset this module reads. Members keep
+/// the order they are written in; a mapping that repeats a key bails (serde_yaml_ng keeps the
+/// last value, which the text could only say by holding the key twice).
+pub fn to_json(text: &str) -> Option<String> {
     #[cfg(test)]
     LAST_BAIL.with(|b| b.set(0));
     if !plain_text(text) {
         return None;
     }
-    Parser {
+    let mut parser = Parser {
         text,
         bytes: text.as_bytes(),
         depth: 0,
-    }
-    .document()
-    .ok()
+        // JSON is about as long as the YAML it comes from.
+        out: String::with_capacity(text.len() + text.len() / 4),
+        keys: Vec::new(),
+    };
+    parser.document().ok()?;
+    Some(parser.out)
 }
 
 /// Rules out, before anything is parsed, what the subset never holds: tabs, carriage
@@ -124,6 +133,11 @@ struct Parser<'t> {
     text: &'t str,
     bytes: &'t [u8],
     depth: usize,
+    /// The JSON written so far.
+    out: String,
+    /// Where the keys of the mappings being written are in `out`, innermost last, to find a
+    /// repeated key.
+    keys: Vec<(usize, usize)>,
 }
 
 /// The bytes that cannot start a plain scalar (libyaml's indicators), `-` aside.
@@ -191,7 +205,7 @@ impl<'t> Parser<'t> {
         Ok(None)
     }
 
-    fn document(&mut self) -> Res<Value> {
+    fn document(&mut self) -> Res<()> {
         let mut from = 0;
         // One leading `---`, alone on its line or with a comment.
         while from < self.bytes.len() {
@@ -214,7 +228,7 @@ impl<'t> Parser<'t> {
         let Some(line) = self.next_content(from)? else {
             return Err(bail());
         };
-        let (value, next) = if self.is_seq_item(&line) {
+        let next = if self.is_seq_item(&line) {
             self.block_seq(line)?
         } else if let Some(key) = self.map_key(&line)? {
             self.block_map(line, key)?
@@ -222,7 +236,7 @@ impl<'t> Parser<'t> {
             return Err(bail());
         };
         match next {
-            None => Ok(value),
+            None => Ok(()),
             Some(_) => Err(bail()),
         }
     }
@@ -263,7 +277,7 @@ impl<'t> Parser<'t> {
 
     /// A node that starts on a line of its own, more indented than the collection holding
     /// it (whose indentation is `parent`).
-    fn block_node(&mut self, line: Line, parent: usize) -> Res<(Value, Option<Line>)> {
+    fn block_node(&mut self, line: Line, parent: usize) -> Res<Option<Line>> {
         if self.is_seq_item(&line) {
             return self.block_seq(line);
         }
@@ -278,20 +292,15 @@ impl<'t> Parser<'t> {
     }
 
     /// A block mapping whose first key starts `first`.
-    fn block_map(
-        &mut self,
-        first: Line,
-        first_key: (Cow<'t, str>, usize),
-    ) -> Res<(Value, Option<Line>)> {
+    fn block_map(&mut self, first: Line, first_key: (Cow<'t, str>, usize)) -> Res<Option<Line>> {
         self.enter()?;
         let indent = first.indent();
-        let mut map = Map::new();
+        let keys_from = self.open_map();
         let mut line = first;
         let (mut key, mut after) = first_key;
         loop {
-            let (value, next) = self.map_value(line, after, indent)?;
-            // serde_json's Value visitor inserts each entry: a repeated key keeps the last value.
-            map.insert(key.into_owned(), value);
+            self.write_key(&key, keys_from);
+            let next = self.map_value(line, after, indent)?;
             match next {
                 Some(l) if l.indent() == indent => {
                     line = l;
@@ -299,11 +308,51 @@ impl<'t> Parser<'t> {
                 }
                 Some(l) if l.indent() > indent => return Err(bail()),
                 _ => {
+                    self.close_map(keys_from)?;
                     self.depth -= 1;
-                    return Ok((Value::Object(map), next));
+                    return Ok(next);
                 }
             }
         }
+    }
+
+    /// Opens a JSON object; returns where its keys start in `keys`.
+    fn open_map(&mut self) -> usize {
+        self.out.push('{');
+        self.keys.len()
+    }
+
+    /// Writes `"key":`, after a comma unless it is the object's first key.
+    fn write_key(&mut self, key: &str, keys_from: usize) {
+        if self.keys.len() > keys_from {
+            self.out.push(',');
+        }
+        let start = self.out.len();
+        write_string(&mut self.out, key);
+        self.keys.push((start, self.out.len()));
+        self.out.push(':');
+    }
+
+    /// Closes the JSON object whose keys start at `keys_from`, bailing on a repeated key.
+    fn close_map(&mut self, keys_from: usize) -> Res<()> {
+        let keys = &self.keys[keys_from..];
+        let written = |&(start, end): &(usize, usize)| &self.out[start..end];
+        // Escaping is one-to-one, so the written keys repeat exactly when the keys do.
+        let repeated = if keys.len() <= 16 {
+            keys.iter()
+                .enumerate()
+                .any(|(i, a)| keys[..i].iter().any(|b| written(a) == written(b)))
+        } else {
+            let mut sorted: Vec<&str> = keys.iter().map(written).collect();
+            sorted.sort_unstable();
+            sorted.windows(2).any(|w| w[0] == w[1])
+        };
+        if repeated {
+            return Err(bail());
+        }
+        self.keys.truncate(keys_from);
+        self.out.push('}');
+        Ok(())
     }
 
     /// The key of a `key: value` or `key:` line, and where the value may start.
@@ -341,7 +390,7 @@ impl<'t> Parser<'t> {
     }
 
     /// The value after `key:` in a mapping indented by `indent`; `after` follows the colon.
-    fn map_value(&mut self, line: Line, after: usize, indent: usize) -> Res<(Value, Option<Line>)> {
+    fn map_value(&mut self, line: Line, after: usize, indent: usize) -> Res<Option<Line>> {
         let p = self.skip_spaces(after, line.end);
         if p == line.end || self.bytes[p] == b'#' {
             let next = self.next_content(line.next)?;
@@ -350,25 +399,31 @@ impl<'t> Parser<'t> {
                 // The indentless sequence kubectl and kustomize write: `key:` then `- item`
                 // at the key's own indentation.
                 Some(l) if l.indent() == indent && self.is_seq_item(&l) => self.block_seq(l),
-                _ => Ok((Value::Null, next)),
+                _ => {
+                    self.out.push_str("null");
+                    Ok(next)
+                }
             };
         }
         self.inline_value(line, p, indent)
     }
 
     /// A block sequence whose first `-` starts `first`.
-    fn block_seq(&mut self, first: Line) -> Res<(Value, Option<Line>)> {
+    fn block_seq(&mut self, first: Line) -> Res<Option<Line>> {
         self.enter()?;
         let indent = first.indent();
-        let mut items = Vec::new();
+        self.out.push('[');
         let mut line = first;
         loop {
             let p = self.skip_spaces(line.content + 1, line.end);
-            let (value, next) = if p == line.end || self.bytes[p] == b'#' {
+            let next = if p == line.end || self.bytes[p] == b'#' {
                 let next = self.next_content(line.next)?;
                 match next {
                     Some(l) if l.indent() > indent => self.block_node(l, indent)?,
-                    _ => (Value::Null, next),
+                    _ => {
+                        self.out.push_str("null");
+                        next
+                    }
                 }
             } else if self.bytes[p] == b'-' && (p + 1 == line.end || self.bytes[p + 1] == b' ') {
                 // `- - item`: a sequence in a sequence on one line.
@@ -381,13 +436,16 @@ impl<'t> Parser<'t> {
                     self.inline_value(line, p, indent)?
                 }
             };
-            items.push(value);
             match next {
-                Some(l) if l.indent() == indent && self.is_seq_item(&l) => line = l,
+                Some(l) if l.indent() == indent && self.is_seq_item(&l) => {
+                    self.out.push(',');
+                    line = l;
+                }
                 Some(l) if l.indent() > indent => return Err(bail()),
                 _ => {
+                    self.out.push(']');
                     self.depth -= 1;
-                    return Ok((Value::Array(items), next));
+                    return Ok(next);
                 }
             }
         }
@@ -395,13 +453,14 @@ impl<'t> Parser<'t> {
 
     /// A value that starts at `p` on `line`, in a collection indented by `parent`: a block
     /// scalar, or a quoted scalar, flow collection or plain scalar that ends on this line.
-    fn inline_value(&mut self, line: Line, p: usize, parent: usize) -> Res<(Value, Option<Line>)> {
-        let (value, end) = match self.bytes[p] {
+    fn inline_value(&mut self, line: Line, p: usize, parent: usize) -> Res<Option<Line>> {
+        let end = match self.bytes[p] {
             b'|' | b'>' => return self.block_scalar(line, p, parent),
             q @ (b'"' | b'\'') => {
                 let (s, last, end) = self.quoted_lines(line, p, q, parent)?;
                 self.rest_is_comment(end, last.end)?;
-                return Ok((Value::String(s), self.next_content(last.next)?));
+                write_string(&mut self.out, &s);
+                return self.next_content(last.next);
             }
             b'{' | b'[' => self.flow_node(p, line.end)?,
             b => {
@@ -413,14 +472,14 @@ impl<'t> Parser<'t> {
         };
         self.rest_is_comment(end, line.end)?;
         // The callers bail on a line more indented than their collection after the value.
-        Ok((value, self.next_content(line.next)?))
+        self.next_content(line.next)
     }
 
     /// A plain scalar in block context that starts at `p` on `line`, in a collection indented
     /// by `parent`. It goes on over the following lines indented past `parent`, until a
     /// comment, as libyaml's `yaml_parser_scan_plain_scalar` reads it: a line break between
     /// two lines folds to a space, and each empty line between them to a line break.
-    fn plain_block(&mut self, line: Line, p: usize, parent: usize) -> Res<(Value, Option<Line>)> {
+    fn plain_block(&mut self, line: Line, p: usize, parent: usize) -> Res<Option<Line>> {
         let end = self.plain_block_end(p, line.end)?;
         let first = trim_end_spaces(&self.text[p..end]);
         let mut folded: Option<String> = None;
@@ -460,11 +519,11 @@ impl<'t> Parser<'t> {
                 }
             }
         }
-        let value = match folded {
-            Some(s) => resolve(&s)?,
-            None => resolve(first)?,
-        };
-        Ok((value, self.next_content(at)?))
+        match folded {
+            Some(s) => write_plain(&mut self.out, &s)?,
+            None => write_plain(&mut self.out, first)?,
+        }
+        self.next_content(at)
     }
 
     /// Where a plain scalar in block context ends: the line's end or a comment. A `: ` in it
@@ -674,43 +733,53 @@ impl<'t> Parser<'t> {
 
     /// A flow collection, or a scalar inside one, that ends before `end` (the line's end):
     /// the value and where it ends.
-    fn flow_node(&mut self, p: usize, end: usize) -> Res<(Value, usize)> {
+    fn flow_node(&mut self, p: usize, end: usize) -> Res<usize> {
         match self.byte(p).filter(|_| p < end).ok_or_else(|| bail())? {
             b'[' => {
                 self.enter()?;
-                let mut items = Vec::new();
+                self.out.push('[');
                 let mut i = self.skip_spaces(p + 1, end);
                 if self.byte(i) == Some(b']') && i < end {
+                    self.out.push(']');
                     self.depth -= 1;
-                    return Ok((Value::Array(items), i + 1));
+                    return Ok(i + 1);
                 }
                 loop {
-                    let (item, after) = self.flow_node(i, end)?;
-                    items.push(item);
+                    let after = self.flow_node(i, end)?;
                     match self.after_flow_item(after, end, b']')? {
-                        FlowStep::Item(next) => i = next,
-                        FlowStep::Closed(past) => return Ok((Value::Array(items), past)),
+                        FlowStep::Item(next) => {
+                            self.out.push(',');
+                            i = next;
+                        }
+                        FlowStep::Closed(past) => {
+                            self.out.push(']');
+                            return Ok(past);
+                        }
                     }
                 }
             }
             b'{' => {
                 self.enter()?;
-                let mut map = Map::new();
+                let keys_from = self.open_map();
                 let mut i = self.skip_spaces(p + 1, end);
                 if self.byte(i) == Some(b'}') && i < end {
+                    self.close_map(keys_from)?;
                     self.depth -= 1;
-                    return Ok((Value::Object(map), i + 1));
+                    return Ok(i + 1);
                 }
                 loop {
                     let (key, after) =
                         match self.byte(i).filter(|_| i < end).ok_or_else(|| bail())? {
-                            q @ (b'"' | b'\'') => self.quoted(i, end, q)?,
+                            q @ (b'"' | b'\'') => {
+                                let (key, after) = self.quoted(i, end, q)?;
+                                (Cow::Owned(key), after)
+                            }
                             b => {
                                 if !self.plain_can_start(b, i + 1, end) {
                                     return Err(bail());
                                 }
                                 let stop = self.plain_flow_end(i, end)?;
-                                (trim_end_spaces(&self.text[i..stop]).to_string(), stop)
+                                (Cow::Borrowed(trim_end_spaces(&self.text[i..stop])), stop)
                             }
                         };
                     if after + 1 >= end
@@ -725,24 +794,29 @@ impl<'t> Parser<'t> {
                         // `{a: }`: an empty value.
                         return Err(bail());
                     }
-                    let (value, after) = self.flow_node(v, end)?;
-                    map.insert(key, value);
+                    self.write_key(&key, keys_from);
+                    let after = self.flow_node(v, end)?;
                     match self.after_flow_item(after, end, b'}')? {
                         FlowStep::Item(next) => i = next,
-                        FlowStep::Closed(past) => return Ok((Value::Object(map), past)),
+                        FlowStep::Closed(past) => {
+                            self.close_map(keys_from)?;
+                            return Ok(past);
+                        }
                     }
                 }
             }
             q @ (b'"' | b'\'') => {
                 let (s, after) = self.quoted(p, end, q)?;
-                Ok((Value::String(s), after))
+                write_string(&mut self.out, &s);
+                Ok(after)
             }
             b => {
                 if !self.plain_can_start(b, p + 1, end) {
                     return Err(bail());
                 }
                 let stop = self.plain_flow_end(p, end)?;
-                Ok((resolve(trim_end_spaces(&self.text[p..stop]))?, stop))
+                write_plain(&mut self.out, trim_end_spaces(&self.text[p..stop]))?;
+                Ok(stop)
             }
         }
     }
@@ -771,7 +845,7 @@ impl<'t> Parser<'t> {
     /// A literal (`|`) or folded (`>`) block scalar whose header starts at `p` on `line`, in
     /// a collection indented by `parent`. Mirrors libyaml's `yaml_parser_scan_block_scalar`
     /// for auto-detected indentation; explicit indentation indicators bail.
-    fn block_scalar(&mut self, line: Line, p: usize, parent: usize) -> Res<(Value, Option<Line>)> {
+    fn block_scalar(&mut self, line: Line, p: usize, parent: usize) -> Res<Option<Line>> {
         let literal = self.bytes[p] == b'|';
         let mut h = p + 1;
         // -1 strips the final line break, 0 keeps one, 1 keeps them all.
@@ -874,7 +948,8 @@ impl<'t> Parser<'t> {
         if chomping == 1 {
             string.push_str(&trailing_breaks);
         }
-        Ok((Value::String(string), self.next_content(resume)?))
+        write_string(&mut self.out, &string);
+        self.next_content(resume)
     }
 }
 
@@ -891,20 +966,20 @@ fn trim_end_spaces(s: &str) -> &str {
 /// and serde_json's `Value` visitor stores it. Spellings whose value this does not
 /// reproduce (hexadecimal, octal and binary integers, a leading `+`, `.inf` and `.nan`,
 /// integers past 64 bits) bail.
-fn resolve(s: &str) -> Res<Value> {
+fn resolve(s: &str) -> Res<Plain<'_>> {
     let Some(&first) = s.as_bytes().first() else {
-        return Ok(Value::Null);
+        return Ok(Plain::Null);
     };
     match s {
-        "~" | "null" | "Null" | "NULL" => return Ok(Value::Null),
-        "true" | "True" | "TRUE" => return Ok(Value::Bool(true)),
-        "false" | "False" | "FALSE" => return Ok(Value::Bool(false)),
+        "~" | "null" | "Null" | "NULL" => return Ok(Plain::Null),
+        "true" | "True" | "TRUE" => return Ok(Plain::Bool(true)),
+        "false" | "False" | "FALSE" => return Ok(Plain::Bool(false)),
         _ => {}
     }
     // No integer or float spelling starts otherwise: Rust's float parser reads words only
     // as `inf`, `infinity` and `nan`, which serde_yaml_ng refuses as not finite.
     if !(first.is_ascii_digit() || first == b'-' || first == b'.' || first == b'+') {
-        return Ok(Value::String(s.to_string()));
+        return Ok(Plain::Str(s));
     }
     if first == b'+' {
         return Err(bail());
@@ -912,7 +987,7 @@ fn resolve(s: &str) -> Res<Value> {
     let unsigned = s.strip_prefix('-').unwrap_or(s);
     if unsigned.starts_with(['+', '-']) {
         // Integer and float parsers take one sign at most: `--flag` is a string.
-        return Ok(Value::String(s.to_string()));
+        return Ok(Plain::Str(s));
     }
     if unsigned.starts_with("0x")
         || unsigned.starts_with("0o")
@@ -927,22 +1002,80 @@ fn resolve(s: &str) -> Res<Value> {
     if !unsigned.is_empty() && unsigned.bytes().all(|b| b.is_ascii_digit()) {
         // YAML 1.2: leading zeros make a string (serde_yaml_ng's `digits_but_not_number`).
         if unsigned.len() > 1 && unsigned.starts_with('0') {
-            return Ok(Value::String(s.to_string()));
+            return Ok(Plain::Str(s));
         }
         return if first == b'-' {
             s.parse::<i64>()
-                .map(|n| Value::Number(n.into()))
+                .map(|n| Plain::Number(n.into()))
                 .map_err(|_| bail())
         } else {
             s.parse::<u64>()
-                .map(|n| Value::Number(n.into()))
+                .map(|n| Plain::Number(n.into()))
                 .map_err(|_| bail())
         };
     }
     // Not an integer, so serde_yaml_ng tries a float, and keeps the text when it is not one
     // or is not finite.
     Ok(match s.parse::<f64>() {
-        Ok(f) if f.is_finite() => Number::from_f64(f).map_or(Value::Null, Value::Number),
-        _ => Value::String(s.to_string()),
+        Ok(f) if f.is_finite() => Number::from_f64(f).map_or(Plain::Null, Plain::Number),
+        _ => Plain::Str(s),
     })
+}
+
+/// A plain scalar's value.
+enum Plain<'s> {
+    Null,
+    Bool(bool),
+    Number(Number),
+    Str(&'s str),
+}
+
+/// Writes the JSON of a plain scalar.
+fn write_plain(out: &mut String, s: &str) -> Res<()> {
+    match resolve(s)? {
+        Plain::Null => out.push_str("null"),
+        Plain::Bool(true) => out.push_str("true"),
+        Plain::Bool(false) => out.push_str("false"),
+        // `Number` displays itself as serde_json writes it (itoa and ryu).
+        Plain::Number(n) => {
+            use std::fmt::Write as _;
+            // Writing to a String cannot fail.
+            let _ = write!(out, "{n}");
+        }
+        Plain::Str(s) => write_string(out, s),
+    }
+    Ok(())
+}
+
+/// Writes `s` as a JSON string, escaped as serde_json escapes it.
+fn write_string(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    let bytes = s.as_bytes();
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        // Every byte escaped is ASCII, so `run..i` and `i + 1..` are character boundaries.
+        out.push_str(&s[run..i]);
+        if escape.is_empty() {
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        } else {
+            out.push_str(escape);
+        }
+        run = i + 1;
+    }
+    out.push_str(&s[run..]);
+    out.push('"');
 }

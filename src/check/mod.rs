@@ -157,7 +157,7 @@ pub fn check(
     // The live state first: the manifest set replaces what it redefines, as applying it would.
     for doc in &state.documents {
         match &doc.content {
-            Content::Object(value) => match view.apply(value) {
+            Content::Object(value) => match view.apply_raw(value) {
                 Ok(()) => cluster_state_objects += 1,
                 Err(e) => skipped.push(Skipped {
                     file: doc.file.to_string(),
@@ -175,7 +175,7 @@ pub fn check(
     for doc in &inputs.documents {
         if let Content::Object(value) = &doc.content {
             // A malformed object still gets judged below, where the policies say what is wrong.
-            let _ = view.apply(value);
+            let _ = view.apply_raw(value);
         }
     }
 
@@ -260,21 +260,17 @@ fn judge_object(
     engine: &Engine,
     view: &MemoryView,
     doc: &Document,
-    value: &serde_json::Value,
+    value: &serde_json::value::RawValue,
     index: usize,
     prints: &mut Fingerprints,
 ) -> Result<Subject, String> {
     let object =
-        OwnedObject::from_value(value).map_err(|e| format!("not a Kubernetes object: {e}"))?;
+        OwnedObject::from_raw(value).map_err(|e| format!("not a Kubernetes object: {e}"))?;
     let uid = format!("fluxgate-check-{index}");
     let request = object.as_create(&uid);
     let (verdict, _exemptions) = engine.review(Endpoint::Validate, &request, view);
 
-    let api_version = value
-        .get("apiVersion")
-        .and_then(|v| v.as_str())
-        .unwrap_or("")
-        .to_string();
+    let api_version = object.api_version().to_string();
     let group = request.kind.group.to_string();
     let namespace = object.namespace().map(str::to_string);
     let item = doc.item.map(|i| i.to_string()).unwrap_or_default();

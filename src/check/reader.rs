@@ -3,10 +3,12 @@
 //! several concatenated), `List` kinds. Each document keeps the line it starts on, so that every
 //! finding and every error points at `file:line`.
 //!
-//! A document is parsed once, into a `serde_json::Value` that the cluster view and the engine
-//! share. What is not a manifest (a Helm template, a values file, a kustomization) is skipped
+//! A document is parsed once, into the JSON text that the cluster view and the engine both
+//! read (a `Value` tree only for the rare documents that need one: `List`s, agent
+//! configurations). What is not a manifest (a Helm template, a values file, a kustomization) is skipped
 //! with a note instead of failing the run; a YAML or JSON syntax error in a manifest fails it.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fs;
 use std::io::Read;
@@ -14,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 
 use regex::Regex;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::gitlab::agent_config;
@@ -38,8 +41,8 @@ pub struct Document {
 
 #[derive(Debug, Clone)]
 pub enum Content {
-    /// A Kubernetes object: has a string `apiVersion` and `kind`.
-    Object(Value),
+    /// A Kubernetes object, as JSON: has a string `apiVersion` and `kind`.
+    Object(Box<RawValue>),
     /// A GitLab agent configuration file (`.gitlab/agents/<name>/config.yaml`).
     AgentConfig {
         config: Value,
@@ -306,7 +309,7 @@ enum Format {
 /// A document parsed from the text, before it is classified.
 struct Parsed {
     line: usize,
-    value: Value,
+    value: Box<RawValue>,
     /// The document's text and the line it starts on, kept for agent configurations.
     text: Option<(Arc<str>, usize)>,
 }
@@ -352,6 +355,38 @@ fn looks_like_go_template(text: &str) -> bool {
 fn classify(file: &Arc<str>, agent: Option<&str>, doc: Parsed, inputs: &mut Inputs) {
     let Parsed { line, value, text } = doc;
     let text = text.unwrap_or_else(|| (Arc::from(""), line));
+    let skip = |reason: String, inputs: &mut Inputs| {
+        inputs.skipped.push(Skip {
+            file: file.to_string(),
+            line: Some(line),
+            reason,
+        })
+    };
+    // Most documents are objects: their text goes on as it is, and only the rest become trees.
+    if agent.is_none()
+        && let Some(head) = Head::of(&value)
+    {
+        if let Some(reason) = not_a_cluster_object(&head.api_version, &head.kind) {
+            skip(reason, inputs);
+        } else if head.is_list {
+            match tree(&value) {
+                Ok(tree) => push_object(file, line, None, tree, 0, inputs),
+                Err(reason) => skip(reason, inputs),
+            }
+        } else {
+            inputs.documents.push(Document {
+                file: file.clone(),
+                line,
+                item: None,
+                content: Content::Object(value),
+            });
+        }
+        return;
+    }
+    let value = match tree(&value) {
+        Ok(value) => value,
+        Err(reason) => return skip(reason, inputs),
+    };
     if let Some(agent) = agent {
         inputs.documents.push(Document {
             file: file.clone(),
@@ -366,13 +401,6 @@ fn classify(file: &Arc<str>, agent: Option<&str>, doc: Parsed, inputs: &mut Inpu
         });
         return;
     }
-    let skip = |reason: String, inputs: &mut Inputs| {
-        inputs.skipped.push(Skip {
-            file: file.to_string(),
-            line: Some(line),
-            reason,
-        })
-    };
     let Value::Object(map) = value else {
         skip(
             format!(
@@ -411,6 +439,50 @@ fn classify(file: &Arc<str>, agent: Option<&str>, doc: Parsed, inputs: &mut Inpu
             inputs,
         ),
     }
+}
+
+/// What sorting a document needs: its `apiVersion` and `kind`, when both are strings, and
+/// whether it is a `List` to expand.
+struct Head<'a> {
+    api_version: Cow<'a, str>,
+    kind: Cow<'a, str>,
+    is_list: bool,
+}
+
+impl<'a> Head<'a> {
+    /// `None` when the document is not a mapping with a string `apiVersion` and `kind`.
+    fn of(raw: &'a RawValue) -> Option<Self> {
+        let member = |key| crate::json_view::member(raw, key).and_then(json_string);
+        let api_version = member("apiVersion")?;
+        let kind = member("kind")?;
+        let is_list = kind == "List"
+            || (kind.ends_with("List")
+                && crate::json_view::member(raw, "items")
+                    .is_some_and(|items| items.get().starts_with('[')));
+        Some(Head {
+            api_version,
+            kind,
+            is_list,
+        })
+    }
+}
+
+/// The string a JSON value is, if it is one.
+fn json_string(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let json = raw.get();
+    if !json.starts_with('"') {
+        return None;
+    }
+    match serde_json::from_str::<&str>(json) {
+        Ok(s) => Some(Cow::Borrowed(s)),
+        // Escapes: serde_json must copy the string out.
+        Err(_) => serde_json::from_str::<String>(json).ok().map(Cow::Owned),
+    }
+}
+
+/// The document as a tree, for the documents read as more than text.
+fn tree(raw: &RawValue) -> Result<Value, String> {
+    serde_json::from_str(raw.get()).map_err(|e| format!("cannot be read: {e}"))
 }
 
 /// Build-tool files that look like objects but never reach a cluster.
@@ -456,12 +528,19 @@ fn push_object(
         })
         .map(str::to_string);
     let Some(list_kind) = list_kind.filter(|_| depth < MAX_LIST_DEPTH) else {
-        inputs.documents.push(Document {
-            file: file.clone(),
-            line,
-            item,
-            content: Content::Object(value),
-        });
+        match serde_json::value::to_raw_value(&value) {
+            Ok(json) => inputs.documents.push(Document {
+                file: file.clone(),
+                line,
+                item,
+                content: Content::Object(json),
+            }),
+            Err(e) => inputs.skipped.push(Skip {
+                file: file.to_string(),
+                line: Some(line),
+                reason: format!("cannot be written as JSON: {e}"),
+            }),
+        }
         return;
     };
     let api_version = value
@@ -623,7 +702,7 @@ fn parse_yaml(name: &str, text: &str, keep_text: bool) -> Result<Vec<Parsed>, In
             continue;
         };
         let value = parse_yaml_document(chunk.text).map_err(|e| yaml_error(name, &chunk, e))?;
-        if value.is_null() {
+        if value.get() == "null" {
             // `--- ~` and friends: an empty document, as kubectl treats it.
             continue;
         }
@@ -635,18 +714,30 @@ fn parse_yaml(name: &str, text: &str, keep_text: bool) -> Result<Vec<Parsed>, In
 }
 
 /// Agent configurations found by content need their text for line numbers.
-fn needs_text(value: &Value) -> bool {
-    value
-        .as_object()
-        .is_some_and(|m| !m.contains_key("kind") && agent_config::looks_like_agent_config(m))
+fn needs_text(value: &RawValue) -> bool {
+    value.get().starts_with('{')
+        && crate::json_view::member(value, "kind").is_none()
+        && tree(value)
+            .ok()
+            .as_ref()
+            .and_then(Value::as_object)
+            .is_some_and(agent_config::looks_like_agent_config)
 }
 
-fn parse_yaml_document(text: &str) -> Result<Value, serde_yaml_ng::Error> {
+fn parse_yaml_document(text: &str) -> Result<Box<RawValue>, serde_yaml_ng::Error> {
     // Most manifests are in the subset the fast path reads, at a tenth of the cost; it
-    // returns only what serde_yaml_ng would, and leaves everything else (errors included) to it.
-    if let Some(value) = super::fast_yaml::parse(text) {
-        return Ok(value);
+    // writes only what serde_yaml_ng would read, and leaves everything else (errors included)
+    // to it.
+    if let Some(json) = super::fast_yaml::to_json(text)
+        && let Ok(raw) = RawValue::from_string(json)
+    {
+        return Ok(raw);
     }
+    let value = parse_yaml_value(text)?;
+    serde_json::value::to_raw_value(&value).map_err(serde::de::Error::custom)
+}
+
+fn parse_yaml_value(text: &str) -> Result<Value, serde_yaml_ng::Error> {
     // The direct path covers nearly every manifest. Merge keys (`<<`), non-string keys and
     // tags need the generic YAML value first, converted the way kubectl converts YAML to JSON.
     if !text.contains("<<")
@@ -732,6 +823,8 @@ fn yaml_error(name: &str, chunk: &Chunk<'_>, error: serde_yaml_ng::Error) -> Inp
 
 fn parse_json(name: &str, text: &str) -> Result<Vec<Parsed>, InputError> {
     let mut documents = Vec::new();
+    // Read as trees, not text: a tree keeps the last of repeated keys, as kubectl's decoding
+    // into a map does, and the text written from it has each key once.
     let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
     loop {
         let start = stream.byte_offset();
@@ -745,6 +838,17 @@ fn parse_json(name: &str, text: &str) -> Result<Vec<Parsed>, InputError> {
                 if value.is_null() {
                     continue;
                 }
+                let value = match serde_json::value::to_raw_value(&value) {
+                    Ok(raw) => raw,
+                    Err(e) => {
+                        return Err(InputError {
+                            file: name.into(),
+                            line: Some(line),
+                            column: None,
+                            message: format!("JSON value cannot be written back: {e}"),
+                        });
+                    }
+                };
                 let keep = needs_text(&value);
                 documents.push(Parsed {
                     line,
@@ -836,11 +940,14 @@ mod tests {
             .documents
             .iter()
             .map(|d| match &d.content {
-                Content::Object(v) => (
-                    v["kind"].as_str().unwrap_or_default().to_string(),
-                    v["apiVersion"].as_str().unwrap_or_default().to_string(),
-                    d.item,
-                ),
+                Content::Object(raw) => {
+                    let v = tree(raw).expect("JSON");
+                    (
+                        v["kind"].as_str().unwrap_or_default().to_string(),
+                        v["apiVersion"].as_str().unwrap_or_default().to_string(),
+                        d.item,
+                    )
+                }
                 Content::AgentConfig { .. } => panic!("not an agent config"),
             })
             .collect();
@@ -866,9 +973,10 @@ mod tests {
         let text = "base: &b {app: x}\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: m\n  labels:\n    <<: *b\ndata:\n  1: one\n";
         let inputs = read_text(text);
         assert!(inputs.errors.is_empty(), "{:?}", inputs.errors);
-        let Content::Object(value) = &inputs.documents[0].content else {
+        let Content::Object(raw) = &inputs.documents[0].content else {
             panic!("an object")
         };
+        let value = tree(raw).expect("JSON");
         assert_eq!(value["metadata"]["labels"]["app"], "x");
         assert_eq!(value["data"]["1"], "one");
     }

@@ -11,7 +11,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::gitlab::agent::{AgentDetector, AgentFacts, AgentKind, InstallationId};
 
@@ -125,7 +128,7 @@ impl AgentIndex {
     }
 
     /// Adds, replaces or (when it is not, or no longer, an agent) drops an object.
-    pub fn apply(&self, group: &str, kind: &str, object: &Value) -> Result<(), String> {
+    pub fn apply(&self, group: &str, kind: &str, object: &RawValue) -> Result<(), String> {
         let Some(kind) = AgentKind::of(group, kind) else {
             return Ok(());
         };
@@ -133,7 +136,7 @@ impl AgentIndex {
             .detector
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .recognise_value(kind, object)?;
+            .recognise_raw(kind, object, None)?;
         let kept = recognised
             .map(|(facts, _evidence)| facts)
             .filter(|facts| {
@@ -215,36 +218,88 @@ impl AgentIndex {
     }
 }
 
-fn namespace_and_name(object: &Value) -> (String, String) {
-    let meta = object.get("metadata");
-    let field = |f: &str| {
-        meta.and_then(|m| m.get(f))
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
-    (field("namespace"), field("name"))
+/// The parts of an object's metadata the index keys and groups by.
+#[derive(Deserialize)]
+struct Doc<'a> {
+    #[serde(borrow, default)]
+    metadata: Option<Meta<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Meta<'a> {
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
+    name: Option<Cow<'a, str>>,
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
+    namespace: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    owner_references: Option<Vec<OwnerReference<'a>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OwnerReference<'a> {
+    #[serde(borrow, default)]
+    api_version: Cow<'a, str>,
+    #[serde(borrow, default)]
+    kind: Cow<'a, str>,
+    #[serde(default)]
+    controller: Option<bool>,
+}
+
+/// The object's metadata; a malformed one reads as empty, as it names nothing.
+fn metadata(object: &RawValue) -> Option<Meta<'_>> {
+    crate::json_view::from_raw::<Doc<'_>>(object)
+        .ok()
+        .and_then(|doc| doc.metadata)
+}
+
+fn namespace_and_name(object: &RawValue) -> (String, String) {
+    let meta = metadata(object);
+    let field = |f: Option<&Cow<'_, str>>| f.map(|s| s.to_string()).unwrap_or_default();
+    (
+        field(meta.as_ref().and_then(|m| m.namespace.as_ref())),
+        field(meta.as_ref().and_then(|m| m.name.as_ref())),
+    )
 }
 
 /// Whether the Pod's controller is a kind whose pod template stands for its Pods.
-fn owner_represents(pod: &Value) -> bool {
-    pod.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
+fn owner_represents(pod: &RawValue) -> bool {
+    metadata(pod)
+        .and_then(|m| m.owner_references)
         .into_iter()
         .flatten()
-        .filter(|o| o.get("controller").and_then(Value::as_bool) == Some(true))
+        .filter(|o| o.controller == Some(true))
         .any(|o| {
-            let api_version = o.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-            let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-            let kind = o.get("kind").and_then(Value::as_str).unwrap_or("");
-            crate::gitlab::agent::owner_represents_pod(group, kind)
+            let group = o.api_version.rsplit_once('/').map_or("", |(g, _)| g);
+            crate::gitlab::agent::owner_represents_pod(group, &o.kind)
         })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    /// The index is fed JSON text; the tests write objects as values.
+    trait ApplyValue {
+        fn apply_value(&self, group: &str, kind: &str, object: &Value) -> Result<(), String>;
+    }
+
+    impl ApplyValue for AgentIndex {
+        fn apply_value(&self, group: &str, kind: &str, object: &Value) -> Result<(), String> {
+            let json = serde_json::value::to_raw_value(object).expect("a value is JSON");
+            self.apply(group, kind, &json)
+        }
+    }
 
     fn agentk_deployment(name: &str, image: &str) -> Value {
         json!({
@@ -261,7 +316,7 @@ mod tests {
     fn non_agent_workloads_are_not_kept() {
         let index = AgentIndex::default();
         index
-            .apply(
+            .apply_value(
                 "apps",
                 "Deployment",
                 &agentk_deployment("web", "nginx:1.25"),
@@ -274,11 +329,11 @@ mod tests {
     fn a_workload_that_stops_running_agentk_is_dropped() {
         let index = AgentIndex::default();
         index
-            .apply("apps", "Deployment", &agentk_deployment("agent", AGENTK))
+            .apply_value("apps", "Deployment", &agentk_deployment("agent", AGENTK))
             .expect("applies");
         assert_eq!(index.len(), 1);
         index
-            .apply(
+            .apply_value(
                 "apps",
                 "Deployment",
                 &agentk_deployment("agent", "nginx:1.25"),
@@ -297,7 +352,7 @@ mod tests {
                 "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "agent-5d4", "uid": "rs-1", "controller": true}]},
             "spec": {"containers": [{"name": "agent", "image": AGENTK}]}
         });
-        index.apply("", "Pod", &pod).expect("applies");
+        index.apply_value("", "Pod", &pod).expect("applies");
         assert!(index.is_empty());
     }
 
@@ -311,9 +366,11 @@ mod tests {
             "spec": {"template": {"spec": {"containers": [{"name": "agent", "image": AGENTK}]}}}
         });
         // The ReplicaSet may be listed before its Deployment.
-        index.apply("apps", "ReplicaSet", &rs).expect("applies");
         index
-            .apply("apps", "Deployment", &agentk_deployment("agent-v2", AGENTK))
+            .apply_value("apps", "ReplicaSet", &rs)
+            .expect("applies");
+        index
+            .apply_value("apps", "Deployment", &agentk_deployment("agent-v2", AGENTK))
             .expect("applies");
         let installations = index.installations();
         assert_eq!(installations.len(), 1, "{installations:?}");
@@ -327,7 +384,9 @@ mod tests {
         for (name, owner) in [("a", "uid-b"), ("b", "uid-a")] {
             let mut object = agentk_deployment(name, AGENTK);
             object["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "Deployment", "name": "x", "uid": owner, "controller": true}]);
-            index.apply("apps", "Deployment", &object).expect("applies");
+            index
+                .apply_value("apps", "Deployment", &object)
+                .expect("applies");
         }
         assert!(!index.installations().is_empty());
     }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::agents::AgentIndex;
 use super::rbac::{self, BindingFacts, NamedRoles, RbacIndex, RoleFacts, RoleKey};
@@ -160,6 +161,12 @@ struct Head {
     metadata: Meta,
 }
 
+#[derive(Deserialize)]
+struct HelmRepositoryDoc {
+    #[serde(default)]
+    spec: Option<HelmRepositorySpec>,
+}
+
 #[derive(Deserialize, Default)]
 struct HelmRepositorySpec {
     #[serde(default, rename = "type")]
@@ -275,8 +282,16 @@ impl MemoryView {
 
     /// Adds or replaces an object. Kinds no policy asks about are ignored.
     pub fn apply(&self, object: &Value) -> Result<(), String> {
-        let head =
-            Head::deserialize(object).map_err(|e| format!("not a Kubernetes object: {e}"))?;
+        let json = serde_json::value::to_raw_value(object)
+            .map_err(|e| format!("not a Kubernetes object: {e}"))?;
+        self.apply_raw(&json)
+    }
+
+    /// [`MemoryView::apply`] for an object's JSON text, which is what `fluxgate check` reads
+    /// manifests into: each projection reads only its fields, and no tree is built.
+    pub fn apply_raw(&self, object: &RawValue) -> Result<(), String> {
+        let head: Head =
+            crate::flux::parse_raw(object).map_err(|e| format!("not a Kubernetes object: {e}"))?;
         let group = head
             .api_version
             .rsplit_once('/')
@@ -296,11 +311,9 @@ impl MemoryView {
                 self.write().secrets.insert((namespace, name), facts);
             }
             (FLUX_SOURCE_GROUP, "HelmRepository") => {
-                let spec = object
-                    .get("spec")
-                    .map(HelmRepositorySpec::deserialize)
-                    .transpose()
-                    .map_err(|e| format!("HelmRepository spec: {e}"))?
+                let spec = crate::flux::parse_raw::<HelmRepositoryDoc>(object)
+                    .map_err(|e| format!("HelmRepository {e}"))?
+                    .spec
                     .unwrap_or_default();
                 let facts = HelmRepositoryFacts {
                     oci: spec.repo_type.as_deref() == Some("oci"),
@@ -326,7 +339,7 @@ impl MemoryView {
         &self,
         group: &str,
         head: &Head,
-        object: &Value,
+        object: &RawValue,
     ) -> Result<(), String> {
         let Some(kind) = secret_refs::flux_kind(group, &head.kind) else {
             return Ok(());
@@ -336,7 +349,7 @@ impl MemoryView {
             head.metadata.namespace.clone().unwrap_or_default(),
             head.metadata.name.clone(),
         );
-        let parsed = secret_refs::from_value(object);
+        let parsed = secret_refs::from_raw(object);
         let mut store = self.write();
         match parsed {
             Ok(references) if !references.is_empty() => {

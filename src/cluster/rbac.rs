@@ -11,7 +11,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::config::{LabelSelector, SelectorOperator};
 use crate::rbac::{PolicyRule, RuleSummary, null_as_default};
@@ -366,10 +366,11 @@ pub fn is_rbac_kind(kind: &str) -> bool {
 }
 
 /// Projects an RBAC object of the given kind.
-pub fn project(kind: &str, object: &Value) -> Result<Projection, String> {
+pub fn project(kind: &str, object: &RawValue) -> Result<Projection, String> {
     match kind {
         "Role" | "ClusterRole" => {
-            let role = RoleObject::deserialize(object).map_err(|e| format!("{kind}: {e}"))?;
+            let role: RoleObject =
+                crate::flux::parse_raw(object).map_err(|e| format!("{kind}: {e}"))?;
             let cluster_role = kind == "ClusterRole";
             let facts = RoleFacts::from_object(&role, cluster_role);
             let name = role.metadata.name;
@@ -386,7 +387,8 @@ pub fn project(kind: &str, object: &Value) -> Result<Projection, String> {
         _ => {
             let binding_kind =
                 BindingKind::parse(kind).ok_or_else(|| format!("{kind} is not an RBAC kind"))?;
-            let binding = BindingObject::deserialize(object).map_err(|e| format!("{kind}: {e}"))?;
+            let binding: BindingObject =
+                crate::flux::parse_raw(object).map_err(|e| format!("{kind}: {e}"))?;
             Ok(BindingFacts::from_object(&binding, binding_kind)
                 .map(Projection::Binding)
                 .unwrap_or(Projection::Ignored))
@@ -710,7 +712,13 @@ fn binding_id(kind: BindingKind, namespace: Option<&str>, name: &str) -> Binding
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    /// [`super::project`] of an object written as a value.
+    fn project(kind: &str, object: &Value) -> Result<Projection, String> {
+        let json = serde_json::value::to_raw_value(object).expect("a value is JSON");
+        super::project(kind, &json)
+    }
 
     fn cluster_role(name: &str, labels: Value, rules: Value) -> Projection {
         project(

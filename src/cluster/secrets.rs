@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -153,8 +153,9 @@ struct RotationAnnotation<'a> {
 }
 
 /// Reads `(namespace, name, facts)` from a Secret (a whole object or its metadata).
-pub(crate) fn project(object: &Value) -> Result<(String, String, SecretFacts), String> {
-    let doc = SecretDoc::deserialize(object).map_err(|e| format!("Secret metadata: {e}"))?;
+pub(crate) fn project(object: &RawValue) -> Result<(String, String, SecretFacts), String> {
+    let doc: SecretDoc<'_> =
+        crate::flux::parse_raw(object).map_err(|e| format!("Secret metadata: {e}"))?;
     let Some(meta) = doc.metadata else {
         return Err("Secret without metadata".into());
     };
@@ -181,7 +182,13 @@ pub(crate) fn project(object: &Value) -> Result<(String, String, SecretFacts), S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    /// [`super::project`] of a Secret written as a value.
+    fn project(object: &Value) -> Result<(String, String, SecretFacts), String> {
+        let json = serde_json::value::to_raw_value(object).expect("a value is JSON");
+        super::project(&json)
+    }
 
     #[test]
     fn rfc3339_times_with_offsets_and_fractions_parse() {

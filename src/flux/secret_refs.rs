@@ -21,7 +21,7 @@
 use std::borrow::Cow;
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::reference::LocalObjectReference;
 use super::{HELM_GROUP, KUSTOMIZE_GROUP, SOURCE_GROUP};
@@ -179,11 +179,9 @@ fn collect(doc: Doc<'_>) -> Vec<SecretRef<'_>> {
     out
 }
 
-/// The Secret references of a Flux object as a JSON value (what the cluster view is fed).
-pub fn from_value(value: &Value) -> Result<Vec<SecretRef<'_>>, String> {
-    Doc::deserialize(value)
-        .map(collect)
-        .map_err(|e| e.to_string())
+/// The Secret references of a Flux object's JSON (what the cluster view is fed).
+pub fn from_raw(raw: &RawValue) -> Result<Vec<SecretRef<'_>>, String> {
+    super::parse_raw::<Doc<'_>>(raw).map(collect)
 }
 
 #[cfg(test)]

@@ -351,22 +351,6 @@ impl AgentDetector {
         // A malformed object: read again for the message that says where.
         skimmed.or_else(|_| self.recognise_json(kind, raw.get(), default_namespace))
     }
-
-    /// Recognises an agent object in a JSON value (what the cluster view is fed).
-    pub fn recognise_value(
-        &self,
-        kind: AgentKind,
-        value: &serde_json::Value,
-    ) -> Result<Option<(AgentFacts, Evidence)>, String> {
-        match kind {
-            AgentKind::HelmRelease => HelmReleaseDoc::deserialize(value)
-                .map(|d| d.recognise(None))
-                .map_err(|e| crate::policy::without_values(&e.to_string())),
-            _ => WorkloadDoc::deserialize(value)
-                .map(|d| d.recognise(self, kind, None))
-                .map_err(|e| crate::policy::without_values(&e.to_string())),
-        }
-    }
 }
 
 fn parse_path_aware<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, String> {
@@ -1140,8 +1124,8 @@ fn below_mount<'p>(path: &'p str, mount: &str) -> Option<&'p str> {
 /// `/etc/agentk/secrets` and passes `--token-file=/etc/agentk/secrets/token`; the 2021 kpt
 /// manifests mount `gitlab-agent-token` at `/config`. `None` for objects without a pod
 /// spec (a HelmRelease) or when the path is not on a Secret volume.
-pub fn token_secret(object: &serde_json::Value) -> Option<String> {
-    let doc = TokenDoc::deserialize(object).ok()?;
+pub fn token_secret(object: &serde_json::value::RawValue) -> Option<String> {
+    let doc: TokenDoc<'_> = crate::json_view::from_raw(object).ok()?;
     let spec = doc.spec?;
     let pod = match (spec.template, spec.job_template) {
         (Some(template), _) => template.spec.unwrap_or_default(),

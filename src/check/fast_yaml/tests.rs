@@ -6,13 +6,22 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::parse;
+use super::to_json;
 use crate::check::reader::split_documents;
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
 
 fn serde_yaml(text: &str) -> Result<Value, serde_yaml_ng::Error> {
     serde_yaml_ng::from_str::<Value>(text)
+}
+
+/// The fast path's value: the JSON it writes must read back as JSON.
+fn parse(text: &str) -> Option<Value> {
+    let json = to_json(text)?;
+    match serde_json::from_str(&json) {
+        Ok(value) => Some(value),
+        Err(e) => panic!("the fast path writes {json:?} for {text:?}, which is not JSON: {e}"),
+    }
 }
 
 /// The one property: a value from the fast path is serde_yaml_ng's value. Returns whether
@@ -72,9 +81,6 @@ fn block_mappings_and_sequences() {
         "- \n- a\n-\n",
         "a: # a comment, and no value\nb: c\n",
         "a: # the value follows\n  b: c\n",
-        // A repeated key keeps the last value, as serde_json's map does.
-        "a: 1\nb: 2\na: 3\n",
-        "a: {x: 1}\na: [2]\n",
         // Keys are read as written: serde_json's Value asks for strings.
         "1: one\ntrue: yes\n~: x\nnull: y\n0x10: z\n1.5: w\n",
         "a b : c\n",
@@ -216,7 +222,6 @@ fn one_line_flow_collections() {
         "a: { k : v ,  l: w }\n",
         "- [a, b]\n- {c: d}\n",
         "a: {url: \"http://x:1\"}\n",
-        "a: {k: v, k: w}\n",
         "a: [a#b]\n",
     ]);
 }
@@ -224,6 +229,12 @@ fn one_line_flow_collections() {
 #[test]
 fn what_the_fast_path_leaves_to_serde_yaml_ng() {
     must_bail(&[
+        // A repeated key: serde_yaml_ng keeps the last value; JSON text would hold both.
+        "a: 1\nb: 2\na: 3\n",
+        "a: {x: 1}\na: [2]\n",
+        "a: {x: 1, y: 2, x: 3}\n",
+        "a: {k: v, k: w}\n",
+        "- a: 1\n  b:\n    c: 1\n    c: 2\n",
         // Empty documents and documents that are a scalar.
         "",
         "# only a comment\n",
@@ -521,5 +532,43 @@ fn explain_bail_outs() {
             chunk.first_line,
             lines.concat()
         );
+    }
+}
+
+#[test]
+fn a_key_repeated_among_many_bails() {
+    let mut text: String = (0..40).map(|i| format!("key{i}: {i}\n")).collect();
+    assert!(agrees(&text));
+    text.push_str("key7: again\n");
+    assert_eq!(parse(&text), None);
+}
+
+#[test]
+fn strings_are_escaped_as_serde_json_escapes_them() {
+    for s in [
+        "plain",
+        "q\"uote",
+        "back\\slash",
+        "tab\tnew\nline\r",
+        "\u{1}\u{8}\u{c}\u{1f}\u{7f}",
+        "é ✓ 𝄞",
+    ] {
+        let mut out = String::new();
+        super::write_string(&mut out, s);
+        assert_eq!(out, serde_json::to_string(s).expect("a string serializes"));
+    }
+}
+
+#[test]
+fn numbers_are_written_as_serde_json_writes_them() {
+    for (yaml, json) in [
+        ("a: 1\n", r#"{"a":1}"#),
+        ("a: -12\n", r#"{"a":-12}"#),
+        ("a: 1.5\n", r#"{"a":1.5}"#),
+        ("a: 1e3\n", r#"{"a":1000.0}"#),
+        ("a: 18446744073709551615\n", r#"{"a":18446744073709551615}"#),
+    ] {
+        assert_eq!(to_json(yaml).as_deref(), Some(json), "{yaml:?}");
+        assert!(agrees(yaml));
     }
 }
