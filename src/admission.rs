@@ -366,53 +366,33 @@ pub fn encode(uid: &str, verdict: &Verdict) -> Vec<u8> {
     serde_json::to_vec(&response).unwrap_or_default()
 }
 
-/// An AdmissionReview request made up by fluxgate itself, for `fluxgate check` and the audit
-/// scan: the same policies judge objects that never went through an API server.
-pub struct OwnedObject {
-    json: Box<RawValue>,
+/// What a review says of an object besides the object itself: its type, name and namespace.
+#[derive(Debug, Clone)]
+pub struct ObjectHead {
     api_version: String,
     kind: String,
     namespace: Option<String>,
     name: String,
 }
 
-impl OwnedObject {
-    /// Wraps an object's JSON. `api_version`, `kind`, `metadata.name` and `metadata.namespace`
-    /// are read from it; an object without `apiVersion` or `kind` is not a Kubernetes object.
+impl ObjectHead {
+    /// Reads `apiVersion`, `kind`, `metadata.name` and `metadata.namespace`; an object without
+    /// a string `apiVersion` or `kind` is not a Kubernetes object. Members of another type read
+    /// as absent.
     pub fn from_value(value: &serde_json::Value) -> Result<Self, String> {
-        let api_version = value
-            .get("apiVersion")
-            .and_then(|v| v.as_str())
-            .ok_or("has no apiVersion")?
-            .to_string();
-        let kind = value
-            .get("kind")
-            .and_then(|v| v.as_str())
-            .ok_or("has no kind")?
-            .to_string();
+        let string = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(str::to_string);
         let metadata = value.get("metadata");
-        let name = metadata
-            .and_then(|m| m.get("name"))
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_string();
-        let namespace = metadata
-            .and_then(|m| m.get("namespace"))
-            .and_then(|v| v.as_str())
-            .filter(|ns| !ns.is_empty())
-            .map(str::to_string);
-        let json = serde_json::value::to_raw_value(value).map_err(|e| e.to_string())?;
-        Ok(OwnedObject {
-            json,
-            api_version,
-            kind,
-            namespace,
-            name,
+        Ok(ObjectHead {
+            api_version: string(value.get("apiVersion")).ok_or("has no apiVersion")?,
+            kind: string(value.get("kind")).ok_or("has no kind")?,
+            name: string(metadata.and_then(|m| m.get("name"))).unwrap_or_default(),
+            namespace: string(metadata.and_then(|m| m.get("namespace")))
+                .filter(|ns| !ns.is_empty()),
         })
     }
 
-    /// [`OwnedObject::from_value`] for an object's JSON text, read without building a tree.
-    pub fn from_raw(raw: &RawValue) -> Result<Self, String> {
+    /// [`ObjectHead::from_value`] for an object's JSON text.
+    pub fn from_raw(object: &crate::json_view::Indexed<'_>) -> Result<Self, String> {
         #[derive(Deserialize)]
         struct Head<'a> {
             #[serde(borrow, default, rename = "apiVersion")]
@@ -429,17 +409,14 @@ impl OwnedObject {
             #[serde(borrow, default)]
             namespace: Option<&'a RawValue>,
         }
-        // Members of another type read as absent, as `from_value` reads them.
         let string = |raw: Option<&RawValue>| -> Option<String> {
             serde_json::from_str::<String>(raw?.get()).ok()
         };
-        let head: Head<'_> =
-            crate::json_view::from_raw(raw).map_err(|_| "is not a JSON object".to_string())?;
-        let meta = head
-            .metadata
-            .and_then(|m| crate::json_view::from_raw::<Meta<'_>>(m).ok());
-        Ok(OwnedObject {
-            json: raw.to_owned(),
+        let head: Head<'_> = object
+            .view(object.raw())
+            .map_err(|_| "is not a JSON object".to_string())?;
+        let meta = head.metadata.and_then(|m| object.view::<Meta<'_>>(m).ok());
+        Ok(ObjectHead {
             api_version: string(head.api_version).ok_or("has no apiVersion")?,
             kind: string(head.kind).ok_or("has no kind")?,
             name: string(meta.as_ref().and_then(|m| m.name)).unwrap_or_default(),
@@ -463,16 +440,9 @@ impl OwnedObject {
         self.namespace.as_deref()
     }
 
-    pub fn set_namespace(&mut self, namespace: Option<String>) {
-        self.namespace = namespace;
-    }
-
-    pub fn raw(&self) -> &RawValue {
-        &self.json
-    }
-
-    /// A CREATE review of this object, as a given user would send it.
-    pub fn as_create<'a>(&'a self, uid: &'a str) -> Request<'a> {
+    /// A CREATE review of `object`, whose head this is, as fluxgate makes them up: a dry run
+    /// by no user in particular.
+    pub fn create<'a>(&'a self, object: &'a RawValue, uid: &'a str) -> Request<'a> {
         Request {
             uid: Cow::Borrowed(uid),
             kind: GroupVersionKind::from_api_version(&self.api_version, &self.kind),
@@ -482,11 +452,52 @@ impl OwnedObject {
             namespace: self.namespace.as_deref().map(Cow::Borrowed),
             operation: Operation::Create,
             user_info: UserInfo::default(),
-            object: Some(&self.json),
+            object: Some(object),
             old_object: None,
             dry_run: Some(true),
             index: None,
         }
+    }
+}
+
+/// An AdmissionReview request made up by fluxgate itself, for the audit scan: the same
+/// policies judge objects that never went through an API server.
+pub struct OwnedObject {
+    json: Box<RawValue>,
+    head: ObjectHead,
+}
+
+impl OwnedObject {
+    /// Wraps an object's JSON (see [`ObjectHead::from_value`]).
+    pub fn from_value(value: &serde_json::Value) -> Result<Self, String> {
+        let head = ObjectHead::from_value(value)?;
+        let json = serde_json::value::to_raw_value(value).map_err(|e| e.to_string())?;
+        Ok(OwnedObject { json, head })
+    }
+
+    pub fn kind(&self) -> &str {
+        self.head.kind()
+    }
+
+    pub fn name(&self) -> &str {
+        self.head.name()
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.head.namespace()
+    }
+
+    pub fn set_namespace(&mut self, namespace: Option<String>) {
+        self.head.namespace = namespace;
+    }
+
+    pub fn raw(&self) -> &RawValue {
+        &self.json
+    }
+
+    /// A CREATE review of this object (see [`ObjectHead::create`]).
+    pub fn as_create<'a>(&'a self, uid: &'a str) -> Request<'a> {
+        self.head.create(&self.json, uid)
     }
 }
 

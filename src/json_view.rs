@@ -45,6 +45,67 @@ pub fn from_raw_with<'a, T: Deserialize<'a>>(
     read_whole(raw.get(), skims)
 }
 
+/// A `RawValue` of JSON that fluxgate wrote itself and so need not check again (the fast YAML
+/// path's, whose tests and fuzz target hold every text it writes to serde_json).
+pub fn trusted_raw(json: &str) -> Result<Box<RawValue>, Error> {
+    let json = json.trim_matches(|c: char| c.is_ascii_whitespace());
+    debug_assert!(
+        serde_json::from_str::<serde::de::IgnoredAny>(json).is_ok(),
+        "not JSON: {json}"
+    );
+    <Box<RawValue>>::deserialize(Skimmer {
+        json,
+        start: 0,
+        known_end: json.len(),
+        end: &Cell::new(UNKNOWN),
+        skims: &Skims::default(),
+    })
+}
+
+/// Nesting past serde_json's own recursion limit is not indexed; such a text is skimmed.
+const MAX_INDEXED_DEPTH: usize = 128;
+
+/// An object's JSON indexed once for the several views read of it (the cluster view's
+/// projections, a check's judging): without the index each view searches the text again for
+/// the members it steps over.
+pub struct Indexed<'a> {
+    raw: &'a RawValue,
+    skims: Skims<'a>,
+}
+
+impl<'a> Indexed<'a> {
+    /// Without the index: the views share only what each learns of the text for the next
+    /// ([`Skims`]). For a few views of a small object, building the index costs more than
+    /// it saves.
+    pub fn skimmed(raw: &'a RawValue) -> Self {
+        Indexed {
+            raw,
+            skims: Skims::default(),
+        }
+    }
+
+    pub fn new(raw: &'a RawValue) -> Self {
+        let index = TextIndex::of(raw.get(), MAX_INDEXED_DEPTH).map(Arc::new);
+        Indexed {
+            raw,
+            skims: Skims::indexed(index),
+        }
+    }
+
+    pub fn raw(&self) -> &'a RawValue {
+        self.raw
+    }
+
+    /// A view of the object, or of a value inside it.
+    pub fn view<T: Deserialize<'a>>(&self, raw: &'a RawValue) -> Result<T, Error> {
+        from_raw_with(raw, &self.skims)
+    }
+
+    pub fn skims(&self) -> &Skims<'a> {
+        &self.skims
+    }
+}
+
 /// A view of the whole of `json`, which is valid JSON (a `RawValue`'s, or an indexed text).
 fn read_whole<'a, T: Deserialize<'a>>(json: &'a str, skims: &Skims<'a>) -> Result<T, Error> {
     // Nothing follows the value, so where it ends is not needed.

@@ -77,7 +77,7 @@ pub fn to_json(text: &str) -> Option<String> {
         depth: 0,
         // JSON is about as long as the YAML it comes from.
         out: String::with_capacity(text.len() + text.len() / 4),
-        keys: Vec::new(),
+        keys: Vec::with_capacity(32),
     };
     parser.document().ok()?;
     Some(parser.out)
@@ -1052,6 +1052,14 @@ fn write_string(out: &mut String, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push('"');
     let bytes = s.as_bytes();
+    // Most strings need no escape; the test vectorises.
+    if bytes.iter().fold(true, |plain, &b| {
+        plain & (b >= 0x20) & (b != b'"') & (b != b'\\')
+    }) {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     let mut run = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let escape = match b {

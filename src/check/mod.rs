@@ -11,7 +11,7 @@
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 
-use crate::admission::OwnedObject;
+use crate::admission::ObjectHead;
 use crate::cluster::{ClusterView, MemoryView};
 use crate::config::Config;
 use crate::engine::{Endpoint, Engine};
@@ -157,7 +157,7 @@ pub fn check(
     // The live state first: the manifest set replaces what it redefines, as applying it would.
     for doc in &state.documents {
         match &doc.content {
-            Content::Object(value) => match view.apply_raw(value) {
+            Content::Object { json, head } => match view.apply_object(head, json) {
                 Ok(()) => cluster_state_objects += 1,
                 Err(e) => skipped.push(Skipped {
                     file: doc.file.to_string(),
@@ -173,9 +173,9 @@ pub fn check(
         }
     }
     for doc in &inputs.documents {
-        if let Content::Object(value) = &doc.content {
+        if let Content::Object { json, head } = &doc.content {
             // A malformed object still gets judged below, where the policies say what is wrong.
-            let _ = view.apply_raw(value);
+            let _ = view.apply_object(head, json);
         }
     }
 
@@ -183,7 +183,9 @@ pub fn check(
     let mut results = Vec::with_capacity(inputs.documents.len());
     for (index, doc) in inputs.documents.iter().enumerate() {
         let subject = match &doc.content {
-            Content::Object(value) => judge_object(engine, &view, doc, value, index, &mut prints),
+            Content::Object { json, head } => {
+                judge_object(engine, &view, doc, json, head, index, &mut prints)
+            }
             Content::AgentConfig {
                 config,
                 agent,
@@ -261,13 +263,12 @@ fn judge_object(
     view: &MemoryView,
     doc: &Document,
     value: &serde_json::value::RawValue,
+    object: &ObjectHead,
     index: usize,
     prints: &mut Fingerprints,
 ) -> Result<Subject, String> {
-    let object =
-        OwnedObject::from_raw(value).map_err(|e| format!("not a Kubernetes object: {e}"))?;
     let uid = format!("fluxgate-check-{index}");
-    let request = object.as_create(&uid);
+    let request = object.create(value, &uid);
     let (verdict, _exemptions) = engine.review(Endpoint::Validate, &request, view);
 
     let api_version = object.api_version().to_string();

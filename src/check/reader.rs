@@ -8,7 +8,6 @@
 //! configurations). What is not a manifest (a Helm template, a values file, a kustomization) is skipped
 //! with a note instead of failing the run; a YAML or JSON syntax error in a manifest fails it.
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fs;
 use std::io::Read;
@@ -19,7 +18,9 @@ use regex::Regex;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::admission::ObjectHead;
 use crate::gitlab::agent_config;
+use crate::json_view::Indexed;
 
 /// How reports name standard input.
 pub const STDIN_NAME: &str = "<stdin>";
@@ -41,8 +42,11 @@ pub struct Document {
 
 #[derive(Debug, Clone)]
 pub enum Content {
-    /// A Kubernetes object, as JSON: has a string `apiVersion` and `kind`.
-    Object(Box<RawValue>),
+    /// A Kubernetes object, as JSON, and its string `apiVersion`, `kind`, name and namespace.
+    Object {
+        json: Box<RawValue>,
+        head: ObjectHead,
+    },
     /// A GitLab agent configuration file (`.gitlab/agents/<name>/config.yaml`).
     AgentConfig {
         config: Value,
@@ -307,11 +311,11 @@ enum Format {
 }
 
 /// A document parsed from the text, before it is classified.
-struct Parsed {
+struct Parsed<'t> {
     line: usize,
     value: Box<RawValue>,
-    /// The document's text and the line it starts on, kept for agent configurations.
-    text: Option<(Arc<str>, usize)>,
+    /// The document's text and the line it starts on, for agent configurations.
+    text: (&'t str, usize),
 }
 
 /// Parses one file's text and classifies its documents.
@@ -324,7 +328,7 @@ fn parse_text(name: &str, agent: Option<&str>, text: &str, format: Format, input
     };
     let parsed = match format {
         Format::Json => parse_json(name, text),
-        _ => parse_yaml(name, text, agent.is_some()),
+        _ => parse_yaml(name, text),
     };
     let documents = match parsed {
         Ok(docs) => docs,
@@ -354,7 +358,6 @@ fn looks_like_go_template(text: &str) -> bool {
 
 fn classify(file: &Arc<str>, agent: Option<&str>, doc: Parsed, inputs: &mut Inputs) {
     let Parsed { line, value, text } = doc;
-    let text = text.unwrap_or_else(|| (Arc::from(""), line));
     let skip = |reason: String, inputs: &mut Inputs| {
         inputs.skipped.push(Skip {
             file: file.to_string(),
@@ -364,11 +367,12 @@ fn classify(file: &Arc<str>, agent: Option<&str>, doc: Parsed, inputs: &mut Inpu
     };
     // Most documents are objects: their text goes on as it is, and only the rest become trees.
     if agent.is_none()
-        && let Some(head) = Head::of(&value)
+        && value.get().starts_with('{')
+        && let Ok(head) = ObjectHead::from_raw(&Indexed::skimmed(&value))
     {
-        if let Some(reason) = not_a_cluster_object(&head.api_version, &head.kind) {
+        if let Some(reason) = not_a_cluster_object(head.api_version(), head.kind()) {
             skip(reason, inputs);
-        } else if head.is_list {
+        } else if is_list(head.kind(), &value) {
             match tree(&value) {
                 Ok(tree) => push_object(file, line, None, tree, 0, inputs),
                 Err(reason) => skip(reason, inputs),
@@ -378,7 +382,7 @@ fn classify(file: &Arc<str>, agent: Option<&str>, doc: Parsed, inputs: &mut Inpu
                 file: file.clone(),
                 line,
                 item: None,
-                content: Content::Object(value),
+                content: Content::Object { json: value, head },
             });
         }
         return;
@@ -395,7 +399,7 @@ fn classify(file: &Arc<str>, agent: Option<&str>, doc: Parsed, inputs: &mut Inpu
             content: Content::AgentConfig {
                 config: value,
                 agent: Some(agent.to_string()),
-                text: text.0,
+                text: Arc::from(text.0),
                 text_line: text.1,
             },
         });
@@ -429,7 +433,7 @@ fn classify(file: &Arc<str>, agent: Option<&str>, doc: Parsed, inputs: &mut Inpu
                 content: Content::AgentConfig {
                     config: Value::Object(map),
                     agent: None,
-                    text: text.0,
+                    text: Arc::from(text.0),
                     text_line: text.1,
                 },
             });
@@ -441,43 +445,12 @@ fn classify(file: &Arc<str>, agent: Option<&str>, doc: Parsed, inputs: &mut Inpu
     }
 }
 
-/// What sorting a document needs: its `apiVersion` and `kind`, when both are strings, and
-/// whether it is a `List` to expand.
-struct Head<'a> {
-    api_version: Cow<'a, str>,
-    kind: Cow<'a, str>,
-    is_list: bool,
-}
-
-impl<'a> Head<'a> {
-    /// `None` when the document is not a mapping with a string `apiVersion` and `kind`.
-    fn of(raw: &'a RawValue) -> Option<Self> {
-        let member = |key| crate::json_view::member(raw, key).and_then(json_string);
-        let api_version = member("apiVersion")?;
-        let kind = member("kind")?;
-        let is_list = kind == "List"
-            || (kind.ends_with("List")
-                && crate::json_view::member(raw, "items")
-                    .is_some_and(|items| items.get().starts_with('[')));
-        Some(Head {
-            api_version,
-            kind,
-            is_list,
-        })
-    }
-}
-
-/// The string a JSON value is, if it is one.
-fn json_string(raw: &RawValue) -> Option<Cow<'_, str>> {
-    let json = raw.get();
-    if !json.starts_with('"') {
-        return None;
-    }
-    match serde_json::from_str::<&str>(json) {
-        Ok(s) => Some(Cow::Borrowed(s)),
-        // Escapes: serde_json must copy the string out.
-        Err(_) => serde_json::from_str::<String>(json).ok().map(Cow::Owned),
-    }
+/// A `List` to expand: as [`push_object`] tells one from a tree.
+fn is_list(kind: &str, object: &RawValue) -> bool {
+    kind == "List"
+        || (kind.ends_with("List")
+            && crate::json_view::member(object, "items")
+                .is_some_and(|items| items.get().starts_with('[')))
 }
 
 /// The document as a tree, for the documents read as more than text.
@@ -528,17 +501,22 @@ fn push_object(
         })
         .map(str::to_string);
     let Some(list_kind) = list_kind.filter(|_| depth < MAX_LIST_DEPTH) else {
-        match serde_json::value::to_raw_value(&value) {
-            Ok(json) => inputs.documents.push(Document {
+        let object = ObjectHead::from_value(&value).and_then(|head| {
+            serde_json::value::to_raw_value(&value)
+                .map(|json| (json, head))
+                .map_err(|e| format!("cannot be written as JSON: {e}"))
+        });
+        match object {
+            Ok((json, head)) => inputs.documents.push(Document {
                 file: file.clone(),
                 line,
                 item,
-                content: Content::Object(json),
+                content: Content::Object { json, head },
             }),
-            Err(e) => inputs.skipped.push(Skip {
+            Err(reason) => inputs.skipped.push(Skip {
                 file: file.to_string(),
                 line: Some(line),
-                reason: format!("cannot be written as JSON: {e}"),
+                reason: format!("not a Kubernetes object: {reason}"),
             }),
         }
         return;
@@ -695,7 +673,7 @@ fn content_line(chunk: &Chunk<'_>) -> Option<usize> {
     })
 }
 
-fn parse_yaml(name: &str, text: &str, keep_text: bool) -> Result<Vec<Parsed>, InputError> {
+fn parse_yaml<'t>(name: &str, text: &'t str) -> Result<Vec<Parsed<'t>>, InputError> {
     let mut documents = Vec::new();
     for chunk in split_documents(text) {
         let Some(line) = content_line(&chunk) else {
@@ -706,22 +684,13 @@ fn parse_yaml(name: &str, text: &str, keep_text: bool) -> Result<Vec<Parsed>, In
             // `--- ~` and friends: an empty document, as kubectl treats it.
             continue;
         }
-        let text =
-            (keep_text || needs_text(&value)).then(|| (Arc::from(chunk.text), chunk.first_line));
-        documents.push(Parsed { line, value, text });
+        documents.push(Parsed {
+            line,
+            value,
+            text: (chunk.text, chunk.first_line),
+        });
     }
     Ok(documents)
-}
-
-/// Agent configurations found by content need their text for line numbers.
-fn needs_text(value: &RawValue) -> bool {
-    value.get().starts_with('{')
-        && crate::json_view::member(value, "kind").is_none()
-        && tree(value)
-            .ok()
-            .as_ref()
-            .and_then(Value::as_object)
-            .is_some_and(agent_config::looks_like_agent_config)
 }
 
 fn parse_yaml_document(text: &str) -> Result<Box<RawValue>, serde_yaml_ng::Error> {
@@ -729,7 +698,7 @@ fn parse_yaml_document(text: &str) -> Result<Box<RawValue>, serde_yaml_ng::Error
     // writes only what serde_yaml_ng would read, and leaves everything else (errors included)
     // to it.
     if let Some(json) = super::fast_yaml::to_json(text)
-        && let Ok(raw) = RawValue::from_string(json)
+        && let Ok(raw) = crate::json_view::trusted_raw(&json)
     {
         return Ok(raw);
     }
@@ -821,7 +790,7 @@ fn yaml_error(name: &str, chunk: &Chunk<'_>, error: serde_yaml_ng::Error) -> Inp
 // ---------------------------------------------------------------------------------------------
 // JSON
 
-fn parse_json(name: &str, text: &str) -> Result<Vec<Parsed>, InputError> {
+fn parse_json<'t>(name: &str, text: &'t str) -> Result<Vec<Parsed<'t>>, InputError> {
     let mut documents = Vec::new();
     // Read as trees, not text: a tree keeps the last of repeated keys, as kubectl's decoding
     // into a map does, and the text written from it has each key once.
@@ -849,11 +818,10 @@ fn parse_json(name: &str, text: &str) -> Result<Vec<Parsed>, InputError> {
                         });
                     }
                 };
-                let keep = needs_text(&value);
                 documents.push(Parsed {
                     line,
                     value,
-                    text: keep.then(|| (Arc::from(text), 1)),
+                    text: (text, 1),
                 });
             }
             Some(Err(e)) => {
@@ -940,8 +908,8 @@ mod tests {
             .documents
             .iter()
             .map(|d| match &d.content {
-                Content::Object(raw) => {
-                    let v = tree(raw).expect("JSON");
+                Content::Object { json, .. } => {
+                    let v = tree(json).expect("JSON");
                     (
                         v["kind"].as_str().unwrap_or_default().to_string(),
                         v["apiVersion"].as_str().unwrap_or_default().to_string(),
@@ -973,10 +941,10 @@ mod tests {
         let text = "base: &b {app: x}\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: m\n  labels:\n    <<: *b\ndata:\n  1: one\n";
         let inputs = read_text(text);
         assert!(inputs.errors.is_empty(), "{:?}", inputs.errors);
-        let Content::Object(raw) = &inputs.documents[0].content else {
+        let Content::Object { json, .. } = &inputs.documents[0].content else {
             panic!("an object")
         };
-        let value = tree(raw).expect("JSON");
+        let value = tree(json).expect("JSON");
         assert_eq!(value["metadata"]["labels"]["app"], "x");
         assert_eq!(value["data"]["1"], "one");
     }

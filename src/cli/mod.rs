@@ -357,12 +357,14 @@ fn static_view(args: &ServeArgs) -> Result<MemoryView, String> {
         skipped += inputs.skipped.len();
         for doc in &inputs.documents {
             match &doc.content {
-                crate::check::reader::Content::Object(value) => match view.apply_raw(value) {
-                    Ok(()) => applied += 1,
-                    Err(e) => {
-                        return Err(format!("--cluster-state {}:{}: {e}", doc.file, doc.line));
+                crate::check::reader::Content::Object { json, head } => {
+                    match view.apply_object(head, json) {
+                        Ok(()) => applied += 1,
+                        Err(e) => {
+                            return Err(format!("--cluster-state {}:{}: {e}", doc.file, doc.line));
+                        }
                     }
-                },
+                }
                 crate::check::reader::Content::AgentConfig { .. } => skipped += 1,
             }
         }

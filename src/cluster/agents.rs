@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use std::borrow::Cow;
 
+use crate::json_view::Indexed;
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use crate::gitlab::agent::{AgentDetector, AgentFacts, AgentKind, InstallationId};
 
@@ -128,7 +128,7 @@ impl AgentIndex {
     }
 
     /// Adds, replaces or (when it is not, or no longer, an agent) drops an object.
-    pub fn apply(&self, group: &str, kind: &str, object: &RawValue) -> Result<(), String> {
+    pub fn apply(&self, group: &str, kind: &str, object: &Indexed<'_>) -> Result<(), String> {
         let Some(kind) = AgentKind::of(group, kind) else {
             return Ok(());
         };
@@ -136,7 +136,7 @@ impl AgentIndex {
             .detector
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .recognise_raw(kind, object, None)?;
+            .recognise_with(kind, object.raw(), object.skims(), None)?;
         let kept = recognised
             .map(|(facts, _evidence)| facts)
             .filter(|facts| {
@@ -256,13 +256,14 @@ struct OwnerReference<'a> {
 }
 
 /// The object's metadata; a malformed one reads as empty, as it names nothing.
-fn metadata(object: &RawValue) -> Option<Meta<'_>> {
-    crate::json_view::from_raw::<Doc<'_>>(object)
+fn metadata<'a>(object: &Indexed<'a>) -> Option<Meta<'a>> {
+    object
+        .view::<Doc<'a>>(object.raw())
         .ok()
         .and_then(|doc| doc.metadata)
 }
 
-fn namespace_and_name(object: &RawValue) -> (String, String) {
+fn namespace_and_name(object: &Indexed<'_>) -> (String, String) {
     let meta = metadata(object);
     let field = |f: Option<&Cow<'_, str>>| f.map(|s| s.to_string()).unwrap_or_default();
     (
@@ -272,7 +273,7 @@ fn namespace_and_name(object: &RawValue) -> (String, String) {
 }
 
 /// Whether the Pod's controller is a kind whose pod template stands for its Pods.
-fn owner_represents(pod: &RawValue) -> bool {
+fn owner_represents(pod: &Indexed<'_>) -> bool {
     metadata(pod)
         .and_then(|m| m.owner_references)
         .into_iter()
@@ -297,7 +298,7 @@ mod tests {
     impl ApplyValue for AgentIndex {
         fn apply_value(&self, group: &str, kind: &str, object: &Value) -> Result<(), String> {
             let json = serde_json::value::to_raw_value(object).expect("a value is JSON");
-            self.apply(group, kind, &json)
+            self.apply(group, kind, &Indexed::new(&json))
         }
     }
 

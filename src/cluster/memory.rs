@@ -9,6 +9,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::admission::ObjectHead;
+use crate::json_view::Indexed;
+
 use super::agents::AgentIndex;
 use super::rbac::{self, BindingFacts, NamedRoles, RbacIndex, RoleFacts, RoleKey};
 use super::secrets::{self, FluxSecretReference, SecretFacts, SecretUse};
@@ -161,6 +164,16 @@ struct Head {
     metadata: Meta,
 }
 
+/// Whether the view keeps anything of objects of this kind.
+fn keeps(group: &str, kind: &str) -> bool {
+    matches!(
+        (group, kind),
+        ("", "Namespace" | "Secret") | (FLUX_SOURCE_GROUP, "HelmRepository")
+    ) || (group == rbac::GROUP && rbac::is_rbac_kind(kind))
+        || AgentIndex::indexes(group, kind)
+        || secret_refs::flux_kind(group, kind).is_some()
+}
+
 #[derive(Deserialize)]
 struct HelmRepositoryDoc {
     #[serde(default)]
@@ -287,11 +300,27 @@ impl MemoryView {
         self.apply_raw(&json)
     }
 
+    /// [`MemoryView::apply_raw`] for an object whose head was read already: an object of a kind
+    /// the view does not keep is passed over unread.
+    pub fn apply_object(&self, head: &ObjectHead, object: &RawValue) -> Result<(), String> {
+        let group = head
+            .api_version()
+            .rsplit_once('/')
+            .map(|(g, _)| g)
+            .unwrap_or("");
+        if !keeps(group, head.kind()) {
+            return Ok(());
+        }
+        self.apply_raw(object)
+    }
+
     /// [`MemoryView::apply`] for an object's JSON text, which is what `fluxgate check` reads
     /// manifests into: each projection reads only its fields, and no tree is built.
     pub fn apply_raw(&self, object: &RawValue) -> Result<(), String> {
+        // Several projections read the object: indexing it once spares each a search.
+        let object = &Indexed::new(object);
         let head: Head =
-            crate::flux::parse_raw(object).map_err(|e| format!("not a Kubernetes object: {e}"))?;
+            super::read(object).map_err(|e| format!("not a Kubernetes object: {e}"))?;
         let group = head
             .api_version
             .rsplit_once('/')
@@ -311,7 +340,7 @@ impl MemoryView {
                 self.write().secrets.insert((namespace, name), facts);
             }
             (FLUX_SOURCE_GROUP, "HelmRepository") => {
-                let spec = crate::flux::parse_raw::<HelmRepositoryDoc>(object)
+                let spec = super::read::<HelmRepositoryDoc>(object)
                     .map_err(|e| format!("HelmRepository {e}"))?
                     .spec
                     .unwrap_or_default();
@@ -339,7 +368,7 @@ impl MemoryView {
         &self,
         group: &str,
         head: &Head,
-        object: &RawValue,
+        object: &Indexed<'_>,
     ) -> Result<(), String> {
         let Some(kind) = secret_refs::flux_kind(group, &head.kind) else {
             return Ok(());
@@ -349,7 +378,7 @@ impl MemoryView {
             head.metadata.namespace.clone().unwrap_or_default(),
             head.metadata.name.clone(),
         );
-        let parsed = secret_refs::from_raw(object);
+        let parsed = secret_refs::from_indexed(object);
         let mut store = self.write();
         match parsed {
             Ok(references) if !references.is_empty() => {

@@ -293,3 +293,13 @@ pub trait ClusterView: Send + Sync {
         Box::pin(async {})
     }
 }
+
+/// A view of an object fed to the cluster view; a malformed object is read again for a
+/// message that says where it is malformed.
+pub(crate) fn read<'a, T: serde::Deserialize<'a>>(
+    object: &crate::json_view::Indexed<'a>,
+) -> Result<T, String> {
+    object
+        .view(object.raw())
+        .or_else(|_| crate::policy::parse_raw(object.raw().get()))
+}

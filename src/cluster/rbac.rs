@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
+use crate::json_view::Indexed;
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use crate::config::{LabelSelector, SelectorOperator};
 use crate::rbac::{PolicyRule, RuleSummary, null_as_default};
@@ -366,11 +366,10 @@ pub fn is_rbac_kind(kind: &str) -> bool {
 }
 
 /// Projects an RBAC object of the given kind.
-pub fn project(kind: &str, object: &RawValue) -> Result<Projection, String> {
+pub fn project(kind: &str, object: &Indexed<'_>) -> Result<Projection, String> {
     match kind {
         "Role" | "ClusterRole" => {
-            let role: RoleObject =
-                crate::flux::parse_raw(object).map_err(|e| format!("{kind}: {e}"))?;
+            let role: RoleObject = super::read(object).map_err(|e| format!("{kind}: {e}"))?;
             let cluster_role = kind == "ClusterRole";
             let facts = RoleFacts::from_object(&role, cluster_role);
             let name = role.metadata.name;
@@ -387,8 +386,7 @@ pub fn project(kind: &str, object: &RawValue) -> Result<Projection, String> {
         _ => {
             let binding_kind =
                 BindingKind::parse(kind).ok_or_else(|| format!("{kind} is not an RBAC kind"))?;
-            let binding: BindingObject =
-                crate::flux::parse_raw(object).map_err(|e| format!("{kind}: {e}"))?;
+            let binding: BindingObject = super::read(object).map_err(|e| format!("{kind}: {e}"))?;
             Ok(BindingFacts::from_object(&binding, binding_kind)
                 .map(Projection::Binding)
                 .unwrap_or(Projection::Ignored))
@@ -717,7 +715,7 @@ mod tests {
     /// [`super::project`] of an object written as a value.
     fn project(kind: &str, object: &Value) -> Result<Projection, String> {
         let json = serde_json::value::to_raw_value(object).expect("a value is JSON");
-        super::project(kind, &json)
+        super::project(kind, &Indexed::new(&json))
     }
 
     fn cluster_role(name: &str, labels: Value, rules: Value) -> Projection {

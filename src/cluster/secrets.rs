@@ -13,7 +13,6 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -153,9 +152,10 @@ struct RotationAnnotation<'a> {
 }
 
 /// Reads `(namespace, name, facts)` from a Secret (a whole object or its metadata).
-pub(crate) fn project(object: &RawValue) -> Result<(String, String, SecretFacts), String> {
-    let doc: SecretDoc<'_> =
-        crate::flux::parse_raw(object).map_err(|e| format!("Secret metadata: {e}"))?;
+pub(crate) fn project(
+    object: &crate::json_view::Indexed<'_>,
+) -> Result<(String, String, SecretFacts), String> {
+    let doc: SecretDoc<'_> = super::read(object).map_err(|e| format!("Secret metadata: {e}"))?;
     let Some(meta) = doc.metadata else {
         return Err("Secret without metadata".into());
     };
@@ -187,7 +187,7 @@ mod tests {
     /// [`super::project`] of a Secret written as a value.
     fn project(object: &Value) -> Result<(String, String, SecretFacts), String> {
         let json = serde_json::value::to_raw_value(object).expect("a value is JSON");
-        super::project(&json)
+        super::project(&crate::json_view::Indexed::new(&json))
     }
 
     #[test]

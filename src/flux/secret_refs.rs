@@ -21,7 +21,6 @@
 use std::borrow::Cow;
 
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use super::reference::LocalObjectReference;
 use super::{HELM_GROUP, KUSTOMIZE_GROUP, SOURCE_GROUP};
@@ -180,8 +179,13 @@ fn collect(doc: Doc<'_>) -> Vec<SecretRef<'_>> {
 }
 
 /// The Secret references of a Flux object's JSON (what the cluster view is fed).
-pub fn from_raw(raw: &RawValue) -> Result<Vec<SecretRef<'_>>, String> {
-    super::parse_raw::<Doc<'_>>(raw).map(collect)
+pub fn from_indexed<'a>(
+    object: &crate::json_view::Indexed<'a>,
+) -> Result<Vec<SecretRef<'a>>, String> {
+    object
+        .view::<Doc<'a>>(object.raw())
+        .or_else(|_| super::parse(object.raw().get()))
+        .map(collect)
 }
 
 #[cfg(test)]

@@ -342,10 +342,28 @@ impl AgentDetector {
         raw: &serde_json::value::RawValue,
         default_namespace: Option<&str>,
     ) -> Result<Option<(AgentFacts, Evidence)>, String> {
+        self.recognise_with(
+            kind,
+            raw,
+            &crate::json_view::Skims::default(),
+            default_namespace,
+        )
+    }
+
+    /// [`AgentDetector::recognise_raw`] with what other views learned of the object.
+    pub fn recognise_with<'a>(
+        &self,
+        kind: AgentKind,
+        raw: &'a serde_json::value::RawValue,
+        skims: &crate::json_view::Skims<'a>,
+        default_namespace: Option<&str>,
+    ) -> Result<Option<(AgentFacts, Evidence)>, String> {
         let skimmed = match kind {
-            AgentKind::HelmRelease => crate::json_view::from_raw::<HelmReleaseDoc<'_>>(raw)
-                .map(|d| d.recognise(default_namespace)),
-            _ => crate::json_view::from_raw::<WorkloadDoc<'_>>(raw)
+            AgentKind::HelmRelease => {
+                crate::json_view::from_raw_with::<HelmReleaseDoc<'_>>(raw, skims)
+                    .map(|d| d.recognise(default_namespace))
+            }
+            _ => crate::json_view::from_raw_with::<WorkloadDoc<'_>>(raw, skims)
                 .map(|d| d.recognise(self, kind, default_namespace)),
         };
         // A malformed object: read again for the message that says where.
@@ -1124,8 +1142,8 @@ fn below_mount<'p>(path: &'p str, mount: &str) -> Option<&'p str> {
 /// `/etc/agentk/secrets` and passes `--token-file=/etc/agentk/secrets/token`; the 2021 kpt
 /// manifests mount `gitlab-agent-token` at `/config`. `None` for objects without a pod
 /// spec (a HelmRelease) or when the path is not on a Secret volume.
-pub fn token_secret(object: &serde_json::value::RawValue) -> Option<String> {
-    let doc: TokenDoc<'_> = crate::json_view::from_raw(object).ok()?;
+pub fn token_secret(object: &crate::json_view::Indexed<'_>) -> Option<String> {
+    let doc: TokenDoc<'_> = object.view(object.raw()).ok()?;
     let spec = doc.spec?;
     let pod = match (spec.template, spec.job_template) {
         (Some(template), _) => template.spec.unwrap_or_default(),
