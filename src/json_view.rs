@@ -425,6 +425,90 @@ impl<'a> TextIndex<'a> {
     }
 }
 
+impl<'a> TextIndex<'a> {
+    /// The text's one value (without the whitespace around it).
+    pub(crate) fn root(&self) -> &'a str {
+        let text = self.text;
+        text.get(skip_ws(text.as_bytes(), 0)..).unwrap_or(text)
+    }
+
+    /// Calls `each` with every member of the object `value` (a value of this text, as
+    /// [`TextIndex::root`] or an earlier call handed it out), in order, duplicates included:
+    /// the key between its quotes (`None` when it holds escapes) and the value's text. `None`
+    /// when `value` is not an object of the text, or as soon as `each` says `None`.
+    pub(crate) fn each_member(
+        &self,
+        value: &'a str,
+        mut each: impl FnMut(Option<&'a str>, &'a str) -> Option<()>,
+    ) -> Option<()> {
+        let text = self.text;
+        let base = text.as_ptr() as usize;
+        let at = value.as_ptr() as usize;
+        let found = self
+            .objects
+            .binary_search_by_key(&at, |object| object.start)
+            .ok()?;
+        let mut next = self.objects.get(found)?.first_member;
+        while let Some(member) = self.members.get(next as usize) {
+            let key = match member.escaped {
+                true => None,
+                false => Some(text.get(member.key.0 - base + 1..member.key.1 - base - 1)?),
+            };
+            each(key, text.get(member.value.0 - base..member.value.1 - base)?)?;
+            next = member.next;
+        }
+        Some(())
+    }
+}
+
+/// The content of a string value of an indexed text (between its quotes) when it has no
+/// escapes, which makes it exactly the string.
+pub(crate) fn plain_string(value: &str) -> Option<&str> {
+    let content = value.strip_prefix('"')?.strip_suffix('"')?;
+    memchr::memchr(b'\\', content.as_bytes())
+        .is_none()
+        .then_some(content)
+}
+
+/// The elements of an array value of an indexed text when every one is a string without
+/// escapes (see [`plain_string`]).
+pub(crate) fn plain_strings(value: &str) -> Option<Vec<&str>> {
+    let bytes = value.as_bytes();
+    if bytes.first() != Some(&b'[') {
+        return None;
+    }
+    let mut strings = Vec::new();
+    let mut pos = skip_ws(bytes, 1);
+    if bytes.get(pos) == Some(&b']') {
+        return Some(strings);
+    }
+    loop {
+        if bytes.get(pos) != Some(&b'"') {
+            return None;
+        }
+        let (end, escaped) = string_end(bytes, pos)?;
+        if escaped {
+            return None;
+        }
+        strings.push(value.get(pos + 1..end - 1)?);
+        pos = skip_ws(bytes, end);
+        match bytes.get(pos) {
+            Some(b',') => pos = skip_ws(bytes, pos + 1),
+            Some(b']') => return Some(strings),
+            _ => return None,
+        }
+    }
+}
+
+/// `text` (one JSON value, already checked) as a `RawValue`, handed over as serde_json hands
+/// over its own, without reading it again.
+pub(crate) fn raw_value(text: &str) -> Option<&RawValue> {
+    <&RawValue>::deserialize(serde::de::value::MapAccessDeserializer::new(RawValueOf(
+        Some(text),
+    )))
+    .ok()
+}
+
 /// Deserializes a view of a whole indexed text; its objects' members are found in the index.
 pub fn from_indexed<'a, T: Deserialize<'a>>(index: &Arc<TextIndex<'a>>) -> Result<T, Error> {
     read_whole(index.text, &Skims::indexed(Some(Arc::clone(index))))

@@ -33,7 +33,6 @@ use super::{
 };
 use crate::flux::SOURCE_GROUP;
 use crate::flux::oci_repository::{self, OciRepositoryRefOnly};
-use std::collections::HashSet;
 use std::sync::RwLock;
 
 use crate::flux::semver::{Constraint, Line, Span};
@@ -164,8 +163,10 @@ impl PolicySettings for Settings {
 pub struct OciVersionPinning {
     /// Ranges already found to stay within one major version. Judging a range costs about
     /// as much as the rest of a review, and a cluster's sources share a handful of ranges;
-    /// the answer depends on the text alone, so it is remembered (up to a bound).
-    ranges_within_a_major: RwLock<HashSet<Box<str>>>,
+    /// the answer depends on the text alone, so it is remembered (up to a bound). foldhash,
+    /// not SipHash: the set never grows past [`RANGES_REMEMBERED`], so chosen collisions cost
+    /// comparisons within that bound.
+    ranges_within_a_major: RwLock<foldhash::HashSet<Box<str>>>,
 }
 
 /// How many distinct ranges [`OciVersionPinning`] remembers; past it ranges are judged anew.

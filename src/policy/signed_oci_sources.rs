@@ -10,7 +10,6 @@
 mod identity;
 mod settings;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use json_patch::jsonptr::PointerBuf;
@@ -756,10 +755,15 @@ impl KeylessGuess {
 /// Identity patterns repeat across requests (the same objects are applied again at every
 /// Flux reconciliation), and compiling one costs far more than the rest of a review: their
 /// verdicts are kept, up to a bound.
+///
+/// Hashed with foldhash, four lookups a review: SipHash's resistance to chosen collisions
+/// is not needed where the map never holds more than [`PATTERN_CACHE_CAPACITY`] patterns (a
+/// flood of colliding ones costs comparisons within that bound), and foldhash is still
+/// seeded per map.
 #[derive(Default)]
 struct PatternCache {
-    issuers: Mutex<HashMap<Box<str>, Arc<Breadth>>>,
-    subjects: Mutex<HashMap<Box<str>, Arc<Breadth>>>,
+    issuers: Mutex<foldhash::HashMap<Box<str>, Arc<Breadth>>>,
+    subjects: Mutex<foldhash::HashMap<Box<str>, Arc<Breadth>>>,
 }
 
 const PATTERN_CACHE_CAPACITY: usize = 1024;
