@@ -567,6 +567,8 @@ fn numbers_are_written_as_serde_json_writes_them() {
         ("a: 1.5\n", r#"{"a":1.5}"#),
         ("a: 1e3\n", r#"{"a":1000.0}"#),
         ("a: 18446744073709551615\n", r#"{"a":18446744073709551615}"#),
+        // Read back exactly only with serde_json's float_roundtrip (found by the fuzz target).
+        ("a: -67441e75\n", r#"{"a":-6.7441e+79}"#),
     ] {
         assert_eq!(to_json(yaml).as_deref(), Some(json), "{yaml:?}");
         assert!(agrees(yaml));
