@@ -11,12 +11,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use std::borrow::Cow;
-
-use crate::json_view::Indexed;
-use serde::Deserialize;
-
 use crate::gitlab::agent::{AgentDetector, AgentFacts, AgentKind, InstallationId};
+use crate::json_view::Indexed;
 
 /// How far ownership chains are followed (Pod -> ReplicaSet -> Deployment is two); a longer
 /// or cyclic chain stops here and the object counts by its own release or owner.
@@ -128,7 +124,14 @@ impl AgentIndex {
     }
 
     /// Adds, replaces or (when it is not, or no longer, an agent) drops an object.
-    pub fn apply(&self, group: &str, kind: &str, object: &Indexed<'_>) -> Result<(), String> {
+    pub fn apply(
+        &self,
+        group: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+        object: &Indexed<'_>,
+    ) -> Result<(), String> {
         let Some(kind) = AgentKind::of(group, kind) else {
             return Ok(());
         };
@@ -140,8 +143,9 @@ impl AgentIndex {
         let kept = recognised
             .map(|(facts, _evidence)| facts)
             .filter(|facts| {
-                let represented_by_owner =
-                    kind == AgentKind::Pod && facts.owner.is_some() && owner_represents(object);
+                let represented_by_owner = kind == AgentKind::Pod
+                    && facts.owner.is_some()
+                    && crate::gitlab::agent::pod_represented_by_owner(object);
                 !represented_by_owner
             })
             .map(|facts| AgentFacts {
@@ -152,8 +156,7 @@ impl AgentIndex {
         match kept {
             Some(facts) => entries.insert(facts),
             None => {
-                let (namespace, name) = namespace_and_name(object);
-                entries.remove(&(kind, namespace, name));
+                entries.remove(&(kind, namespace.unwrap_or("").to_string(), name.to_string()));
             }
         }
         Ok(())
@@ -218,73 +221,6 @@ impl AgentIndex {
     }
 }
 
-/// The parts of an object's metadata the index keys and groups by.
-#[derive(Deserialize)]
-struct Doc<'a> {
-    #[serde(borrow, default)]
-    metadata: Option<Meta<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Meta<'a> {
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::json_view::borrowed::option"
-    )]
-    name: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::json_view::borrowed::option"
-    )]
-    namespace: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    owner_references: Option<Vec<OwnerReference<'a>>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct OwnerReference<'a> {
-    #[serde(borrow, default)]
-    api_version: Cow<'a, str>,
-    #[serde(borrow, default)]
-    kind: Cow<'a, str>,
-    #[serde(default)]
-    controller: Option<bool>,
-}
-
-/// The object's metadata; a malformed one reads as empty, as it names nothing.
-fn metadata<'a>(object: &Indexed<'a>) -> Option<Meta<'a>> {
-    object
-        .view::<Doc<'a>>(object.raw())
-        .ok()
-        .and_then(|doc| doc.metadata)
-}
-
-fn namespace_and_name(object: &Indexed<'_>) -> (String, String) {
-    let meta = metadata(object);
-    let field = |f: Option<&Cow<'_, str>>| f.map(|s| s.to_string()).unwrap_or_default();
-    (
-        field(meta.as_ref().and_then(|m| m.namespace.as_ref())),
-        field(meta.as_ref().and_then(|m| m.name.as_ref())),
-    )
-}
-
-/// Whether the Pod's controller is a kind whose pod template stands for its Pods.
-fn owner_represents(pod: &Indexed<'_>) -> bool {
-    metadata(pod)
-        .and_then(|m| m.owner_references)
-        .into_iter()
-        .flatten()
-        .filter(|o| o.controller == Some(true))
-        .any(|o| {
-            let group = o.api_version.rsplit_once('/').map_or("", |(g, _)| g);
-            crate::gitlab::agent::owner_represents_pod(group, &o.kind)
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,7 +234,9 @@ mod tests {
     impl ApplyValue for AgentIndex {
         fn apply_value(&self, group: &str, kind: &str, object: &Value) -> Result<(), String> {
             let json = serde_json::value::to_raw_value(object).expect("a value is JSON");
-            self.apply(group, kind, &Indexed::new(&json))
+            let meta = |field: &str| object["metadata"][field].as_str();
+            let name = meta("name").unwrap_or("");
+            self.apply(group, kind, meta("namespace"), name, &Indexed::new(&json))
         }
     }
 

@@ -328,7 +328,17 @@ impl MemoryView {
             .unwrap_or("");
         let references = self.apply_secret_references(group, &head, object);
         if AgentIndex::indexes(group, &head.kind) {
-            return self.agents.apply(group, &head.kind, object).and(references);
+            let meta = &head.metadata;
+            return self
+                .agents
+                .apply(
+                    group,
+                    &head.kind,
+                    meta.namespace.as_deref(),
+                    &meta.name,
+                    object,
+                )
+                .and(references);
         }
         let meta = head.metadata;
         match (group, head.kind.as_str()) {

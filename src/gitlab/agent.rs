@@ -966,6 +966,21 @@ pub fn agent_kind_controller(json: &str) -> Option<(AgentKind, String)> {
         })
 }
 
+/// Whether a Pod's controller owner is a kind that stands for its Pods
+/// ([`owner_represents_pod`]). A malformed list of owners names none.
+pub fn pod_represented_by_owner(pod: &crate::json_view::Indexed<'_>) -> bool {
+    let Ok(owners) = pod.view::<OwnersOnly<'_>>(pod.raw()) else {
+        return false;
+    };
+    owners
+        .metadata
+        .and_then(|m| m.owner_references)
+        .into_iter()
+        .flatten()
+        .filter(|o| o.controller == Some(true))
+        .any(|o| owner_represents_pod(group_of(&o.api_version), &o.kind))
+}
+
 /// Whether a controller owner of this kind always stands for the object: a Pod of a
 /// ReplicaSet, StatefulSet, DaemonSet or Job runs its owner's pod template, so the cluster
 /// view keeps the owner and not each of its (possibly thousands of) Pods.
