@@ -21,6 +21,7 @@ pub mod borrowed;
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
+use std::fmt::{self, Write as _};
 use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -642,11 +643,69 @@ fn truncated() -> Error {
     serde::de::Error::custom("truncated JSON")
 }
 
-pub(crate) const ONES: u64 = 0x0101_0101_0101_0101;
-pub(crate) const HIGHS: u64 = 0x8080_8080_8080_8080;
+// ---- Writing: JSON strings, as the decision log and the fast YAML path write them. ----
+
+/// A JSON string, escaped as serde_json escapes it.
+pub(crate) fn write_json_str(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
+    out.write_char('"')?;
+    Escaping(out).write_str(text)?;
+    out.write_char('"')
+}
+
+/// Escapes what is written through it as the inside of a JSON string: quote, backslash and
+/// control characters, with serde_json's short forms.
+pub(crate) struct Escaping<'a, W: fmt::Write>(pub(crate) &'a mut W);
+
+/// The first byte JSON escapes (a quote, a backslash or a control character), eight bytes
+/// at a time.
+fn first_escape(bytes: &[u8], from: usize) -> Option<usize> {
+    find(
+        bytes,
+        from,
+        // A byte below 0x20 borrows when 0x20 is taken from it, like a zero byte.
+        |w| marks(w, b'"') | marks(w, b'\\') | (w.wrapping_sub(ONES * 0x20) & !w & HIGHS),
+        |b| b == b'"' || b == b'\\' || b < 0x20,
+    )
+}
+
+impl<W: fmt::Write> fmt::Write for Escaping<'_, W> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let bytes = text.as_bytes();
+        let Some(first) = first_escape(bytes, 0) else {
+            // What log fields hold almost always: nothing to escape.
+            return self.0.write_str(text);
+        };
+        let mut start = 0;
+        for (i, &byte) in bytes.iter().enumerate().skip(first) {
+            let escape = match byte {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0x08 => "\\b",
+                0x0c => "\\f",
+                0x00..=0x1f => "",
+                _ => continue,
+            };
+            // Only ASCII bytes are escaped, so `start..i` ends on a character boundary.
+            self.0.write_str(&text[start..i])?;
+            if escape.is_empty() {
+                write!(self.0, "\\u00{byte:02x}")?;
+            } else {
+                self.0.write_str(escape)?;
+            }
+            start = i + 1;
+        }
+        self.0.write_str(&text[start..])
+    }
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
 
 /// Marks (high bit) the bytes of `word` equal to `byte`; the lowest mark is exact.
-pub(crate) fn marks(word: u64, byte: u8) -> u64 {
+fn marks(word: u64, byte: u8) -> u64 {
     let x = word ^ (ONES * u64::from(byte));
     x.wrapping_sub(ONES) & !x & HIGHS
 }
@@ -659,7 +718,7 @@ fn word_at(bytes: &[u8], pos: usize) -> Option<u64> {
 
 /// The first byte at or after `pos` that `wanted` accepts, eight bytes at a time where
 /// `marked` (the same test on a word) finds none.
-pub(crate) fn find(
+fn find(
     bytes: &[u8],
     mut pos: usize,
     marked: impl Fn(u64) -> u64,

@@ -15,6 +15,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, UNIX_EPOCH};
 
+use crate::json_view::{Escaping, write_json_str};
+
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::{Format, Json, Writer};
@@ -402,63 +404,6 @@ impl Visit for JsonFields<'_> {
             out.push('"');
             Ok(())
         });
-    }
-}
-
-/// A JSON string, escaped as serde_json escapes it.
-fn write_json_str(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
-    out.write_char('"')?;
-    Escaping(out).write_str(text)?;
-    out.write_char('"')
-}
-
-/// Escapes what is written through it as the inside of a JSON string: quote, backslash and
-/// control characters, with serde_json's short forms.
-struct Escaping<'a, W: fmt::Write>(&'a mut W);
-
-/// The first byte JSON escapes (a quote, a backslash or a control character), eight bytes
-/// at a time.
-fn first_escape(bytes: &[u8], from: usize) -> Option<usize> {
-    use crate::json_view::{HIGHS, ONES, find, marks};
-    find(
-        bytes,
-        from,
-        // A byte below 0x20 borrows when 0x20 is taken from it, like a zero byte.
-        |w| marks(w, b'"') | marks(w, b'\\') | (w.wrapping_sub(ONES * 0x20) & !w & HIGHS),
-        |b| b == b'"' || b == b'\\' || b < 0x20,
-    )
-}
-
-impl<W: fmt::Write> fmt::Write for Escaping<'_, W> {
-    fn write_str(&mut self, text: &str) -> fmt::Result {
-        let bytes = text.as_bytes();
-        let Some(first) = first_escape(bytes, 0) else {
-            // What log fields hold almost always: nothing to escape.
-            return self.0.write_str(text);
-        };
-        let mut start = 0;
-        for (i, &byte) in bytes.iter().enumerate().skip(first) {
-            let escape = match byte {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0x08 => "\\b",
-                0x0c => "\\f",
-                0x00..=0x1f => "",
-                _ => continue,
-            };
-            // Only ASCII bytes are escaped, so `start..i` ends on a character boundary.
-            self.0.write_str(&text[start..i])?;
-            if escape.is_empty() {
-                write!(self.0, "\\u00{byte:02x}")?;
-            } else {
-                self.0.write_str(escape)?;
-            }
-            start = i + 1;
-        }
-        self.0.write_str(&text[start..])
     }
 }
 

@@ -1049,41 +1049,6 @@ fn write_plain(out: &mut String, s: &str) -> Res<()> {
 
 /// Writes `s` as a JSON string, escaped as serde_json escapes it.
 fn write_string(out: &mut String, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push('"');
-    let bytes = s.as_bytes();
-    // Most strings need no escape; the test vectorises.
-    if bytes.iter().fold(true, |plain, &b| {
-        plain & (b >= 0x20) & (b != b'"') & (b != b'\\')
-    }) {
-        out.push_str(s);
-        out.push('"');
-        return;
-    }
-    let mut run = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0x00..=0x1f => "",
-            _ => continue,
-        };
-        // Every byte escaped is ASCII, so `run..i` and `i + 1..` are character boundaries.
-        out.push_str(&s[run..i]);
-        if escape.is_empty() {
-            out.push_str("\\u00");
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
-        } else {
-            out.push_str(escape);
-        }
-        run = i + 1;
-    }
-    out.push_str(&s[run..]);
-    out.push('"');
+    // Writing to a String cannot fail.
+    let _ = crate::json_view::write_json_str(out, s);
 }
