@@ -182,10 +182,7 @@ fn collect(doc: Doc<'_>) -> Vec<SecretRef<'_>> {
 pub fn from_indexed<'a>(
     object: &crate::json_view::Indexed<'a>,
 ) -> Result<Vec<SecretRef<'a>>, String> {
-    object
-        .view::<Doc<'a>>(object.raw())
-        .or_else(|_| super::parse(object.raw().get()))
-        .map(collect)
+    crate::cluster::read::<Doc<'a>>(object).map(collect)
 }
 
 #[cfg(test)]
