@@ -31,12 +31,42 @@ type SecretReference = (&'static str, String, SecretUse);
 #[derive(Default)]
 struct Store {
     namespaces: HashMap<String, BTreeMap<String, String>>,
-    helm_repositories: HashMap<(String, String), HelmRepositoryFacts>,
+    helm_repositories: ByNamespace<HelmRepositoryFacts>,
     rbac: RbacIndex,
     /// Secrets by (namespace, name): times only, never data.
-    secrets: HashMap<(String, String), SecretFacts>,
+    secrets: ByNamespace<SecretFacts>,
     /// The Secret references of Flux objects; objects without any are not kept.
     secret_references: HashMap<FluxObjectKey, Vec<SecretReference>>,
+}
+
+/// Facts by namespace and name, found with borrowed strings: the webhook looks a Secret or
+/// HelmRepository up on every review of a Flux source, and a `(String, String)` key cost two
+/// allocations per lookup.
+struct ByNamespace<T>(HashMap<String, HashMap<String, T>>);
+
+impl<T> Default for ByNamespace<T> {
+    fn default() -> Self {
+        ByNamespace(HashMap::new())
+    }
+}
+
+impl<T> ByNamespace<T> {
+    fn get(&self, namespace: &str, name: &str) -> Option<&T> {
+        self.0.get(namespace)?.get(name)
+    }
+
+    fn insert(&mut self, namespace: String, name: String, facts: T) {
+        self.0.entry(namespace).or_default().insert(name, facts);
+    }
+
+    fn remove(&mut self, namespace: &str, name: &str) {
+        if let Some(names) = self.0.get_mut(namespace) {
+            names.remove(name);
+            if names.is_empty() {
+                self.0.remove(namespace);
+            }
+        }
+    }
 }
 
 /// The in-memory view. Writers (tests, `fluxgate check`, the reflectors) call [`MemoryView::apply`]
@@ -126,10 +156,13 @@ impl WatchHealth {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn lost_among(&self, kinds: &[&str], now: Instant) -> bool {
+    /// Whether a watch of one of `kinds` (any kind when empty) has failed for longer than
+    /// the grace period. Every lookup asks, so the clock is read only when a watch is failing.
+    fn lost_among(&self, kinds: &[&str]) -> bool {
         if !self.any_failing.load(Ordering::Acquire) {
             return false;
         }
+        let now = Instant::now();
         let state = self.state();
         state.failing_since.iter().any(|(kind, since)| {
             (kinds.is_empty() || kinds.contains(&kind.as_str()))
@@ -270,7 +303,7 @@ impl MemoryView {
     /// Whether lookups answered from these kinds can be trusted: the first sync is done and
     /// none of their watches is lost.
     fn knows(&self, kinds: &[&str]) -> bool {
-        self.synced.load(Ordering::Acquire) && !self.health.lost_among(kinds, Instant::now())
+        self.synced.load(Ordering::Acquire) && !self.health.lost_among(kinds)
     }
 
     /// Which images count as agentk for the agent index: the `single-agent` policy's
@@ -347,7 +380,7 @@ impl MemoryView {
             }
             ("", "Secret") => {
                 let (namespace, name, facts) = secrets::project(object)?;
-                self.write().secrets.insert((namespace, name), facts);
+                self.write().secrets.insert(namespace, name, facts);
             }
             (FLUX_SOURCE_GROUP, "HelmRepository") => {
                 let spec = super::read::<HelmRepositoryDoc>(object)
@@ -359,9 +392,11 @@ impl MemoryView {
                     url: spec.url,
                     insecure: spec.insecure.unwrap_or(false),
                 };
-                self.write()
-                    .helm_repositories
-                    .insert((meta.namespace.unwrap_or_default(), meta.name), facts);
+                self.write().helm_repositories.insert(
+                    meta.namespace.unwrap_or_default(),
+                    meta.name,
+                    facts,
+                );
             }
             (rbac::GROUP, kind) if rbac::is_rbac_kind(kind) => {
                 let projection = rbac::project(kind, object)?;
@@ -432,12 +467,12 @@ impl MemoryView {
             ("", "Secret") => {
                 store
                     .secrets
-                    .remove(&(key.namespace.clone().unwrap_or_default(), key.name.clone()));
+                    .remove(key.namespace.as_deref().unwrap_or(""), &key.name);
             }
             (FLUX_SOURCE_GROUP, "HelmRepository") => {
                 store
                     .helm_repositories
-                    .remove(&(key.namespace.clone().unwrap_or_default(), key.name.clone()));
+                    .remove(key.namespace.as_deref().unwrap_or(""), &key.name);
             }
             (rbac::GROUP, kind) => store.rbac.delete(kind, key.namespace.as_deref(), &key.name),
             _ => {}
@@ -455,7 +490,7 @@ impl MemoryView {
     /// What a lost watch left behind may be stale (deleted or changed since): it is not
     /// vouched for, found or not.
     fn lookup<T: Clone>(&self, kinds: &[&str], found: Option<&T>) -> Lookup<T> {
-        if self.health.lost_among(kinds, Instant::now()) {
+        if self.health.lost_among(kinds) {
             return Lookup::Unknown;
         }
         match found {
@@ -482,20 +517,13 @@ impl ClusterView for MemoryView {
         let store = self.read();
         self.lookup(
             HELM_REPOSITORY_KINDS,
-            store
-                .helm_repositories
-                .get(&(namespace.to_string(), name.to_string())),
+            store.helm_repositories.get(namespace, name),
         )
     }
 
     fn secret(&self, namespace: &str, name: &str) -> Lookup<SecretFacts> {
         let store = self.read();
-        self.lookup(
-            SECRET_KINDS,
-            store
-                .secrets
-                .get(&(namespace.to_string(), name.to_string())),
-        )
+        self.lookup(SECRET_KINDS, store.secrets.get(namespace, name))
     }
 
     fn flux_secret_references(&self) -> Lookup<Vec<FluxSecretReference>> {
@@ -619,6 +647,30 @@ mod tests {
             view.helm_repository("flux-system", "podinfo"),
             Lookup::Missing
         );
+    }
+
+    #[test]
+    fn a_secret_is_found_by_namespace_and_name_until_deleted() {
+        let view = MemoryView::new();
+        for namespace in ["flux-system", "team-a"] {
+            view.apply(&json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "cosign-pub", "namespace": namespace,
+                             "creationTimestamp": "2026-01-01T00:00:00Z"},
+                "data": {"cosign.pub": "c2VjcmV0"}
+            }))
+            .expect("applies");
+        }
+        view.delete(&ObjectKey {
+            group: String::new(),
+            kind: "Secret".into(),
+            namespace: Some("flux-system".into()),
+            name: "cosign-pub".into(),
+        });
+        assert_eq!(view.secret("flux-system", "cosign-pub"), Lookup::Missing);
+        assert!(view.secret("team-a", "cosign-pub").found().is_some());
+        assert_eq!(view.secret("team-a", "cosign"), Lookup::Missing);
+        assert_eq!(view.secret("team-b", "cosign-pub"), Lookup::Missing);
     }
 
     #[test]
