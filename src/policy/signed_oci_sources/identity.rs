@@ -436,8 +436,15 @@ const PUBLIC_SIGSTORE_META_ISSUERS: &[&str] = &[
 
 /// Whether the public Sigstore instance issues certificates for this OIDC issuer.
 pub fn is_public_sigstore_issuer(issuer: &str) -> bool {
-    let issuer = issuer.trim_end_matches('/').to_ascii_lowercase();
-    let issuer = issuer.as_str();
+    let issuer = issuer.trim_end_matches('/');
+    // Issuers are written in lower case; a copy is made only for one that is not.
+    let lowered;
+    let issuer = if issuer.bytes().any(|b| b.is_ascii_uppercase()) {
+        lowered = issuer.to_ascii_lowercase();
+        lowered.as_str()
+    } else {
+        issuer
+    };
     PUBLIC_SIGSTORE_ISSUERS.contains(&issuer)
         || PUBLIC_SIGSTORE_META_ISSUERS
             .iter()
