@@ -13,7 +13,7 @@ use fluxgate::policy::{Policy, PolicyId, Severity};
 use fluxgate::verdict::Verdict;
 use serde_json::{Value, json};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/corpus");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/admission");
 
 // ---------------------------------------------------------------------------------------
