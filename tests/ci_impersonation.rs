@@ -14,7 +14,7 @@ use fluxgate::finding::{PolicyId, Severity};
 use fluxgate::policy::Policy;
 use serde_json::{Value, json};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/corpus");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/admission");
 
 // ---------------------------------------------------------------------------------------
