@@ -538,7 +538,8 @@ struct Status<'a> {
     reason: &'static str,
 }
 
-/// Encodes the answer to a request: the uid echoed, a 403 status on denial, the warnings,
+/// Encodes the answer to a request: the uid echoed, a 403 status on denial (400 when the
+/// object is malformed, see [`Verdict::bad_request`]), the warnings,
 /// and a base64 JSON Patch only when there is one.
 pub fn encode(uid: &str, verdict: &Verdict) -> Vec<u8> {
     let message = verdict.denial_message();
@@ -555,10 +556,20 @@ pub fn encode(uid: &str, verdict: &Verdict) -> Vec<u8> {
         response: Response {
             uid,
             allowed: verdict.allowed,
-            status: (!verdict.allowed).then_some(Status {
-                code: 403,
-                message: &message,
-                reason: "Forbidden",
+            status: (!verdict.allowed).then(|| {
+                if verdict.bad_request() {
+                    Status {
+                        code: 400,
+                        message: &message,
+                        reason: "BadRequest",
+                    }
+                } else {
+                    Status {
+                        code: 403,
+                        message: &message,
+                        reason: "Forbidden",
+                    }
+                }
             }),
             warnings: &verdict.warnings,
             patch_type: patch.as_ref().map(|_| "JSONPatch"),
