@@ -83,7 +83,8 @@ impl Policies {
     /// of [`Config::precompile`].
     pub fn validate(&mut self, id: PolicyId) -> Result<(), SettingError> {
         // ci-impersonation protects the platform's namespaces too.
-        self.ci_impersonation.platform_namespaces = self.tenant_lockdown.platform_namespaces.clone();
+        self.ci_impersonation.platform_namespaces =
+            self.tenant_lockdown.platform_namespaces.clone();
         match id {
             PolicyId::SignedOciSources => self.signed_oci_sources.validate(),
             PolicyId::SingleAgent => self.single_agent.validate(),

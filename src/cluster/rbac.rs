@@ -181,7 +181,15 @@ impl BindingFacts {
             .map(|s| Subject {
                 kind: s.kind.as_str().into(),
                 name: s.name.as_str().into(),
-                namespace: s.namespace.as_deref().map(Box::from),
+                // The authorizer reads a RoleBinding's ServiceAccount without a namespace
+                // as one of the binding's namespace.
+                namespace: match (s.namespace.as_deref(), &namespace) {
+                    (Some(ns), _) if !ns.is_empty() => Some(Box::from(ns)),
+                    (_, Some(binding_ns)) if s.kind == "ServiceAccount" => {
+                        Some(Box::from(binding_ns.as_ref()))
+                    }
+                    _ => None,
+                },
             })
             .collect();
         Some(BindingFacts {
@@ -194,8 +202,10 @@ impl BindingFacts {
     }
 
     /// Why the API server would refuse this binding's subjects, if it would: a subject kind
-    /// other than User, Group and ServiceAccount, an empty name, a ServiceAccount without a
-    /// namespace or with an API group, a User or Group of another API group.
+    /// other than User, Group and ServiceAccount, an empty name, a ServiceAccount with an API
+    /// group, a User or Group of another API group. A ServiceAccount without a namespace is
+    /// not refused here: kustomize fills it in from its `namespace:` (raw bases leave it
+    /// out), and in a RoleBinding the authorizer reads it as the binding's namespace.
     pub fn invalid_subject(object: &BindingObject) -> Option<String> {
         object.subjects.iter().enumerate().find_map(|(i, s)| {
             let group = s.api_group.as_deref().unwrap_or_default();
@@ -206,9 +216,6 @@ impl BindingFacts {
                 }
                 "ServiceAccount" if !group.is_empty() => {
                     format!("is a ServiceAccount with apiGroup {group:?} (it has none)")
-                }
-                "ServiceAccount" if s.namespace.as_deref().unwrap_or_default().is_empty() => {
-                    "is a ServiceAccount without a namespace".to_string()
                 }
                 "User" | "Group" | "ServiceAccount" => return None,
                 other => format!("has kind {other:?}, not User, Group or ServiceAccount"),
@@ -734,7 +741,11 @@ impl RbacIndex {
         let mut found: Vec<Arc<BindingFacts>> = self
             .cluster_role_bindings
             .values()
-            .chain(self.role_bindings.values().flat_map(|by_name| by_name.values()))
+            .chain(
+                self.role_bindings
+                    .values()
+                    .flat_map(|by_name| by_name.values()),
+            )
             .flat_map(|set| set.values())
             .filter(|b| {
                 b.subjects.iter().any(|s| {
@@ -976,7 +987,10 @@ mod tests {
         let env = "gitlab:project_env:42:review";
         index.apply(named("review-42", "bind", &[env, "devs"]));
         index.apply(named("review-42", "jobs-view", &["gitlab:ci_job"]));
-        assert_eq!(index.other_gitlab_identity_in("review-42", env, "bind"), None);
+        assert_eq!(
+            index.other_gitlab_identity_in("review-42", env, "bind"),
+            None
+        );
         index.apply(named("review-42", "other", &["gitlab:project_env:7:prod"]));
         assert_eq!(
             index.other_gitlab_identity_in("review-42", env, "bind"),
@@ -988,7 +1002,10 @@ mod tests {
             None
         );
         index.delete("RoleBinding", Some("review-42"), "other");
-        assert_eq!(index.other_gitlab_identity_in("review-42", env, "bind"), None);
+        assert_eq!(
+            index.other_gitlab_identity_in("review-42", env, "bind"),
+            None
+        );
         // A binding that moves to other subjects is filed under the new ones only.
         index.apply(named("review-42", "bind", &["devs"]));
         index.apply(named("review-42", "jobs-view", &["devs"]));

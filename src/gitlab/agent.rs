@@ -1172,7 +1172,8 @@ pub fn service_account(object: &crate::json_view::Indexed<'_>) -> Option<String>
         }
     }
     spec.containers.as_ref()?;
-    let named = |n: &Option<Cow<'_, str>>| n.as_deref().filter(|n| !n.is_empty()).map(str::to_string);
+    let named =
+        |n: &Option<Cow<'_, str>>| n.as_deref().filter(|n| !n.is_empty()).map(str::to_string);
     Some(
         named(&spec.service_account_name)
             .or_else(|| named(&spec.service_account))

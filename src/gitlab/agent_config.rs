@@ -429,7 +429,10 @@ fn users_of(user_access: &UserAccess) -> String {
         if !projects.is_empty() {
             text.push_str(" and");
         }
-        text.push_str(&format!(" groups {} (and their subgroups)", groups.join(", ")));
+        text.push_str(&format!(
+            " groups {} (and their subgroups)",
+            groups.join(", ")
+        ));
     }
     if projects.is_empty() && groups.is_empty() {
         text.push_str(" the authorized projects and groups");
@@ -489,7 +492,8 @@ fn lint_user_access(
             ),
         ),
     };
-    let line_offset = locate(text, &["user_access", "access_as"]).or_else(|| locate(text, &["user_access"]));
+    let line_offset =
+        locate(text, &["user_access", "access_as"]).or_else(|| locate(text, &["user_access"]));
     Some(AgentConfigFinding {
         severity,
         entry: "user_access".to_string(),
@@ -701,32 +705,55 @@ mod tests {
         assert_eq!(f.severity, Severity::Violation);
         assert_eq!(f.entry, "user_access");
         assert_eq!(f.line_offset, Some(1));
-        for phrase in ["access_as: agent", "projects a/b and groups g", "user: {}", "gitlab:project_role:"] {
+        for phrase in [
+            "access_as: agent",
+            "projects a/b and groups g",
+            "user: {}",
+            "gitlab:project_role:",
+        ] {
             assert!(f.message.contains(phrase), "{phrase}: {}", f.message);
         }
         // Without access_as the users would be the agent too.
         let missing = lint_yaml("user_access:\n  projects:\n  - id: a/b\n");
-        assert!(missing[0].message.contains("has no access_as"), "{}", missing[0].message);
+        assert!(
+            missing[0].message.contains("has no access_as"),
+            "{}",
+            missing[0].message
+        );
     }
 
     #[test]
     fn user_access_as_the_user_passes() {
-        assert!(lint_yaml("user_access:\n  access_as:\n    user: {}\n  projects:\n  - id: a\n").is_empty());
+        assert!(
+            lint_yaml("user_access:\n  access_as:\n    user: {}\n  projects:\n  - id: a\n")
+                .is_empty()
+        );
     }
 
     #[test]
     fn impersonating_any_privileged_identity_is_a_violation() {
         for (identity, phrase) in [
             ("groups: [kubeadm:cluster-admins]", "kubeadm:cluster-admins"),
-            ("username: 'system:serviceaccount:kube-system:replicaset-controller'", "kube-system's ServiceAccount"),
+            (
+                "username: 'system:serviceaccount:kube-system:replicaset-controller'",
+                "kube-system's ServiceAccount",
+            ),
             ("username: 'system:node:worker-1'", "a node's identity"),
             ("groups: [system:nodes]", "system:nodes"),
         ] {
-            let text = format!("ci_access:\n  projects:\n  - id: a\n    access_as:\n      impersonate: {{{identity}}}\n");
+            let text = format!(
+                "ci_access:\n  projects:\n  - id: a\n    access_as:\n      impersonate: {{{identity}}}\n"
+            );
             let findings = lint_yaml(&text);
             assert_eq!(findings.len(), 1, "{identity}");
-            assert!(findings[0].message.contains(phrase), "{}", findings[0].message);
-            let users = format!("user_access:\n  access_as:\n    impersonate: {{{identity}}}\n  projects:\n  - id: a\n");
+            assert!(
+                findings[0].message.contains(phrase),
+                "{}",
+                findings[0].message
+            );
+            let users = format!(
+                "user_access:\n  access_as:\n    impersonate: {{{identity}}}\n  projects:\n  - id: a\n"
+            );
             assert_eq!(lint_yaml(&users).len(), 1, "{identity}");
         }
         // Whatever else the caller knows is privileged (the cluster state) counts too.
@@ -734,20 +761,32 @@ mod tests {
             "ci_access:\n  projects:\n  - id: a\n    access_as:\n      impersonate: {username: ops-admin}\n",
         )
         .expect("yaml");
-        let bound = |user: &str, _: &[String]| (user == "ops-admin").then(|| "bound to cluster-admin".to_string());
+        let bound = |user: &str, _: &[String]| {
+            (user == "ops-admin").then(|| "bound to cluster-admin".to_string())
+        };
         let findings = lint(&value, "", "c.yaml", &bound);
-        assert!(findings[0].message.contains("bound to cluster-admin"), "{}", findings[0].message);
+        assert!(
+            findings[0].message.contains("bound to cluster-admin"),
+            "{}",
+            findings[0].message
+        );
     }
 
     #[test]
     fn the_fix_recommends_the_environment_scoped_identity() {
         let findings = lint_yaml("ci_access:\n  projects:\n  - id: a/b\n");
         assert!(
-            findings[0].message.contains("gitlab:project_env:<project id>:<environment slug>"),
+            findings[0]
+                .message
+                .contains("gitlab:project_env:<project id>:<environment slug>"),
             "{}",
             findings[0].message
         );
-        assert!(!findings[0].message.contains("RoleBinding to the group gitlab:ci_job"));
+        assert!(
+            !findings[0]
+                .message
+                .contains("RoleBinding to the group gitlab:ci_job")
+        );
     }
 
     #[test]

@@ -53,9 +53,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::SettingError;
-use super::{
-    CREATE_UPDATE, Context, Finding, KindRule, Mode, Policy, PolicyId, PolicySettings,
-};
+use super::{CREATE_UPDATE, Context, Finding, KindRule, Mode, Policy, PolicyId, PolicySettings};
 use crate::admission::{Operation, Request};
 use crate::cluster::rbac::{
     self as view_rbac, BindingFacts, BindingKind, BindingObject, RoleKey, RoleObject, Subject,
@@ -344,14 +342,15 @@ impl<'a> Cluster<'a> {
     }
 
     fn agents(&self) -> &[(String, Option<String>)] {
-        self.agents.get_or_init(|| match self.view.agent_installations() {
-            Lookup::Found(installations) => installations
-                .into_iter()
-                .flat_map(|i| i.objects)
-                .map(|o| (o.namespace, o.service_account))
-                .collect(),
-            _ => Vec::new(),
-        })
+        self.agents
+            .get_or_init(|| match self.view.agent_installations() {
+                Lookup::Found(installations) => installations
+                    .into_iter()
+                    .flat_map(|i| i.objects)
+                    .map(|o| (o.namespace, o.service_account))
+                    .collect(),
+                _ => Vec::new(),
+            })
     }
 
     /// Why a namespace is protected, if it is.
@@ -419,9 +418,9 @@ impl<'a> Cluster<'a> {
             Lookup::Found(Some((other, by))) => not_own(format!(
                 "RoleBinding {namespace}/{by} gives {other} power there too"
             )),
-            Lookup::Unknown => not_own(
-                "the cluster view cannot tell yet who else is bound there".to_string(),
-            ),
+            Lookup::Unknown => {
+                not_own("the cluster view cannot tell yet who else is bound there".to_string())
+            }
         }
     }
 }
@@ -434,9 +433,9 @@ fn environment_identity(subjects: &[Subject]) -> Option<&str> {
     }
     let gitlab = gitlab_subjects(subjects);
     let first = gitlab.first()?;
-    let one = gitlab.iter().all(|s| {
-        &*s.subject.name == &*first.subject.name && &*s.subject.kind == "Group"
-    });
+    let one = gitlab
+        .iter()
+        .all(|s| &*s.subject.name == &*first.subject.name && &*s.subject.kind == "Group");
     (one && matches!(first.identity, Identity::ProjectEnv { .. })).then_some(&*first.subject.name)
 }
 #[derive(Default)]
@@ -685,7 +684,7 @@ fn judge_binding(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
         return vec![malformed(
             ctx,
             &format!(
-                "it refers to {} {:?} of apiGroup {:?}, and a roleRef must name a Role or ClusterRole of {GROUP} (a ClusterRoleBinding only a ClusterRole)",
+                "it refers to {} {:?} of apiGroup {:?}, and a roleRef must be a Role or ClusterRole of {GROUP} (a ClusterRoleBinding only a ClusterRole)",
                 object.role_ref.kind, object.role_ref.name, object.role_ref.api_group
             ),
         )];
@@ -1037,7 +1036,6 @@ fn agent_cluster_admin_text(binding: &BindingFacts) -> String {
     )
 }
 
-
 /// Resolves roles to the summary of what they grant: the role in the cluster view, else the
 /// Kubernetes default of that name; a ClusterRole with an aggregationRule also grants what
 /// every ClusterRole its selectors match grants (from the view, plus the defaults the view
@@ -1048,6 +1046,8 @@ struct Resolver<'v> {
     done: HashMap<Arc<str>, RuleSummary>,
     /// ClusterRoles the aggregation walk may still visit.
     budget: usize,
+    /// Whether the walk ran out of budget: what it resolved since is incomplete.
+    exhausted: bool,
 }
 
 impl<'v> Resolver<'v> {
@@ -1056,6 +1056,7 @@ impl<'v> Resolver<'v> {
             view,
             done: HashMap::new(),
             budget: MAX_AGGREGATED_ROLES,
+            exhausted: false,
         }
     }
 
@@ -1142,12 +1143,18 @@ impl<'v> Resolver<'v> {
     }
 
     fn spend(&mut self, name: &str) -> Result<(), String> {
-        self.budget = self.budget.checked_sub(1).ok_or_else(|| {
-            format!(
-                "ClusterRole {name} aggregates more than {MAX_AGGREGATED_ROLES} ClusterRoles, more than fluxgate resolves in one review"
-            )
-        })?;
-        Ok(())
+        match self.budget.checked_sub(1) {
+            Some(left) => {
+                self.budget = left;
+                Ok(())
+            }
+            None => {
+                self.exhausted = true;
+                Err(format!(
+                    "ClusterRole {name} aggregates more than {MAX_AGGREGATED_ROLES} ClusterRoles, more than fluxgate resolves in one review"
+                ))
+            }
+        }
     }
 
     /// The ClusterRoles a selector aggregates into `into`, which never aggregates itself.
@@ -1287,8 +1294,11 @@ fn judge_role(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
         let mut queue = resolver.aggregators_of(&new.metadata.labels);
         let mut seen: HashSet<Arc<str>> = HashSet::from([name.clone()]);
         while let Some((target, facts)) = queue.pop() {
-            if !seen.insert(target.clone()) || resolver.spend(&name).is_err() {
+            if !seen.insert(target.clone()) {
                 continue;
+            }
+            if resolver.spend(&name).is_err() {
+                break;
             }
             let mut visiting = vec![target.clone()];
             let current = resolver
@@ -1320,6 +1330,16 @@ fn judge_role(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
 
     let mut findings = Vec::new();
     let object = ctx.object_ref();
+    if resolver.exhausted && grants_anything && !by_controller {
+        // The roles this change widens were not all resolved: fail closed.
+        findings.push(Finding::violation(
+            ID,
+            format!(
+                "{object} grants {} and aggregates into ClusterRoles that aggregate more than {MAX_AGGREGATED_ROLES} ClusterRoles between them, more than fluxgate resolves in one review: it cannot tell which bindings of GitLab identities this change widens (fail closed). Remove the rule or the aggregation label, or the ClusterRoles that make the aggregation this large",
+                describe_reasons(new_summary.reasons)
+            ),
+        ));
+    }
     for w in widened {
         findings.extend(role_findings(
             &object,
@@ -1468,6 +1488,20 @@ fn role_findings(
         "Remove or narrow the rule, or bind GitLab identities to a narrower namespaced Role, one RoleBinding per project environment (gitlab:project_env:<project id>:<environment slug>)."
     };
     problems.into_findings(&header, alternative)
+}
+
+/// The rights a summary names, for a message that quotes no rule.
+fn describe_reasons(reasons: Reasons) -> String {
+    let named: Vec<&str> = Reach::Cluster
+        .broad(reasons)
+        .iter()
+        .map(|r| r.describe())
+        .collect();
+    if named.is_empty() {
+        "what it grants".to_string()
+    } else {
+        quote(named.into_iter().map(str::to_string))
+    }
 }
 
 /// The first few items, then how many more there are.

@@ -127,7 +127,11 @@ const FLUX_WRITES: &[(&str, &[&str])] = &[
     ("helm.toolkit.fluxcd.io", &["helmreleases"]),
     (
         "image.toolkit.fluxcd.io",
-        &["imagepolicies", "imagerepositories", "imageupdateautomations"],
+        &[
+            "imagepolicies",
+            "imagerepositories",
+            "imageupdateautomations",
+        ],
     ),
 ];
 
@@ -193,11 +197,7 @@ impl PolicyRule {
         if self.verbs.is_empty() {
             return reasons;
         }
-        if self
-            .verbs
-            .iter()
-            .any(|v| !READ_VERBS.contains(&v.as_str()))
-        {
+        if self.verbs.iter().any(|v| !READ_VERBS.contains(&v.as_str())) {
             reasons.insert(Reason::Write);
         }
         if self.all_non_resource_urls() {
@@ -206,10 +206,7 @@ impl PolicyRule {
         if self.resources.is_empty() {
             return reasons;
         }
-        let read_only = self
-            .verbs
-            .iter()
-            .all(|v| READ_VERBS.contains(&v.as_str()));
+        let read_only = self.verbs.iter().all(|v| READ_VERBS.contains(&v.as_str()));
         let named_groups = !self.api_groups.is_empty()
             && self.api_groups.iter().all(|g| !g.is_empty() && g != "*");
         if read_only && named_groups && self.resources.iter().any(|r| r == "*") {
@@ -548,9 +545,7 @@ impl Reason {
                 "writes to RBAC objects (ClusterRoles, ClusterRoleBindings)"
             }
             Reason::CrdWrite => "writes to CustomResourceDefinitions (conversion webhooks)",
-            Reason::ApiServiceWrite => {
-                "writes to APIServices (an API group served by any Service)"
-            }
+            Reason::ApiServiceWrite => "writes to APIServices (an API group served by any Service)",
             Reason::AllNonResourceUrls => "nonResourceURLs `*`",
             Reason::WildcardResourceRead => {
                 "`*` in resources (read of every resource of its API groups)"
@@ -687,8 +682,14 @@ impl Reach {
 /// creating tokens and pods anywhere.
 pub fn well_known_privileged(username: &str, groups: &[String]) -> Option<String> {
     const GROUPS: &[(&str, &str)] = &[
-        ("system:masters", "bypasses RBAC and every authorization webhook"),
-        ("kubeadm:cluster-admins", "is bound to cluster-admin by kubeadm"),
+        (
+            "system:masters",
+            "bypasses RBAC and every authorization webhook",
+        ),
+        (
+            "kubeadm:cluster-admins",
+            "is bound to cluster-admin by kubeadm",
+        ),
         ("system:nodes", "is every node's identity"),
         (
             "system:serviceaccounts:kube-system",
@@ -696,7 +697,10 @@ pub fn well_known_privileged(username: &str, groups: &[String]) -> Option<String
         ),
     ];
     const USERS: &[(&str, &str)] = &[
-        ("system:kube-controller-manager", "is the controller manager's identity"),
+        (
+            "system:kube-controller-manager",
+            "is the controller manager's identity",
+        ),
         ("system:kube-scheduler", "is the scheduler's identity"),
         ("system:admin", "is the API server's loopback administrator"),
     ];
@@ -811,12 +815,10 @@ impl RuleSummary {
             if let Some(source) = &example.source {
                 let _ = write!(text, " (from ClusterRole {source})");
             }
-            let mut what: Vec<String> = example
-                .reasons
-                .intersection(reasons)
-                .iter()
-                .map(|r| r.describe().to_string())
-                .collect();
+            // The rights that escape the furthest first.
+            let mut named: Vec<Reason> = example.reasons.intersection(reasons).iter().collect();
+            named.sort_by_key(|r| r.broad_from().unwrap_or(Reach::Cluster));
+            let mut what: Vec<String> = named.iter().map(|r| r.describe().to_string()).collect();
             let impersonates = example.impersonates.intersection(targets);
             if !impersonates.is_empty() {
                 what.push(format!(
@@ -911,18 +913,32 @@ mod tests {
                 rule(&["apps"], &["deployments"], &["patch"]),
                 Reason::WorkloadWrite,
             ),
-            (rule(&["batch"], &["cronjobs"], &["update"]), Reason::WorkloadWrite),
             (
-                rule(&["kustomize.toolkit.fluxcd.io"], &["kustomizations"], &["create"]),
+                rule(&["batch"], &["cronjobs"], &["update"]),
+                Reason::WorkloadWrite,
+            ),
+            (
+                rule(
+                    &["kustomize.toolkit.fluxcd.io"],
+                    &["kustomizations"],
+                    &["create"],
+                ),
                 Reason::FluxWrite,
             ),
             (
-                rule(&["source.toolkit.fluxcd.io"], &["gitrepositories"], &["patch"]),
+                rule(
+                    &["source.toolkit.fluxcd.io"],
+                    &["gitrepositories"],
+                    &["patch"],
+                ),
                 Reason::FluxWrite,
             ),
             (rule(&[""], &["pods/exec"], &["create"]), Reason::PodsExec),
             (rule(&[""], &["pods/exec"], &["get"]), Reason::PodsExec),
-            (rule(&[""], &["pods/attach"], &["create"]), Reason::PodsAttach),
+            (
+                rule(&[""], &["pods/attach"], &["create"]),
+                Reason::PodsAttach,
+            ),
             (
                 rule(&[""], &["pods/ephemeralcontainers"], &["patch"]),
                 Reason::EphemeralContainers,
@@ -932,7 +948,10 @@ mod tests {
                 Reason::PersistentVolumeWrite,
             ),
             (rule(&[""], &["nodes/proxy"], &["get"]), Reason::NodesProxy),
-            (rule(&[GROUP], &["clusterroles"], &["escalate"]), Reason::Escalate),
+            (
+                rule(&[GROUP], &["clusterroles"], &["escalate"]),
+                Reason::Escalate,
+            ),
             (rule(&[GROUP], &["roles"], &["bind"]), Reason::Bind),
             (
                 rule(&[""], &["users"], &["impersonate"]),
@@ -978,8 +997,14 @@ mod tests {
                 ),
                 Reason::AdmissionWrite,
             ),
-            (rule(&[""], &["namespaces"], &["patch"]), Reason::NamespaceWrite),
-            (rule(&[GROUP], &["rolebindings"], &["create"]), Reason::RbacWrite),
+            (
+                rule(&[""], &["namespaces"], &["patch"]),
+                Reason::NamespaceWrite,
+            ),
+            (
+                rule(&[GROUP], &["rolebindings"], &["create"]),
+                Reason::RbacWrite,
+            ),
             (
                 rule(&[GROUP], &["clusterrolebindings"], &["deletecollection"]),
                 Reason::ClusterRbacWrite,
@@ -998,7 +1023,12 @@ mod tests {
             ),
         ];
         for (rule, expected) in cases {
-            assert_eq!(paths(&rule), Reasons::of(&[expected]), "{}", render_rule(&rule));
+            assert_eq!(
+                paths(&rule),
+                Reasons::of(&[expected]),
+                "{}",
+                render_rule(&rule)
+            );
         }
         let urls = PolicyRule {
             non_resource_urls: vec!["*".into()],
@@ -1015,7 +1045,9 @@ mod tests {
         let written = rule(
             &["apps"],
             &["deployments"],
-            &["get", "list", "watch", "create", "update", "patch", "delete"],
+            &[
+                "get", "list", "watch", "create", "update", "patch", "delete",
+            ],
         );
         assert_eq!(paths(&star_verbs), paths(&written));
         // `*/*/*` opens every path.
@@ -1072,7 +1104,11 @@ mod tests {
                 &["customresourcedefinitions"],
                 &["get"],
             ),
-            rule(&["certificates.k8s.io"], &["certificatesigningrequests"], &["create"]),
+            rule(
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests"],
+                &["create"],
+            ),
             rule(&["apps"], &["deployments"], &[]),
         ] {
             assert!(paths(&rule).is_empty(), "{}", render_rule(&rule));
@@ -1145,9 +1181,7 @@ mod tests {
                 .is_empty()
         );
         assert!(rule(&["*"], &["*"], &["*"]).impersonates().is_empty());
-        assert!(
-            paths(&rule(&["*"], &["*"], &["*"])).contains(Reason::ImpersonateIdentity)
-        );
+        assert!(paths(&rule(&["*"], &["*"], &["*"])).contains(Reason::ImpersonateIdentity));
         // A RoleBinding's service account impersonation is its own namespace's.
         let accounts = Targets::of(&[Target::ServiceAccounts]);
         assert!(Reach::Namespace.impersonation(accounts).is_empty());
@@ -1179,13 +1213,10 @@ mod tests {
     #[test]
     fn a_wildcard_rule_is_explained_by_what_it_reaches() {
         let summary = RuleSummary::of_rules(&[rule(&["*"], &["*"], &["*"])]);
-        let text = summary.explain(
-            Reach::Cluster.broad(summary.reasons),
-            Targets::default(),
-            3,
-        );
-        assert!(text.contains("read of secrets"), "{text}");
-        assert!(text.contains("more"), "{text}");
+        let text = summary.explain(Reach::Cluster.broad(summary.reasons), Targets::default(), 3);
+        // The rights that escape furthest come first.
+        assert!(text.contains("grants the escalate verb"), "{text}");
+        assert!(text.contains("and 15 more"), "{text}");
         assert!(text.contains("through `*`"), "{text}");
     }
 }
