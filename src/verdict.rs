@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::policy::{Finding, Mode, PolicyId};
+use crate::finding::{Finding, Mode, PolicyId};
 
 /// What a finding led to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -81,7 +81,7 @@ impl Verdict {
     /// answer is a 400, not a 403).
     pub fn bad_request(&self) -> bool {
         self.denials()
-            .any(|o| o.finding.severity == crate::policy::Severity::Invalid)
+            .any(|o| o.finding.severity == crate::finding::Severity::Invalid)
     }
 
     /// The policies that fired, for logs.

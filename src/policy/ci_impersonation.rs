@@ -41,7 +41,7 @@
 //!
 //! A binding or role the API server would refuse (a malformed roleRef, a map where a list
 //! belongs) that names no GitLab identity is an input error
-//! ([`super::Severity::Invalid`]), not a violation; one that does name a GitLab identity stays a
+//! ([`crate::finding::Severity::Invalid`]), not a violation; one that does name a GitLab identity stays a
 //! violation (fail closed).
 
 use std::cell::OnceCell;
@@ -53,17 +53,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::SettingError;
-use super::{CREATE_UPDATE, Context, Finding, KindRule, Mode, Policy, PolicyId, PolicySettings};
+use super::{CREATE_UPDATE, Context, KindRule, Policy, PolicySettings};
 use crate::admission::{Operation, Request};
 use crate::cluster::rbac::{
     self as view_rbac, BindingFacts, BindingKind, BindingObject, RoleKey, RoleObject, Subject,
-    selector_matches,
 };
 use crate::cluster::{ClusterView, Lookup, NamedRoles, ObjectKey, RoleFacts};
-use crate::config::LabelSelector;
+use crate::finding::{Finding, Mode, PolicyId};
 use crate::gitlab::identity::Identity;
 use crate::rbac::defaults::{default_cluster_role, default_cluster_roles};
 use crate::rbac::{Reach, Reason, Reasons, RuleSummary, Targets, describe_targets};
+use crate::selector::LabelSelector;
+use crate::selector::selector_matches;
 
 const ID: PolicyId = PolicyId::CiImpersonation;
 const GROUP: &str = crate::rbac::GROUP;
