@@ -537,7 +537,7 @@ fn every_escalation_path_reaching_a_gitlab_identity_through_view_aggregation_is_
     for (rule, right, _) in ESCALATION_PATHS {
         let widening = cluster_role("widening", TO_VIEW, &format!("[{rule}]"));
         // When the aggregated role is applied, with GitLab's binding of view in place.
-        let view = view_with(&[ci_job_view.clone()]);
+        let view = view_with(std::slice::from_ref(&ci_job_view));
         assert_denied(
             &create(&engine, &view, &widening),
             &[
@@ -733,7 +733,7 @@ fn the_environment_binding_is_still_judged_for_what_escapes_its_namespace() {
             "{rbac.authorization.k8s.io/aggregate-to-admin: 'true'}",
             &format!("[{rule}]"),
         );
-        let view = view_with(&[widening.clone()]);
+        let view = view_with(std::slice::from_ref(&widening));
         assert_denied(
             &create(&engine, &view, &binding),
             &[
@@ -741,7 +741,7 @@ fn the_environment_binding_is_still_judged_for_what_escapes_its_namespace() {
                 right,
             ],
         );
-        let view = view_with(&[binding.clone()]);
+        let view = view_with(std::slice::from_ref(&binding));
         assert_denied(
             &create(&engine, &view, &widening),
             &[
@@ -1380,7 +1380,11 @@ fn a_read_only_role_that_aggregation_gives_writes_is_no_longer_read_only() {
         "[{apiGroups: [''], resources: [configmaps], verbs: [create, patch]}]",
     );
     assert_denied(
-        &create(&engine, &view_with(&[ci_job_view.clone()]), &writer),
+        &create(
+            &engine,
+            &view_with(std::slice::from_ref(&ci_job_view)),
+            &writer,
+        ),
         &[
             "this change makes ClusterRole view, which aggregates ClusterRole configmap-writer",
             "grant writes, but it is listed in readOnlyRoles",
@@ -1388,7 +1392,11 @@ fn a_read_only_role_that_aggregation_gives_writes_is_no_longer_read_only() {
         ],
     );
     assert_denied(
-        &create(&engine, &view_with(&[writer.clone()]), &ci_job_view),
+        &create(
+            &engine,
+            &view_with(std::slice::from_ref(&writer)),
+            &ci_job_view,
+        ),
         &[
             "ClusterRole view is listed in readOnlyRoles, but it grants writes",
             "(from ClusterRole configmap-writer)",

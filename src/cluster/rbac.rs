@@ -365,6 +365,8 @@ pub fn project(kind: &str, object: &Indexed<'_>) -> Result<Projection, String> {
 }
 
 type BindingId = (BindingKind, Arc<str>, Arc<str>);
+/// GitLab identity -> names of the RoleBindings (of one namespace) that name it.
+type IdentityBindings = HashMap<Box<str>, BTreeSet<Arc<str>>>;
 type BindingSet = HashMap<BindingId, Arc<BindingFacts>>;
 
 /// The RBAC index inside [`super::MemoryView`].
@@ -389,7 +391,7 @@ pub struct RbacIndex {
     /// Where each binding is filed, to move or drop it.
     binding_roles: HashMap<BindingId, RoleKey>,
     /// namespace -> GitLab identity that RoleBindings there name -> those RoleBindings.
-    gitlab_in_namespace: HashMap<Arc<str>, HashMap<Box<str>, BTreeSet<Arc<str>>>>,
+    gitlab_in_namespace: HashMap<Arc<str>, IdentityBindings>,
 }
 
 impl RbacIndex {

@@ -28,6 +28,7 @@
 //! - the namespace is not protected (above);
 //! - no other RoleBinding there (in the cluster view) names another GitLab identity besides the
 //!   catch-all groups: a namespace two environments or projects share is neither's own.
+//!
 //! The namespace's name, labels and annotations (the template's `agent.gitlab.com/*` labels
 //! included) play no part. `environmentNamespaces: deny` turns this off. Every other identity,
 //! a whole project or group included, keeps the narrow rules of [`Reach::Namespace`].
@@ -436,7 +437,7 @@ fn environment_identity(subjects: &[Subject]) -> Option<&str> {
     let first = gitlab.first()?;
     let one = gitlab
         .iter()
-        .all(|s| &*s.subject.name == &*first.subject.name && &*s.subject.kind == "Group");
+        .all(|s| s.subject.name == first.subject.name && &*s.subject.kind == "Group");
     (one && matches!(first.identity, Identity::ProjectEnv { .. })).then_some(&*first.subject.name)
 }
 #[derive(Default)]
@@ -694,29 +695,39 @@ fn judge_binding(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
         return vec![malformed(ctx, &why)];
     }
     let cluster = Cluster::new(ctx.view, settings);
-    let placement = cluster.placement(&binding);
-    let reach = placement.reach;
     let gitlab = gitlab_subjects(&binding.subjects);
     let everyone = implicit_gitlab_subjects(&binding.subjects);
     let mut resolver = Resolver::new(ctx.view);
     let resolved = resolver.role(&binding.role);
     let role = &binding.role;
     let mut problems = Problems::default();
-    let implicit = if everyone.is_empty() {
-        String::new()
+    let judged = !gitlab.is_empty() || !everyone.is_empty();
+    // Where it reaches matters only for what is judged: most bindings in a cluster name no
+    // GitLab identity and hand out no impersonation, and cost no more lookups.
+    let placement = if judged || resolved.as_ref().is_ok_and(|s| !s.impersonates.is_empty()) {
+        cluster.placement(&binding)
     } else {
-        format!(
-            " ({} includes every identity the GitLab agent impersonates: the API server adds it to every impersonated user)",
-            quote(everyone.iter().map(|s| s.to_string()))
-        )
+        Placement {
+            reach: Reach::Namespace,
+            note: String::new(),
+        }
     };
-    let place = format!(
-        "{}{}",
-        reach.describe(binding.namespace.as_deref()),
-        placement.note
-    );
+    let reach = placement.reach;
 
-    if !gitlab.is_empty() || !everyone.is_empty() {
+    if judged {
+        let implicit = if everyone.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({} includes every identity the GitLab agent impersonates: the API server adds it to every impersonated user)",
+                quote(everyone.iter().map(|s| s.to_string()))
+            )
+        };
+        let place = format!(
+            "{}{}",
+            reach.describe(binding.namespace.as_deref()),
+            placement.note
+        );
         match &resolved {
             // Kubernetes binds its own system: roles to system:authenticated; a role that
             // cannot be resolved is judged for explicit GitLab identities only.
