@@ -827,10 +827,7 @@ mod tests {
 
     #[test]
     fn what_the_api_server_sends_is_indexed_and_read_as_serde_json_reads_it() {
-        let dir = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/corpus/admission/kube-apiserver-v1.28.4"
-        );
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/admission");
         let mut bodies = 0;
         for entry in std::fs::read_dir(dir).expect("the admission corpus") {
             let path = entry.expect("a corpus entry").path();
@@ -886,10 +883,6 @@ mod tests {
         for dir in [
             concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/admission"),
             concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bench"),
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../shared/corpus/admission/kube-apiserver-v1.28.4"
-            ),
         ] {
             for entry in std::fs::read_dir(dir).expect("a fixture directory") {
                 let path = entry.expect("an entry").path();

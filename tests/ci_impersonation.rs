@@ -15,7 +15,7 @@ use fluxgate::rbac::Reach;
 use fluxgate::verdict::Verdict;
 use serde_json::{Value, json};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/corpus");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/admission");
 const MANAGED_RESOURCES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use common::{Decision, TestServer, assert_decision, default_engine, engine};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/corpus");
 const POLICY: PolicyId = PolicyId::OciVersionPinning;
 
 // ---------------------------------------------------------------------------------------

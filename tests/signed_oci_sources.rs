@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use admission_fixtures::{Expected, OCI_REPOSITORY_FIXTURES, read_fixture};
 use common::{assert_decision, default_engine, engine};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/corpus");
 const POLICY: PolicyId = PolicyId::SignedOciSources;
 
 // ---------------------------------------------------------------------------------------
