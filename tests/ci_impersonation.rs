@@ -8,11 +8,11 @@ use std::time::Instant;
 use fluxgate::admission::{self, OwnedObject};
 use fluxgate::cluster::{MemoryView, ObjectKey};
 use fluxgate::config::Config;
+use fluxgate::engine::verdict::Verdict;
 use fluxgate::engine::{Endpoint, Engine};
 use fluxgate::finding::{PolicyId, Severity};
 use fluxgate::policy::Policy;
 use fluxgate::rbac::Reach;
-use fluxgate::verdict::Verdict;
 use serde_json::{Value, json};
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/corpus");
@@ -1864,7 +1864,8 @@ fn an_update_that_leaves_subjects_and_role_ref_alone_is_not_judged() {
 
 /// The status code of the answer fluxgate's webhook would send for a verdict.
 fn answer_code(verdict: &Verdict) -> Option<u64> {
-    let body: Value = serde_json::from_slice(&admission::encode("u", verdict)).expect("json");
+    let body: Value =
+        serde_json::from_slice(&fluxgate::engine::verdict::encode("u", verdict)).expect("json");
     body["response"]["status"]["code"].as_u64()
 }
 

@@ -10,9 +10,9 @@ use std::time::Duration;
 use fluxgate::admission::decode;
 use fluxgate::cluster::{MemoryView, ObjectKey};
 use fluxgate::config::Config;
+use fluxgate::engine::verdict::Verdict;
 use fluxgate::engine::{Endpoint, Engine};
 use fluxgate::finding::PolicyId;
-use fluxgate::verdict::Verdict;
 use serde_json::{Value, json};
 
 const AGENTK: &str = "registry.gitlab.com/gitlab-org/cluster-integration/gitlab-agent/agentk";

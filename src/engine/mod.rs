@@ -12,7 +12,11 @@ use crate::cluster::ClusterView;
 use crate::config::Config;
 use crate::finding::{Mode, PolicyId, Severity};
 use crate::policy::{Context, KindRule, Policy, SubresourceRule, registry};
-use crate::verdict::{Action, Outcome, Skip, Verdict, short_warning};
+
+pub mod exemption;
+pub mod verdict;
+
+use verdict::{Action, Outcome, Skip, Verdict, short_warning};
 
 /// Which endpoint a request arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,7 +213,7 @@ impl Engine {
                 .enumerate()
                 .find(|(_, e)| {
                     e.applies_to(policy.id())
-                        && e.matches(request, |ns| view.namespace_labels(ns).found())
+                        && exemption::matches(e, request, |ns| view.namespace_labels(ns).found())
                 })
                 .map(|(i, e)| e.label(i));
             if let Some(label) = &exemption {
