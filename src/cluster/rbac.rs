@@ -5,15 +5,18 @@
 //! - a role by name;
 //! - the ClusterRoles an aggregation selector matches (by label, not by scanning);
 //! - the ClusterRoles that aggregate a set of labels (only aggregating roles are visited);
-//! - the bindings of a role (by roleRef).
+//! - the bindings of a role (by roleRef);
+//! - the GitLab identities RoleBindings name in a namespace (whether a namespace is one
+//!   environment's own).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::json_view::Indexed;
 
+use crate::gitlab::identity::Identity;
 use crate::rbac::objects::{
-    BindingFacts, BindingKind, BindingObject, NamedRoles, RoleFacts, RoleKey, RoleObject,
+    BindingFacts, BindingKind, BindingObject, NamedRoles, RoleFacts, RoleKey, RoleObject, Subject,
 };
 use crate::rbac::{PolicyRule, RuleSummary};
 use crate::selector::{LabelSelector, SelectorOperator, selector_matches};
@@ -78,6 +81,8 @@ pub fn project(kind: &str, object: &Indexed<'_>) -> Result<Projection, String> {
 }
 
 type BindingId = (BindingKind, Arc<str>, Arc<str>);
+/// GitLab identity -> names of the RoleBindings (of one namespace) that name it.
+type IdentityBindings = HashMap<Box<str>, BTreeSet<Arc<str>>>;
 type BindingSet = HashMap<BindingId, Arc<BindingFacts>>;
 
 /// The RBAC index inside [`super::MemoryView`].
@@ -101,6 +106,8 @@ pub struct RbacIndex {
     role_bindings: HashMap<Arc<str>, HashMap<Arc<str>, BindingSet>>,
     /// Where each binding is filed, to move or drop it.
     binding_roles: HashMap<BindingId, RoleKey>,
+    /// namespace -> GitLab identity that RoleBindings there name -> those RoleBindings.
+    gitlab_in_namespace: HashMap<Arc<str>, IdentityBindings>,
 }
 
 impl RbacIndex {
@@ -189,6 +196,16 @@ impl RbacIndex {
                 );
                 self.remove_binding(&id);
                 self.binding_roles.insert(id.clone(), facts.role.clone());
+                if let Some(ns) = &facts.namespace {
+                    for subject in gitlab_names(&facts.subjects) {
+                        self.gitlab_in_namespace
+                            .entry(ns.clone())
+                            .or_default()
+                            .entry(subject.into())
+                            .or_default()
+                            .insert(facts.name.clone());
+                    }
+                }
                 let set = match &facts.role {
                     RoleKey::ClusterRole { name } => {
                         self.cluster_role_bindings.entry(name.clone()).or_default()
@@ -255,6 +272,34 @@ impl RbacIndex {
         let Some(role) = self.binding_roles.remove(id) else {
             return;
         };
+        let removed = match &role {
+            RoleKey::ClusterRole { name } => self
+                .cluster_role_bindings
+                .get(name)
+                .and_then(|set| set.get(id)),
+            RoleKey::Role { namespace, name } => self
+                .role_bindings
+                .get(namespace)
+                .and_then(|by_name| by_name.get(name))
+                .and_then(|set| set.get(id)),
+        }
+        .cloned();
+        if let Some(facts) = removed
+            && let Some(ns) = &facts.namespace
+            && let Some(by_subject) = self.gitlab_in_namespace.get_mut(ns)
+        {
+            for subject in gitlab_names(&facts.subjects) {
+                if let Some(bindings) = by_subject.get_mut(subject) {
+                    bindings.remove(&facts.name);
+                    if bindings.is_empty() {
+                        by_subject.remove(subject);
+                    }
+                }
+            }
+            if by_subject.is_empty() {
+                self.gitlab_in_namespace.remove(ns);
+            }
+        }
         match role {
             RoleKey::ClusterRole { name } => {
                 if let Some(set) = self.cluster_role_bindings.get_mut(&name) {
@@ -380,6 +425,66 @@ impl RbacIndex {
             .sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
         bindings
     }
+
+    /// Every binding that names this subject, sorted; scans every binding.
+    pub fn bindings_naming(
+        &self,
+        kind: &str,
+        name: &str,
+        namespace: Option<&str>,
+    ) -> Vec<Arc<BindingFacts>> {
+        let mut found: Vec<Arc<BindingFacts>> = self
+            .cluster_role_bindings
+            .values()
+            .chain(
+                self.role_bindings
+                    .values()
+                    .flat_map(|by_name| by_name.values()),
+            )
+            .flat_map(|set| set.values())
+            .filter(|b| {
+                b.subjects.iter().any(|s| {
+                    &*s.kind == kind
+                        && &*s.name == name
+                        && (kind != "ServiceAccount" || s.namespace.as_deref() == namespace)
+                })
+            })
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
+        found
+    }
+
+    /// A GitLab identity that a RoleBinding in `namespace` other than `except_binding` names,
+    /// other than `except_identity` and the catch-all groups every job or user carries:
+    /// `(identity, binding)`, or `None` when the namespace is that identity's alone.
+    pub fn other_gitlab_identity_in(
+        &self,
+        namespace: &str,
+        except_identity: &str,
+        except_binding: &str,
+    ) -> Option<(String, String)> {
+        let by_subject = self.gitlab_in_namespace.get(namespace)?;
+        by_subject.iter().find_map(|(subject, bindings)| {
+            if &**subject == except_identity
+                || Identity::parse(subject).is_some_and(|i| i.is_catch_all())
+            {
+                return None;
+            }
+            bindings
+                .iter()
+                .find(|b| b.as_ref() != except_binding)
+                .map(|b| (subject.to_string(), b.to_string()))
+        })
+    }
+}
+
+/// The names of a binding's subjects that are GitLab identities (as User or Group).
+fn gitlab_names(subjects: &[Subject]) -> impl Iterator<Item = &str> {
+    subjects
+        .iter()
+        .filter(|s| matches!(&*s.kind, "User" | "Group") && Identity::parse(&s.name).is_some())
+        .map(|s| &*s.name)
 }
 
 fn binding_id(kind: BindingKind, namespace: Option<&str>, name: &str) -> BindingId {
@@ -558,23 +663,48 @@ mod tests {
     }
 
     #[test]
-    fn the_agent_charts_binding_is_recognised_by_name_label_and_subject() {
-        let chart = |name: &str, label: &str| {
-            let object: BindingObject = serde_json::from_value(json!({
-                "metadata": {"name": name, "labels": {"app.kubernetes.io/name": label}},
-                "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": "cluster-admin"},
-                "subjects": [{"kind": "ServiceAccount", "name": "gitlab-agent", "namespace": "gitlab-agent"}]
-            }))
-            .expect("binding");
-            BindingFacts::from_object(&object, BindingKind::ClusterRoleBinding)
-                .expect("valid")
-                .agent_chart
+    fn the_gitlab_identities_of_a_namespace_are_indexed() {
+        let named = |ns: &str, name: &str, who: &[&str]| {
+            let subjects: Vec<Value> = who
+                .iter()
+                .map(|w| json!({"kind": "Group", "name": w}))
+                .collect();
+            project(
+                "RoleBinding",
+                &json!({
+                    "metadata": {"name": name, "namespace": ns},
+                    "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": "admin"},
+                    "subjects": subjects
+                }),
+            )
+            .expect("projects")
         };
-        assert!(chart(
-            "gitlab-agent:gitlab-agent-cluster-admin",
-            "gitlab-agent"
-        ));
-        assert!(!chart("gitlab-agent:gitlab-agent-cluster-admin", "other"));
-        assert!(!chart("my-admin", "gitlab-agent"));
+        let mut index = RbacIndex::default();
+        let env = "gitlab:project_env:42:review";
+        index.apply(named("review-42", "bind", &[env, "devs"]));
+        index.apply(named("review-42", "jobs-view", &["gitlab:ci_job"]));
+        assert_eq!(
+            index.other_gitlab_identity_in("review-42", env, "bind"),
+            None
+        );
+        index.apply(named("review-42", "other", &["gitlab:project_env:7:prod"]));
+        assert_eq!(
+            index.other_gitlab_identity_in("review-42", env, "bind"),
+            Some(("gitlab:project_env:7:prod".into(), "other".into()))
+        );
+        // The binding being judged does not count against itself.
+        assert_eq!(
+            index.other_gitlab_identity_in("review-42", "gitlab:project_env:7:prod", "bind"),
+            None
+        );
+        index.delete("RoleBinding", Some("review-42"), "other");
+        assert_eq!(
+            index.other_gitlab_identity_in("review-42", env, "bind"),
+            None
+        );
+        // A binding that moves to other subjects is filed under the new ones only.
+        index.apply(named("review-42", "bind", &["devs"]));
+        index.apply(named("review-42", "jobs-view", &["devs"]));
+        assert!(index.gitlab_in_namespace.is_empty());
     }
 }

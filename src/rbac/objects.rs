@@ -12,9 +12,6 @@ use serde::Deserialize;
 use super::{GROUP, PolicyRule, RuleSummary, null_as_default};
 use crate::selector::LabelSelector;
 
-/// Label and name of the GitLab agent chart's objects.
-const AGENT_CHART_LABEL: (&str, &str) = ("app.kubernetes.io/name", "gitlab-agent");
-
 /// Labels, sorted by key.
 pub type Labels = Box<[(Arc<str>, Arc<str>)]>;
 
@@ -150,8 +147,6 @@ pub struct BindingFacts {
     pub name: Arc<str>,
     pub role: RoleKey,
     pub subjects: Box<[Subject]>,
-    /// The GitLab agent Helm chart's ClusterRoleBinding for the agent's ServiceAccount.
-    pub agent_chart: bool,
 }
 
 impl BindingFacts {
@@ -171,32 +166,47 @@ impl BindingFacts {
             .map(|s| Subject {
                 kind: s.kind.as_str().into(),
                 name: s.name.as_str().into(),
-                namespace: s.namespace.as_deref().map(Box::from),
+                // The authorizer reads a RoleBinding's ServiceAccount without a namespace
+                // as one of the binding's namespace.
+                namespace: match (s.namespace.as_deref(), &namespace) {
+                    (Some(ns), _) if !ns.is_empty() => Some(Box::from(ns)),
+                    (_, Some(binding_ns)) if s.kind == "ServiceAccount" => {
+                        Some(Box::from(binding_ns.as_ref()))
+                    }
+                    _ => None,
+                },
             })
             .collect();
-        let agent_chart = kind == BindingKind::ClusterRoleBinding
-            && object
-                .metadata
-                .labels
-                .get(AGENT_CHART_LABEL.0)
-                .map(String::as_str)
-                == Some(AGENT_CHART_LABEL.1)
-            && is_agent_chart_binding_name(&object.metadata.name, role.name(), &subjects);
         Some(BindingFacts {
             kind,
             namespace,
             name: Arc::from(object.metadata.name.as_str()),
             role,
             subjects,
-            agent_chart,
         })
     }
 
-    pub fn scope(&self) -> crate::rbac::Scope {
-        match self.kind {
-            BindingKind::RoleBinding => crate::rbac::Scope::Namespaced,
-            BindingKind::ClusterRoleBinding => crate::rbac::Scope::ClusterWide,
-        }
+    /// Why the API server would refuse this binding's subjects, if it would: a subject kind
+    /// other than User, Group and ServiceAccount, an empty name, a ServiceAccount with an API
+    /// group, a User or Group of another API group. A ServiceAccount without a namespace is
+    /// not refused here: kustomize fills it in from its `namespace:` (raw bases leave it
+    /// out), and in a RoleBinding the authorizer reads it as the binding's namespace.
+    pub fn invalid_subject(object: &BindingObject) -> Option<String> {
+        object.subjects.iter().enumerate().find_map(|(i, s)| {
+            let group = s.api_group.as_deref().unwrap_or_default();
+            let why = match s.kind.as_str() {
+                _ if s.name.is_empty() => "has no name".to_string(),
+                "User" | "Group" if !group.is_empty() && group != GROUP => {
+                    format!("is a {} of apiGroup {group:?}, not {GROUP}", s.kind)
+                }
+                "ServiceAccount" if !group.is_empty() => {
+                    format!("is a ServiceAccount with apiGroup {group:?} (it has none)")
+                }
+                "User" | "Group" | "ServiceAccount" => return None,
+                other => format!("has kind {other:?}, not User, Group or ServiceAccount"),
+            };
+            Some(format!("subjects[{i}] {why}"))
+        })
     }
 }
 
@@ -207,26 +217,6 @@ impl fmt::Display for BindingFacts {
             None => write!(f, "{} {}", self.kind.as_str(), self.name),
         }
     }
-}
-
-/// The chart names its ClusterRoleBinding `<release namespace>:<service account>-<role>`
-/// with the agent's ServiceAccount as the subject.
-pub fn is_agent_chart_subject(binding_name: &str, role: &str, subject: &Subject) -> bool {
-    &*subject.kind == "ServiceAccount"
-        && subject.namespace.as_deref().is_some_and(|ns| {
-            binding_name
-                .strip_prefix(ns)
-                .and_then(|rest| rest.strip_prefix(':'))
-                .and_then(|rest| rest.strip_prefix(&*subject.name))
-                .and_then(|rest| rest.strip_prefix('-'))
-                == Some(role)
-        })
-}
-
-fn is_agent_chart_binding_name(name: &str, role: &str, subjects: &[Subject]) -> bool {
-    subjects
-        .iter()
-        .any(|s| is_agent_chart_subject(name, role, s))
 }
 
 fn role_key(role_ref: &RoleRefObject, namespace: Option<&Arc<str>>) -> Option<RoleKey> {
