@@ -13,7 +13,8 @@ use fluxgate::admission;
 use fluxgate::cluster::MemoryView;
 use fluxgate::config::Config;
 use fluxgate::engine::{Endpoint, Engine};
-use fluxgate::policy::{KindRule, Policy, PolicyId, Severity, registry};
+use fluxgate::finding::{PolicyId, Severity};
+use fluxgate::policy::{KindRule, Policy, registry};
 use serde_json::{Value, json};
 
 /// Objects of every judged kind: what a real API server sent, and objects each policy denies.
