@@ -229,7 +229,9 @@ impl Engine {
                     for finding in policy.validate(&ctx) {
                         let action = match (&exemption, mode, finding.severity) {
                             (Some(label), _, _) => Action::Exempted(label.clone()),
-                            (None, Mode::Enforce, Severity::Violation) => Action::Deny,
+                            (None, Mode::Enforce, Severity::Violation | Severity::Invalid) => {
+                                Action::Deny
+                            }
                             (None, Mode::Enforce | Mode::Warn, _) => Action::Warn,
                             (None, _, _) => Action::Audit,
                         };
