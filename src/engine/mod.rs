@@ -7,10 +7,14 @@ use arc_swap::ArcSwap;
 use serde_json::value::RawValue;
 
 use crate::admission::{Operation, Request};
-use crate::cluster::ClusterView;
-use crate::config::Config;
-use crate::finding::{Mode, PolicyId, Severity};
-use crate::policy::{Context, KindRule, Policy, SubresourceRule, registry};
+use crate::cluster::{ClusterView, ObjectKey};
+use crate::config::{Config, Section};
+use crate::finding::{Finding, Mode, PolicyId, Severity};
+use crate::json_view::Skims;
+use crate::policy::{
+    Context, KindRule, Policy, SubresourceRule, ci_impersonation, oci_version_pinning,
+    secret_rotation, signed_oci_sources, single_agent, tenant_lockdown,
+};
 
 pub mod exemption;
 pub mod verdict;
@@ -40,9 +44,68 @@ pub struct ExemptionUse {
     pub exemption: String,
 }
 
+/// A policy as the engine holds it, whatever its settings: each call finds the policy's own
+/// settings in the configuration ([`Section`]) and hands it those alone. Every [`Policy`]
+/// whose settings the configuration gathers is one.
+pub trait AnyPolicy: Send + Sync {
+    fn id(&self) -> PolicyId;
+    fn kinds(&self) -> &'static [KindRule];
+    fn subresources(&self) -> &'static [SubresourceRule];
+    fn prefetch(&self, request: &Request<'_>) -> Vec<ObjectKey>;
+    /// [`Policy::validate`] with the policy's settings from `config`.
+    fn validate<'a>(&self, ctx: &Context<'a>, config: &'a Config) -> Vec<Finding>;
+    /// [`Policy::mutate`] with the policy's settings from `config`.
+    fn mutate<'a>(&self, ctx: &Context<'a>, config: &'a Config) -> Vec<json_patch::PatchOperation>;
+}
+
+impl<P> AnyPolicy for P
+where
+    P: Policy,
+    P::Settings: Section,
+{
+    fn id(&self) -> PolicyId {
+        Policy::id(self)
+    }
+
+    fn kinds(&self) -> &'static [KindRule] {
+        Policy::kinds(self)
+    }
+
+    fn subresources(&self) -> &'static [SubresourceRule] {
+        Policy::subresources(self)
+    }
+
+    fn prefetch(&self, request: &Request<'_>) -> Vec<ObjectKey> {
+        Policy::prefetch(self, request)
+    }
+
+    fn validate<'a>(&self, ctx: &Context<'a>, config: &'a Config) -> Vec<Finding> {
+        Policy::validate(self, &ctx.with_settings(P::Settings::of(config)))
+    }
+
+    fn mutate<'a>(&self, ctx: &Context<'a>, config: &'a Config) -> Vec<json_patch::PatchOperation> {
+        Policy::mutate(self, &ctx.with_settings(P::Settings::of(config)))
+    }
+}
+
+/// Every policy fluxgate has, by id.
+// Placeholder policies are unit structs until their issues land; `::default()` keeps this list
+// unchanged when they gain state.
+#[allow(clippy::default_constructed_unit_structs)]
+pub fn registry() -> Vec<Box<dyn AnyPolicy>> {
+    vec![
+        Box::new(signed_oci_sources::SignedOciSources::default()),
+        Box::new(single_agent::SingleAgent::default()),
+        Box::new(ci_impersonation::CiImpersonation),
+        Box::new(secret_rotation::SecretRotation),
+        Box::new(tenant_lockdown::TenantLockdown::default()),
+        Box::new(oci_version_pinning::OciVersionPinning::default()),
+    ]
+}
+
 /// Holds the policies and the current configuration.
 pub struct Engine {
-    policies: Vec<Box<dyn Policy>>,
+    policies: Vec<Box<dyn AnyPolicy>>,
     config: ArcSwap<Config>,
     mode_override: Option<Mode>,
 }
@@ -55,7 +118,7 @@ impl Engine {
     }
 
     pub fn with_policies(
-        policies: Vec<Box<dyn Policy>>,
+        policies: Vec<Box<dyn AnyPolicy>>,
         mut config: Config,
         mode_override: Option<Mode>,
     ) -> Self {
@@ -77,7 +140,7 @@ impl Engine {
         self.config.store(Arc::new(config));
     }
 
-    pub fn policies(&self) -> &[Box<dyn Policy>] {
+    pub fn policies(&self) -> &[Box<dyn AnyPolicy>] {
         &self.policies
     }
 
@@ -116,7 +179,7 @@ impl Engine {
 
     /// The objects the matching policies want refreshed in the cluster view before
     /// [`Engine::review`] (see [`ClusterView::refresh`]).
-    pub fn prefetch(&self, request: &Request<'_>) -> Vec<crate::cluster::ObjectKey> {
+    pub fn prefetch(&self, request: &Request<'_>) -> Vec<ObjectKey> {
         let canonical = self.canonical_kind(request);
         let request = canonical.as_ref().unwrap_or(request);
         self.policies
@@ -178,7 +241,8 @@ impl Engine {
             verdict.skipped = Some(Skip::Subresource);
             return (verdict, exemptions_used);
         }
-        let ctx = Context::new(request, &config, view);
+        let skims = Skims::indexed(request.index.clone());
+        let ctx = Context::new(request, view, &skims);
 
         // An UPDATE is judged by each policy only when it changes a field that policy's verdict
         // depends on (its kind rule's `judged_fields`), whatever the object's deletion state:
@@ -226,7 +290,7 @@ impl Engine {
 
             match endpoint {
                 Endpoint::Validate => {
-                    for finding in policy.validate(&ctx) {
+                    for finding in policy.validate(&ctx, &config) {
                         let action = match (&exemption, mode, finding.severity) {
                             (Some(label), _, _) => Action::Exempted(label.clone()),
                             (None, Mode::Enforce, Severity::Violation | Severity::Invalid) => {
@@ -252,7 +316,7 @@ impl Engine {
                 Endpoint::Mutate => {
                     // Audit mode is a dry run: it must not change what gets stored.
                     if exemption.is_none() && matches!(mode, Mode::Enforce | Mode::Warn) {
-                        verdict.patch.extend(policy.mutate(&ctx));
+                        verdict.patch.extend(policy.mutate(&ctx, &config));
                     }
                 }
             }
