@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::SettingError;
 use super::{CREATE_UPDATE, Context, Finding, KindRule, Mode, Policy, PolicyId, PolicySettings};
 use crate::admission::{Operation, Request};
+use crate::budget::{Budget, Resource};
 use crate::cluster::rbac::{
     self as view_rbac, BindingFacts, BindingKind, BindingObject, RoleKey, RoleObject, Subject,
     selector_matches,
@@ -427,11 +428,23 @@ fn judge_binding(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
             ),
         )];
     };
+    // Subjects are judged one by one below; a stopped budget is the engine's to report.
+    if ctx
+        .budget
+        .charge(Resource::RbacSubjects, binding.subjects.len() as u64)
+        .is_err()
+    {
+        return Vec::new();
+    }
     let scope = binding.scope();
     let gitlab = gitlab_subjects(&binding.subjects);
     let everyone = implicit_gitlab_subjects(&binding.subjects);
-    let mut resolver = Resolver::new(ctx.view);
+    let mut resolver = Resolver::new(ctx.view, ctx.budget);
     let resolved = resolver.role(&binding.role);
+    if ctx.budget.exceeded().is_some() {
+        // Not "cannot be resolved": the engine denies with the budget's own reason.
+        return Vec::new();
+    }
     let role = &binding.role;
     let mut problems = Problems::default();
     let implicit = if everyone.is_empty() {
@@ -708,13 +721,16 @@ fn agent_cluster_admin_text(binding: &BindingFacts) -> String {
 /// does not override), recursively.
 struct Resolver<'v> {
     view: &'v dyn ClusterView,
+    /// Charged a step for every role aggregation adds.
+    budget: &'v Budget,
     done: HashMap<Arc<str>, RuleSummary>,
 }
 
 impl<'v> Resolver<'v> {
-    fn new(view: &'v dyn ClusterView) -> Self {
+    fn new(view: &'v dyn ClusterView, budget: &'v Budget) -> Self {
         Resolver {
             view,
+            budget,
             done: HashMap::new(),
         }
     }
@@ -778,6 +794,9 @@ impl<'v> Resolver<'v> {
                 if visiting.contains(&source) {
                     continue;
                 }
+                self.budget
+                    .charge(Resource::AggregationSteps, 1)
+                    .map_err(|e| e.to_string())?;
                 visiting.push(source.clone());
                 let inner = self.effective(&source, &source_facts, visiting);
                 visiting.pop();
@@ -878,7 +897,16 @@ fn judge_role(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
         .iter()
         .any(|u| u == &ctx.request.user_info.username);
 
-    let mut resolver = Resolver::new(ctx.view);
+    // Every rule of the object (and of the one it replaces) is summarized below.
+    let rules = new.rules.len() + old.as_ref().map_or(0, |o| o.rules.len());
+    if ctx
+        .budget
+        .charge(Resource::RbacRules, rules as u64)
+        .is_err()
+    {
+        return Vec::new();
+    }
+    let mut resolver = Resolver::new(ctx.view, ctx.budget);
     // The aggregation controller only copies rules: what it writes is judged as written.
     // Anyone else's change is judged by what the role will grant once aggregated.
     let summarize = |resolver: &mut Resolver<'_>, object: &RoleObject| {
@@ -908,7 +936,7 @@ fn judge_role(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
     let mut widened = Vec::new();
     let (reasons, targets) = new_summary.added_since(&old_summary);
     if !reasons.is_empty() || !targets.is_empty() {
-        widened.extend(widen(ctx.view, settings, None, &key, reasons, targets));
+        widened.extend(widen(ctx, settings, None, &key, reasons, targets));
     }
     let grants_anything = !new_summary.reasons.is_empty() || !new_summary.impersonates.is_empty();
     if cluster_role && !by_controller && grants_anything {
@@ -918,6 +946,9 @@ fn judge_role(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
         while let Some((target, facts)) = queue.pop() {
             if !seen.insert(target.clone()) {
                 continue;
+            }
+            if ctx.budget.charge(Resource::AggregationSteps, 1).is_err() {
+                break;
             }
             let mut visiting = vec![target.clone()];
             let current = resolver
@@ -929,7 +960,7 @@ fn judge_role(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
                     name: target.clone(),
                 };
                 if let Some(w) = widen(
-                    ctx.view,
+                    ctx,
                     settings,
                     Some(target.clone()),
                     &target_key,
@@ -965,14 +996,14 @@ fn judge_role(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
 
 /// The bindings of `role` that a change adding `reasons` and `targets` would widen.
 fn widen(
-    view: &dyn ClusterView,
+    ctx: &Context<'_>,
     settings: &Settings,
     through: Option<Arc<str>>,
     role: &RoleKey,
     reasons: Reasons,
     targets: Targets,
 ) -> Option<Widened> {
-    let Lookup::Found(bindings) = view.bindings_to(role) else {
+    let Lookup::Found(bindings) = ctx.view.bindings_to(role) else {
         return None;
     };
     let mut widened = Widened {
@@ -981,6 +1012,13 @@ fn widen(
         impersonation: Vec::new(),
     };
     for binding in bindings {
+        if ctx
+            .budget
+            .charge(Resource::RbacSubjects, binding.subjects.len() as u64)
+            .is_err()
+        {
+            break;
+        }
         let scope = binding.scope();
         let (broad, reads) = settings.split_broad(scope.broad(reasons));
         let broad = broad.union(reads);
