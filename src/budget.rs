@@ -139,8 +139,9 @@ impl Limits {
         20_000,
         // RbacSubjects
         5_000,
-        // AggregationSteps
-        2_000,
+        // AggregationSteps: across the review (ci-impersonation's resolver also stops each
+        // walk at 4096 roles, with its own message).
+        8_192,
     ]);
 
     /// What the webhook judges on its async workers before moving a review to the

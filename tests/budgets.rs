@@ -10,8 +10,8 @@ mod common;
 use fluxgate::admission::OwnedObject;
 use fluxgate::budget::{Budget, Exceeded, Limits, Resource};
 use fluxgate::cluster::MemoryView;
+use fluxgate::engine::verdict::{MAX_MESSAGE_BYTES, Verdict};
 use fluxgate::engine::{Endpoint, Engine};
-use fluxgate::verdict::{MAX_MESSAGE_BYTES, Verdict};
 use serde_json::{Value, json};
 
 use common::default_engine;

@@ -20,7 +20,7 @@ use fluxgate::cluster::{
     AgentInstallation, ClusterView, FluxSecretReference, HelmRepositoryFacts, Lookup, MemoryView,
     NamedRoles, RoleFacts, SecretFacts,
 };
-use fluxgate::config::LabelSelector;
+use fluxgate::selector::LabelSelector;
 use rustls_pki_types::ServerName;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -115,6 +115,23 @@ impl ClusterView for GatedView {
         role: &fluxgate::cluster::rbac::RoleKey,
     ) -> Lookup<Vec<Arc<fluxgate::cluster::rbac::BindingFacts>>> {
         self.inner.bindings_to(role)
+    }
+    fn other_gitlab_identity_in(
+        &self,
+        namespace: &str,
+        except_identity: &str,
+        except_binding: &str,
+    ) -> Lookup<Option<(String, String)>> {
+        self.inner
+            .other_gitlab_identity_in(namespace, except_identity, except_binding)
+    }
+    fn bindings_naming(
+        &self,
+        kind: &str,
+        name: &str,
+        namespace: Option<&str>,
+    ) -> Lookup<Vec<Arc<fluxgate::cluster::rbac::BindingFacts>>> {
+        self.inner.bindings_naming(kind, name, namespace)
     }
     fn secret(&self, namespace: &str, name: &str) -> Lookup<SecretFacts> {
         self.inner.secret(namespace, name)

@@ -16,9 +16,9 @@ use super::agents::AgentIndex;
 use super::rbac::{self, BindingFacts, NamedRoles, RbacIndex, RoleFacts, RoleKey};
 use super::secrets::{self, FluxSecretReference, SecretFacts, SecretUse};
 use super::{AgentInstallation, ClusterView, HelmRepositoryFacts, Lookup, ObjectKey};
-use crate::config::LabelSelector;
 use crate::flux::secret_refs;
 use crate::gitlab::agent::{AgentDetector, InstallationId};
+use crate::selector::LabelSelector;
 
 const FLUX_SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
 
@@ -74,6 +74,8 @@ impl<T> ByNamespace<T> {
 pub struct MemoryView {
     store: RwLock<Store>,
     synced: AtomicBool,
+    /// Holds manifests, not a cluster (see [`ClusterView::offline`]).
+    offline: AtomicBool,
     agents: AgentIndex,
     health: WatchHealth,
 }
@@ -229,6 +231,7 @@ impl MemoryView {
         MemoryView {
             store: RwLock::new(Store::default()),
             synced: AtomicBool::new(true),
+            offline: AtomicBool::new(false),
             agents: AgentIndex::default(),
             health: WatchHealth::new(),
         }
@@ -317,6 +320,11 @@ impl MemoryView {
         self.synced.store(synced, Ordering::Release);
     }
 
+    /// Marks the view as holding manifests rather than a cluster (`fluxgate check`).
+    pub fn set_offline(&self, offline: bool) {
+        self.offline.store(offline, Ordering::Relaxed);
+    }
+
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Store> {
         // A panic while holding the lock leaves projections that are each still whole.
         self.store.write().unwrap_or_else(|p| p.into_inner())
@@ -352,8 +360,9 @@ impl MemoryView {
     pub fn apply_raw(&self, object: &RawValue) -> Result<(), String> {
         // Several projections read the object: indexing it once spares each a search.
         let object = &Indexed::new(object);
-        let head: Head =
-            super::read(object).map_err(|e| format!("not a Kubernetes object: {e}"))?;
+        let head: Head = object
+            .read()
+            .map_err(|e| format!("not a Kubernetes object: {e}"))?;
         let group = head
             .api_version
             .rsplit_once('/')
@@ -383,7 +392,8 @@ impl MemoryView {
                 self.write().secrets.insert(namespace, name, facts);
             }
             (FLUX_SOURCE_GROUP, "HelmRepository") => {
-                let spec = super::read::<HelmRepositoryDoc>(object)
+                let spec = object
+                    .read::<HelmRepositoryDoc>()
                     .map_err(|e| format!("HelmRepository {e}"))?
                     .spec
                     .unwrap_or_default();
@@ -589,6 +599,34 @@ impl ClusterView for MemoryView {
 
     fn bindings_to(&self, role: &RoleKey) -> Lookup<Vec<Arc<BindingFacts>>> {
         self.listing(BINDING_KINDS, |store| store.rbac.bindings_to(role))
+    }
+
+    fn other_gitlab_identity_in(
+        &self,
+        namespace: &str,
+        except_identity: &str,
+        except_binding: &str,
+    ) -> Lookup<Option<(String, String)>> {
+        self.listing(BINDING_KINDS, |store| {
+            store
+                .rbac
+                .other_gitlab_identity_in(namespace, except_identity, except_binding)
+        })
+    }
+
+    fn bindings_naming(
+        &self,
+        kind: &str,
+        name: &str,
+        namespace: Option<&str>,
+    ) -> Lookup<Vec<Arc<BindingFacts>>> {
+        self.listing(BINDING_KINDS, |store| {
+            store.rbac.bindings_naming(kind, name, namespace)
+        })
+    }
+
+    fn offline(&self) -> bool {
+        self.offline.load(Ordering::Relaxed)
     }
 }
 

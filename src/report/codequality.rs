@@ -15,7 +15,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use super::{Action, Report, Subject};
-use crate::policy::Severity;
+use crate::finding::Severity;
 
 /// FNV-1a, 128 bits: small, stable across platforms and releases (unlike `DefaultHasher`),
 /// and wide enough that distinct findings do not collide in practice. Not for secrets.
@@ -89,7 +89,7 @@ fn severity(action: Action, severity: Severity) -> Option<&'static str> {
     match (action, severity) {
         (Action::Exempted, _) => None,
         (Action::Deny, _) => Some("critical"),
-        (_, Severity::Violation) => Some("major"),
+        (_, Severity::Violation | Severity::Invalid) => Some("major"),
         (_, Severity::Advisory) => Some("minor"),
     }
 }

@@ -17,7 +17,7 @@ use super::inflight::BodyPermit;
 use super::pool::PoolError;
 use crate::admission;
 use crate::budget::{Budget, Exceeded, Limits};
-use crate::engine::Endpoint;
+use crate::engine::{Endpoint, verdict};
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -406,7 +406,7 @@ fn answer(
         // its failurePolicy decide rather than pretend.
         return Some(past_deadline(state, arrived, late));
     }
-    let encoded = admission::encode(&request.uid, &verdict);
+    let encoded = verdict::encode(&request.uid, &verdict);
     // Kinds are whatever the client says: only judged kinds become label values, so that
     // made-up kinds cannot grow the metrics without bound.
     let kind_label = state
@@ -438,7 +438,7 @@ fn answer(
 pub fn log_decision(
     endpoint: Endpoint,
     request: &admission::Request<'_>,
-    verdict: &crate::verdict::Verdict,
+    verdict: &crate::engine::verdict::Verdict,
     exemptions: &[crate::engine::ExemptionUse],
 ) {
     let fired: Vec<&str> = verdict.fired().iter().map(|p| p.as_str()).collect();
