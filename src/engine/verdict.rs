@@ -31,8 +31,6 @@ pub struct Outcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Skip {
-    /// The object is being deleted: blocking would leave it stuck in Terminating.
-    BeingDeleted,
     /// A subresource such as `status`: policies judge the object itself.
     Subresource,
 }
