@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 use common::{Client, ServerSetup, TestServer, fixture, metric_value, review_of};
 use fluxgate::cluster::{
     AgentInstallation, ClusterView, FluxSecretReference, HelmRepositoryFacts, Lookup, MemoryView,
-    NamedRoles, RoleFacts, SecretFacts,
+    SecretFacts,
 };
+use fluxgate::rbac::objects::{BindingFacts, NamedRoles, RoleFacts, RoleKey};
 use fluxgate::selector::LabelSelector;
 use rustls_pki_types::ServerName;
 use serde_json::json;
@@ -110,10 +111,7 @@ impl ClusterView for GatedView {
     fn cluster_roles_aggregating(&self, labels: &BTreeMap<String, String>) -> Lookup<NamedRoles> {
         self.inner.cluster_roles_aggregating(labels)
     }
-    fn bindings_to(
-        &self,
-        role: &fluxgate::cluster::rbac::RoleKey,
-    ) -> Lookup<Vec<Arc<fluxgate::cluster::rbac::BindingFacts>>> {
+    fn bindings_to(&self, role: &RoleKey) -> Lookup<Vec<Arc<BindingFacts>>> {
         self.inner.bindings_to(role)
     }
     fn other_gitlab_identity_in(
@@ -130,7 +128,7 @@ impl ClusterView for GatedView {
         kind: &str,
         name: &str,
         namespace: Option<&str>,
-    ) -> Lookup<Vec<Arc<fluxgate::cluster::rbac::BindingFacts>>> {
+    ) -> Lookup<Vec<Arc<BindingFacts>>> {
         self.inner.bindings_naming(kind, name, namespace)
     }
     fn secret(&self, namespace: &str, name: &str) -> Lookup<SecretFacts> {
@@ -139,7 +137,7 @@ impl ClusterView for GatedView {
     fn flux_secret_references(&self) -> Lookup<Vec<FluxSecretReference>> {
         self.inner.flux_secret_references()
     }
-    fn reconfigure(&self, config: &fluxgate::config::Config) {
+    fn reconfigure(&self, config: &fluxgate::gitlab::agent::AgentDetector) {
         self.inner.reconfigure(config)
     }
 }

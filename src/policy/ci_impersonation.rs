@@ -57,13 +57,14 @@ use super::SettingError;
 use super::{CREATE_UPDATE, Context, KindRule, Policy, PolicySettings};
 use crate::admission::{Operation, Request};
 use crate::budget::{Budget, Resource};
-use crate::cluster::rbac::{
-    self as view_rbac, BindingFacts, BindingKind, BindingObject, RoleKey, RoleObject, Subject,
-};
-use crate::cluster::{ClusterView, Lookup, NamedRoles, ObjectKey, RoleFacts};
+use crate::cluster::{ClusterView, Lookup, ObjectKey};
 use crate::finding::{Finding, Mode, PolicyId};
 use crate::gitlab::identity::Identity;
 use crate::rbac::defaults::{default_cluster_role, default_cluster_roles};
+use crate::rbac::objects::{
+    self, BindingFacts, BindingKind, BindingObject, NamedRoles, RoleFacts, RoleKey, RoleObject,
+    Subject,
+};
 use crate::rbac::{Reach, Reason, Reasons, RuleSummary, Targets, describe_targets};
 use crate::selector::LabelSelector;
 use crate::selector::selector_matches;
@@ -468,7 +469,7 @@ impl Policy for CiImpersonation {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct RoleRefOnly {
-            role_ref: view_rbac::RoleRefObject,
+            role_ref: objects::RoleRefObject,
         }
         let Some(kind) = BindingKind::parse(&request.kind.kind) else {
             return Vec::new();

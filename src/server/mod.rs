@@ -34,6 +34,7 @@ use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::tls::{ReloadableCert, TlsError, TlsFiles};
 
+pub mod audit;
 mod connections;
 mod inflight;
 mod pool;
@@ -199,7 +200,7 @@ impl BoundServer {
             }
             None => (Config::default(), None),
         };
-        view.reconfigure(&config);
+        view.reconfigure(config.policies.single_agent.detector());
         let loaded = options.tls.load()?;
         if let Some(not_after) = loaded.not_after {
             metrics.tls_cert_expiry.set(not_after as f64);
