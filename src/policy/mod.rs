@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use crate::admission::{Operation, Request};
+use crate::budget::Budget;
 use crate::cluster::ClusterView;
 use crate::finding::{Finding, Mode, PolicyId, object_ref};
 use crate::json_view::{Skims, parse_raw};
@@ -64,6 +65,9 @@ pub struct Context<'a, S = ()> {
     /// The judging policy's settings.
     pub settings: &'a S,
     pub view: &'a dyn ClusterView,
+    /// The review's work budget: loops over what the requester controls charge it and stop
+    /// at its first error (see [`crate::budget`]); the engine turns that into a denial.
+    pub budget: &'a Budget,
     /// Shared by the views the policies read of this request's objects.
     skims: &'a Skims<'a>,
 }
@@ -71,23 +75,30 @@ pub struct Context<'a, S = ()> {
 impl<'a> Context<'a> {
     /// A context without settings. `skims` is shared by every context made from it (see
     /// [`Context::with_settings`]): one policy's view of an object finds what another's learnt.
-    pub fn new(request: &'a Request<'a>, view: &'a dyn ClusterView, skims: &'a Skims<'a>) -> Self {
+    pub fn new(
+        request: &'a Request<'a>,
+        view: &'a dyn ClusterView,
+        budget: &'a Budget,
+        skims: &'a Skims<'a>,
+    ) -> Self {
         Context {
             request,
             settings: &(),
             view,
+            budget,
             skims,
         }
     }
 }
 
 impl<'a, S> Context<'a, S> {
-    /// The same request, view and shared skims, with one policy's settings.
+    /// The same request, view, budget and shared skims, with one policy's settings.
     pub fn with_settings<T>(&self, settings: &'a T) -> Context<'a, T> {
         Context {
             request: self.request,
             settings,
             view: self.view,
+            budget: self.budget,
             skims: self.skims,
         }
     }
