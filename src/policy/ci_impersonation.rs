@@ -607,8 +607,11 @@ fn judge_binding(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
 
 fn scope_text(binding: &BindingFacts) -> String {
     match (&binding.kind, &binding.namespace) {
-        (BindingKind::RoleBinding, Some(ns)) => format!("in namespace {ns}"),
-        _ => "in every namespace".into(),
+        (BindingKind::RoleBinding, Some(ns)) if !ns.is_empty() => format!("in namespace {ns}"),
+        (BindingKind::RoleBinding, _) => {
+            "in the namespace it is applied to (the RoleBinding sets no metadata.namespace)".into()
+        }
+        (BindingKind::ClusterRoleBinding, _) => "in every namespace".into(),
     }
 }
 
@@ -627,9 +630,9 @@ fn join_subjects(subjects: &[&GitLabSubject]) -> String {
 /// The least-privilege alternative: a namespaced Role and one RoleBinding per project
 /// environment (or per project role, for dashboard users).
 fn least_privilege(binding: &BindingFacts, gitlab: &[GitLabSubject<'_>]) -> String {
-    let namespace = match &binding.namespace {
-        Some(ns) => ns.to_string(),
-        None => "<namespace>".into(),
+    let namespace = match binding.namespace.as_deref() {
+        Some(ns) if !ns.is_empty() => ns.to_string(),
+        _ => "<namespace>".into(),
     };
     let user_access = gitlab.iter().all(|s| {
         matches!(
