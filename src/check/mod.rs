@@ -8,27 +8,38 @@
 //! dry runs (`dryRun: true`), so no policy may remember anything from them: what the view holds
 //! is all the state there is.
 
+use std::borrow::Cow;
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
+
+use serde_json::value::RawValue;
 
 use crate::admission::ObjectHead;
 use crate::cluster::{ClusterView, MemoryView};
 use crate::config::Config;
 use crate::engine::{Endpoint, Engine};
+use crate::flux::operator;
 use crate::gitlab::agent_config;
-use crate::policy::{Mode, Policy, PolicyId, Severity, registry};
+use crate::policy::signed_oci_sources::ANNOTATION_VERIFY_DEFAULT;
+use crate::policy::{self, Mode, Policy, PolicyId, Severity, registry};
 use crate::report::codequality::Fingerprints;
 use crate::report::{
-    self, Action, Format, InputErrorEntry, Report, ReportFinding, SCHEMA_VERSION, Skipped, Subject,
-    SubjectType, Summary,
+    self, Action, Format, GeneratedBy, InputErrorEntry, Note, NoteType, Report, ReportFinding,
+    SCHEMA_VERSION, Scope, Skipped, Subject, SubjectType, Summary,
 };
 use crate::verdict;
 
 #[doc(hidden)]
 pub mod fast_yaml;
+pub mod kustomize;
 pub mod reader;
+pub mod scope;
+pub mod tenancy;
 
+use kustomize::Kustomizations;
 use reader::{Content, Document, Inputs, Reader};
+use scope::Scopes;
+use tenancy::Tenancy;
 
 /// `fluxgate check [--config FILE] [-o FORMAT] [--cluster-state FILE]... PATH...`
 #[derive(Debug, Clone, clap::Args)]
@@ -138,6 +149,14 @@ pub fn run_with_policies(
 
 /// Reads the manifests and the cluster state, judges every object and agent configuration,
 /// and returns the report.
+///
+/// The objects are judged as the API server would receive them: the files kustomization
+/// files name as patches, transformer configurations or generator inputs are set aside (see
+/// [`kustomize`]); a cluster-scoped object loses the namespace its manifest gives it; the
+/// objects a Flux Operator ResourceSet or FluxInstance makes the operator create are judged
+/// too (see [`crate::flux::operator`]); and each object gets the changes fluxgate's own
+/// mutating webhook would make before it is judged (a `verifyDefaults` block), with a note
+/// that says so.
 pub fn check(
     engine: &Engine,
     paths: &[PathBuf],
@@ -149,10 +168,32 @@ pub fn check(
     reader.read_paths(paths, &mut inputs);
     let mut state = Inputs::default();
     reader.read_paths(cluster_state, &mut state);
+    let config = engine.config();
+
+    let mut skipped: Vec<Skipped> = Vec::new();
+    let mut kustomizations = Kustomizations::default();
+    for kustomization in inputs
+        .kustomizations
+        .drain(..)
+        .chain(state.kustomizations.drain(..))
+    {
+        kustomizations.add(kustomization);
+    }
+    if !kustomizations.is_empty() {
+        set_aside(&kustomizations, &mut inputs, &mut skipped);
+        set_aside(&kustomizations, &mut state, &mut skipped);
+    }
+    let mut scopes = Scopes::default();
+    for doc in inputs.documents.iter().chain(&state.documents) {
+        if let Content::Object { json, head } = &doc.content
+            && Scopes::is_crd(group_of(head.api_version()), head.kind())
+        {
+            scopes.learn(json);
+        }
+    }
 
     let view = MemoryView::new();
-    view.reconfigure(&engine.config());
-    let mut skipped: Vec<Skipped> = Vec::new();
+    view.reconfigure(&config);
     let mut cluster_state_objects = 0;
     // The live state first: the manifest set replaces what it redefines, as applying it would.
     for doc in &state.documents {
@@ -172,44 +213,63 @@ pub fn check(
             }),
         }
     }
-    for doc in &inputs.documents {
-        if let Content::Object { json, head } = &doc.content {
+
+    let mut items = items(&inputs, &scopes, &mut skipped);
+    for item in &items {
+        if let Item::Object(unit) = item {
             // A malformed object still gets judged below, where the policies say what is wrong.
-            let _ = view.apply_object(head, json);
+            let _ = view.apply_object(&unit.head, &unit.json);
+        }
+    }
+    for item in &mut items {
+        if let Item::Object(unit) = item
+            && mutate(engine, &view, unit)
+        {
+            let _ = view.apply_object(&unit.head, &unit.json);
         }
     }
 
     let mut prints = Fingerprints::default();
-    let mut results = Vec::with_capacity(inputs.documents.len());
-    for (index, doc) in inputs.documents.iter().enumerate() {
-        let subject = match &doc.content {
-            Content::Object { json, head } => {
-                judge_object(engine, &view, doc, json, head, index, &mut prints)
+    let mut results = Vec::with_capacity(items.len());
+    // The item each subject was judged from.
+    let mut judged = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let subject = match item {
+            Item::Object(unit) => judge_object(engine, &view, unit, index, &mut prints),
+            Item::AgentConfig(doc) => {
+                let Content::AgentConfig {
+                    config,
+                    agent,
+                    text,
+                    text_line,
+                } = &doc.content
+                else {
+                    continue;
+                };
+                judge_agent_config(
+                    engine,
+                    doc,
+                    config,
+                    agent.as_deref(),
+                    text,
+                    *text_line,
+                    &mut prints,
+                )
             }
-            Content::AgentConfig {
-                config,
-                agent,
-                text,
-                text_line,
-            } => judge_agent_config(
-                engine,
-                doc,
-                config,
-                agent.as_deref(),
-                text,
-                *text_line,
-                &mut prints,
-            ),
         };
         match subject {
-            Ok(subject) => results.push(subject),
+            Ok(subject) => {
+                results.push(subject);
+                judged.push(item);
+            }
             Err(reason) => skipped.push(Skipped {
-                file: doc.file.to_string(),
-                line: Some(doc.line),
+                file: item.doc().file.to_string(),
+                line: Some(item.doc().line),
                 reason,
             }),
         }
     }
+    tenancy_notes(&config, &kustomizations, &inputs, &judged, &mut results);
 
     let skipped_inputs = inputs
         .skipped
@@ -249,6 +309,387 @@ pub fn check(
     report
 }
 
+fn group_of(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("")
+}
+
+/// Moves the documents of files that kustomization files name as patches (or transformer
+/// configurations, generator inputs) from what is checked to what is skipped.
+fn set_aside(kustomizations: &Kustomizations, inputs: &mut Inputs, skipped: &mut Vec<Skipped>) {
+    inputs.documents.retain(|doc| {
+        let Some(why) = kustomizations.not_an_object(&doc.file) else {
+            return true;
+        };
+        skipped.push(Skipped {
+            file: doc.file.to_string(),
+            line: Some(doc.line),
+            reason: why.reason(),
+        });
+        false
+    });
+    // Documents of such files that were skipped already (a JSON6902 patch is a list, a
+    // values file has no kind) say why they really are not objects.
+    for skip in &mut inputs.skipped {
+        if let Some(why) = kustomizations.not_an_object(&skip.file)
+            && skip.reason.starts_with("not a Kubernetes object")
+        {
+            skip.reason = why.reason();
+        }
+    }
+}
+
+/// One thing to judge, in report order.
+enum Item<'d> {
+    Object(Unit<'d>),
+    AgentConfig(&'d Document),
+}
+
+impl Item<'_> {
+    fn doc(&self) -> &Document {
+        match self {
+            Item::Object(unit) => unit.doc,
+            Item::AgentConfig(doc) => doc,
+        }
+    }
+}
+
+/// An object as the API server would receive it.
+struct Unit<'d> {
+    /// Where it comes from (for a generated object, the document of the one generating it).
+    doc: &'d Document,
+    json: Cow<'d, RawValue>,
+    head: Cow<'d, ObjectHead>,
+    scope: Option<Scope>,
+    generated_by: Option<Box<GeneratedBy>>,
+    notes: Vec<Note>,
+}
+
+/// The objects and agent configurations of the manifest set, with the objects the Flux
+/// Operator would generate from them right after their generators.
+fn items<'d>(inputs: &'d Inputs, scopes: &Scopes, skipped: &mut Vec<Skipped>) -> Vec<Item<'d>> {
+    let mut items = Vec::with_capacity(inputs.documents.len());
+    for doc in &inputs.documents {
+        let (json, head) = match &doc.content {
+            Content::Object { json, head } => (json, head),
+            Content::AgentConfig { .. } => {
+                items.push(Item::AgentConfig(doc));
+                continue;
+            }
+        };
+        let mut unit = Unit {
+            doc,
+            json: Cow::Borrowed(json.as_ref()),
+            head: Cow::Borrowed(head),
+            scope: None,
+            generated_by: None,
+            notes: Vec::new(),
+        };
+        place(&mut unit, scopes);
+        let group = group_of(head.api_version());
+        if !operator::generates(group, head.kind()) {
+            items.push(Item::Object(unit));
+            continue;
+        }
+        let expansion = match serde_json::from_str::<serde_json::Value>(json.get()) {
+            Ok(tree) => operator::expand(head.kind(), &tree),
+            Err(_) => operator::Expansion::default(),
+        };
+        let generator = policy::object_ref(head.kind(), head.namespace(), head.name());
+        let (made, withheld) = (expansion.generated.len(), expansion.withheld.len());
+        let templated = expansion
+            .withheld
+            .iter()
+            .filter(|w| w.reason == operator::TEMPLATED)
+            .count();
+        if made + withheld > 0 {
+            let mut message = match made {
+                0 => "The Flux Operator would create objects from it".to_string(),
+                1 => "The Flux Operator would create 1 object from it, judged below as generated by it".to_string(),
+                n => format!("The Flux Operator would create {n} objects from it, judged below as generated by it"),
+            };
+            if withheld > 0 {
+                message.push_str(&format!(
+                    "; {withheld} {} not judged: {}",
+                    if withheld == 1 {
+                        "resource is"
+                    } else {
+                        "resources are"
+                    },
+                    expansion
+                        .withheld
+                        .iter()
+                        .map(|w| format!("{} ({}) {}", w.field, w.what, w.reason))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ));
+            }
+            message.push('.');
+            if templated > 0 {
+                message.push_str(&format!(
+                    " What a templated resource becomes depends on the inputs: render the ResourceSet (`flux-operator build resourceset -f {}`) and check the output.",
+                    doc.file
+                ));
+            }
+            unit.notes.push(Note::new(NoteType::Generates, message));
+        }
+        items.push(Item::Object(unit));
+        if withheld > 0 {
+            // One line per generator in the skipped list, whose details the note above has.
+            skipped.push(Skipped {
+                file: doc.file.to_string(),
+                line: Some(doc.line),
+                reason: if templated == withheld {
+                    format!(
+                        "{generator}: {withheld} templated resource{} (`<< inputs... >>`) not judged: what {} depends on the inputs; render it (`flux-operator build resourceset -f {}`) and check the output",
+                        if withheld == 1 { "" } else { "s" },
+                        if withheld == 1 { "it becomes" } else { "they become" },
+                        doc.file,
+                    )
+                } else {
+                    format!(
+                        "{generator}: {withheld} of the objects it makes not judged ({})",
+                        expansion
+                            .withheld
+                            .iter()
+                            .map(|w| format!("{}: {}", w.field, w.reason))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    )
+                },
+            });
+        }
+        for generated in expansion.generated {
+            let origin = GeneratedBy {
+                api_version: head.api_version().to_string(),
+                kind: head.kind().to_string(),
+                namespace: head.namespace().map(str::to_string),
+                name: head.name().to_string(),
+                field: generated.field.clone(),
+            };
+            let made = ObjectHead::from_value(&generated.object).and_then(|head| {
+                serde_json::value::to_raw_value(&generated.object)
+                    .map(|json| (json, head))
+                    .map_err(|e| e.to_string())
+            });
+            let (json, head) = match made {
+                Ok(made) => made,
+                Err(reason) => {
+                    skipped.push(Skipped {
+                        file: doc.file.to_string(),
+                        line: Some(doc.line),
+                        reason: format!(
+                            "{generator} {}: not a Kubernetes object ({reason})",
+                            generated.field
+                        ),
+                    });
+                    continue;
+                }
+            };
+            let mut unit = Unit {
+                doc,
+                json: Cow::Owned(json),
+                head: Cow::Owned(head),
+                scope: None,
+                generated_by: Some(Box::new(origin)),
+                notes: generated
+                    .notes
+                    .into_iter()
+                    .map(|n| Note::new(NoteType::Generated, n))
+                    .collect(),
+            };
+            place(&mut unit, scopes);
+            items.push(Item::Object(unit));
+        }
+    }
+    items
+}
+
+/// Reads an object's namespace as the API server would: a cluster-scoped kind has none.
+fn place(unit: &mut Unit<'_>, scopes: &Scopes) {
+    let scope = scopes.of(group_of(unit.head.api_version()), unit.head.kind());
+    unit.scope = scope;
+    if scope != Some(Scope::Cluster) {
+        return;
+    }
+    let Some(namespace) = unit.head.namespace().map(str::to_string) else {
+        return;
+    };
+    unit.head.to_mut().set_namespace(None);
+    if let Ok(mut tree) = serde_json::from_str::<serde_json::Value>(unit.json.get()) {
+        if let Some(metadata) = tree.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+            metadata.remove("namespace");
+        }
+        if let Ok(json) = serde_json::value::to_raw_value(&tree) {
+            unit.json = Cow::Owned(json);
+        }
+    }
+    unit.notes.push(Note::new(
+        NoteType::ClusterScoped,
+        format!(
+            "metadata.namespace {namespace} is ignored: {} is cluster-scoped, so the API server drops it; judged without it",
+            unit.head.kind()
+        ),
+    ));
+}
+
+/// Applies what fluxgate's mutating webhook would change before the API server validates the
+/// object. Returns whether the object changed.
+fn mutate(engine: &Engine, view: &MemoryView, unit: &mut Unit<'_>) -> bool {
+    let patch = {
+        let request = unit.head.create(&unit.json, "fluxgate-check-mutate");
+        let (verdict, _) = engine.review(Endpoint::Mutate, &request, view);
+        verdict.patch
+    };
+    if patch.is_empty() {
+        return false;
+    }
+    let Ok(mut tree) = serde_json::from_str::<serde_json::Value>(unit.json.get()) else {
+        return false;
+    };
+    if json_patch::patch(&mut tree, &patch).is_err() {
+        return false;
+    }
+    let Ok(json) = serde_json::value::to_raw_value(&tree) else {
+        return false;
+    };
+    let rule = tree
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(ANNOTATION_VERIFY_DEFAULT))
+        .and_then(|r| r.as_str())
+        .map(str::to_string);
+    let changes: Vec<String> = patch
+        .iter()
+        .filter_map(|op| {
+            let (verb, path) = match op {
+                json_patch::PatchOperation::Add(op) => ("adds", op.path.to_string()),
+                json_patch::PatchOperation::Replace(op) => ("replaces", op.path.to_string()),
+                json_patch::PatchOperation::Remove(op) => ("removes", op.path.to_string()),
+                _ => return None,
+            };
+            // The annotation that names the rule is said in words below.
+            let annotation = path.starts_with("/metadata/annotations")
+                || (path == "/metadata" && verb == "adds");
+            (!annotation)
+                .then(|| format!("{verb} {}", path.trim_start_matches('/').replace('/', ".")))
+        })
+        .collect();
+    let by = match &rule {
+        Some(rule) => format!(
+            " (signed-oci-sources verifyDefaults rule {rule}; it records that in the annotation {ANNOTATION_VERIFY_DEFAULT})"
+        ),
+        None => String::new(),
+    };
+    unit.notes.push(Note::new(
+        NoteType::Mutated,
+        format!(
+            "fluxgate's mutating webhook (/mutate) {}{by} before the API server validates the object: judged with that change, as the cluster would judge it.",
+            if changes.is_empty() {
+                "changes it".to_string()
+            } else {
+                changes.join(", ")
+            }
+        ),
+    ));
+    if let Ok(head) = ObjectHead::from_raw(&crate::json_view::Indexed::skimmed(&json)) {
+        let mut head = head;
+        if unit.head.namespace().is_none() {
+            head.set_namespace(None);
+        }
+        unit.head = Cow::Owned(head);
+    }
+    unit.json = Cow::Owned(json);
+    true
+}
+
+/// Adds what the manifest set tells about who applies a tenant's Kustomization or
+/// HelmRelease and as whom (see [`tenancy`]).
+fn tenancy_notes(
+    config: &Config,
+    kustomizations: &Kustomizations,
+    inputs: &Inputs,
+    items: &[&Item<'_>],
+    results: &mut [Subject],
+) {
+    let platform = &config.policies.tenant_lockdown.platform_namespaces;
+    let wanted = |subject: &Subject| {
+        subject.evaluated.contains(&PolicyId::TenantLockdown)
+            && matches!(subject.kind.as_str(), "Kustomization" | "HelmRelease")
+            && matches!(
+                group_of(&subject.api_version),
+                crate::flux::KUSTOMIZE_GROUP | crate::flux::HELM_GROUP
+            )
+    };
+    if !results.iter().any(wanted) {
+        return;
+    }
+    let mut tenancy = Tenancy::new(kustomizations);
+    for file in &inputs.file_names {
+        tenancy.add_file(file);
+    }
+    for item in items {
+        let Item::Object(unit) = item else { continue };
+        let group = group_of(unit.head.api_version());
+        let kind = unit.head.kind();
+        let learns = match (group, kind) {
+            (crate::flux::KUSTOMIZE_GROUP, "Kustomization") => true,
+            (operator::GROUP, operator::FLUX_INSTANCE) => true,
+            ("apps", "Deployment") => {
+                let json = unit.json.get();
+                json.contains("kustomize-controller") || json.contains("helm-controller")
+            }
+            _ => false,
+        };
+        if !learns {
+            continue;
+        }
+        if let Ok(tree) = serde_json::from_str::<serde_json::Value>(unit.json.get()) {
+            let whence = format!("{}:{}", unit.doc.file, unit.doc.line);
+            tenancy.learn(kind, group, &tree, &whence);
+        }
+    }
+    tenancy.finish();
+    for (subject, item) in results.iter_mut().zip(items) {
+        if !wanted(subject) {
+            continue;
+        }
+        let Item::Object(unit) = item else { continue };
+        #[derive(serde::Deserialize)]
+        struct Spec {
+            #[serde(default, rename = "serviceAccountName")]
+            service_account_name: Option<String>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Object {
+            #[serde(default)]
+            spec: Option<Spec>,
+        }
+        let has_service_account = serde_json::from_str::<Object>(unit.json.get())
+            .ok()
+            .and_then(|o| o.spec)
+            .and_then(|s| s.service_account_name)
+            .is_some_and(|sa| !sa.trim().is_empty());
+        let namespace = subject.namespace.clone();
+        let judged_as_tenant = namespace
+            .as_deref()
+            .is_none_or(|ns| !platform.iter().any(|p| p == ns));
+        let notes = tenancy.notes(
+            &tenancy::Subject {
+                file: &subject.file,
+                kind: &subject.kind,
+                namespace: namespace.as_deref(),
+                has_service_account,
+                judged_as_tenant,
+                has_findings: subject
+                    .findings
+                    .iter()
+                    .any(|f| f.policy == PolicyId::TenantLockdown),
+            },
+            platform,
+        );
+        subject.notes.extend(notes);
+    }
+}
+
 fn report_action(action: &verdict::Action) -> (Action, Option<String>) {
     match action {
         verdict::Action::Deny => (Action::Deny, None),
@@ -261,20 +702,24 @@ fn report_action(action: &verdict::Action) -> (Action, Option<String>) {
 fn judge_object(
     engine: &Engine,
     view: &MemoryView,
-    doc: &Document,
-    value: &serde_json::value::RawValue,
-    object: &ObjectHead,
+    unit: &Unit<'_>,
     index: usize,
     prints: &mut Fingerprints,
 ) -> Result<Subject, String> {
+    let doc = unit.doc;
+    let object = &unit.head;
     let uid = format!("fluxgate-check-{index}");
-    let request = object.create(value, &uid);
+    let request = object.create(&unit.json, &uid);
     let (verdict, _exemptions) = engine.review(Endpoint::Validate, &request, view);
 
     let api_version = object.api_version().to_string();
     let group = request.kind.group.to_string();
     let namespace = object.namespace().map(str::to_string);
-    let item = doc.item.map(|i| i.to_string()).unwrap_or_default();
+    let mut item = doc.item.map(|i| i.to_string()).unwrap_or_default();
+    if let Some(origin) = &unit.generated_by {
+        // Generated objects share their generator's file and line: the field tells them apart.
+        item.push_str(&origin.display());
+    }
     let findings = verdict
         .outcomes
         .iter()
@@ -315,6 +760,9 @@ fn judge_object(
         name: object.name().to_string(),
         evaluated: verdict.evaluated.clone(),
         findings,
+        scope: unit.scope,
+        generated_by: unit.generated_by.as_deref().cloned(),
+        notes: unit.notes.clone(),
     })
 }
 
@@ -377,5 +825,8 @@ fn judge_agent_config(
             vec![policy]
         },
         findings,
+        scope: None,
+        generated_by: None,
+        notes: Vec::new(),
     })
 }
