@@ -490,7 +490,7 @@ fn decode_step_by_step(body: &[u8]) -> Result<Request<'_>, DecodeError> {
     let request: Request<'_> = serde_json::from_str(raw.get()).map_err(|e| {
         DecodeError::NotAdmissionReview(format!(
             "request: {}",
-            crate::policy::without_values(&e.to_string())
+            crate::json_view::without_values(&e.to_string())
         ))
     })?;
     if request.uid.is_empty() {
@@ -500,7 +500,7 @@ fn decode_step_by_step(body: &[u8]) -> Result<Request<'_>, DecodeError> {
 }
 
 fn classify_json_error(e: &serde_json::Error) -> DecodeError {
-    let message = crate::policy::without_values(&e.to_string());
+    let message = crate::json_view::without_values(&e.to_string());
     if e.is_syntax() || e.is_eof() {
         DecodeError::NotJson(message)
     } else {

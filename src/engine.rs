@@ -10,9 +10,8 @@ use serde_json::value::RawValue;
 use crate::admission::{Operation, Request};
 use crate::cluster::ClusterView;
 use crate::config::Config;
-use crate::policy::{
-    Context, KindRule, Mode, Policy, PolicyId, Severity, SubresourceRule, registry,
-};
+use crate::finding::{Mode, PolicyId, Severity};
+use crate::policy::{Context, KindRule, Policy, SubresourceRule, registry};
 use crate::verdict::{Action, Outcome, Skip, Verdict, short_warning};
 
 /// Which endpoint a request arrived on.

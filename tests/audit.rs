@@ -5,8 +5,9 @@ use fluxgate::audit::{self, AuditResult, OMITTED_ANNOTATION};
 use fluxgate::cluster::MemoryView;
 use fluxgate::config::Config;
 use fluxgate::engine::Engine;
+use fluxgate::finding::{Finding, PolicyId};
 use fluxgate::metrics::Metrics;
-use fluxgate::policy::{CREATE_UPDATE, Context, Finding, KindRule, Policy, PolicyId};
+use fluxgate::policy::{CREATE_UPDATE, Context, KindRule, Policy};
 use serde_json::{Value, json};
 
 struct BadLabel;

@@ -17,9 +17,8 @@ use fluxgate::check::{self, CheckArgs, ColorChoice};
 use fluxgate::cluster::Lookup;
 use fluxgate::config::Config;
 use fluxgate::engine::Engine;
-use fluxgate::policy::{
-    CREATE_UPDATE, Context, Finding, KindRule, Mode, Policy, PolicyId, Severity, registry,
-};
+use fluxgate::finding::{Finding, Mode, PolicyId, Severity};
+use fluxgate::policy::{CREATE_UPDATE, Context, KindRule, Policy, registry};
 use fluxgate::report::{Action, Format, Report, SubjectType};
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");

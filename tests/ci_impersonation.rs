@@ -9,7 +9,8 @@ use fluxgate::admission::{self, OwnedObject};
 use fluxgate::cluster::{MemoryView, ObjectKey};
 use fluxgate::config::Config;
 use fluxgate::engine::{Endpoint, Engine};
-use fluxgate::policy::{Policy, PolicyId, Severity};
+use fluxgate::finding::{PolicyId, Severity};
+use fluxgate::policy::Policy;
 use fluxgate::verdict::Verdict;
 use serde_json::{Value, json};
 

@@ -15,11 +15,11 @@ use fluxgate::cluster::secrets::{SecretUse, format_time, parse_time};
 use fluxgate::cluster::{ClusterView, Lookup, MemoryView, ObjectKey};
 use fluxgate::config::Config;
 use fluxgate::engine::{Endpoint, Engine};
+use fluxgate::finding::{Mode, PolicyId};
 use fluxgate::metrics::Metrics;
 use fluxgate::policy::secret_rotation::{
     RotationRow, RotationSource, RotationStatus, rotation_table,
 };
-use fluxgate::policy::{Mode, PolicyId};
 use serde_json::{Value, json};
 
 use common::{ServerSetup, TestServer, metric_value};

@@ -13,7 +13,7 @@ use fluxgate::admission::{self, Operation, OwnedObject, Request};
 use fluxgate::cluster::{MemoryView, ObjectKey};
 use fluxgate::config::Config;
 use fluxgate::engine::{Endpoint, Engine};
-use fluxgate::policy::PolicyId;
+use fluxgate::finding::PolicyId;
 use fluxgate::policy::signed_oci_sources::SignedOciSources;
 use fluxgate::verdict::Verdict;
 use serde::Deserialize;

@@ -11,7 +11,7 @@ use fluxgate::admission::decode;
 use fluxgate::cluster::{MemoryView, ObjectKey};
 use fluxgate::config::Config;
 use fluxgate::engine::{Endpoint, Engine};
-use fluxgate::policy::PolicyId;
+use fluxgate::finding::PolicyId;
 use fluxgate::verdict::Verdict;
 use serde_json::{Value, json};
 

@@ -18,10 +18,11 @@ use crate::admission::ObjectHead;
 use crate::cluster::{ClusterView, MemoryView};
 use crate::config::Config;
 use crate::engine::{Endpoint, Engine};
+use crate::finding::{self, Mode, PolicyId, Severity};
 use crate::flux::operator;
 use crate::gitlab::agent_config;
 use crate::policy::signed_oci_sources::ANNOTATION_VERIFY_DEFAULT;
-use crate::policy::{self, Mode, Policy, PolicyId, Severity, registry};
+use crate::policy::{Policy, registry};
 use crate::report::codequality::Fingerprints;
 use crate::report::{
     self, Action, Format, GeneratedBy, InputErrorEntry, Note, NoteType, Report, ReportFinding,
@@ -394,7 +395,7 @@ fn items<'d>(inputs: &'d Inputs, scopes: &Scopes, skipped: &mut Vec<Skipped>) ->
             Ok(tree) => operator::expand(head.kind(), &tree),
             Err(_) => operator::Expansion::default(),
         };
-        let generator = policy::object_ref(head.kind(), head.namespace(), head.name());
+        let generator = finding::object_ref(head.kind(), head.namespace(), head.name());
         let (made, withheld) = (expansion.generated.len(), expansion.withheld.len());
         let templated = expansion
             .withheld

@@ -46,7 +46,7 @@ pub struct Applier {
 
 impl Applier {
     fn describe(&self) -> String {
-        crate::policy::object_ref("Kustomization", self.namespace.as_deref(), &self.name)
+        crate::finding::object_ref("Kustomization", self.namespace.as_deref(), &self.name)
     }
 }
 
@@ -160,7 +160,7 @@ impl<'k> Tenancy<'k> {
                         .flatten()
                         .filter_map(Value::as_str)
                         .collect();
-                    let name = crate::policy::object_ref(
+                    let name = crate::finding::object_ref(
                         "Deployment",
                         object
                             .pointer("/metadata/namespace")
@@ -179,7 +179,7 @@ impl<'k> Tenancy<'k> {
             }
             (crate::flux::operator::GROUP, crate::flux::operator::FLUX_INSTANCE) => {
                 if let Some(sa) = crate::flux::operator::tenant_default_service_account(object) {
-                    let name = crate::policy::object_ref(
+                    let name = crate::finding::object_ref(
                         "FluxInstance",
                         object
                             .pointer("/metadata/namespace")

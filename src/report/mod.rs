@@ -9,7 +9,7 @@ use std::io::{self, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{Mode, PolicyId, Severity};
+use crate::finding::{Mode, PolicyId, Severity};
 
 pub mod codequality;
 pub mod junit;
@@ -132,7 +132,7 @@ impl GeneratedBy {
     pub fn display(&self) -> String {
         format!(
             "{} {}",
-            crate::policy::object_ref(&self.kind, self.namespace.as_deref(), &self.name),
+            crate::finding::object_ref(&self.kind, self.namespace.as_deref(), &self.name),
             self.field
         )
     }
@@ -182,7 +182,7 @@ impl Subject {
         match self.subject_type {
             SubjectType::Object => {
                 let mut name =
-                    crate::policy::object_ref(&self.kind, self.namespace.as_deref(), &self.name);
+                    crate::finding::object_ref(&self.kind, self.namespace.as_deref(), &self.name);
                 if self.namespace.is_none() && self.scope == Some(Scope::Namespaced) {
                     name.push_str(" (no namespace set)");
                 }
