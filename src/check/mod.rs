@@ -216,6 +216,10 @@ pub fn check(
     }
 
     let mut items = items(&inputs, &scopes, &mut skipped);
+    let tenancy = build_tenancy(&kustomizations, &inputs, &mut items);
+    if let Some(tenancy) = &tenancy {
+        items = apply_appliers(items, tenancy, &scopes);
+    }
     for item in &items {
         if let Item::Object(unit) = item {
             // A malformed object still gets judged below, where the policies say what is wrong.
@@ -270,7 +274,9 @@ pub fn check(
             }),
         }
     }
-    tenancy_notes(&config, &kustomizations, &inputs, &judged, &mut results);
+    if let Some(tenancy) = &tenancy {
+        tenancy_notes(&config, tenancy, &judged, &mut results);
+    }
 
     let skipped_inputs = inputs
         .skipped
@@ -362,6 +368,9 @@ struct Unit<'d> {
     head: Cow<'d, ObjectHead>,
     scope: Option<Scope>,
     generated_by: Option<Box<GeneratedBy>>,
+    /// The Flux Kustomization whose build this instance of the object is (see
+    /// [`apply_appliers`]).
+    applied_by: Option<Box<GeneratedBy>>,
     notes: Vec<Note>,
 }
 
@@ -383,6 +392,7 @@ fn items<'d>(inputs: &'d Inputs, scopes: &Scopes, skipped: &mut Vec<Skipped>) ->
             head: Cow::Borrowed(head),
             scope: None,
             generated_by: None,
+            applied_by: None,
             notes: Vec::new(),
         };
         place(&mut unit, scopes);
@@ -492,6 +502,7 @@ fn items<'d>(inputs: &'d Inputs, scopes: &Scopes, skipped: &mut Vec<Skipped>) ->
                 head: Cow::Owned(head),
                 scope: None,
                 generated_by: Some(Box::new(origin)),
+                applied_by: None,
                 notes: generated
                     .notes
                     .into_iter()
@@ -602,12 +613,219 @@ fn mutate(engine: &Engine, view: &MemoryView, unit: &mut Unit<'_>) -> bool {
     true
 }
 
+/// Whether a unit tells who applies what: a Flux Kustomization, a FluxInstance, a Flux
+/// controller's Deployment.
+fn informs_tenancy(unit: &Unit<'_>) -> bool {
+    match (group_of(unit.head.api_version()), unit.head.kind()) {
+        (crate::flux::KUSTOMIZE_GROUP, "Kustomization") => true,
+        (operator::GROUP, operator::FLUX_INSTANCE) => true,
+        ("apps", "Deployment") => {
+            let json = unit.json.get();
+            json.contains("kustomize-controller") || json.contains("helm-controller")
+        }
+        _ => false,
+    }
+}
+
+/// What the manifest set tells about who applies which file, and into which namespace (see
+/// [`tenancy`]); `None` for a set with no kustomization file and nothing of Flux's, where
+/// there is nothing to tell. Objects without a namespace of their own get the one their
+/// kustomization builds set, with a note.
+fn build_tenancy<'k>(
+    kustomizations: &'k Kustomizations,
+    inputs: &Inputs,
+    items: &mut [Item<'_>],
+) -> Option<Tenancy<'k>> {
+    let units = || {
+        items.iter().filter_map(|item| match item {
+            Item::Object(unit) => Some(unit),
+            Item::AgentConfig(_) => None,
+        })
+    };
+    let bootstrap = inputs
+        .file_names
+        .iter()
+        .any(|f| f.ends_with("/gotk-sync.yaml") || f.ends_with("/gotk-components.yaml"));
+    if kustomizations.is_empty() && !bootstrap && !units().any(informs_tenancy) {
+        return None;
+    }
+    let mut tenancy = Tenancy::new(kustomizations);
+    for file in &inputs.file_names {
+        tenancy.add_file(file);
+    }
+    if !kustomizations.is_empty() {
+        for item in items.iter_mut() {
+            let Item::Object(unit) = item else { continue };
+            if unit.generated_by.is_some() || unit.scope == Some(Scope::Cluster) {
+                continue;
+            }
+            let Some((namespace, set_by)) = tenancy.kustomize_namespace(&unit.doc.file) else {
+                continue;
+            };
+            if unit.head.namespace() == Some(namespace.as_str()) {
+                continue;
+            }
+            let was = unit.head.namespace().map(str::to_string);
+            set_namespace(unit, Some(&namespace));
+            unit.notes.push(Note::new(
+                NoteType::Namespace,
+                match was {
+                    Some(was) => format!(
+                        "In namespace {namespace}, not {was}: {set_by} sets `namespace: {namespace}` on every object of its build, as `kubectl kustomize` does"
+                    ),
+                    None => format!(
+                        "In namespace {namespace}: {set_by} sets `namespace: {namespace}` on every object of its build, as `kubectl kustomize` does"
+                    ),
+                },
+            ));
+        }
+    }
+    for item in items.iter() {
+        let Item::Object(unit) = item else { continue };
+        if !informs_tenancy(unit) {
+            continue;
+        }
+        if let Ok(tree) = serde_json::from_str::<serde_json::Value>(unit.json.get()) {
+            let group = group_of(unit.head.api_version());
+            tenancy.learn(
+                unit.head.kind(),
+                group,
+                &tree,
+                &unit.doc.file,
+                unit.doc.line,
+            );
+        }
+    }
+    tenancy.finish();
+    Some(tenancy)
+}
+
+/// Sets an object's namespace in its head and its JSON.
+fn set_namespace(unit: &mut Unit<'_>, namespace: Option<&str>) {
+    unit.head
+        .to_mut()
+        .set_namespace(namespace.map(str::to_string));
+    if let Ok(mut tree) = serde_json::from_str::<serde_json::Value>(unit.json.get()) {
+        if let Some(metadata) = tree
+            .as_object_mut()
+            .map(|o| o.entry("metadata").or_insert_with(|| serde_json::json!({})))
+            .and_then(|m| m.as_object_mut())
+        {
+            match namespace {
+                Some(ns) => {
+                    metadata.insert("namespace".into(), serde_json::json!(ns));
+                }
+                None => {
+                    metadata.remove("namespace");
+                }
+            }
+        }
+        if let Ok(json) = serde_json::value::to_raw_value(&tree) {
+            unit.json = Cow::Owned(json);
+        }
+    }
+}
+
+/// Replaces each object that Flux Kustomizations of the set apply changed (into their
+/// `targetNamespace`, with their `spec.patches`) with what each of them applies: the cluster
+/// never holds the manifest as written. Only Kustomizations that sync from the cluster's own
+/// source count (see [`Tenancy::transforming_appliers_of`]).
+fn apply_appliers<'d>(
+    items: Vec<Item<'d>>,
+    tenancy: &Tenancy<'_>,
+    scopes: &Scopes,
+) -> Vec<Item<'d>> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let unit = match item {
+            Item::Object(unit) if unit.generated_by.is_none() => unit,
+            other => {
+                out.push(other);
+                continue;
+            }
+        };
+        let appliers = tenancy.transforming_appliers_of(&unit.doc.file);
+        if appliers.is_empty() {
+            out.push(Item::Object(unit));
+            continue;
+        }
+        for applier in appliers {
+            let Ok(mut tree) = serde_json::from_str::<serde_json::Value>(unit.json.get()) else {
+                continue;
+            };
+            let mut said = Vec::new();
+            let scope = unit.scope;
+            if let Some(target) = &applier.target_namespace
+                && scope != Some(Scope::Cluster)
+                && let Some(metadata) = tree
+                    .as_object_mut()
+                    .map(|o| o.entry("metadata").or_insert_with(|| serde_json::json!({})))
+                    .and_then(|m| m.as_object_mut())
+            {
+                metadata.insert("namespace".into(), serde_json::json!(target));
+                said.push(format!("in namespace {target}, its targetNamespace"));
+            }
+            for (i, patch) in applier.patches.iter().enumerate() {
+                match crate::flux::patch::apply(&mut tree, patch) {
+                    crate::flux::patch::Applied::NotSelected => {}
+                    crate::flux::patch::Applied::Applied => {
+                        said.push(format!("with its spec.patches[{i}]"));
+                    }
+                    crate::flux::patch::Applied::Unknown(why) => {
+                        said.push(format!("without its spec.patches[{i}], which {why}"));
+                    }
+                    crate::flux::patch::Applied::Failed(why) => said.push(format!(
+                        "without its spec.patches[{i}], which cannot be applied ({why}: the Kustomization would fail)"
+                    )),
+                }
+            }
+            let made = ObjectHead::from_value(&tree).and_then(|head| {
+                serde_json::value::to_raw_value(&tree)
+                    .map(|json| (json, head))
+                    .map_err(|e| e.to_string())
+            });
+            let Ok((json, head)) = made else { continue };
+            let mut notes = unit.notes.clone();
+            notes.push(Note::new(
+                NoteType::AppliedBy,
+                format!(
+                    "Judged as {} (spec.path {}) applies it: {}.",
+                    applier.describe(),
+                    applier.path,
+                    if said.is_empty() {
+                        "unchanged".to_string()
+                    } else {
+                        said.join(", ")
+                    }
+                ),
+            ));
+            let mut instance = Unit {
+                doc: unit.doc,
+                json: Cow::Owned(json),
+                head: Cow::Owned(head),
+                scope: None,
+                generated_by: None,
+                applied_by: Some(Box::new(GeneratedBy {
+                    api_version: "kustomize.toolkit.fluxcd.io/v1".into(),
+                    kind: "Kustomization".into(),
+                    namespace: applier.namespace.clone(),
+                    name: applier.name.clone(),
+                    field: format!("spec.path {}", applier.path),
+                })),
+                notes,
+            };
+            place(&mut instance, scopes);
+            out.push(Item::Object(instance));
+        }
+    }
+    out
+}
+
 /// Adds what the manifest set tells about who applies a tenant's Kustomization or
 /// HelmRelease and as whom (see [`tenancy`]).
 fn tenancy_notes(
     config: &Config,
-    kustomizations: &Kustomizations,
-    inputs: &Inputs,
+    tenancy: &Tenancy<'_>,
     items: &[&Item<'_>],
     results: &mut [Subject],
 ) {
@@ -620,35 +838,6 @@ fn tenancy_notes(
                 crate::flux::KUSTOMIZE_GROUP | crate::flux::HELM_GROUP
             )
     };
-    if !results.iter().any(wanted) {
-        return;
-    }
-    let mut tenancy = Tenancy::new(kustomizations);
-    for file in &inputs.file_names {
-        tenancy.add_file(file);
-    }
-    for item in items {
-        let Item::Object(unit) = item else { continue };
-        let group = group_of(unit.head.api_version());
-        let kind = unit.head.kind();
-        let learns = match (group, kind) {
-            (crate::flux::KUSTOMIZE_GROUP, "Kustomization") => true,
-            (operator::GROUP, operator::FLUX_INSTANCE) => true,
-            ("apps", "Deployment") => {
-                let json = unit.json.get();
-                json.contains("kustomize-controller") || json.contains("helm-controller")
-            }
-            _ => false,
-        };
-        if !learns {
-            continue;
-        }
-        if let Ok(tree) = serde_json::from_str::<serde_json::Value>(unit.json.get()) {
-            let whence = format!("{}:{}", unit.doc.file, unit.doc.line);
-            tenancy.learn(kind, group, &tree, &whence);
-        }
-    }
-    tenancy.finish();
     for (subject, item) in results.iter_mut().zip(items) {
         if !wanted(subject) {
             continue;
@@ -717,8 +906,9 @@ fn judge_object(
     let group = request.kind.group.to_string();
     let namespace = object.namespace().map(str::to_string);
     let mut item = doc.item.map(|i| i.to_string()).unwrap_or_default();
-    if let Some(origin) = &unit.generated_by {
-        // Generated objects share their generator's file and line: the field tells them apart.
+    // Generated objects share their generator's file and line, and instances of an object
+    // applied by several Kustomizations their file and line: the origin tells them apart.
+    for origin in [&unit.generated_by, &unit.applied_by].into_iter().flatten() {
         item.push_str(&origin.display());
     }
     let findings = verdict
@@ -763,6 +953,7 @@ fn judge_object(
         findings,
         scope: unit.scope,
         generated_by: unit.generated_by.as_deref().cloned(),
+        applied_by: unit.applied_by.as_deref().cloned(),
         notes: unit.notes.clone(),
     })
 }
@@ -828,6 +1019,7 @@ fn judge_agent_config(
         findings,
         scope: None,
         generated_by: None,
+        applied_by: None,
         notes: Vec::new(),
     })
 }

@@ -60,7 +60,6 @@ const CLUSTER_SCOPED: &[(&str, &str)] = &[
     ("kyverno.io", "ClusterPolicy"),
     ("wgpolicyk8s.io", "ClusterPolicyReport"),
     ("templates.gatekeeper.sh", "ConstraintTemplate"),
-    ("config.gatekeeper.sh", "Config"),
 ];
 
 /// Groups whose every kind is cluster-scoped (Gatekeeper's generated constraint kinds).

@@ -38,6 +38,12 @@ pub struct Applier {
     pub target_namespace: Option<String>,
     /// Implied by a `flux bootstrap` layout rather than read from a manifest.
     pub by_layout: bool,
+    /// `spec.patches`, applied to every object of the build its targets select.
+    pub patches: Vec<Value>,
+    /// Its source is the cluster's own sync source (`flux-system/flux-system`, which
+    /// `flux bootstrap` and a FluxInstance create): its paths name directories of the
+    /// repository that holds it, most likely the one being checked.
+    own_source: bool,
     /// The directories of the set that `path` may name.
     dirs: Vec<String>,
     /// The files the build of those directories includes, computed on first use.
@@ -45,8 +51,13 @@ pub struct Applier {
 }
 
 impl Applier {
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         crate::finding::object_ref("Kustomization", self.namespace.as_deref(), &self.name)
+    }
+
+    /// Whether applying a file's objects changes them: a targetNamespace or patches.
+    pub fn transforms(&self) -> bool {
+        self.target_namespace.is_some() || !self.patches.is_empty()
     }
 }
 
@@ -99,32 +110,45 @@ impl<'k> Tenancy<'k> {
     /// A file of the set (one that holds documents, or an empty one `flux bootstrap` wrote).
     pub fn add_file(&mut self, file: &str) {
         let file = join(".", file);
-        if file.ends_with("/flux-system/gotk-components.yaml")
-            || file.ends_with("/flux-system/gotk-sync.yaml")
-        {
-            let root = dir_of(dir_of(&file)).to_string();
-            if !self
-                .appliers
-                .iter()
-                .any(|a| a.by_layout && a.dirs == [root.clone()])
-            {
-                self.appliers.push(Applier {
-                    namespace: Some("flux-system".into()),
-                    name: "flux-system".into(),
-                    path: format!("./{root}"),
-                    target_namespace: None,
-                    by_layout: true,
-                    dirs: vec![root],
-                    files: OnceCell::new(),
-                });
-            }
-        }
+        // `flux bootstrap` writes gotk-components.yaml and gotk-sync.yaml there (some
+        // repositories keep them empty); a rendered tree has their build under another name.
+        self.bootstrap_layout(&file);
         self.files.insert(file);
+    }
+
+    /// `<root>/flux-system/` holds what `flux bootstrap --path=<root>` writes (and where a
+    /// FluxInstance's repository keeps the instance): the Kustomization `flux-system/flux-system`
+    /// applies `<root>`.
+    fn bootstrap_layout(&mut self, file: &str) {
+        let dir = dir_of(file);
+        if !(dir == "flux-system" || dir.ends_with("/flux-system")) {
+            return;
+        }
+        let root = dir_of(dir).to_string();
+        if self
+            .appliers
+            .iter()
+            .any(|a| a.by_layout && a.dirs == [root.clone()])
+        {
+            return;
+        }
+        self.appliers.push(Applier {
+            namespace: Some("flux-system".into()),
+            name: "flux-system".into(),
+            path: format!("./{root}"),
+            target_namespace: None,
+            by_layout: true,
+            patches: Vec::new(),
+            own_source: true,
+            dirs: vec![root],
+            files: OnceCell::new(),
+        });
     }
 
     /// Learns what an object of the set says: a Flux Kustomization applies a path, a Flux
     /// controller's Deployment or a FluxInstance tells the lockdown.
-    pub fn learn(&mut self, kind: &str, group: &str, object: &Value, whence: &str) {
+    pub fn learn(&mut self, kind: &str, group: &str, object: &Value, file: &str, line: usize) {
+        let whence = format!("{file}:{line}");
         let text = |pointer: &str| {
             object
                 .pointer(pointer)
@@ -135,13 +159,23 @@ impl<'k> Tenancy<'k> {
         match (group, kind) {
             (crate::flux::KUSTOMIZE_GROUP, "Kustomization") => {
                 let path = text("/spec/path").unwrap_or_default();
+                let namespace = text("/metadata/namespace");
+                let source_namespace = text("/spec/sourceRef/namespace").or(namespace.clone());
+                let own_source = text("/spec/sourceRef/name").as_deref() == Some("flux-system")
+                    && source_namespace.as_deref() == Some("flux-system");
                 self.appliers.push(Applier {
-                    namespace: text("/metadata/namespace"),
+                    namespace,
                     name: text("/metadata/name").unwrap_or_default(),
                     dirs: Vec::new(),
                     path,
                     target_namespace: text("/spec/targetNamespace"),
                     by_layout: false,
+                    patches: object
+                        .pointer("/spec/patches")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default(),
+                    own_source,
                     files: OnceCell::new(),
                 });
             }
@@ -175,6 +209,9 @@ impl<'k> Tenancy<'k> {
                         service_account: default_service_account(&args),
                         source: format!("{name}, {whence}"),
                     });
+                    // A rendered flux-system directory (`kubectl kustomize` of what
+                    // `flux bootstrap` wrote) holds the controllers under another file name.
+                    self.bootstrap_layout(&join(".", file));
                 }
             }
             (crate::flux::operator::GROUP, crate::flux::operator::FLUX_INSTANCE) => {
@@ -275,6 +312,21 @@ impl<'k> Tenancy<'k> {
         found
     }
 
+    /// The Kustomizations that apply a file's objects changed (a targetNamespace, patches),
+    /// when the file is theirs beyond doubt: they sync from the cluster's own source.
+    pub fn transforming_appliers_of(&self, file: &str) -> Vec<&Applier> {
+        self.appliers_of(file)
+            .into_iter()
+            .filter(|a| !a.by_layout && a.own_source && a.transforms())
+            .collect()
+    }
+
+    /// Whether the set holds anything that can apply or place an object: without it, the
+    /// rest of this module has nothing to say.
+    pub fn is_empty(&self) -> bool {
+        self.appliers.is_empty() && self.lockdown.is_empty() && self.kustomizations.is_empty()
+    }
+
     fn build_of(&self, dirs: &[String]) -> HashSet<String> {
         let mut out = HashSet::new();
         let mut visited = HashSet::new();
@@ -336,31 +388,50 @@ impl<'k> Tenancy<'k> {
         }
     }
 
-    /// The namespace kustomize sets on a file's objects: the `namespace:` of the nearest
-    /// kustomization that includes it, directly or through the directories that include it.
-    fn kustomize_namespace(&self, file: &str) -> Option<(String, String)> {
-        let mut wanted: Vec<String> = vec![join(".", file)];
-        for _ in 0..8 {
-            let mut next = Vec::new();
-            for kustomization in self.kustomizations.iter() {
-                let lists = kustomization
-                    .resources
-                    .iter()
-                    .any(|r| wanted.contains(&join(".", r)));
-                if !lists {
-                    continue;
-                }
-                if let Some(ns) = &kustomization.namespace {
-                    return Some((ns.clone(), kustomization.file.to_string()));
-                }
-                next.push(join(".", &kustomization.dir));
-            }
-            if next.is_empty() {
-                return None;
-            }
-            wanted = next;
+    /// The namespace a kustomize build sets on a file's objects, when every build that
+    /// includes the file sets the same one: along each chain of kustomizations from the file
+    /// out to a root, the outermost `namespace:` wins (kustomize's namespace transformer runs
+    /// after the inner builds). Returns it with the kustomization file that sets it.
+    pub fn kustomize_namespace(&self, file: &str) -> Option<(String, String)> {
+        let mut outcomes: Vec<Option<(String, String)>> = Vec::new();
+        self.chains(&join(".", file), None, 0, &mut outcomes);
+        let first = outcomes.first()?.clone()?;
+        outcomes
+            .iter()
+            .all(|o| o.as_ref().is_some_and(|(ns, _)| *ns == first.0))
+            .then_some(first)
+    }
+
+    /// Follows the kustomizations that include `path` outwards, recording for each chain the
+    /// namespace its outermost setter gives.
+    fn chains(
+        &self,
+        path: &str,
+        set: Option<(String, String)>,
+        depth: usize,
+        outcomes: &mut Vec<Option<(String, String)>>,
+    ) {
+        if outcomes.len() >= 64 {
+            return;
         }
-        None
+        let includers: Vec<_> = self
+            .kustomizations
+            .iter()
+            .filter(|k| k.resources.iter().any(|r| join(".", r) == path))
+            .collect();
+        if includers.is_empty() || depth >= 16 {
+            if depth > 0 {
+                outcomes.push(set);
+            }
+            return;
+        }
+        for k in includers {
+            let set = match &k.namespace {
+                Some(ns) => Some((ns.clone(), k.file.to_string())),
+                None => set.clone(),
+            };
+            self.chains(&join(".", &k.dir), set, depth + 1, outcomes);
+        }
     }
 
     fn lockdown_of(&self, controller: Controller) -> Option<&Lockdown> {
@@ -526,7 +597,8 @@ mod tests {
                 "infra-controllers",
                 "./infrastructure/controllers",
             ),
-            "repo/clusters/prod/infrastructure.yaml:1",
+            "repo/clusters/prod/infrastructure.yaml",
+            1,
         );
         tenancy.finish();
         let platform = vec!["flux-system".to_string()];
@@ -611,7 +683,8 @@ mod tests {
             &serde_json::json!({"metadata": {"name": "helm-controller", "namespace": "flux-system"},
                 "spec": {"template": {"spec": {"containers": [{"name": "manager",
                 "image": "ghcr.io/fluxcd/helm-controller:v1.2.0", "args": ["--watch-all-namespaces"]}]}}}}),
-            "gotk.yaml:10",
+            "gotk.yaml",
+            10,
         );
         tenancy.finish();
         let notes = tenancy.notes(&subject("x.yaml", "HelmRelease", Some("team")), &[]);

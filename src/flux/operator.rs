@@ -20,6 +20,8 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Value, json};
 
+use super::patch::{Applied, identity};
+
 /// The Flux Operator's API group.
 pub const GROUP: &str = "fluxcd.controlplane.io";
 pub const RESOURCE_SET: &str = "ResourceSet";
@@ -110,26 +112,6 @@ fn describe(resource: &Value) -> String {
         Some(ns) if !ns.is_empty() => format!("{kind} {ns}/{name}"),
         _ => format!("{kind} {name}").trim_end().to_string(),
     }
-}
-
-fn identity(object: &Value) -> (String, String, String, String) {
-    let text = |pointer: &str| {
-        object
-            .pointer(pointer)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
-    let group = text("/apiVersion")
-        .rsplit_once('/')
-        .map(|(g, _)| g.to_string())
-        .unwrap_or_default();
-    (
-        group,
-        text("/kind"),
-        text("/metadata/namespace"),
-        text("/metadata/name"),
-    )
 }
 
 struct ResourceSetBuild<'a> {
@@ -390,90 +372,20 @@ fn flux_instance(object: &Value) -> Expansion {
     out
 }
 
-/// A kustomize target selector's fields, matched as kustomize matches them: `name` and
-/// `namespace` are regular expressions of the whole value, the rest exact.
-fn target_matches(target: &Value, object: &Value) -> Result<bool, String> {
-    let (group, kind, namespace, name) = identity(object);
-    let version = object
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .map(|v| v.rsplit('/').next().unwrap_or(v))
-        .unwrap_or("");
-    let field = |key: &str| target.get(key).and_then(Value::as_str).unwrap_or("");
-    if !field("labelSelector").is_empty() || !field("annotationSelector").is_empty() {
-        return Err(
-            "selects by labels or annotations, which fluxgate does not know for generated objects"
-                .into(),
-        );
-    }
-    let exact = |want: &str, have: &str| want.is_empty() || want == have;
-    let pattern = |want: &str, have: &str| -> Result<bool, String> {
-        if want.is_empty() {
-            return Ok(true);
-        }
-        regex::Regex::new(&format!("^(?:{want})$"))
-            .map(|re| re.is_match(have))
-            .map_err(|e| format!("target regex {want:?} does not compile: {e}"))
-    };
-    Ok(exact(field("group"), &group)
-        && exact(field("version"), version)
-        && exact(field("kind"), &kind)
-        && pattern(field("name"), &name)?
-        && pattern(field("namespace"), &namespace)?)
-}
-
-/// Applies one of `spec.kustomize.patches` to a generated object when its target selects it:
-/// a JSON6902 patch (a list of operations) or a strategic-merge patch (an object, merged as a
-/// JSON merge patch, which is how kustomize merges kinds it has no schema for).
+/// Applies one of `spec.kustomize.patches` to a generated object when its target selects it
+/// (see [`super::patch`]).
 fn apply_patch(generated: &mut Generated, index: usize, patch: &Value) {
-    let Some(text) = patch.get("patch").and_then(Value::as_str) else {
-        return;
-    };
-    let parsed: Value = match serde_yaml_ng::from_str(text) {
-        Ok(value) => value,
-        Err(e) => {
-            generated.notes.push(format!(
-                "spec.kustomize.patches[{index}] does not parse ({e}); judged without it"
-            ));
-            return;
-        }
-    };
-    let selected = match patch.get("target") {
-        Some(target) => target_matches(target, &generated.object),
-        // A strategic-merge patch without a target selects by its own kind and name.
-        None => {
-            let (_, kind, _, name) = identity(&parsed);
-            let (_, own_kind, _, own_name) = identity(&generated.object);
-            Ok(kind == own_kind && name == own_name)
-        }
-    };
-    match selected {
-        Ok(false) => {}
-        Err(why) => generated.notes.push(format!(
+    match super::patch::apply(&mut generated.object, patch) {
+        Applied::NotSelected => {}
+        Applied::Applied => generated
+            .notes
+            .push(format!("spec.kustomize.patches[{index}] applied")),
+        Applied::Unknown(why) => generated.notes.push(format!(
             "spec.kustomize.patches[{index}] {why}; judged without it"
         )),
-        Ok(true) => {
-            let result = match &parsed {
-                Value::Array(_) => serde_json::from_value::<json_patch::Patch>(parsed.clone())
-                    .map_err(|e| e.to_string())
-                    .and_then(|ops| {
-                        json_patch::patch(&mut generated.object, &ops).map_err(|e| e.to_string())
-                    }),
-                Value::Object(_) => {
-                    json_patch::merge(&mut generated.object, &parsed);
-                    Ok(())
-                }
-                _ => Err("is neither a list of operations nor an object".into()),
-            };
-            match result {
-                Ok(()) => generated
-                    .notes
-                    .push(format!("spec.kustomize.patches[{index}] applied")),
-                Err(e) => generated.notes.push(format!(
-                    "spec.kustomize.patches[{index}] cannot be applied ({e}): the operator would fail to build the instance; judged without it"
-                )),
-            }
-        }
+        Applied::Failed(why) => generated.notes.push(format!(
+            "spec.kustomize.patches[{index}] cannot be applied ({why}): the operator would fail to build the instance; judged without it"
+        )),
     }
 }
 

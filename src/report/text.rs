@@ -80,7 +80,8 @@ pub fn write(report: &Report, color: bool, out: &mut dyn Write) -> io::Result<()
     let style = Style { color };
     let mut text = String::new();
     let mut current_file: Option<&str> = None;
-    let listed = |s: &&Subject| !s.findings.is_empty() || !s.notes.is_empty();
+    let listed =
+        |s: &&Subject| !s.findings.is_empty() || s.notes.iter().any(|n| !n.note_type.is_context());
     for subject in report.results.iter().filter(listed) {
         if current_file != Some(subject.file.as_str()) {
             if current_file.is_some() {
