@@ -36,7 +36,10 @@ fn days_ago(days: i64) -> String {
 }
 
 fn corpus() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/corpus"
+    ))
 }
 
 /// The objects of a corpus file, as `kubectl apply -n <namespace>` would store them.

@@ -17,6 +17,7 @@ use serde_json::value::RawValue;
 use crate::admission::ObjectHead;
 use crate::cluster::{ClusterView, MemoryView};
 use crate::config::Config;
+use crate::engine::verdict;
 use crate::engine::{Endpoint, Engine};
 use crate::finding::{self, Mode, PolicyId, Severity};
 use crate::flux::operator;
@@ -28,7 +29,6 @@ use crate::report::{
     self, Action, Format, GeneratedBy, InputErrorEntry, Note, NoteType, Report, ReportFinding,
     SCHEMA_VERSION, Scope, Skipped, Subject, SubjectType, Summary,
 };
-use crate::verdict;
 
 #[doc(hidden)]
 pub mod fast_yaml;
