@@ -43,7 +43,8 @@ pub struct Summary {
     pub files: usize,
     /// YAML or JSON documents parsed (a `List` counts once).
     pub documents: usize,
-    /// Kubernetes objects checked (`List` items counted one by one).
+    /// Kubernetes objects checked (`List` items counted one by one, and every generated object
+    /// and applied instance).
     pub objects: usize,
     /// GitLab agent configuration files checked.
     pub agent_configs: usize,
