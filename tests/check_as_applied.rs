@@ -189,6 +189,49 @@ fn a_source_the_mutating_webhook_gives_verify_is_admitted_with_a_note_naming_the
 }
 
 #[test]
+fn check_mutates_the_kinds_the_mutating_webhook_is_sent() {
+    let text =
+        std::fs::read_to_string("deploy/base/webhooks.yaml").expect("deploy/base/webhooks.yaml");
+    let documents: Vec<serde_json::Value> = text
+        .split("\n---")
+        .filter_map(|d| serde_yaml_ng::from_str(d).ok())
+        .collect();
+    let mutating = documents
+        .iter()
+        .find(|d| d["kind"] == "MutatingWebhookConfiguration")
+        .expect("a MutatingWebhookConfiguration");
+    let mut sent: Vec<(String, String)> = Vec::new();
+    for webhook in mutating["webhooks"].as_array().expect("webhooks") {
+        for rule in webhook["rules"].as_array().expect("rules") {
+            for group in rule["apiGroups"].as_array().expect("apiGroups") {
+                for resource in rule["resources"].as_array().expect("resources") {
+                    sent.push((
+                        group.as_str().unwrap_or_default().to_string(),
+                        resource.as_str().unwrap_or_default().to_string(),
+                    ));
+                }
+            }
+        }
+    }
+    sent.sort();
+    // Kinds to resources as the policies' rules name them.
+    let engine = Engine::new(Config::default(), None);
+    let rules = engine.kinds();
+    let mut known: Vec<(String, String)> = check::MUTATED_KINDS
+        .iter()
+        .map(|(group, kind)| {
+            let rule = rules
+                .iter()
+                .find(|(_, r)| r.group == *group && r.kind == *kind)
+                .unwrap_or_else(|| panic!("no policy judges {group} {kind}"));
+            (group.to_string(), rule.1.resource.to_string())
+        })
+        .collect();
+    known.sort();
+    assert_eq!(known, sent);
+}
+
+#[test]
 fn a_source_no_verify_default_matches_is_still_denied() {
     let dir = TempDir::new("mutation-miss");
     let file = write(

@@ -306,12 +306,24 @@ pub struct Kustomizations {
     /// Files some kustomization lists as a resource: a resource is an object even when
     /// another kustomization also uses it as a patch.
     resources: HashMap<String, ()>,
+    /// Resource path -> the directories of the kustomizations that list it.
+    included_by: HashMap<String, Vec<String>>,
 }
 
 impl Kustomizations {
     pub fn add(&mut self, kustomization: KustomizationFile) {
+        let dir = normalise(&kustomization.dir);
+        if self.by_dir.contains_key(&dir) {
+            // kustomize refuses a directory with two kustomization files; the first is kept.
+            return;
+        }
         for path in &kustomization.resources {
-            self.resources.insert(normalise(path), ());
+            let path = normalise(path);
+            self.included_by
+                .entry(path.clone())
+                .or_default()
+                .push(dir.clone());
+            self.resources.insert(path, ());
         }
         for (path, role, field) in &kustomization.not_objects {
             self.not_objects
@@ -322,9 +334,16 @@ impl Kustomizations {
                     role: *role,
                 });
         }
-        self.by_dir
-            .entry(normalise(&kustomization.dir))
-            .or_insert(kustomization);
+        self.by_dir.insert(dir, kustomization);
+    }
+
+    /// The kustomizations whose `resources` (or `components`) list a path.
+    pub fn includers(&self, path: &str) -> impl Iterator<Item = &KustomizationFile> {
+        self.included_by
+            .get(&normalise(path))
+            .into_iter()
+            .flatten()
+            .filter_map(|dir| self.by_dir.get(dir))
     }
 
     pub fn is_empty(&self) -> bool {

@@ -544,9 +544,21 @@ fn place(unit: &mut Unit<'_>, scopes: &Scopes) {
     ));
 }
 
+/// The kinds the API server sends to fluxgate's `/mutate`: the rules of the
+/// MutatingWebhookConfiguration in `deploy/base/webhooks.yaml` (a test holds the two together).
+/// Other kinds are never mutated in a cluster, so `check` does not ask.
+pub const MUTATED_KINDS: &[(&str, &str)] = &[
+    (crate::flux::SOURCE_GROUP, "OCIRepository"),
+    (crate::flux::SOURCE_GROUP, "HelmChart"),
+];
+
 /// Applies what fluxgate's mutating webhook would change before the API server validates the
 /// object. Returns whether the object changed.
 fn mutate(engine: &Engine, view: &MemoryView, unit: &mut Unit<'_>) -> bool {
+    let kind = (group_of(unit.head.api_version()), unit.head.kind());
+    if !MUTATED_KINDS.contains(&kind) {
+        return false;
+    }
     let patch = {
         let request = unit.head.create(&unit.json, "fluxgate-check-mutate");
         let (verdict, _) = engine.review(Endpoint::Mutate, &request, view);
@@ -726,6 +738,9 @@ fn set_namespace(unit: &mut Unit<'_>, namespace: Option<&str>) {
     }
 }
 
+/// The most Kustomizations an object is judged as applied by.
+const MAX_INSTANCES: usize = 16;
+
 /// Replaces each object that Flux Kustomizations of the set apply changed (into their
 /// `targetNamespace`, with their `spec.patches`) with what each of them applies: the cluster
 /// never holds the manifest as written. Only Kustomizations that sync from the cluster's own
@@ -749,7 +764,10 @@ fn apply_appliers<'d>(
             out.push(Item::Object(unit));
             continue;
         }
-        for applier in appliers {
+        // Each applier makes a copy: a bound keeps a set of many Kustomizations of one path
+        // from multiplying the work.
+        let beyond = appliers.len().saturating_sub(MAX_INSTANCES);
+        for (n, applier) in appliers.into_iter().take(MAX_INSTANCES).enumerate() {
             let Ok(mut tree) = serde_json::from_str::<serde_json::Value>(unit.json.get()) else {
                 continue;
             };
@@ -786,19 +804,22 @@ fn apply_appliers<'d>(
             });
             let Ok((json, head)) = made else { continue };
             let mut notes = unit.notes.clone();
-            notes.push(Note::new(
-                NoteType::AppliedBy,
-                format!(
-                    "Judged as {} (spec.path {}) applies it: {}.",
-                    applier.describe(),
-                    applier.path,
-                    if said.is_empty() {
-                        "unchanged".to_string()
-                    } else {
-                        said.join(", ")
-                    }
-                ),
-            ));
+            let mut message = format!(
+                "Judged as {} (spec.path {}) applies it: {}.",
+                applier.describe(),
+                applier.path,
+                if said.is_empty() {
+                    "unchanged".to_string()
+                } else {
+                    said.join(", ")
+                }
+            );
+            if beyond > 0 && n == 0 {
+                message.push_str(&format!(
+                    " {beyond} more Kustomizations apply it; only the first {MAX_INSTANCES} are judged."
+                ));
+            }
+            notes.push(Note::new(NoteType::AppliedBy, message));
             let mut instance = Unit {
                 doc: unit.doc,
                 json: Cow::Owned(json),

@@ -93,7 +93,8 @@ const BUILTIN_GROUPS: &[&str] = &[
 /// Kinds whose scope is known: the built-in table and the CustomResourceDefinitions read.
 #[derive(Debug, Default)]
 pub struct Scopes {
-    custom: HashMap<(String, String), Scope>,
+    /// Group, then kind: looked up with borrowed strings.
+    custom: HashMap<String, HashMap<String, Scope>>,
 }
 
 impl Scopes {
@@ -123,7 +124,9 @@ impl Scopes {
             _ => return,
         };
         self.custom
-            .insert((crd.spec.group, crd.spec.names.kind), scope);
+            .entry(crd.spec.group)
+            .or_default()
+            .insert(crd.spec.names.kind, scope);
     }
 
     /// Whether an object is a CustomResourceDefinition [`Scopes::learn`] reads.
@@ -133,7 +136,7 @@ impl Scopes {
 
     /// The scope of a kind, when known.
     pub fn of(&self, group: &str, kind: &str) -> Option<Scope> {
-        if let Some(scope) = self.custom.get(&(group.to_string(), kind.to_string())) {
+        if let Some(scope) = self.custom.get(group).and_then(|kinds| kinds.get(kind)) {
             return Some(*scope);
         }
         if CLUSTER_SCOPED.contains(&(group, kind)) || CLUSTER_SCOPED_GROUPS.contains(&group) {

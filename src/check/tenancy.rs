@@ -17,8 +17,8 @@
 //!   guide patches `flux-system/kustomization.yaml`), or a FluxInstance with
 //!   `spec.cluster.multitenant`.
 
-use std::cell::OnceCell;
-use std::collections::{BTreeSet, HashSet};
+use std::cell::{OnceCell, RefCell};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -90,6 +90,8 @@ pub struct Tenancy<'k> {
     /// Every file of the set that holds a document, normalised.
     files: BTreeSet<String>,
     lockdown: Vec<Lockdown>,
+    /// [`Tenancy::kustomize_namespace`] by file: every object of a file asks.
+    namespaces: RefCell<HashMap<String, Option<(String, String)>>>,
 }
 
 /// `--default-service-account=<name>` (or a space) in a patch's text.
@@ -104,6 +106,7 @@ impl<'k> Tenancy<'k> {
             kustomizations,
             files: BTreeSet::new(),
             lockdown: Vec::new(),
+            namespaces: RefCell::new(HashMap::new()),
         }
     }
 
@@ -393,13 +396,19 @@ impl<'k> Tenancy<'k> {
     /// out to a root, the outermost `namespace:` wins (kustomize's namespace transformer runs
     /// after the inner builds). Returns it with the kustomization file that sets it.
     pub fn kustomize_namespace(&self, file: &str) -> Option<(String, String)> {
+        let file = join(".", file);
+        if let Some(known) = self.namespaces.borrow().get(&file) {
+            return known.clone();
+        }
         let mut outcomes: Vec<Option<(String, String)>> = Vec::new();
-        self.chains(&join(".", file), None, 0, &mut outcomes);
-        let first = outcomes.first()?.clone()?;
-        outcomes
-            .iter()
-            .all(|o| o.as_ref().is_some_and(|(ns, _)| *ns == first.0))
-            .then_some(first)
+        self.chains(&file, None, 0, &mut outcomes);
+        let found = outcomes.first().cloned().flatten().filter(|first| {
+            outcomes
+                .iter()
+                .all(|o| o.as_ref().is_some_and(|(ns, _)| *ns == first.0))
+        });
+        self.namespaces.borrow_mut().insert(file, found.clone());
+        found
     }
 
     /// Follows the kustomizations that include `path` outwards, recording for each chain the
@@ -414,11 +423,7 @@ impl<'k> Tenancy<'k> {
         if outcomes.len() >= 64 {
             return;
         }
-        let includers: Vec<_> = self
-            .kustomizations
-            .iter()
-            .filter(|k| k.resources.iter().any(|r| join(".", r) == path))
-            .collect();
+        let includers: Vec<_> = self.kustomizations.includers(path).collect();
         if includers.is_empty() || depth >= 16 {
             if depth > 0 {
                 outcomes.push(set);
