@@ -110,7 +110,15 @@ fn summary(report: &Report, root: &Path, title: &str) -> String {
         );
     }
     for error in &report.errors {
-        let _ = writeln!(out, "unreadable {}", local(&error.display()));
+        // Where, and which policy found it malformed (the wording is the policy's).
+        let at = error.line.map(|l| format!(":{l}")).unwrap_or_default();
+        let by = error
+            .message
+            .strip_prefix('[')
+            .and_then(|m| m.split_once(']'))
+            .map(|(policy, _)| format!(" ({policy})"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "unreadable {}{at}{by}", local(&error.file));
     }
     out
 }
@@ -201,12 +209,6 @@ fn every_vendored_repository_checks_as_its_golden_file_says() {
                 report.summary.objects > 0,
                 "{}: nothing was checked",
                 root.display()
-            );
-            assert!(
-                report.errors.is_empty(),
-                "{}: unreadable inputs: {:?}",
-                root.display(),
-                report.errors
             );
             let title = format!("fluxgate check {name}/{form} (built-in default configuration)");
             let found = summary(&report, &root, &title);

@@ -18,12 +18,11 @@ use crate::admission::ObjectHead;
 use crate::cluster::{ClusterView, MemoryView};
 use crate::config::Config;
 use crate::engine::verdict;
-use crate::engine::{Endpoint, Engine};
+use crate::engine::{AnyPolicy, Endpoint, Engine, registry};
 use crate::finding::{self, Mode, PolicyId, Severity};
 use crate::flux::operator;
 use crate::gitlab::agent_config;
 use crate::policy::signed_oci_sources::ANNOTATION_VERIFY_DEFAULT;
-use crate::policy::{Policy, registry};
 use crate::report::codequality::Fingerprints;
 use crate::report::{
     self, Action, Format, GeneratedBy, InputErrorEntry, Note, NoteType, Report, ReportFinding,
@@ -103,7 +102,7 @@ pub fn run(args: &CheckArgs, stdin: impl Read, stdout: impl Write, stderr: impl 
 /// [`run`] with a given set of policies.
 pub fn run_with_policies(
     args: &CheckArgs,
-    policies: Vec<Box<dyn Policy>>,
+    policies: Vec<Box<dyn AnyPolicy>>,
     mut stdin: impl Read,
     stdout: impl Write,
     mut stderr: impl Write,
@@ -194,7 +193,8 @@ pub fn check(
     }
 
     let view = MemoryView::new();
-    view.reconfigure(&config);
+    view.set_offline(true);
+    view.reconfigure(config.policies.single_agent.detector());
     let mut cluster_state_objects = 0;
     // The live state first: the manifest set replaces what it redefines, as applying it would.
     for doc in &state.documents {
@@ -236,11 +236,15 @@ pub fn check(
 
     let mut prints = Fingerprints::default();
     let mut results = Vec::with_capacity(items.len());
+    // Objects the API server would refuse: input errors, not findings.
+    let mut malformed = Vec::new();
     // The item each subject was judged from.
     let mut judged = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let subject = match item {
-            Item::Object(unit) => judge_object(engine, &view, unit, index, &mut prints),
+            Item::Object(unit) => {
+                judge_object(engine, &view, unit, index, &mut prints, &mut malformed)
+            }
             Item::AgentConfig(doc) => {
                 let Content::AgentConfig {
                     config,
@@ -253,6 +257,7 @@ pub fn check(
                 };
                 judge_agent_config(
                     engine,
+                    &view,
                     doc,
                     config,
                     agent.as_deref(),
@@ -289,7 +294,7 @@ pub fn check(
         });
     let mut all_skipped: Vec<Skipped> = skipped_inputs.collect();
     all_skipped.extend(skipped);
-    let errors = inputs
+    let mut errors: Vec<InputErrorEntry> = inputs
         .errors
         .iter()
         .chain(&state.errors)
@@ -300,6 +305,7 @@ pub fn check(
             message: e.message.clone(),
         })
         .collect();
+    errors.extend(malformed);
     let mut report = Report {
         schema_version: SCHEMA_VERSION,
         summary: Summary {
@@ -910,18 +916,34 @@ fn report_action(action: &verdict::Action) -> (Action, Option<String>) {
     }
 }
 
+/// Judges one object; a finding that the object is malformed ([`Severity::Invalid`]) goes to
+/// `malformed` as an input error, as an unparsable file would.
+#[allow(clippy::too_many_arguments)]
 fn judge_object(
     engine: &Engine,
     view: &MemoryView,
     unit: &Unit<'_>,
     index: usize,
     prints: &mut Fingerprints,
+    malformed: &mut Vec<InputErrorEntry>,
 ) -> Result<Subject, String> {
     let doc = unit.doc;
     let object = &unit.head;
     let uid = format!("fluxgate-check-{index}");
     let request = object.create(&unit.json, &uid);
-    let (verdict, _exemptions) = engine.review(Endpoint::Validate, &request, view);
+    let (mut verdict, _exemptions) = engine.review(Endpoint::Validate, &request, view);
+    verdict.outcomes.retain(|outcome| {
+        if outcome.finding.severity != Severity::Invalid {
+            return true;
+        }
+        malformed.push(InputErrorEntry {
+            file: doc.file.to_string(),
+            line: Some(doc.line),
+            column: None,
+            message: format!("[{}] {}", outcome.finding.policy, outcome.finding.message),
+        });
+        false
+    });
 
     let api_version = object.api_version().to_string();
     let group = request.kind.group.to_string();
@@ -981,8 +1003,10 @@ fn judge_object(
 
 /// The agent configuration lint runs as part of `ci-impersonation`, in its mode. Exemptions
 /// describe cluster requests (namespaces, users, objects) and do not apply to this file.
+#[allow(clippy::too_many_arguments)]
 fn judge_agent_config(
     engine: &Engine,
+    view: &MemoryView,
     doc: &Document,
     config: &serde_json::Value,
     agent: Option<&str>,
@@ -999,13 +1023,18 @@ fn judge_agent_config(
     let lint = if mode == Mode::Off {
         Vec::new()
     } else {
-        agent_config::lint(config, text, &name_in_messages)
+        let config_now = engine.config();
+        let settings = &config_now.policies.ci_impersonation;
+        let privileged = |user: &str, groups: &[String]| {
+            crate::policy::ci_impersonation::privileged_identity(view, settings, user, groups)
+        };
+        agent_config::lint(config, text, &name_in_messages, &privileged)
     };
     let findings = lint
         .into_iter()
         .map(|f| {
             let action = match (mode, f.severity) {
-                (Mode::Enforce, Severity::Violation) => Action::Deny,
+                (Mode::Enforce, Severity::Violation | Severity::Invalid) => Action::Deny,
                 (Mode::Enforce | Mode::Warn, _) => Action::Warn,
                 _ => Action::Audit,
             };
