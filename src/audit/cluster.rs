@@ -57,6 +57,16 @@ pub const LIST_PAGE_SIZE: u32 = 500;
 /// account, a transient error) is reported as unreadable and the scan goes on with the rest:
 /// one missing permission must not blind the whole audit.
 pub async fn scan_covered_objects(client: &Client, engine: &Engine, scan: &mut Scan<'_>) {
+    scan_covered_objects_in_pages(client, engine, scan, LIST_PAGE_SIZE).await;
+}
+
+/// [`scan_covered_objects`] with `page_size` objects per list request.
+pub async fn scan_covered_objects_in_pages(
+    client: &Client,
+    engine: &Engine,
+    scan: &mut Scan<'_>,
+    page_size: u32,
+) {
     let kinds: BTreeSet<(&str, &str)> = engine
         .kinds()
         .into_iter()
@@ -69,7 +79,7 @@ pub async fn scan_covered_objects(client: &Client, engine: &Engine, scan: &mut S
             continue;
         };
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-        let mut params = ListParams::default().limit(LIST_PAGE_SIZE);
+        let mut params = ListParams::default().limit(page_size.max(1));
         loop {
             let page = match api.list(&params).await {
                 Ok(page) => page,

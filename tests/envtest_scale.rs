@@ -1,9 +1,12 @@
-//! The request path asks the API server nothing it does not have to, proven on a real
-//! kube-apiserver (envtest, see tests/support/envtest): its own `apiserver_request_total`
-//! counts the GETs of roles made while reviews of RoleBindings go through `fluxgate serve`.
-//! In these windows nobody else GETs a single Role or ClusterRole (the test creates and
-//! dry-runs through POSTs; the API server's own controllers watch), so every GET counted is
-//! fluxgate's.
+//! Stateful work at scale, on a real kube-apiserver (envtest, see tests/support/envtest),
+//! counted by the API server's own `apiserver_request_total`:
+//! - the request path asks the API server nothing it does not have to: the GETs of roles made
+//!   while reviews of RoleBindings go through `fluxgate serve`. In these windows nobody else
+//!   GETs a single Role or ClusterRole (the test creates and dry-runs through POSTs; the API
+//!   server's own controllers watch), so every GET counted is fluxgate's;
+//! - the audit scan lists page by page and judges every page: the LISTs of RoleBindings.
+//!
+//! `scripts/bench-scale.sh` measures the same at 100,000 RoleBindings.
 
 #[path = "support/envtest/mod.rs"]
 mod envtest;
@@ -19,6 +22,11 @@ use serde_json::json;
 /// GETs of single objects of `resource` (e.g. `clusterroles`) the API server has answered
 /// since it started, by its own metrics.
 async fn gets_of(env: &Env, resource: &str) -> u64 {
+    requests_of(env, "GET", resource).await
+}
+
+/// Requests of `verb` (`GET`, `LIST`, ...) on `resource` the API server has answered.
+async fn requests_of(env: &Env, verb: &str, resource: &str) -> u64 {
     let request = axum::http::Request::get("/metrics")
         .body(Vec::new())
         .expect("a request");
@@ -27,10 +35,13 @@ async fn gets_of(env: &Env, resource: &str) -> u64 {
         .request_text(request)
         .await
         .expect("the API server's metrics");
-    let wanted = format!("resource=\"{resource}\"");
+    let (resource, verb) = (
+        format!("resource=\"{resource}\""),
+        format!("verb=\"{verb}\""),
+    );
     text.lines()
         .filter(|line| line.starts_with("apiserver_request_total{"))
-        .filter(|line| line.contains("verb=\"GET\"") && line.contains(&wanted))
+        .filter(|line| line.contains(&verb) && line.contains(&resource))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
 }
@@ -185,4 +196,85 @@ async fn a_burst_of_reviews_naming_a_missing_role_makes_at_most_one_get_per_ttl(
         .expect_err("still missing");
     assert!(err.contains("cannot be resolved"), "{err}");
     assert_eq!(gets_of(&env, "clusterroles").await - again, 1);
+}
+
+#[tokio::test]
+async fn the_audit_scan_lists_page_by_page_and_judges_every_page() {
+    let Some(env) = envtest::cluster().await else {
+        return;
+    };
+    let ns = env.namespace("paged").await;
+    let bindings: Api<RoleBinding> = Api::namespaced(env.client(), &ns);
+    for i in 0..25 {
+        // One in five hands every CI job cluster-admin in the namespace.
+        let object = if i % 5 == 0 {
+            serde_json::from_value(json!({
+                "metadata": {"name": format!("ci-admin-{i}"), "namespace": ns},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "gitlab:ci_job"}]
+            }))
+            .expect("a RoleBinding")
+        } else {
+            binding(&ns, &format!("app-{i}"), "ClusterRole/view")
+        };
+        bindings
+            .create(&PostParams::default(), &object)
+            .await
+            .expect("RoleBinding");
+    }
+    let in_cluster = Api::<RoleBinding>::all(env.client())
+        .list(&Default::default())
+        .await
+        .expect("RoleBindings")
+        .items
+        .len() as u64;
+    let view = fluxgate::cluster::kube::KubeView::start(env.client());
+    let config = fluxgate::config::Config::default();
+    fluxgate::cluster::ClusterView::reconfigure(
+        view.as_ref(),
+        config.policies.single_agent.detector(),
+    );
+    let started = Instant::now();
+    while !fluxgate::cluster::ClusterView::synced(view.as_ref()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the view synced"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let engine = fluxgate::engine::Engine::new(config, None);
+
+    let lists = requests_of(&env, "LIST", "rolebindings").await;
+    let mut scan = fluxgate::audit::Scan::new(&engine, view.as_ref());
+    fluxgate::audit::cluster::scan_covered_objects_in_pages(&env.client(), &engine, &mut scan, 10)
+        .await;
+    let report = scan.finish();
+    let pages = requests_of(&env, "LIST", "rolebindings").await - lists;
+
+    // A page of 10 at a time (the last page may come back empty when the one before was full).
+    let least = in_cluster.div_ceil(10);
+    assert!(
+        (least..=least + 1).contains(&pages),
+        "{pages} LISTs for {in_cluster} RoleBindings in pages of 10"
+    );
+    let mut denied: Vec<&str> = report
+        .findings
+        .iter()
+        .filter(|f| f.kind == "RoleBinding" && f.namespace.as_deref() == Some(ns.as_str()))
+        .filter(|f| f.policy.as_str() == "ci-impersonation")
+        .map(|f| f.name.as_str())
+        .collect();
+    denied.sort();
+    assert_eq!(
+        denied,
+        [
+            "ci-admin-0",
+            "ci-admin-10",
+            "ci-admin-15",
+            "ci-admin-20",
+            "ci-admin-5"
+        ],
+        "every page judged, and only the broad bindings found"
+    );
+    assert!(report.objects_scanned as u64 >= in_cluster);
 }
