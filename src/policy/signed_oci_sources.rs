@@ -21,7 +21,7 @@ pub use settings::{
     IdentityPattern, SecretName, Settings, UnknownHelmRepository, VerifyBlock, VerifyDefault,
 };
 
-use self::identity::{Breadth, IdentityField};
+use self::identity::{Breadth, IdentityField, IssuerKind, SubjectBreadth, SubjectRule};
 use self::settings::Compiled;
 use super::{CREATE_UPDATE, Context, Finding, KindRule, Policy, PolicyId, object_ref};
 use crate::admission::Request;
@@ -101,7 +101,8 @@ impl Policy for SignedOciSources {
         let judge = Judge {
             settings,
             compiled: &compiled,
-            analyze: &|pattern, field| self.patterns.analyze(pattern, field),
+            issuer: &|pattern| self.patterns.issuer(pattern),
+            subject: &|pattern, hosts| self.patterns.subject(pattern, hosts),
         };
         let judged = match ctx.request.kind.kind.as_ref() {
             oci_repository::KIND => judge.oci_repository(ctx),
@@ -301,7 +302,8 @@ struct Judgement {
 struct Judge<'j> {
     settings: &'j Settings,
     compiled: &'j Compiled,
-    analyze: &'j dyn Fn(&str, IdentityField) -> Arc<Breadth>,
+    issuer: &'j dyn Fn(&str) -> Arc<Breadth>,
+    subject: &'j dyn Fn(&str, &[&str]) -> Arc<SubjectBreadth>,
 }
 
 impl Judge<'_> {
@@ -557,71 +559,184 @@ impl Judge<'_> {
             return;
         }
         let trusted_issuers = !self.compiled.trusted_issuers.is_empty();
+        // Only an OCIRepository can name another trust root; elsewhere the field is pruned
+        // by the API server and ignored by Flux.
+        let trusted_root = site.has_trusted_root() && verify.has_trusted_root();
         for (i, matcher) in identities.iter().enumerate() {
-            let issuer = (self.analyze)(&matcher.issuer, IdentityField::Issuer);
-            let subject = (self.analyze)(&matcher.subject, IdentityField::Subject);
-            for (field, pattern, breadth) in [
-                (IdentityField::Issuer, &matcher.issuer, &issuer),
-                (IdentityField::Subject, &matcher.subject, &subject),
-            ] {
-                // Named only in a finding: most requests have none.
-                let at = || format!("{path}.matchOIDCIdentity[{i}].{}", field.as_str());
-                match breadth.as_ref() {
-                    Breadth::Invalid(e) => judgement.violations.push(format!(
-                        "{} `{pattern}` is not a valid Go regular expression ({e}), so every verification fails",
-                        at()
-                    )),
-                    Breadth::Broad { example, reason }
-                        if require || (field == IdentityField::Issuer && trusted_issuers) =>
-                    {
-                        judgement.violations.push(format!(
-                            "{} `{pattern}` is too broad: {reason} (it accepts `{example}`)",
-                            at()
-                        ))
-                    }
-                    _ => {}
-                }
-            }
-            let Breadth::Specific { accepts } = issuer.as_ref() else {
-                continue;
+            // Named only in a finding: most requests have none.
+            let at =
+                |field: IdentityField| format!("{path}.matchOIDCIdentity[{i}].{}", field.as_str());
+            let invalid = |field: IdentityField, pattern: &str, e: &str| {
+                format!(
+                    "{} `{pattern}` is not a valid Go regular expression ({e}), so every verification fails",
+                    at(field)
+                )
             };
-            let at = || format!("{path}.matchOIDCIdentity[{i}].issuer `{}`", matcher.issuer);
-            if trusted_issuers {
-                let trusted = self.settings.trusted_issuers.join(", ");
-                if accepts.is_empty() {
-                    judgement.violations.push(format!(
-                        "{} accepts issuers fluxgate cannot tell apart from untrusted ones; spell out one of the trusted issuers ({trusted})",
- at()
-                    ));
-                } else if let Some(untrusted) =
-                    accepts.iter().find(|a| !self.compiled.trusts_issuer(a))
-                {
-                    judgement.violations.push(format!(
-                        "{} accepts {untrusted}, which is not a trusted issuer ({trusted})",
-                        at()
-                    ));
+            let issuer = (self.issuer)(&matcher.issuer);
+            // The issuers whose certificates can reach the subject check: the public
+            // Sigstore instance's, or with a trusted root every issuer the pattern accepts
+            // (`None`: more than fluxgate lists).
+            let certifiable: Option<Vec<String>> = match issuer.as_ref() {
+                Breadth::Invalid(e) => {
+                    judgement
+                        .violations
+                        .push(invalid(IdentityField::Issuer, &matcher.issuer, e));
+                    Some(Vec::new())
+                }
+                Breadth::Broad(broad) => {
+                    if require || trusted_issuers {
+                        judgement.violations.push(format!(
+                            "{} `{}` is too broad: {}{}",
+                            at(IdentityField::Issuer),
+                            matcher.issuer,
+                            broad.reason,
+                            accepts_example(&broad.example)
+                        ));
+                    }
+                    Some(Vec::new())
+                }
+                Breadth::Specific(issuers) => {
+                    let at = || format!("{} `{}`", at(IdentityField::Issuer), matcher.issuer);
+                    if !trusted_root && issuers.public.is_empty() && !issuers.example.is_empty() {
+                        let private = &issuers.example;
+                        judgement.violations.push(if site.has_trusted_root() {
+                            format!(
+                                "{} accepts {private}, which the public Sigstore instance does not certify (a self-managed GitLab signs through its own Sigstore): set {path}.trustedRootSecretRef to a Secret holding that Sigstore's trusted_root.json",
+                                at()
+                            )
+                        } else {
+                            format!(
+                                "{} accepts {private}, which the public Sigstore instance does not certify, and a HelmChart cannot name another Sigstore trust root: verify with a public key (secretRef), or pull the chart through an OCIRepository with trustedRootSecretRef",
+                                at()
+                            )
+                        });
+                    }
+                    let certifiable = if trusted_root {
+                        issuers.listed.clone()
+                    } else {
+                        Some(issuers.public.clone())
+                    };
+                    if trusted_issuers {
+                        let trusted = self.settings.trusted_issuers.join(", ");
+                        // Every issuer the pattern names must be trusted, certifiable or not;
+                        // past the listing bound, those the configured Sigstore certifies.
+                        let named = match (&issuers.listed, trusted_root) {
+                            (Some(listed), _) => Some(listed.clone()),
+                            (None, true) => None,
+                            (None, false) => Some(issuers.public.clone()),
+                        };
+                        match &named {
+                            None => judgement.violations.push(format!(
+                                "{} accepts more than {} issuers (an unescaped `.` accepts any character), which fluxgate cannot tell apart from untrusted ones; spell out one of the trusted issuers ({trusted})",
+                                at(),
+                                identity::MAX_LISTED
+                            )),
+                            Some(list) if list.is_empty() && issuers.example.is_empty() => {
+                                judgement.violations.push(format!(
+                                    "{} accepts no issuer, so no signature verifies; spell out one of the trusted issuers ({trusted})",
+                                    at()
+                                ))
+                            }
+                            Some(list) => {
+                                if let Some(untrusted) =
+                                    list.iter().find(|a| !self.compiled.trusts_issuer(a))
+                                {
+                                    judgement.violations.push(format!(
+                                        "{} accepts {untrusted}, which is not a trusted issuer ({trusted})",
+                                        at()
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                    certifiable
+                }
+            };
+            if !require {
+                if let SubjectBreadth::Invalid(e) = (self.subject)(&matcher.subject, &[]).as_ref() {
+                    judgement
+                        .violations
+                        .push(invalid(IdentityField::Subject, &matcher.subject, e));
+                }
+                continue;
+            }
+            // How each issuer's subjects are read.
+            let rules: Vec<(Option<&str>, SubjectRule<'_>)> = match &certifiable {
+                None => vec![(None, SubjectRule::Whole)],
+                Some(list) if list.is_empty() => vec![(None, SubjectRule::AnyIssuer)],
+                Some(list) => list
+                    .iter()
+                    .map(|issuer| (Some(issuer.as_str()), self.subject_rule(issuer)))
+                    .collect(),
+            };
+            let mut hosts: Vec<&str> = rules
+                .iter()
+                .filter_map(|(_, rule)| match rule {
+                    SubjectRule::Namespaces { host } => Some(*host),
+                    _ => None,
+                })
+                .collect();
+            hosts.sort_unstable();
+            hosts.dedup();
+            let subject = (self.subject)(&matcher.subject, &hosts);
+            match subject.as_ref() {
+                SubjectBreadth::Invalid(e) => {
+                    judgement
+                        .violations
+                        .push(invalid(IdentityField::Subject, &matcher.subject, e))
+                }
+                SubjectBreadth::Judged(subjects) => {
+                    let trusted_domain = |domain: &str| self.compiled.trusts_email_domain(domain);
+                    let several = rules.len() > 1;
+                    for (issuer, rule) in &rules {
+                        let Some(mut broad) = subjects.broad(*rule, &trusted_domain) else {
+                            continue;
+                        };
+                        if let (Some(issuer), SubjectRule::Whole) = (issuer, rule)
+                            && identity::issuer_kind(issuer) == IssuerKind::Other
+                            && !identity::is_public_sigstore_issuer(issuer)
+                        {
+                            broad.reason.push_str(&format!(
+                                "; fluxgate reads the subjects of {issuer} whole, as it knows nothing of their format (a self-managed GitLab's are read by group once its issuer is listed in trustedIssuers)"
+                            ));
+                        }
+                        let for_issuer = match issuer {
+                            Some(issuer) if several => format!(" for issuer {issuer}"),
+                            _ => String::new(),
+                        };
+                        judgement.violations.push(format!(
+                            "{} `{}` is too broad{for_issuer}: {}{}",
+                            at(IdentityField::Subject),
+                            matcher.subject,
+                            broad.reason,
+                            accepts_example(&broad.example)
+                        ));
+                        break;
+                    }
                 }
             }
-            // Only an OCIRepository can name another trust root; elsewhere the field is
-            // pruned by the API server and ignored by Flux.
-            let trusted_root = site.has_trusted_root() && verify.has_trusted_root();
-            if !trusted_root
-                && let Some(private) = accepts
-                    .iter()
-                    .find(|a| !identity::is_public_sigstore_issuer(a))
+        }
+    }
+
+    /// How an issuer's subjects are read: by namespace for GitLab and GitHub (and a
+    /// self-managed GitLab the operator lists in `trustedIssuers`), as email addresses for
+    /// email issuers, whole for the rest.
+    fn subject_rule<'i>(&self, issuer: &'i str) -> SubjectRule<'i> {
+        let host = || {
+            let rest = issuer.strip_prefix("https://").unwrap_or(issuer);
+            rest.split('/').next().unwrap_or(rest)
+        };
+        match identity::issuer_kind(issuer) {
+            IssuerKind::GitLab => SubjectRule::Namespaces { host: host() },
+            IssuerKind::GitHub => SubjectRule::Namespaces { host: "github.com" },
+            IssuerKind::Email => SubjectRule::Emails,
+            IssuerKind::Other
+                if !identity::is_public_sigstore_issuer(issuer)
+                    && self.compiled.trusts_issuer(issuer) =>
             {
-                judgement.violations.push(if site.has_trusted_root() {
-                    format!(
-                        "{} accepts {private}, which the public Sigstore instance does not certify (a self-managed GitLab signs through its own Sigstore): set {path}.trustedRootSecretRef to a Secret holding that Sigstore's trusted_root.json",
- at()
-                    )
-                } else {
-                    format!(
-                        "{} accepts {private}, which the public Sigstore instance does not certify, and a HelmChart cannot name another Sigstore trust root: verify with a public key (secretRef), or pull the chart through an OCIRepository with trustedRootSecretRef",
- at()
-                    )
-                });
+                SubjectRule::Namespaces { host: host() }
             }
+            IssuerKind::Other => SubjectRule::Whole,
         }
     }
 
@@ -660,6 +775,15 @@ impl Judge<'_> {
     }
 }
 
+/// ` (it accepts `…`)` after a reason, when there is an example to show.
+fn accepts_example(example: &str) -> String {
+    if example.is_empty() {
+        String::new()
+    } else {
+        format!(" (it accepts `{example}`)")
+    }
+}
+
 fn key_block() -> VerifyBlock {
     VerifyBlock {
         provider: "cosign".into(),
@@ -671,14 +795,21 @@ fn key_block() -> VerifyBlock {
     }
 }
 
-/// The GitLab project that probably signs an artifact, from its registry URL: GitLab's
-/// container registry lays images out as `<registry>/<group>/<project>[/<image>]`.
+/// The GitLab instance that probably signs an artifact, from its registry URL, and the
+/// project paths the URL may stand for. GitLab's container registry lays images out as
+/// `<registry>/<project path>[/<image name>]`, with up to three segments of image name after
+/// a project path that may itself have any number of subgroups: the URL does not say where
+/// the project path ends, so the suggestion never fills it in.
 struct KeylessGuess {
     /// `https://gitlab.com` or a self-managed instance.
     server: String,
-    project: Option<(String, String)>,
+    /// Every project path the registry path can stand for (GitLab registries only).
+    candidates: Vec<String>,
     public: bool,
 }
+
+/// Segments of image name GitLab allows after a project path.
+const MAX_IMAGE_SEGMENTS: usize = 3;
 
 impl KeylessGuess {
     fn new(url: Option<&str>, compiled: &Compiled) -> Self {
@@ -695,33 +826,44 @@ impl KeylessGuess {
         } else {
             None
         };
-        let mut segments = parts.filter(|s| !s.is_empty());
-        let project = match (&gitlab_host, segments.next(), segments.next()) {
-            (Some(_), Some(group), Some(project)) => Some((group.to_string(), project.to_string())),
-            _ => None,
-        };
+        let segments: Vec<&str> = parts.filter(|s| !s.is_empty()).collect();
+        let mut candidates = Vec::new();
+        if gitlab_host.is_some() && segments.len() >= 2 {
+            let shortest = segments.len().saturating_sub(MAX_IMAGE_SEGMENTS).max(2);
+            for end in shortest..=segments.len() {
+                candidates.push(segments[..end].join("/"));
+            }
+        }
         let mut server = format!("https://{}", gitlab_host.as_deref().unwrap_or("gitlab.com"));
-        let mut project = project;
         if !compiled.trusted_issuers.is_empty()
             && !compiled.trusts_issuer(&server)
             && let Some(trusted) = compiled.trusted_issuer_examples.first()
         {
             server = trusted.clone();
-            project = None;
+            candidates.clear();
         }
         let public = identity::is_public_sigstore_issuer(&server);
         KeylessGuess {
             server,
-            project,
+            candidates,
             public,
         }
     }
 
     fn note(&self) -> String {
-        let mut note = match &self.project {
-            Some(_) => "main being the branch whose pipeline signs".to_string(),
-            None => "replace <group>/<project> with the GitLab project whose pipeline signs the artifact, and main with its signing branch".to_string(),
-        };
+        let mut note = "replace <group>/<project> with the full path (subgroups included) of the GitLab project whose pipeline signs the artifact, and main with its signing branch".to_string();
+        match self.candidates.as_slice() {
+            [] => {}
+            [only] => note.push_str(&format!(" (`{only}`, by the registry path)")),
+            candidates => note.push_str(&format!(
+                "; the registry path does not say where the project path ends, so it is one of {}",
+                candidates
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
         if !self.public {
             note.push_str(
                 "; a self-managed GitLab signs through its own Sigstore, whose trusted_root.json goes in the Secret sigstore-trusted-root",
@@ -732,18 +874,14 @@ impl KeylessGuess {
 
     fn block(&self) -> VerifyBlock {
         let server = regex::escape(&self.server);
-        let project = match &self.project {
-            Some((group, project)) => {
-                format!("{}/{}", regex::escape(group), regex::escape(project))
-            }
-            None => "<group>/<project>".into(),
-        };
         VerifyBlock {
             provider: "cosign".into(),
             secret_ref: None,
             match_oidc_identity: vec![IdentityPattern {
                 issuer: format!("^{server}$"),
-                subject: format!("^{server}/{project}//\\.gitlab-ci\\.yml@refs/heads/main$"),
+                subject: format!(
+                    "^{server}/<group>/<project>//\\.gitlab-ci\\.yml@refs/heads/main$"
+                ),
             }],
             trusted_root_secret_ref: (!self.public).then(|| SecretName {
                 name: "sigstore-trusted-root".into(),
@@ -753,38 +891,61 @@ impl KeylessGuess {
 }
 
 /// Identity patterns repeat across requests (the same objects are applied again at every
-/// Flux reconciliation), and compiling one costs far more than the rest of a review: their
+/// Flux reconciliation), and analysing one costs far more than the rest of a review: their
 /// verdicts are kept, up to a bound.
 ///
-/// Hashed with foldhash, four lookups a review: SipHash's resistance to chosen collisions
+/// Hashed with foldhash, two lookups per identity: SipHash's resistance to chosen collisions
 /// is not needed where the map never holds more than [`PATTERN_CACHE_CAPACITY`] patterns (a
 /// flood of colliding ones costs comparisons within that bound), and foldhash is still
 /// seeded per map.
 #[derive(Default)]
 struct PatternCache {
-    issuers: Mutex<foldhash::HashMap<Box<str>, Arc<Breadth>>>,
-    subjects: Mutex<foldhash::HashMap<Box<str>, Arc<Breadth>>>,
+    issuers: Memo<Breadth>,
+    subjects: Memo<SubjectBreadth>,
 }
 
 const PATTERN_CACHE_CAPACITY: usize = 1024;
 
 impl PatternCache {
-    fn analyze(&self, pattern: &str, field: IdentityField) -> Arc<Breadth> {
-        let map = match field {
-            IdentityField::Issuer => &self.issuers,
-            IdentityField::Subject => &self.subjects,
-        };
-        if let Some(hit) = lock(map).get(pattern) {
+    fn issuer(&self, pattern: &str) -> Arc<Breadth> {
+        self.issuers.get(pattern, identity::analyze_issuer)
+    }
+
+    /// Keyed by the hosts whose namespaces are counted too (usually just `gitlab.com`).
+    fn subject(&self, pattern: &str, hosts: &[&str]) -> Arc<SubjectBreadth> {
+        if hosts.is_empty() {
+            return self
+                .subjects
+                .get(pattern, |p| identity::analyze_subject(p, hosts));
+        }
+        let key = format!("{}\n{pattern}", hosts.join(","));
+        self.subjects
+            .get(&key, |_| identity::analyze_subject(pattern, hosts))
+    }
+}
+
+struct Memo<T>(Mutex<foldhash::HashMap<Box<str>, Arc<T>>>);
+
+impl<T> Default for Memo<T> {
+    fn default() -> Self {
+        Memo(Mutex::default())
+    }
+}
+
+impl<T> Memo<T> {
+    fn get(&self, pattern: &str, analyze: impl FnOnce(&str) -> T) -> Arc<T> {
+        if let Some(hit) = lock(&self.0).get(pattern) {
             return Arc::clone(hit);
         }
-        let breadth = Arc::new(identity::analyze(pattern, field));
-        let mut map = lock(map);
-        // A flood of distinct patterns costs compilations, never unbounded memory.
+        // Analysed outside the lock: another thread's lookups do not wait for it.
+        let verdict = Arc::new(analyze(pattern));
+        let mut map = lock(&self.0);
+        // A flood of distinct patterns costs analyses, never unbounded memory.
         if map.len() >= PATTERN_CACHE_CAPACITY {
             map.clear();
         }
-        map.insert(pattern.into(), Arc::clone(&breadth));
-        breadth
+        map.insert(pattern.into(), Arc::clone(&verdict));
+        verdict
     }
 }
 
