@@ -7,7 +7,7 @@
 //! from OCI HelmRepositories (HelmChart, HelmRelease chart templates); its `/mutate` side adds
 //! the organisation's `verify` block (`verifyDefaults`) where one is missing.
 
-mod identity;
+pub mod identity;
 mod settings;
 
 use std::sync::{Arc, Mutex, MutexGuard};

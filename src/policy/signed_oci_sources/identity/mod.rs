@@ -379,6 +379,42 @@ pub fn an_accepted_string(hir: &Hir) -> Option<String> {
     String::from_utf8(text).ok()
 }
 
+/// A pattern read as Go's `regexp` reads it: the reading every verdict of this module rests
+/// on, public so that tests can hold it to Go itself (`tests/go_regexp.rs`).
+pub struct GoRegexp {
+    language: Language,
+}
+
+/// Why a pattern has no [`GoRegexp`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GoRegexpError {
+    /// Go's `regexp.Compile` refuses it, with this error.
+    Go(String),
+    /// It is past one of fluxgate's analysis bounds.
+    Bound,
+}
+
+impl GoRegexp {
+    pub fn new(pattern: &str) -> Result<GoRegexp, GoRegexpError> {
+        let tree = match go_syntax::parse(pattern) {
+            Ok(tree) => tree,
+            Err(ParseError::Go(e)) => return Err(GoRegexpError::Go(e.to_string())),
+            Err(ParseError::TooDeep) => return Err(GoRegexpError::Bound),
+        };
+        let (hir, _) = go_syntax::lower(&tree, Lowering {
+            fold: false,
+            captures: false,
+        });
+        let language = Language::new(hir, false, &LIMITS).map_err(|_| GoRegexpError::Bound)?;
+        Ok(GoRegexp { language })
+    }
+
+    /// Go's `MatchString`.
+    pub fn is_match(&self, text: &str) -> bool {
+        self.language.accepts(text.as_bytes())
+    }
+}
+
 enum Early {
     Invalid(String),
     Broad(Broad),
