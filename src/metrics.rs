@@ -8,9 +8,9 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
+use crate::engine::verdict::{Action, Verdict};
 use crate::engine::{Endpoint, ExemptionUse};
-use crate::policy::{Mode, PolicyId};
-use crate::verdict::{Action, Verdict};
+use crate::finding::{Mode, PolicyId};
 
 /// Latency buckets fine enough below one millisecond, where fluxgate answers.
 const DURATION_BUCKETS: &[f64] = &[
@@ -290,8 +290,8 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Finding, Mode};
-    use crate::verdict::Outcome;
+    use crate::engine::verdict::Outcome;
+    use crate::finding::{Finding, Mode};
 
     fn denial() -> Verdict {
         Verdict {

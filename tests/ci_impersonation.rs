@@ -8,12 +8,13 @@ use std::time::Instant;
 use fluxgate::admission::{self, OwnedObject};
 use fluxgate::cluster::{MemoryView, ObjectKey};
 use fluxgate::config::Config;
+use fluxgate::engine::verdict::Verdict;
 use fluxgate::engine::{Endpoint, Engine};
-use fluxgate::policy::{Policy, PolicyId, Severity};
-use fluxgate::verdict::Verdict;
+use fluxgate::finding::{PolicyId, Severity};
+use fluxgate::policy::Policy;
 use serde_json::{Value, json};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/corpus");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/admission");
 
 // ---------------------------------------------------------------------------------------

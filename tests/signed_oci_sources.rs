@@ -12,17 +12,17 @@ use std::path::Path;
 use fluxgate::admission::{self, Operation, OwnedObject, Request};
 use fluxgate::cluster::{MemoryView, ObjectKey};
 use fluxgate::config::Config;
+use fluxgate::engine::verdict::Verdict;
 use fluxgate::engine::{Endpoint, Engine};
-use fluxgate::policy::PolicyId;
+use fluxgate::finding::PolicyId;
 use fluxgate::policy::signed_oci_sources::SignedOciSources;
-use fluxgate::verdict::Verdict;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use admission_fixtures::{Expected, OCI_REPOSITORY_FIXTURES, read_fixture};
 use common::{assert_decision, default_engine, engine};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/corpus");
 const POLICY: PolicyId = PolicyId::SignedOciSources;
 
 // ---------------------------------------------------------------------------------------
@@ -2789,7 +2789,8 @@ fn api_server_requests_get_their_expected_verdicts() {
         check_replay(file, *expected, &verdict);
         // The answer on the wire carries the same decision.
         let response: Value =
-            serde_json::from_slice(&admission::encode(&request.uid, &verdict)).expect("json");
+            serde_json::from_slice(&fluxgate::engine::verdict::encode(&request.uid, &verdict))
+                .expect("json");
         assert_eq!(response["response"]["uid"], request.uid.as_ref());
         assert_eq!(response["response"]["allowed"], verdict.allowed, "{file}");
     }

@@ -25,7 +25,7 @@ pub fn whole_path(engine: &Engine, view: &MemoryView, metrics: &Metrics, body: &
     let request = admission::decode(body).expect("decodes");
     std::hint::black_box(engine.prefetch(&request));
     let (verdict, exemptions) = engine.review(Endpoint::Validate, &request, view);
-    let out = admission::encode(&request.uid, &verdict);
+    let out = fluxgate::engine::verdict::encode(&request.uid, &verdict);
     metrics.record_review(
         Endpoint::Validate,
         &request.kind.kind,

@@ -14,15 +14,16 @@ use std::path::PathBuf;
 use crate::admission::ObjectHead;
 use crate::cluster::{ClusterView, MemoryView};
 use crate::config::Config;
+use crate::engine::verdict;
 use crate::engine::{Endpoint, Engine};
+use crate::finding::{Mode, PolicyId, Severity};
 use crate::gitlab::agent_config;
-use crate::policy::{Mode, Policy, PolicyId, Severity, registry};
+use crate::policy::{Policy, registry};
 use crate::report::codequality::Fingerprints;
 use crate::report::{
     self, Action, Format, InputErrorEntry, Report, ReportFinding, SCHEMA_VERSION, Skipped, Subject,
     SubjectType, Summary,
 };
-use crate::verdict;
 
 #[doc(hidden)]
 pub mod fast_yaml;

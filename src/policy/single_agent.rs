@@ -69,12 +69,12 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CREATE_UPDATE, Context, Finding, KindRule, Mode, Policy, PolicyId, PolicySettings,
-    SettingError, SubresourceRule,
+    CREATE_UPDATE, Context, KindRule, Policy, PolicySettings, SettingError, SubresourceRule,
 };
 use crate::admission::Operation;
 use crate::admission::Request;
 use crate::cluster::{AgentInstallation, AgentObject, Lookup, ObjectKey};
+use crate::finding::{Finding, Mode, PolicyId};
 use crate::gitlab::agent::{
     AgentDetector, AgentFacts, AgentKind, CHART_NAME, Evidence, InstallationId, KAS_ADDRESS_FLAG,
     agent_kind_controller,

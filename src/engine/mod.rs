@@ -1,0 +1,397 @@
+//! The policy engine: one path from a decoded request to a [`Verdict`], shared by the
+//! webhook, the audit scan and `fluxgate check`.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::admission::{Operation, Request};
+use crate::cluster::ClusterView;
+use crate::config::Config;
+use crate::finding::{Mode, PolicyId, Severity};
+use crate::policy::{Context, KindRule, Policy, SubresourceRule, registry};
+
+pub mod exemption;
+pub mod verdict;
+
+use verdict::{Action, Outcome, Skip, Verdict, short_warning};
+
+/// Which endpoint a request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Validate,
+    Mutate,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Validate => "validate",
+            Endpoint::Mutate => "mutate",
+        }
+    }
+}
+
+/// An exemption that let a request skip a policy, for logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExemptionUse {
+    pub policy: PolicyId,
+    pub exemption: String,
+}
+
+/// Holds the policies and the current configuration.
+pub struct Engine {
+    policies: Vec<Box<dyn Policy>>,
+    config: ArcSwap<Config>,
+    mode_override: Option<Mode>,
+}
+
+impl Engine {
+    /// An engine with every policy. `mode_override` (`serve --mode audit`) replaces every
+    /// policy's mode, whatever the configuration says.
+    pub fn new(config: Config, mode_override: Option<Mode>) -> Self {
+        Engine::with_policies(registry(), config, mode_override)
+    }
+
+    pub fn with_policies(
+        policies: Vec<Box<dyn Policy>>,
+        mut config: Config,
+        mode_override: Option<Mode>,
+    ) -> Self {
+        config.precompile();
+        Engine {
+            policies,
+            config: ArcSwap::from_pointee(config),
+            mode_override,
+        }
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// Swaps in a new configuration; requests in flight finish with the one they started with.
+    pub fn set_config(&self, mut config: Config) {
+        config.precompile();
+        self.config.store(Arc::new(config));
+    }
+
+    pub fn policies(&self) -> &[Box<dyn Policy>] {
+        &self.policies
+    }
+
+    /// The mode a policy runs in now.
+    pub fn mode_of(&self, config: &Config, policy: PolicyId) -> Mode {
+        self.mode_override.unwrap_or_else(|| config.mode_of(policy))
+    }
+
+    /// Every kind some policy judges, for webhook rules and the cluster view.
+    pub fn kinds(&self) -> Vec<(PolicyId, &'static KindRule)> {
+        self.policies
+            .iter()
+            .flat_map(|p| p.kinds().iter().map(move |k| (p.id(), k)))
+            .collect()
+    }
+
+    /// The kind as a policy spells it, if some policy judges it: a bounded set of names for
+    /// metric labels, whatever kinds clients send.
+    pub fn known_kind(&self, group: &str, kind: &str) -> Option<&'static str> {
+        self.policies
+            .iter()
+            .flat_map(|p| p.kinds().iter())
+            .find(|rule| {
+                rule.group.eq_ignore_ascii_case(group) && rule.kind.eq_ignore_ascii_case(kind)
+            })
+            .map(|rule| rule.kind)
+    }
+
+    /// Every subresource some policy judges, for webhook rules.
+    pub fn subresources(&self) -> Vec<(PolicyId, &'static SubresourceRule)> {
+        self.policies
+            .iter()
+            .flat_map(|p| p.subresources().iter().map(move |s| (p.id(), s)))
+            .collect()
+    }
+
+    /// The objects the matching policies want refreshed in the cluster view before
+    /// [`Engine::review`] (see [`ClusterView::refresh`]).
+    pub fn prefetch(&self, request: &Request<'_>) -> Vec<crate::cluster::ObjectKey> {
+        let canonical = self.canonical_kind(request);
+        let request = canonical.as_ref().unwrap_or(request);
+        self.policies
+            .iter()
+            .filter(|p| matching_rule(p.kinds(), request).is_some())
+            .flat_map(|p| p.prefetch(request))
+            .collect()
+    }
+
+    /// The request with its group and kind spelled as a policy's rule spells them, when they
+    /// differ only in case. The API server always sends the canonical spelling (it resolves
+    /// kinds case-sensitively, and webhook rules match plural resource names), but `fluxgate
+    /// check` reads hand-written manifests and any client can post to the webhook: an object
+    /// that looks like a judged kind is judged as that kind rather than waved through.
+    fn canonical_kind<'r>(&self, request: &Request<'r>) -> Option<Request<'r>> {
+        let (group, kind) = (&request.kind.group, &request.kind.kind);
+        let rules = self.policies.iter().flat_map(|p| p.kinds().iter());
+        let mut exact = false;
+        let mut folded = None;
+        for rule in rules {
+            if rule.group == group && rule.kind == kind {
+                exact = true;
+                break;
+            }
+            if folded.is_none()
+                && rule.group.eq_ignore_ascii_case(group)
+                && rule.kind.eq_ignore_ascii_case(kind)
+            {
+                folded = Some(rule);
+            }
+        }
+        let rule = folded.filter(|_| !exact)?;
+        let mut canonical = request.clone();
+        canonical.kind.group = std::borrow::Cow::Borrowed(rule.group);
+        canonical.kind.kind = std::borrow::Cow::Borrowed(rule.kind);
+        Some(canonical)
+    }
+
+    /// Judges a request on one endpoint.
+    pub fn review(
+        &self,
+        endpoint: Endpoint,
+        request: &Request<'_>,
+        view: &dyn ClusterView,
+    ) -> (Verdict, Vec<ExemptionUse>) {
+        let config = self.config.load();
+        let mut verdict = Verdict::allow();
+        let mut exemptions_used = Vec::new();
+        let canonical = self.canonical_kind(request);
+        let request = canonical.as_ref().unwrap_or(request);
+
+        let subresource = request.sub_resource.as_deref().filter(|s| !s.is_empty());
+        if let Some(sub) = subresource
+            && !self
+                .policies
+                .iter()
+                .any(|p| judges_subresource(p.subresources(), request, sub))
+        {
+            verdict.skipped = Some(Skip::Subresource);
+            return (verdict, exemptions_used);
+        }
+        let ctx = Context::new(request, &config, view);
+        if request.operation == Operation::Update && is_being_deleted(&ctx) {
+            verdict.skipped = Some(Skip::BeingDeleted);
+            return (verdict, exemptions_used);
+        }
+
+        let mut update_fields = UpdateFields::default();
+        for policy in &self.policies {
+            let Some(rule) = matching_rule(policy.kinds(), request) else {
+                continue;
+            };
+            if subresource
+                .is_some_and(|sub| !judges_subresource(policy.subresources(), request, sub))
+            {
+                continue;
+            }
+            let mode = self.mode_of(&config, policy.id());
+            if mode == Mode::Off {
+                continue;
+            }
+            if request.operation == Operation::Update
+                && !rule.judged_fields.is_empty()
+                && update_fields.unchanged(request, rule.judged_fields)
+            {
+                continue;
+            }
+            verdict.evaluated.push(policy.id());
+
+            let exemption = config
+                .exemptions
+                .iter()
+                .enumerate()
+                .find(|(_, e)| {
+                    e.applies_to(policy.id())
+                        && exemption::matches(e, request, |ns| view.namespace_labels(ns).found())
+                })
+                .map(|(i, e)| e.label(i));
+            if let Some(label) = &exemption {
+                exemptions_used.push(ExemptionUse {
+                    policy: policy.id(),
+                    exemption: label.clone(),
+                });
+            }
+
+            match endpoint {
+                Endpoint::Validate => {
+                    for finding in policy.validate(&ctx) {
+                        let action = match (&exemption, mode, finding.severity) {
+                            (Some(label), _, _) => Action::Exempted(label.clone()),
+                            (None, Mode::Enforce, Severity::Violation) => Action::Deny,
+                            (None, Mode::Enforce | Mode::Warn, _) => Action::Warn,
+                            (None, _, _) => Action::Audit,
+                        };
+                        match action {
+                            Action::Deny => verdict.allowed = false,
+                            Action::Warn => verdict
+                                .warnings
+                                .push(short_warning(finding.policy, &finding.message)),
+                            Action::Audit | Action::Exempted(_) => {}
+                        }
+                        verdict.outcomes.push(Outcome {
+                            finding,
+                            mode,
+                            action,
+                        });
+                    }
+                }
+                Endpoint::Mutate => {
+                    // Audit mode is a dry run: it must not change what gets stored.
+                    if exemption.is_none() && matches!(mode, Mode::Enforce | Mode::Warn) {
+                        verdict.patch.extend(policy.mutate(&ctx));
+                    }
+                }
+            }
+        }
+        (verdict, exemptions_used)
+    }
+}
+
+fn matching_rule<'r>(rules: &'r [KindRule], request: &Request<'_>) -> Option<&'r KindRule> {
+    rules.iter().find(|rule| {
+        rule.group == request.kind.group
+            && rule.kind == request.kind.kind
+            && rule.operations.contains(&request.operation)
+    })
+}
+
+fn judges_subresource(rules: &[SubresourceRule], request: &Request<'_>, sub: &str) -> bool {
+    rules.iter().any(|rule| {
+        rule.subresource == sub
+            && rule.group == request.kind.group
+            && rule.kind == request.kind.kind
+            && rule.operations.contains(&request.operation)
+    })
+}
+
+#[derive(Deserialize)]
+struct DeletionMeta {
+    #[serde(rename = "deletionTimestamp", default)]
+    deletion_timestamp: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct DeletionHead {
+    #[serde(default)]
+    metadata: Option<DeletionMeta>,
+}
+
+fn is_being_deleted(ctx: &Context<'_>) -> bool {
+    [ctx.request.object, ctx.request.old_object]
+        .into_iter()
+        .flatten()
+        .any(|raw| {
+            ctx.skim::<DeletionHead>(raw)
+                .and_then(|h| h.metadata)
+                .is_some_and(|m| m.deletion_timestamp.is_some())
+        })
+}
+
+/// Compares the judged fields of `object` and `oldObject`, caching per pointer list so that
+/// two policies judging the same fields compare them once.
+#[derive(Default)]
+struct UpdateFields {
+    /// A handful of entries at most (one per distinct pointer list of the matching policies).
+    cache: Vec<(&'static [&'static str], bool)>,
+}
+
+impl UpdateFields {
+    fn unchanged(&mut self, request: &Request<'_>, pointers: &'static [&'static str]) -> bool {
+        if let Some(&(_, same)) = self.cache.iter().find(|(p, _)| *p == pointers) {
+            return same;
+        }
+        let same = match (request.object, request.old_object) {
+            (Some(new), Some(old)) => pointers
+                .iter()
+                .all(|p| raw_equal(raw_pointer(new, p), raw_pointer(old, p))),
+            _ => false,
+        };
+        self.cache.push((pointers, same));
+        same
+    }
+}
+
+/// Follows a JSON pointer through raw JSON without building the whole tree: at each level the
+/// members of the object are stepped over until the wanted one (see
+/// [`crate::json_view::member`]); nothing is parsed but the value found. Only objects are
+/// walked, and of duplicate keys the last wins, as in a map.
+fn raw_pointer<'a>(raw: &'a RawValue, pointer: &str) -> Option<&'a RawValue> {
+    let mut current = raw;
+    for token in pointer.split('/').skip(1) {
+        current = if token.contains('~') {
+            crate::json_view::member(current, &token.replace("~1", "/").replace("~0", "~"))
+        } else {
+            crate::json_view::member(current, token)
+        }?;
+    }
+    Some(current)
+}
+
+fn raw_equal(a: Option<&RawValue>, b: Option<&RawValue>) -> bool {
+    let is_null = |v: Option<&RawValue>| v.is_none_or(|r| r.get() == "null");
+    match (a, b) {
+        _ if is_null(a) && is_null(b) => true,
+        (Some(a), Some(b)) if a.get() == b.get() => true,
+        (Some(a), Some(b)) => {
+            // Same content, other key order or spacing (clients other than the API server).
+            let a: Result<serde_json::Value, _> = serde_json::from_str(a.get());
+            let b: Result<serde_json::Value, _> = serde_json::from_str(b.get());
+            matches!((a, b), (Ok(a), Ok(b)) if a == b)
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(json: &str) -> Box<RawValue> {
+        RawValue::from_string(json.to_string()).expect("valid json")
+    }
+
+    #[test]
+    fn pointers_walk_raw_json() {
+        let doc = raw(r#"{"spec":{"verify":{"provider":"cosign"}},"a/b":1}"#);
+        assert_eq!(
+            raw_pointer(&doc, "/spec/verify/provider").map(|r| r.get()),
+            Some("\"cosign\"")
+        );
+        assert_eq!(raw_pointer(&doc, "/a~1b").map(|r| r.get()), Some("1"));
+        assert!(raw_pointer(&doc, "/spec/missing").is_none());
+    }
+
+    #[test]
+    fn pointers_read_members_as_a_map_would() {
+        // Of duplicate keys the last wins; escaped keys match their text; arrays and scalars
+        // have no members.
+        let doc =
+            raw(r#"{"spec":{"a":1},"spec":{"a":2},"\u0073tatus":{"x":[1]},"list":[{"a":1}]}"#);
+        assert_eq!(raw_pointer(&doc, "/spec/a").map(|r| r.get()), Some("2"));
+        assert_eq!(raw_pointer(&doc, "/status/x").map(|r| r.get()), Some("[1]"));
+        assert!(raw_pointer(&doc, "/list/0").is_none());
+        assert!(raw_pointer(&doc, "/spec/a/b").is_none());
+        assert_eq!(raw_pointer(&doc, "").map(|r| r.get()), Some(doc.get()));
+    }
+
+    #[test]
+    fn equal_content_in_another_order_is_unchanged() {
+        let a = raw(r#"{"x":1,"y":[1,2]}"#);
+        let b = raw(r#"{ "y": [1, 2], "x": 1 }"#);
+        assert!(raw_equal(Some(&a), Some(&b)));
+        let null = raw("null");
+        assert!(raw_equal(None, Some(&null)));
+        assert!(!raw_equal(Some(&a), None));
+    }
+}
