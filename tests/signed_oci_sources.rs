@@ -615,6 +615,144 @@ fn without_require_identity_keyless_verification_may_accept_any_signer() {
 }
 
 // ---------------------------------------------------------------------------------------
+// A HelmRepository that turns OCI takes its charts with it
+
+/// A HelmChart of `charts` without verify, and a HelmRelease in another namespace pulling
+/// from it with `release_verify`.
+fn charts_of_the_repository(chart_verify: &str, release_verify: &str) -> MemoryView {
+    let mut chart = helm_chart(chart_verify);
+    chart["metadata"]["name"] = json!("podinfo");
+    let release = helm_release(
+        "{kind: HelmRepository, name: charts, namespace: flux-system}",
+        release_verify,
+    );
+    view_with(&[chart, release])
+}
+
+fn https_repository() -> Value {
+    helm_repository(
+        "flux-system",
+        "charts",
+        "default",
+        "https://charts.example.com",
+    )
+}
+
+fn oci_repository_of_charts() -> Value {
+    helm_repository(
+        "flux-system",
+        "charts",
+        "oci",
+        "oci://registry.gitlab.com/acme/charts",
+    )
+}
+
+#[test]
+fn a_helm_repository_turning_oci_is_denied_while_its_charts_do_not_verify() {
+    let view = charts_of_the_repository("", "");
+    let body = update_body(&oci_repository_of_charts(), &https_repository(), None);
+    let verdict = review_body(&default_engine(), Endpoint::Validate, &body, &view);
+    assert_denied(
+        &verdict,
+        &[
+            "HelmRepository flux-system/charts (oci://registry.gitlab.com/acme/charts) becomes an OCI repository",
+            "HelmChart flux-system/podinfo (spec.verify is missing)",
+            "HelmRelease apps/podinfo (spec.chart.spec.verify is missing)",
+            "then change the repository",
+        ],
+    );
+    // Created as OCI, the same.
+    assert_denied(
+        &validate_with(&default_engine(), &oci_repository_of_charts(), &view),
+        &["is an OCI repository", "HelmChart flux-system/podinfo"],
+    );
+}
+
+#[test]
+fn a_helm_repository_turning_oci_passes_once_its_charts_verify() {
+    let view = charts_of_the_repository(
+        &format!(
+            "  verify:\n    provider: cosign\n    matchOIDCIdentity:\n      - issuer: '{GITLAB_ISSUER}'\n        subject: '{APP_SUBJECT}'"
+        ),
+        "      verify: {provider: cosign, secretRef: {name: cosign-pub}}",
+    );
+    let body = update_body(&oci_repository_of_charts(), &https_repository(), None);
+    let verdict = review_body(&default_engine(), Endpoint::Validate, &body, &view);
+    assert!(verdict.allowed, "{}", verdict.denial_message());
+    // A chart whose keyless identity is broad still holds the repository back.
+    let broad = charts_of_the_repository(
+        "  verify:\n    provider: cosign\n    matchOIDCIdentity:\n      - {issuer: '.*', subject: '.*'}",
+        "      verify: {provider: cosign, secretRef: {name: cosign-pub}}",
+    );
+    assert_denied(
+        &review_body(&default_engine(), Endpoint::Validate, &body, &broad),
+        &[
+            "HelmChart flux-system/podinfo (spec.verify.matchOIDCIdentity[0].issuer `.*` is too broad",
+        ],
+    );
+}
+
+#[test]
+fn a_helm_repository_that_stays_http_or_has_no_charts_passes() {
+    let view = charts_of_the_repository("", "");
+    assert_clean(&validate_with(
+        &default_engine(),
+        &https_repository(),
+        &view,
+    ));
+    assert_clean(&validate_with(
+        &default_engine(),
+        &oci_repository_of_charts(),
+        &MemoryView::new(),
+    ));
+    // Charts of another repository do not count.
+    let mut other = oci_repository_of_charts();
+    other["metadata"]["name"] = json!("other");
+    assert_clean(&validate_with(&default_engine(), &other, &view));
+}
+
+#[test]
+fn a_helm_repository_whose_charts_cannot_be_told_follows_unknown_helm_repository() {
+    let view = charts_of_the_repository("", "");
+    view.set_synced(false);
+    assert_denied(
+        &validate_with(&default_engine(), &oci_repository_of_charts(), &view),
+        &[
+            "cannot tell which HelmCharts and HelmReleases pull from it",
+            "unknownHelmRepository: deny",
+        ],
+    );
+    let lenient = engine("policies:\n  signed-oci-sources:\n    unknownHelmRepository: warn\n");
+    let verdict = validate_with(&lenient, &oci_repository_of_charts(), &view);
+    assert!(verdict.allowed, "{}", verdict.denial_message());
+}
+
+#[test]
+fn check_judges_a_helm_repository_by_the_charts_of_its_manifest_set() {
+    let dir = std::env::temp_dir().join(format!("fluxgate-i21-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let file = dir.join("charts.yaml");
+    let manifests = format!(
+        "{}---\n{}",
+        serde_yaml_ng::to_string(&oci_repository_of_charts()).expect("yaml"),
+        serde_yaml_ng::to_string(&helm_chart("")).expect("yaml"),
+    );
+    std::fs::write(&file, manifests).expect("writes");
+    let report = fluxgate::check::check(
+        &default_engine(),
+        &[file.clone()],
+        &[],
+        &mut std::io::empty(),
+    );
+    let text = serde_json::to_string(&report).expect("json");
+    assert!(
+        text.contains("is an OCI repository") && text.contains("HelmChart flux-system/podinfo"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------------------------------
 // Identities are judged by the language of their patterns (issue 21's families)
 
 const GITHUB_ISSUER: &str = r"^https://token\.actions\.githubusercontent\.com$";
@@ -1349,6 +1487,11 @@ fn the_policy_judges_creates_and_updates_of_its_kinds_in_every_version() {
         kinds,
         BTreeSet::from([
             ("helm.toolkit.fluxcd.io", "HelmRelease", "helmreleases"),
+            (
+                "source.toolkit.fluxcd.io",
+                "HelmRepository",
+                "helmrepositories"
+            ),
             ("source.toolkit.fluxcd.io", "HelmChart", "helmcharts"),
             (
                 "source.toolkit.fluxcd.io",
@@ -1648,7 +1791,7 @@ policies:
 #[derive(Debug, Clone, Copy)]
 enum Decision {
     Allow,
-    /// Not a kind this policy judges (HelmRepository).
+    /// A HelmRepository none of whose charts (in its scope) would pull unverified.
     NotJudged,
     Deny(&'static [&'static str]),
 }
@@ -1658,6 +1801,9 @@ const MISSING: Decision = Decision::Deny(&["spec.verify is missing"]);
 const TEMPLATE_MISSING: Decision = Decision::Deny(&["spec.chart.spec.verify is missing"]);
 const NO_IDENTITY: Decision = Decision::Deny(&["without matchOIDCIdentity"]);
 const BROAD: Decision = Decision::Deny(&["too broad"]);
+/// An OCI HelmRepository whose charts in the same scope pull unverified.
+const OCI_CHARTS_UNVERIFIED: Decision =
+    Decision::Deny(&["is an OCI repository", "would not pass signed-oci-sources"]);
 const INSECURE_UNVERIFIED: Decision = Decision::Deny(&["spec.verify is missing", "plain HTTP"]);
 /// Documentation snippets that show only `status`, or `spec:` with nothing under it.
 const MALFORMED: Decision = Decision::Deny(&["is malformed", "spec"]);
@@ -1670,8 +1816,11 @@ const UNKNOWN_REPO: Decision = Decision::Deny(&[
 /// Every OCIRepository, HelmChart, HelmRepository and HelmRelease under `corpus/flux/`
 /// (path, kind, name), with the decision under the default configuration, checked by hand.
 /// Objects are judged as `fluxgate check` would judge their directory: the cluster view holds
-/// the HelmRepositories of the same directory (of the same file for `docs-extracted/`, whose
+/// the HelmRepositories, HelmCharts and HelmReleases of the same directory (of the same file for `docs-extracted/`, whose
 /// snippets are unrelated to each other).
+///
+/// HelmRepositories are judged too: an OCI one is denied while charts of its scope pull from
+/// it unverified (OCI_CHARTS_UNVERIFIED).
 ///
 /// Reading guide: chartRef releases and kustomize patches without a chart are left to their
 /// source (ALLOW); charts from Git, Bucket or HTTP repositories need no verify (ALLOW); the
@@ -2224,7 +2373,7 @@ const CORPUS_TABLE: &[(&str, &str, &str, Decision)] = &[
         "fluxcd+flux2-hub-spoke-example/deploy/apps/podinfo.yaml",
         "HelmRepository",
         "podinfo",
-        NOT_JUDGED,
+        OCI_CHARTS_UNVERIFIED,
     ),
     (
         "fluxcd+flux2-hub-spoke-example/deploy/apps/podinfo.yaml",
@@ -2374,7 +2523,7 @@ const CORPUS_TABLE: &[(&str, &str, &str, Decision)] = &[
         "fluxcd+source-controller/config/samples/source_v1_helmrepository-oci.yaml",
         "HelmRepository",
         "helmrepository-sample-oci",
-        NOT_JUDGED,
+        OCI_CHARTS_UNVERIFIED,
     ),
     (
         "fluxcd+source-controller/config/samples/source_v1_helmrepository.yaml",
@@ -2422,7 +2571,7 @@ const CORPUS_TABLE: &[(&str, &str, &str, Decision)] = &[
         "fluxcd+source-controller/config/testdata/helmchart-from-oci/source.yaml",
         "HelmRepository",
         "podinfo",
-        NOT_JUDGED,
+        OCI_CHARTS_UNVERIFIED,
     ),
     (
         "fluxcd+source-controller/config/testdata/helmchart-from-oci/source.yaml",
@@ -2512,7 +2661,7 @@ const CORPUS_TABLE: &[(&str, &str, &str, Decision)] = &[
         "stefanprodan+flux-local-dev/kubernetes/apps/podinfo.yaml",
         "HelmRepository",
         "podinfo",
-        NOT_JUDGED,
+        OCI_CHARTS_UNVERIFIED,
     ),
     (
         "stefanprodan+flux-local-dev/kubernetes/apps/podinfo.yaml",
@@ -2596,7 +2745,7 @@ const CORPUS_TABLE: &[(&str, &str, &str, Decision)] = &[
         "stefanprodan+flux-local-dev/kubernetes/infra/controllers/weave-gitops.yaml",
         "HelmRepository",
         "weave-gitops",
-        NOT_JUDGED,
+        OCI_CHARTS_UNVERIFIED,
     ),
     (
         "stefanprodan+flux-local-dev/kubernetes/infra/controllers/weave-gitops.yaml",
@@ -2667,12 +2816,15 @@ fn every_flux_object_of_the_corpus_gets_its_hand_checked_decision() {
         "HelmRepository",
         "HelmRelease",
     ];
-    // The cluster view of each scope: its HelmRepositories.
+    // The cluster view of each scope: its HelmRepositories, HelmCharts and HelmReleases.
     let mut views: BTreeMap<String, MemoryView> = BTreeMap::new();
     for (path, object) in &objects {
         // Two documentation snippets elide the spec (`spec:` with nothing under it): they
         // describe no repository a chart could come from.
-        if kind_of(object) == "HelmRepository" && object["spec"].is_object() {
+        let kind = kind_of(object);
+        if ["HelmRepository", "HelmChart", "HelmRelease"].contains(&kind.as_str())
+            && object["spec"].is_object()
+        {
             views
                 .entry(scope_of(path))
                 .or_default()
@@ -2704,9 +2856,10 @@ fn every_flux_object_of_the_corpus_gets_its_hand_checked_decision() {
         let context = format!("{kind} {name} in {path}");
         match decision {
             Decision::NotJudged => {
-                // Other policies (secret-rotation) may look at it; this one does not.
+                // A HelmRepository: judged, and clean unless it is OCI and charts of its
+                // scope pull from it unverified.
                 assert!(
-                    verdict.allowed && !verdict.evaluated.contains(&POLICY),
+                    verdict.allowed && verdict.outcomes.is_empty(),
                     "{context}: {verdict:#?}"
                 );
             }

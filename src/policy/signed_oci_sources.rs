@@ -24,12 +24,13 @@ pub use settings::{
 use self::identity::{Breadth, IdentityField, IssuerKind, SubjectBreadth, SubjectRule};
 use self::settings::Compiled;
 use super::{CREATE_UPDATE, Context, KindRule, Policy};
+use crate::admission::Operation;
 use crate::admission::Request;
 use crate::cluster::{Lookup, ObjectKey};
 use crate::finding::{Finding, PolicyId, object_ref};
 use crate::flux::helm_chart::{self, HelmChart};
 use crate::flux::helm_release::{self, HelmRelease};
-use crate::flux::helm_repository;
+use crate::flux::helm_repository::{self, HelmRepository};
 use crate::flux::meta::ObjectMeta;
 use crate::flux::oci_repository::{self, OciRepository};
 use crate::flux::reference::SourceReference;
@@ -54,6 +55,15 @@ const KINDS: &[KindRule] = &[
         group: SOURCE_GROUP,
         kind: helm_chart::KIND,
         resource: helm_chart::RESOURCE,
+        opt_in: false,
+        operations: CREATE_UPDATE,
+        judged_fields: &["/spec"],
+    },
+    // A repository that turns OCI changes what its charts pull: they must verify first.
+    KindRule {
+        group: SOURCE_GROUP,
+        kind: helm_repository::KIND,
+        resource: helm_repository::RESOURCE,
         opt_in: false,
         operations: CREATE_UPDATE,
         judged_fields: &["/spec"],
@@ -109,6 +119,7 @@ impl Policy for SignedOciSources {
             oci_repository::KIND => judge.oci_repository(ctx),
             helm_chart::KIND => judge.helm_chart(ctx),
             helm_release::KIND => judge.helm_release(ctx),
+            helm_repository::KIND => judge.helm_repository(ctx),
             _ => Ok(Vec::new()),
         };
         judged.unwrap_or_else(|malformed| vec![malformed])
@@ -362,6 +373,114 @@ impl Judge<'_> {
             &template.spec.chart,
             template.spec.verify.as_ref(),
         ))
+    }
+
+    /// A HelmRepository that is (or becomes) OCI: every HelmChart and HelmRelease chart
+    /// template that pulls from it must then pass this policy, or it would pull unverified
+    /// charts, and with its own `spec` unchanged, its later updates would not be judged.
+    fn helm_repository(&self, ctx: &Context<'_>) -> Result<Vec<Finding>, Finding> {
+        let repo: HelmRepository = read(ctx)?;
+        let Some(spec) = repo.spec else {
+            return Ok(Vec::new());
+        };
+        let url = spec.url.as_ref();
+        if !helm_repository::is_oci(spec.repo_type.as_deref(), url) {
+            return Ok(Vec::new());
+        }
+        let namespace = ctx.request.namespace().unwrap_or("");
+        let name = ctx.request.name();
+        let becomes = match ctx.request.operation {
+            Operation::Update => {
+                let was_oci = ctx
+                    .request
+                    .old_object
+                    .and_then(|old| flux::parse_raw::<HelmRepository>(old).ok())
+                    .and_then(|old| old.spec)
+                    .is_some_and(|old| helm_repository::is_oci(old.repo_type.as_deref(), &old.url));
+                if was_oci {
+                    "is an OCI repository"
+                } else {
+                    "becomes an OCI repository"
+                }
+            }
+            _ => "is an OCI repository",
+        };
+        let charts = match ctx.view.charts_of(namespace, name) {
+            Lookup::Found(charts) => charts,
+            Lookup::Missing => Vec::new(),
+            Lookup::Unknown => {
+                let message = format!(
+                    "{} ({url}) {becomes}, whose charts must be verified by Flux, and fluxgate cannot tell which HelmCharts and HelmReleases pull from it (its view of the cluster is not synced yet, or its watch of the API server is lost; unknownHelmRepository: {})",
+                    ctx.object_ref(),
+                    match self.settings.unknown_helm_repository {
+                        UnknownHelmRepository::Deny => "deny",
+                        UnknownHelmRepository::Warn => "warn",
+                    }
+                );
+                return Ok(vec![match self.settings.unknown_helm_repository {
+                    UnknownHelmRepository::Deny => Finding::violation(ID, message),
+                    UnknownHelmRepository::Warn => Finding::advisory(ID, message),
+                }]);
+            }
+        };
+        let insecure = spec.insecure == Some(true) && !self.settings.allow_insecure;
+        let mut failing = Vec::new();
+        for chart in &charts {
+            let site = if chart.kind == helm_chart::KIND {
+                Site::HelmChart
+            } else {
+                Site::HelmReleaseTemplate
+            };
+            let verify: Option<Verification<'_>> = match chart.verify.as_deref() {
+                None => None,
+                Some(json) => match serde_json::from_str(json) {
+                    Ok(verify) => Some(verify),
+                    Err(_) => {
+                        failing.push(format!(
+                            "{} ({} is malformed)",
+                            object_ref(chart.kind, Some(&chart.namespace), &chart.name),
+                            site.path()
+                        ));
+                        continue;
+                    }
+                },
+            };
+            let mut problems = match &verify {
+                None => vec![format!("{} is missing", site.path())],
+                Some(verify) => self.verification(verify, site).violations,
+            };
+            let chart_url = helm_repository::chart_url(url, &chart.chart);
+            if insecure {
+                problems.push("the repository has spec.insecure: true".into());
+            }
+            if !self.compiled.registry_allowed(&chart_url) {
+                problems.push(format!("{chart_url} is outside allowedRegistries"));
+            }
+            if !problems.is_empty() {
+                failing.push(format!(
+                    "{} ({})",
+                    object_ref(chart.kind, Some(&chart.namespace), &chart.name),
+                    problems.join("; ")
+                ));
+            }
+        }
+        if failing.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![Finding::violation(
+            ID,
+            format!(
+                "{} ({url}) {becomes}, whose charts must be verified by Flux, but {} that pull{} from it would not pass signed-oci-sources: {}. Give each a passing verify first (a HelmRelease's chart template can only verify with a cosign public key, spec.chart.spec.verify.secretRef), then change the repository",
+                ctx.object_ref(),
+                if failing.len() == 1 {
+                    "a chart"
+                } else {
+                    "charts"
+                },
+                if failing.len() == 1 { "s" } else { "" },
+                failing.join(", ")
+            ),
+        )])
     }
 
     /// A chart from a source: only charts from OCI HelmRepositories can be (and must be)

@@ -44,6 +44,10 @@ func main() {
 		if err := enc.Encode(a); err != nil {
 			panic(err)
 		}
+		// One answer per query, now: the test waits for it before it asks the next.
+		if err := out.Flush(); err != nil {
+			panic(err)
+		}
 	}
 	if err := in.Err(); err != nil {
 		panic(err)

@@ -401,10 +401,13 @@ impl GoRegexp {
             Err(ParseError::Go(e)) => return Err(GoRegexpError::Go(e.to_string())),
             Err(ParseError::TooDeep) => return Err(GoRegexpError::Bound),
         };
-        let (hir, _) = go_syntax::lower(&tree, Lowering {
-            fold: false,
-            captures: false,
-        });
+        let (hir, _) = go_syntax::lower(
+            &tree,
+            Lowering {
+                fold: false,
+                captures: false,
+            },
+        );
         let language = Language::new(hir, false, &LIMITS).map_err(|_| GoRegexpError::Bound)?;
         Ok(GoRegexp { language })
     }
