@@ -340,7 +340,7 @@ fn static_view(args: &ServeArgs) -> Result<MemoryView, String> {
     };
     let view = MemoryView::new();
     // Which images count as agentk comes from the configuration: set before applying.
-    view.reconfigure(&config);
+    view.reconfigure(config.policies.single_agent.detector());
     let mut files = Vec::new();
     for path in &args.cluster_state {
         manifest_files(path, &mut files, &mut std::collections::HashSet::new())
@@ -453,7 +453,7 @@ async fn run_audit(args: &AuditArgs) -> Result<ExitCode, String> {
     };
     let client = client_from(args.kubeconfig.as_ref()).await?;
     let view = crate::cluster::kube::KubeView::start(client.clone());
-    view.reconfigure(&config);
+    view.reconfigure(config.policies.single_agent.detector());
     let engine = crate::engine::Engine::new(config, args.mode);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.sync_timeout);
     while !view.synced() {
@@ -540,7 +540,7 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
             client,
             crate::audit::cluster::AuditOptions::default(),
         ));
-        tokio::spawn(crate::audit::cluster::periodic(
+        tokio::spawn(crate::server::audit::periodic(
             auditor,
             server.state(),
             Duration::from_secs(args.audit_interval),

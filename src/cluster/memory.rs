@@ -13,13 +13,15 @@ use crate::admission::ObjectHead;
 use crate::json_view::Indexed;
 
 use super::agents::AgentIndex;
-use super::rbac::{self, BindingFacts, NamedRoles, RbacIndex, RoleFacts, RoleKey};
-use super::secrets::{self, FluxSecretReference, SecretFacts, SecretUse};
+use super::rbac::{self, RbacIndex};
+use super::secrets::{self, FluxSecretReference, SecretFacts};
 use super::{
     AgentInstallation, ChartReference, ClusterView, HelmRepositoryFacts, Lookup, ObjectKey,
 };
 use crate::flux::secret_refs;
+use crate::flux::secret_refs::SecretUse;
 use crate::gitlab::agent::{AgentDetector, InstallationId};
+use crate::rbac::objects::{BindingFacts, NamedRoles, RoleFacts, RoleKey};
 use crate::selector::LabelSelector;
 
 const FLUX_SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
@@ -94,6 +96,8 @@ impl<T> ByNamespace<T> {
 pub struct MemoryView {
     store: RwLock<Store>,
     synced: AtomicBool,
+    /// Holds manifests, not a cluster (see [`ClusterView::offline`]).
+    offline: AtomicBool,
     agents: AgentIndex,
     health: WatchHealth,
 }
@@ -224,7 +228,7 @@ fn keeps(group: &str, kind: &str) -> bool {
     matches!(
         (group, kind),
         ("", "Namespace" | "Secret") | (FLUX_SOURCE_GROUP, "HelmRepository")
-    ) || (group == rbac::GROUP && rbac::is_rbac_kind(kind))
+    ) || (group == crate::rbac::GROUP && rbac::is_rbac_kind(kind))
         || AgentIndex::indexes(group, kind)
         || secret_refs::flux_kind(group, kind).is_some()
 }
@@ -317,6 +321,7 @@ impl MemoryView {
         MemoryView {
             store: RwLock::new(Store::default()),
             synced: AtomicBool::new(true),
+            offline: AtomicBool::new(false),
             agents: AgentIndex::default(),
             health: WatchHealth::new(),
         }
@@ -405,6 +410,11 @@ impl MemoryView {
         self.synced.store(synced, Ordering::Release);
     }
 
+    /// Marks the view as holding manifests rather than a cluster (`fluxgate check`).
+    pub fn set_offline(&self, offline: bool) {
+        self.offline.store(offline, Ordering::Relaxed);
+    }
+
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Store> {
         // A panic while holding the lock leaves projections that are each still whole.
         self.store.write().unwrap_or_else(|p| p.into_inner())
@@ -490,7 +500,7 @@ impl MemoryView {
                     facts,
                 );
             }
-            (rbac::GROUP, kind) if rbac::is_rbac_kind(kind) => {
+            (crate::rbac::GROUP, kind) if rbac::is_rbac_kind(kind) => {
                 let projection = rbac::project(kind, object)?;
                 self.write().rbac.apply(projection);
             }
@@ -610,7 +620,9 @@ impl MemoryView {
                     .helm_repositories
                     .remove(key.namespace.as_deref().unwrap_or(""), &key.name);
             }
-            (rbac::GROUP, kind) => store.rbac.delete(kind, key.namespace.as_deref(), &key.name),
+            (crate::rbac::GROUP, kind) => {
+                store.rbac.delete(kind, key.namespace.as_deref(), &key.name)
+            }
             _ => {}
         }
     }
@@ -695,8 +707,8 @@ impl ClusterView for MemoryView {
         })
     }
 
-    fn reconfigure(&self, config: &crate::config::Config) {
-        self.set_agent_detector(config.policies.single_agent.detector().clone());
+    fn reconfigure(&self, agents: &AgentDetector) {
+        self.set_agent_detector(agents.clone());
     }
 
     fn agent_installations(&self) -> Lookup<Vec<AgentInstallation>> {
@@ -735,6 +747,34 @@ impl ClusterView for MemoryView {
 
     fn bindings_to(&self, role: &RoleKey) -> Lookup<Vec<Arc<BindingFacts>>> {
         self.listing(BINDING_KINDS, |store| store.rbac.bindings_to(role))
+    }
+
+    fn other_gitlab_identity_in(
+        &self,
+        namespace: &str,
+        except_identity: &str,
+        except_binding: &str,
+    ) -> Lookup<Option<(String, String)>> {
+        self.listing(BINDING_KINDS, |store| {
+            store
+                .rbac
+                .other_gitlab_identity_in(namespace, except_identity, except_binding)
+        })
+    }
+
+    fn bindings_naming(
+        &self,
+        kind: &str,
+        name: &str,
+        namespace: Option<&str>,
+    ) -> Lookup<Vec<Arc<BindingFacts>>> {
+        self.listing(BINDING_KINDS, |store| {
+            store.rbac.bindings_naming(kind, name, namespace)
+        })
+    }
+
+    fn offline(&self) -> bool {
+        self.offline.load(Ordering::Relaxed)
     }
 }
 

@@ -19,12 +19,12 @@ pub mod secrets;
 
 pub use agents::{AgentInstallation, AgentObject};
 pub use memory::{DEFAULT_VIEW_GRACE, KindHealth, MemoryView};
-pub use rbac::{BindingFacts, NamedRoles, RoleFacts, RoleKey};
 pub use secrets::{FluxSecretReference, SecretFacts};
 
+use crate::rbac::objects::{BindingFacts, NamedRoles, RoleFacts, RoleKey};
 use crate::selector::LabelSelector;
 
-use crate::gitlab::agent::InstallationId;
+use crate::gitlab::agent::{AgentDetector, InstallationId};
 
 /// The answer to a lookup in the cluster view.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -295,6 +295,32 @@ pub trait ClusterView: Send + Sync {
     /// The RoleBindings and ClusterRoleBindings whose roleRef is `role`.
     fn bindings_to(&self, role: &RoleKey) -> Lookup<Vec<Arc<BindingFacts>>>;
 
+    /// A GitLab identity that a RoleBinding in `namespace` other than `except_binding` names,
+    /// besides `except_identity` and the catch-all groups: `(identity, binding name)`, or
+    /// `None` when `except_identity` is the only one there.
+    fn other_gitlab_identity_in(
+        &self,
+        namespace: &str,
+        except_identity: &str,
+        except_binding: &str,
+    ) -> Lookup<Option<(String, String)>>;
+
+    /// Every binding that names a subject of this kind and name (and namespace, for a
+    /// ServiceAccount). This scans every binding: for `fluxgate check` and the audit scan,
+    /// not for the request path.
+    fn bindings_naming(
+        &self,
+        kind: &str,
+        name: &str,
+        namespace: Option<&str>,
+    ) -> Lookup<Vec<Arc<BindingFacts>>>;
+
+    /// Whether the view holds manifests rather than a cluster (`fluxgate check`): what it
+    /// misses may simply not have been given, and messages say how to give it.
+    fn offline(&self) -> bool {
+        false
+    }
+
     /// The creation and rotation times of a Secret (never its data), for `secret-rotation`.
     fn secret(&self, namespace: &str, name: &str) -> Lookup<SecretFacts>;
 
@@ -302,9 +328,10 @@ pub trait ClusterView: Send + Sync {
     /// projection: for the audit scan and metrics, not for the request path.
     fn flux_secret_references(&self) -> Lookup<Vec<FluxSecretReference>>;
 
-    /// Applies the parts of the configuration that shape the projections (which images
-    /// count as agentk). Called at start and on every configuration reload.
-    fn reconfigure(&self, config: &crate::config::Config);
+    /// Applies the parts of the configuration that shape the projections: which workloads
+    /// count as agentk (single-agent's `agentImages` and the rest of its detector). Called at
+    /// start and on every configuration reload.
+    fn reconfigure(&self, agents: &AgentDetector);
 
     /// Makes sure the view knows these objects before a policy asks, for objects that often
     /// arrive just before the request that needs them (a Role applied together with its

@@ -1,322 +1,31 @@
 //! The RBAC part of the cluster view: Roles and ClusterRoles as [`RoleFacts`] (what is broad
-//! in them, their labels and aggregation rule) and bindings as [`BindingFacts`], indexed so
-//! that every question a policy asks on the request path is a lookup:
+//! in them, their labels and aggregation rule) and bindings as [`BindingFacts`] (both drawn
+//! from the objects by [`crate::rbac::objects`]), indexed so that every question a policy asks
+//! on the request path is a lookup:
 //! - a role by name;
 //! - the ClusterRoles an aggregation selector matches (by label, not by scanning);
 //! - the ClusterRoles that aggregate a set of labels (only aggregating roles are visited);
-//! - the bindings of a role (by roleRef).
+//! - the bindings of a role (by roleRef);
+//! - the GitLab identities RoleBindings name in a namespace (whether a namespace is one
+//!   environment's own).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::fmt;
 use std::sync::Arc;
 
 use crate::json_view::Indexed;
-use serde::Deserialize;
 
-use crate::rbac::{PolicyRule, RuleSummary, null_as_default};
+use crate::gitlab::identity::Identity;
+use crate::rbac::objects::{
+    BindingFacts, BindingKind, BindingObject, NamedRoles, RoleFacts, RoleKey, RoleObject, Subject,
+};
+use crate::rbac::{PolicyRule, RuleSummary};
 use crate::selector::{LabelSelector, SelectorOperator, selector_matches};
 
 /// Interned values are swept once the table has grown by this factor since the last sweep.
 const SWEEP_GROWTH: usize = 2;
 
-pub use crate::rbac::GROUP;
-
-/// Label and name of the GitLab agent chart's objects.
-const AGENT_CHART_LABEL: (&str, &str) = ("app.kubernetes.io/name", "gitlab-agent");
-
-/// Labels, sorted by key.
-pub type Labels = Box<[(Arc<str>, Arc<str>)]>;
-
-/// ClusterRoles with their names, sorted by name.
-pub type NamedRoles = Vec<(Arc<str>, Arc<RoleFacts>)>;
-
 /// label key -> label value -> names of the ClusterRoles carrying it.
 type LabelIndex = HashMap<Arc<str>, HashMap<Arc<str>, BTreeSet<Arc<str>>>>;
-
-/// A Role or ClusterRole as the view keeps it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RoleFacts {
-    /// Its own `rules`, analysed.
-    pub summary: RuleSummary,
-    /// The selectors of a ClusterRole's `aggregationRule`.
-    pub aggregation: Option<Vec<LabelSelector>>,
-    /// A ClusterRole's labels (which aggregated ClusterRoles pick it up); empty for Roles.
-    pub labels: Labels,
-}
-
-impl RoleFacts {
-    pub fn from_object(object: &RoleObject, cluster_role: bool) -> RoleFacts {
-        let labels = if cluster_role {
-            labels_of(&object.metadata.labels)
-        } else {
-            Box::default()
-        };
-        RoleFacts {
-            summary: RuleSummary::of_rules(&object.rules),
-            aggregation: object
-                .aggregation_rule
-                .as_ref()
-                .filter(|_| cluster_role)
-                .map(|a| a.cluster_role_selectors.clone()),
-            labels,
-        }
-    }
-
-    pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels
-            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
-            .ok()
-            .map(|i| self.labels[i].1.as_ref())
-    }
-}
-
-fn labels_of(labels: &BTreeMap<String, String>) -> Labels {
-    labels
-        .iter()
-        .map(|(k, v)| (Arc::from(k.as_str()), Arc::from(v.as_str())))
-        .collect()
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum BindingKind {
-    RoleBinding,
-    ClusterRoleBinding,
-}
-
-impl BindingKind {
-    pub fn parse(kind: &str) -> Option<BindingKind> {
-        match kind {
-            "RoleBinding" => Some(BindingKind::RoleBinding),
-            "ClusterRoleBinding" => Some(BindingKind::ClusterRoleBinding),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BindingKind::RoleBinding => "RoleBinding",
-            BindingKind::ClusterRoleBinding => "ClusterRoleBinding",
-        }
-    }
-}
-
-/// What a binding's `roleRef` points at.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum RoleKey {
-    Role { namespace: Arc<str>, name: Arc<str> },
-    ClusterRole { name: Arc<str> },
-}
-
-impl RoleKey {
-    pub fn name(&self) -> &str {
-        match self {
-            RoleKey::Role { name, .. } | RoleKey::ClusterRole { name } => name,
-        }
-    }
-}
-
-impl fmt::Display for RoleKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RoleKey::Role { namespace, name } => write!(f, "Role {namespace}/{name}"),
-            RoleKey::ClusterRole { name } => write!(f, "ClusterRole {name}"),
-        }
-    }
-}
-
-/// One subject of a binding.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Subject {
-    /// `User`, `Group` or `ServiceAccount`.
-    pub kind: Box<str>,
-    pub name: Box<str>,
-    /// ServiceAccounts only.
-    pub namespace: Option<Box<str>>,
-}
-
-impl Subject {
-    pub fn is_service_account(&self, namespace: &str, name: &str) -> bool {
-        &*self.kind == "ServiceAccount"
-            && &*self.name == name
-            && self.namespace.as_deref() == Some(namespace)
-    }
-}
-
-impl fmt::Display for Subject {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.namespace {
-            Some(ns) if &*self.kind == "ServiceAccount" => {
-                write!(f, "ServiceAccount {ns}/{}", self.name)
-            }
-            _ => write!(f, "{} {}", self.kind, self.name),
-        }
-    }
-}
-
-/// A RoleBinding or ClusterRoleBinding as the view keeps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BindingFacts {
-    pub kind: BindingKind,
-    /// RoleBindings only.
-    pub namespace: Option<Arc<str>>,
-    pub name: Arc<str>,
-    pub role: RoleKey,
-    pub subjects: Box<[Subject]>,
-    /// The GitLab agent Helm chart's ClusterRoleBinding for the agent's ServiceAccount.
-    pub agent_chart: bool,
-}
-
-impl BindingFacts {
-    /// `None` when the roleRef is not a Role or ClusterRole of `rbac.authorization.k8s.io`,
-    /// or a ClusterRoleBinding refers to a Role: the API server refuses such bindings.
-    pub fn from_object(object: &BindingObject, kind: BindingKind) -> Option<BindingFacts> {
-        let namespace = match kind {
-            BindingKind::RoleBinding => Some(Arc::from(
-                object.metadata.namespace.as_deref().unwrap_or_default(),
-            )),
-            BindingKind::ClusterRoleBinding => None,
-        };
-        let role = role_key(&object.role_ref, namespace.as_ref())?;
-        let subjects: Box<[Subject]> = object
-            .subjects
-            .iter()
-            .map(|s| Subject {
-                kind: s.kind.as_str().into(),
-                name: s.name.as_str().into(),
-                namespace: s.namespace.as_deref().map(Box::from),
-            })
-            .collect();
-        let agent_chart = kind == BindingKind::ClusterRoleBinding
-            && object
-                .metadata
-                .labels
-                .get(AGENT_CHART_LABEL.0)
-                .map(String::as_str)
-                == Some(AGENT_CHART_LABEL.1)
-            && is_agent_chart_binding_name(&object.metadata.name, role.name(), &subjects);
-        Some(BindingFacts {
-            kind,
-            namespace,
-            name: Arc::from(object.metadata.name.as_str()),
-            role,
-            subjects,
-            agent_chart,
-        })
-    }
-
-    pub fn scope(&self) -> crate::rbac::Scope {
-        match self.kind {
-            BindingKind::RoleBinding => crate::rbac::Scope::Namespaced,
-            BindingKind::ClusterRoleBinding => crate::rbac::Scope::ClusterWide,
-        }
-    }
-}
-
-impl fmt::Display for BindingFacts {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.namespace {
-            Some(ns) => write!(f, "{} {ns}/{}", self.kind.as_str(), self.name),
-            None => write!(f, "{} {}", self.kind.as_str(), self.name),
-        }
-    }
-}
-
-/// The chart names its ClusterRoleBinding `<release namespace>:<service account>-<role>`
-/// with the agent's ServiceAccount as the subject.
-pub fn is_agent_chart_subject(binding_name: &str, role: &str, subject: &Subject) -> bool {
-    &*subject.kind == "ServiceAccount"
-        && subject.namespace.as_deref().is_some_and(|ns| {
-            binding_name
-                .strip_prefix(ns)
-                .and_then(|rest| rest.strip_prefix(':'))
-                .and_then(|rest| rest.strip_prefix(&*subject.name))
-                .and_then(|rest| rest.strip_prefix('-'))
-                == Some(role)
-        })
-}
-
-fn is_agent_chart_binding_name(name: &str, role: &str, subjects: &[Subject]) -> bool {
-    subjects
-        .iter()
-        .any(|s| is_agent_chart_subject(name, role, s))
-}
-
-fn role_key(role_ref: &RoleRefObject, namespace: Option<&Arc<str>>) -> Option<RoleKey> {
-    if role_ref.api_group != GROUP || role_ref.name.is_empty() {
-        return None;
-    }
-    match (role_ref.kind.as_str(), namespace) {
-        ("ClusterRole", _) => Some(RoleKey::ClusterRole {
-            name: Arc::from(role_ref.name.as_str()),
-        }),
-        ("Role", Some(ns)) => Some(RoleKey::Role {
-            namespace: ns.clone(),
-            name: Arc::from(role_ref.name.as_str()),
-        }),
-        _ => None,
-    }
-}
-
-/// The metadata fields the RBAC projections read.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct ObjectMeta {
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub name: String,
-    #[serde(default)]
-    pub namespace: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub labels: BTreeMap<String, String>,
-}
-
-/// A Role or ClusterRole, typed down to what is judged.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RoleObject {
-    #[serde(default)]
-    pub metadata: ObjectMeta,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub rules: Vec<PolicyRule>,
-    #[serde(default)]
-    pub aggregation_rule: Option<AggregationRule>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AggregationRule {
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub cluster_role_selectors: Vec<LabelSelector>,
-}
-
-/// A RoleBinding or ClusterRoleBinding, typed down to what is judged.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BindingObject {
-    #[serde(default)]
-    pub metadata: ObjectMeta,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub subjects: Vec<SubjectObject>,
-    pub role_ref: RoleRefObject,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SubjectObject {
-    pub kind: String,
-    #[serde(default)]
-    pub api_group: Option<String>,
-    pub name: String,
-    #[serde(default)]
-    pub namespace: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RoleRefObject {
-    #[serde(default)]
-    pub api_group: String,
-    pub kind: String,
-    pub name: String,
-}
 
 /// An RBAC object ready for the index.
 #[derive(Debug, Clone)]
@@ -372,6 +81,8 @@ pub fn project(kind: &str, object: &Indexed<'_>) -> Result<Projection, String> {
 }
 
 type BindingId = (BindingKind, Arc<str>, Arc<str>);
+/// GitLab identity -> names of the RoleBindings (of one namespace) that name it.
+type IdentityBindings = HashMap<Box<str>, BTreeSet<Arc<str>>>;
 type BindingSet = HashMap<BindingId, Arc<BindingFacts>>;
 
 /// The RBAC index inside [`super::MemoryView`].
@@ -395,6 +106,8 @@ pub struct RbacIndex {
     role_bindings: HashMap<Arc<str>, HashMap<Arc<str>, BindingSet>>,
     /// Where each binding is filed, to move or drop it.
     binding_roles: HashMap<BindingId, RoleKey>,
+    /// namespace -> GitLab identity that RoleBindings there name -> those RoleBindings.
+    gitlab_in_namespace: HashMap<Arc<str>, IdentityBindings>,
 }
 
 impl RbacIndex {
@@ -483,6 +196,16 @@ impl RbacIndex {
                 );
                 self.remove_binding(&id);
                 self.binding_roles.insert(id.clone(), facts.role.clone());
+                if let Some(ns) = &facts.namespace {
+                    for subject in gitlab_names(&facts.subjects) {
+                        self.gitlab_in_namespace
+                            .entry(ns.clone())
+                            .or_default()
+                            .entry(subject.into())
+                            .or_default()
+                            .insert(facts.name.clone());
+                    }
+                }
                 let set = match &facts.role {
                     RoleKey::ClusterRole { name } => {
                         self.cluster_role_bindings.entry(name.clone()).or_default()
@@ -549,6 +272,34 @@ impl RbacIndex {
         let Some(role) = self.binding_roles.remove(id) else {
             return;
         };
+        let removed = match &role {
+            RoleKey::ClusterRole { name } => self
+                .cluster_role_bindings
+                .get(name)
+                .and_then(|set| set.get(id)),
+            RoleKey::Role { namespace, name } => self
+                .role_bindings
+                .get(namespace)
+                .and_then(|by_name| by_name.get(name))
+                .and_then(|set| set.get(id)),
+        }
+        .cloned();
+        if let Some(facts) = removed
+            && let Some(ns) = &facts.namespace
+            && let Some(by_subject) = self.gitlab_in_namespace.get_mut(ns)
+        {
+            for subject in gitlab_names(&facts.subjects) {
+                if let Some(bindings) = by_subject.get_mut(subject) {
+                    bindings.remove(&facts.name);
+                    if bindings.is_empty() {
+                        by_subject.remove(subject);
+                    }
+                }
+            }
+            if by_subject.is_empty() {
+                self.gitlab_in_namespace.remove(ns);
+            }
+        }
         match role {
             RoleKey::ClusterRole { name } => {
                 if let Some(set) = self.cluster_role_bindings.get_mut(&name) {
@@ -674,6 +425,66 @@ impl RbacIndex {
             .sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
         bindings
     }
+
+    /// Every binding that names this subject, sorted; scans every binding.
+    pub fn bindings_naming(
+        &self,
+        kind: &str,
+        name: &str,
+        namespace: Option<&str>,
+    ) -> Vec<Arc<BindingFacts>> {
+        let mut found: Vec<Arc<BindingFacts>> = self
+            .cluster_role_bindings
+            .values()
+            .chain(
+                self.role_bindings
+                    .values()
+                    .flat_map(|by_name| by_name.values()),
+            )
+            .flat_map(|set| set.values())
+            .filter(|b| {
+                b.subjects.iter().any(|s| {
+                    &*s.kind == kind
+                        && &*s.name == name
+                        && (kind != "ServiceAccount" || s.namespace.as_deref() == namespace)
+                })
+            })
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
+        found
+    }
+
+    /// A GitLab identity that a RoleBinding in `namespace` other than `except_binding` names,
+    /// other than `except_identity` and the catch-all groups every job or user carries:
+    /// `(identity, binding)`, or `None` when the namespace is that identity's alone.
+    pub fn other_gitlab_identity_in(
+        &self,
+        namespace: &str,
+        except_identity: &str,
+        except_binding: &str,
+    ) -> Option<(String, String)> {
+        let by_subject = self.gitlab_in_namespace.get(namespace)?;
+        by_subject.iter().find_map(|(subject, bindings)| {
+            if &**subject == except_identity
+                || Identity::parse(subject).is_some_and(|i| i.is_catch_all())
+            {
+                return None;
+            }
+            bindings
+                .iter()
+                .find(|b| b.as_ref() != except_binding)
+                .map(|b| (subject.to_string(), b.to_string()))
+        })
+    }
+}
+
+/// The names of a binding's subjects that are GitLab identities (as User or Group).
+fn gitlab_names(subjects: &[Subject]) -> impl Iterator<Item = &str> {
+    subjects
+        .iter()
+        .filter(|s| matches!(&*s.kind, "User" | "Group") && Identity::parse(&s.name).is_some())
+        .map(|s| &*s.name)
 }
 
 fn binding_id(kind: BindingKind, namespace: Option<&str>, name: &str) -> BindingId {
@@ -687,6 +498,7 @@ fn binding_id(kind: BindingKind, namespace: Option<&str>, name: &str) -> Binding
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rbac::GROUP;
     use serde_json::{Value, json};
 
     /// [`super::project`] of an object written as a value.
@@ -851,23 +663,48 @@ mod tests {
     }
 
     #[test]
-    fn the_agent_charts_binding_is_recognised_by_name_label_and_subject() {
-        let chart = |name: &str, label: &str| {
-            let object: BindingObject = serde_json::from_value(json!({
-                "metadata": {"name": name, "labels": {"app.kubernetes.io/name": label}},
-                "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": "cluster-admin"},
-                "subjects": [{"kind": "ServiceAccount", "name": "gitlab-agent", "namespace": "gitlab-agent"}]
-            }))
-            .expect("binding");
-            BindingFacts::from_object(&object, BindingKind::ClusterRoleBinding)
-                .expect("valid")
-                .agent_chart
+    fn the_gitlab_identities_of_a_namespace_are_indexed() {
+        let named = |ns: &str, name: &str, who: &[&str]| {
+            let subjects: Vec<Value> = who
+                .iter()
+                .map(|w| json!({"kind": "Group", "name": w}))
+                .collect();
+            project(
+                "RoleBinding",
+                &json!({
+                    "metadata": {"name": name, "namespace": ns},
+                    "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": "admin"},
+                    "subjects": subjects
+                }),
+            )
+            .expect("projects")
         };
-        assert!(chart(
-            "gitlab-agent:gitlab-agent-cluster-admin",
-            "gitlab-agent"
-        ));
-        assert!(!chart("gitlab-agent:gitlab-agent-cluster-admin", "other"));
-        assert!(!chart("my-admin", "gitlab-agent"));
+        let mut index = RbacIndex::default();
+        let env = "gitlab:project_env:42:review";
+        index.apply(named("review-42", "bind", &[env, "devs"]));
+        index.apply(named("review-42", "jobs-view", &["gitlab:ci_job"]));
+        assert_eq!(
+            index.other_gitlab_identity_in("review-42", env, "bind"),
+            None
+        );
+        index.apply(named("review-42", "other", &["gitlab:project_env:7:prod"]));
+        assert_eq!(
+            index.other_gitlab_identity_in("review-42", env, "bind"),
+            Some(("gitlab:project_env:7:prod".into(), "other".into()))
+        );
+        // The binding being judged does not count against itself.
+        assert_eq!(
+            index.other_gitlab_identity_in("review-42", "gitlab:project_env:7:prod", "bind"),
+            None
+        );
+        index.delete("RoleBinding", Some("review-42"), "other");
+        assert_eq!(
+            index.other_gitlab_identity_in("review-42", env, "bind"),
+            None
+        );
+        // A binding that moves to other subjects is filed under the new ones only.
+        index.apply(named("review-42", "bind", &["devs"]));
+        index.apply(named("review-42", "jobs-view", &["devs"]));
+        assert!(index.gitlab_in_namespace.is_empty());
     }
 }

@@ -25,6 +25,7 @@ use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::tls::{ReloadableCert, TlsError, TlsFiles};
 
+pub mod audit;
 mod reload;
 mod webhook;
 
@@ -140,7 +141,7 @@ impl BoundServer {
             }
             None => (Config::default(), None),
         };
-        view.reconfigure(&config);
+        view.reconfigure(config.policies.single_agent.detector());
         let loaded = options.tls.load()?;
         if let Some(not_after) = loaded.not_after {
             metrics.tls_cert_expiry.set(not_after as f64);
