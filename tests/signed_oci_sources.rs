@@ -740,7 +740,7 @@ fn check_judges_a_helm_repository_by_the_charts_of_its_manifest_set() {
     std::fs::write(&file, manifests).expect("writes");
     let report = fluxgate::check::check(
         &default_engine(),
-        &[file.clone()],
+        std::slice::from_ref(&file),
         &[],
         &mut std::io::empty(),
     );

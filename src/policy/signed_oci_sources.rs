@@ -696,12 +696,12 @@ impl Judge<'_> {
             // The issuers whose certificates can reach the subject check: the public
             // Sigstore instance's, or with a trusted root every issuer the pattern accepts
             // (`None`: more than fluxgate lists).
-            let certifiable: Option<Vec<String>> = match issuer.as_ref() {
+            let certifiable: Option<&[String]> = match issuer.as_ref() {
                 Breadth::Invalid(e) => {
                     judgement
                         .violations
                         .push(invalid(IdentityField::Issuer, &matcher.issuer, e));
-                    Some(Vec::new())
+                    Some(&[])
                 }
                 Breadth::Broad(broad) => {
                     if require || trusted_issuers {
@@ -713,7 +713,7 @@ impl Judge<'_> {
                             accepts_example(&broad.example)
                         ));
                     }
-                    Some(Vec::new())
+                    Some(&[])
                 }
                 Breadth::Specific(issuers) => {
                     let at = || format!("{} `{}`", at(IdentityField::Issuer), matcher.issuer);
@@ -732,18 +732,18 @@ impl Judge<'_> {
                         });
                     }
                     let certifiable = if trusted_root {
-                        issuers.listed.clone()
+                        issuers.listed.as_deref()
                     } else {
-                        Some(issuers.public.clone())
+                        Some(issuers.public.as_slice())
                     };
                     if trusted_issuers {
                         let trusted = self.settings.trusted_issuers.join(", ");
                         // Every issuer the pattern names must be trusted, certifiable or not;
                         // past the listing bound, those the configured Sigstore certifies.
                         let named = match (&issuers.listed, trusted_root) {
-                            (Some(listed), _) => Some(listed.clone()),
+                            (Some(listed), _) => Some(listed.as_slice()),
                             (None, true) => None,
-                            (None, false) => Some(issuers.public.clone()),
+                            (None, false) => Some(issuers.public.as_slice()),
                         };
                         match &named {
                             None => judgement.violations.push(format!(
@@ -781,9 +781,9 @@ impl Judge<'_> {
                 continue;
             }
             // How each issuer's subjects are read.
-            let rules: Vec<(Option<&str>, SubjectRule<'_>)> = match &certifiable {
+            let rules: Vec<(Option<&str>, SubjectRule<'_>)> = match certifiable {
                 None => vec![(None, SubjectRule::Whole)],
-                Some(list) if list.is_empty() => vec![(None, SubjectRule::AnyIssuer)],
+                Some([]) => vec![(None, SubjectRule::AnyIssuer)],
                 Some(list) => list
                     .iter()
                     .map(|issuer| (Some(issuer.as_str()), self.subject_rule(issuer)))
@@ -1021,7 +1021,7 @@ impl KeylessGuess {
 #[derive(Default)]
 struct PatternCache {
     issuers: Memo<Breadth>,
-    subjects: Memo<SubjectBreadth>,
+    subjects: HostMemo<SubjectBreadth>,
 }
 
 const PATTERN_CACHE_CAPACITY: usize = 1024;
@@ -1033,14 +1033,47 @@ impl PatternCache {
 
     /// Keyed by the hosts whose namespaces are counted too (usually just `gitlab.com`).
     fn subject(&self, pattern: &str, hosts: &[&str]) -> Arc<SubjectBreadth> {
-        if hosts.is_empty() {
-            return self
-                .subjects
-                .get(pattern, |p| identity::analyze_subject(p, hosts));
-        }
-        let key = format!("{}\n{pattern}", hosts.join(","));
+        // One host, the common case, is its own key: no key is built per review.
+        let joined;
+        let key = match hosts {
+            [] => "",
+            [host] => host,
+            _ => {
+                joined = hosts.join(",");
+                &joined
+            }
+        };
         self.subjects
-            .get(&key, |_| identity::analyze_subject(pattern, hosts))
+            .get_keyed(key, pattern, |p| identity::analyze_subject(p, hosts))
+    }
+}
+
+/// Subject verdicts by host set, then by pattern.
+struct HostMemo<T>(Mutex<HostMaps<T>>);
+
+type HostMaps<T> = foldhash::HashMap<Box<str>, foldhash::HashMap<Box<str>, Arc<T>>>;
+
+impl<T> Default for HostMemo<T> {
+    fn default() -> Self {
+        HostMemo(Mutex::default())
+    }
+}
+
+impl<T> HostMemo<T> {
+    fn get_keyed(&self, hosts: &str, pattern: &str, analyze: impl FnOnce(&str) -> T) -> Arc<T> {
+        if let Some(hit) = lock(&self.0).get(hosts).and_then(|m| m.get(pattern)) {
+            return Arc::clone(hit);
+        }
+        let verdict = Arc::new(analyze(pattern));
+        let mut maps = lock(&self.0);
+        // A flood of distinct patterns costs analyses, never unbounded memory.
+        if maps.values().map(|m| m.len()).sum::<usize>() >= PATTERN_CACHE_CAPACITY {
+            maps.clear();
+        }
+        maps.entry(hosts.into())
+            .or_default()
+            .insert(pattern.into(), Arc::clone(&verdict));
+        verdict
     }
 }
 
