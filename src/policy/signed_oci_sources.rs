@@ -26,6 +26,7 @@ use self::settings::Compiled;
 use super::{CREATE_UPDATE, Context, KindRule, Policy};
 use crate::admission::Operation;
 use crate::admission::Request;
+use crate::budget::{Budget, Exceeded, Resource};
 use crate::cluster::{Lookup, ObjectKey};
 use crate::finding::{Finding, PolicyId, object_ref};
 use crate::flux::helm_chart::{self, HelmChart};
@@ -34,7 +35,7 @@ use crate::flux::helm_repository::{self, HelmRepository};
 use crate::flux::meta::ObjectMeta;
 use crate::flux::oci_repository::{self, OciRepository};
 use crate::flux::reference::SourceReference;
-use crate::flux::verification::{Provider, Verification};
+use crate::flux::verification::{OidcIdentityMatch, Provider, Verification};
 use crate::flux::{self, HELM_GROUP, SOURCE_GROUP};
 
 /// Records which `verifyDefaults` rule `/mutate` took a `verify` block from.
@@ -112,8 +113,9 @@ impl Policy for SignedOciSources {
         let judge = Judge {
             settings,
             compiled: &compiled,
-            issuer: &|pattern| self.patterns.issuer(pattern),
-            subject: &|pattern, hosts| self.patterns.subject(pattern, hosts),
+            budget: ctx.budget,
+            issuer: &|pattern| self.patterns.issuer(pattern, ctx.budget),
+            subject: &|pattern, hosts| self.patterns.subject(pattern, hosts, ctx.budget),
         };
         let judged = match ctx.request.kind.kind.as_ref() {
             oci_repository::KIND => judge.oci_repository(ctx),
@@ -308,15 +310,28 @@ impl Site {
 struct Judgement {
     violations: Vec<String>,
     advisories: Vec<String>,
+    /// `matchOIDCIdentity` entries left unjudged once [`MAX_VIOLATIONS`] were found.
+    unjudged_identities: usize,
 }
+
+/// Violations listed for one `verify` block: past this the object is denied anyway, and a
+/// hostile list of thousands of broad patterns would make a message of megabytes.
+const MAX_VIOLATIONS: usize = 8;
 
 /// Judges one request with the settings in force.
 struct Judge<'j> {
     settings: &'j Settings,
     compiled: &'j Compiled,
-    issuer: &'j dyn Fn(&str) -> Arc<Breadth>,
-    subject: &'j dyn Fn(&str, &[&str]) -> Arc<SubjectBreadth>,
+    /// Stops the identity loop of a hostile object (see [`crate::budget`]).
+    budget: &'j Budget,
+    issuer: &'j AnalyzeIssuer<'j>,
+    subject: &'j AnalyzeSubject<'j>,
 }
+
+/// Judges one issuer pattern (through the memo, within the review's budget).
+type AnalyzeIssuer<'a> = dyn Fn(&str) -> Result<Arc<Breadth>, Exceeded> + 'a;
+/// Judges one subject pattern for the GitLab/GitHub hosts of its issuers.
+type AnalyzeSubject<'a> = dyn Fn(&str, &[&str]) -> Result<Arc<SubjectBreadth>, Exceeded> + 'a;
 
 impl Judge<'_> {
     fn oci_repository(&self, ctx: &Context<'_>) -> Result<Vec<Finding>, Finding> {
@@ -573,6 +588,7 @@ impl Judge<'_> {
                     site.path()
                 )],
                 advisories: Vec::new(),
+                unjudged_identities: 0,
             },
             Some(verify) => self.verification(verify, site),
         };
@@ -584,10 +600,16 @@ impl Judge<'_> {
             findings.push(Finding::advisory(ID, format!("{subject}: {advisory}")));
         }
         if !judgement.violations.is_empty() {
+            let unjudged = match judgement.unjudged_identities {
+                0 => String::new(),
+                n => format!(
+                    "; {n} more matchOIDCIdentity entries were not judged one by one (the ones above already deny it)"
+                ),
+            };
             findings.push(Finding::violation(
                 ID,
                 format!(
-                    "{subject} must be signature-verified by Flux: {}. {}",
+                    "{subject} must be signature-verified by Flux: {}{unjudged}. {}",
                     judgement.violations.join("; "),
                     self.suggestion(site, url)
                 ),
@@ -682,7 +704,33 @@ impl Judge<'_> {
         // Only an OCIRepository can name another trust root; elsewhere the field is pruned
         // by the API server and ignored by Flux.
         let trusted_root = site.has_trusted_root() && verify.has_trusted_root();
+        // Every distinct pattern is analysed: their number is bounded before any is.
+        if self
+            .budget
+            .charge(Resource::IdentityPatterns, distinct_patterns(identities))
+            .is_err()
+        {
+            return;
+        }
+        // An identity repeated says nothing new: judged (and charged) once.
+        let mut seen: foldhash::HashSet<(&str, &str)> = foldhash::HashSet::default();
         for (i, matcher) in identities.iter().enumerate() {
+            if judgement.violations.len() >= MAX_VIOLATIONS {
+                judgement.unjudged_identities += identities.len() - i;
+                return;
+            }
+            let repeated = if identities.len() <= 16 {
+                identities[..i]
+                    .iter()
+                    .any(|m| m.issuer == matcher.issuer && m.subject == matcher.subject)
+            } else {
+                !seen.insert((&matcher.issuer, &matcher.subject))
+            };
+            if repeated {
+                // Listed with the entries past the violation cap, when any deny.
+                judgement.unjudged_identities += 1;
+                continue;
+            }
             // Named only in a finding: most requests have none.
             let at =
                 |field: IdentityField| format!("{path}.matchOIDCIdentity[{i}].{}", field.as_str());
@@ -692,7 +740,10 @@ impl Judge<'_> {
                     at(field)
                 )
             };
-            let issuer = (self.issuer)(&matcher.issuer);
+            // A stopped budget ends the loop; the engine denies with the budget's reason.
+            let Ok(issuer) = (self.issuer)(&matcher.issuer) else {
+                return;
+            };
             // The issuers whose certificates can reach the subject check: the public
             // Sigstore instance's, or with a trusted root every issuer the pattern accepts
             // (`None`: more than fluxgate lists).
@@ -773,7 +824,10 @@ impl Judge<'_> {
                 }
             };
             if !require {
-                if let SubjectBreadth::Invalid(e) = (self.subject)(&matcher.subject, &[]).as_ref() {
+                let Ok(subject) = (self.subject)(&matcher.subject, &[]) else {
+                    return;
+                };
+                if let SubjectBreadth::Invalid(e) = subject.as_ref() {
                     judgement
                         .violations
                         .push(invalid(IdentityField::Subject, &matcher.subject, e));
@@ -798,7 +852,9 @@ impl Judge<'_> {
                 .collect();
             hosts.sort_unstable();
             hosts.dedup();
-            let subject = (self.subject)(&matcher.subject, &hosts);
+            let Ok(subject) = (self.subject)(&matcher.subject, &hosts) else {
+                return;
+            };
             match subject.as_ref() {
                 SubjectBreadth::Invalid(e) => {
                     judgement
@@ -1021,18 +1077,24 @@ impl KeylessGuess {
 #[derive(Default)]
 struct PatternCache {
     issuers: Memo<Breadth>,
-    subjects: HostMemo<SubjectBreadth>,
+    subjects: Memo<SubjectBreadth>,
 }
 
 const PATTERN_CACHE_CAPACITY: usize = 1024;
 
 impl PatternCache {
-    fn issuer(&self, pattern: &str) -> Arc<Breadth> {
-        self.issuers.get(pattern, identity::analyze_issuer)
+    fn issuer(&self, pattern: &str, budget: &Budget) -> Result<Arc<Breadth>, Exceeded> {
+        self.issuers
+            .get("", pattern, budget, identity::analyze_issuer_costed)
     }
 
     /// Keyed by the hosts whose namespaces are counted too (usually just `gitlab.com`).
-    fn subject(&self, pattern: &str, hosts: &[&str]) -> Arc<SubjectBreadth> {
+    fn subject(
+        &self,
+        pattern: &str,
+        hosts: &[&str],
+        budget: &Budget,
+    ) -> Result<Arc<SubjectBreadth>, Exceeded> {
         // One host, the common case, is its own key: no key is built per review.
         let joined;
         let key = match hosts {
@@ -1043,41 +1105,18 @@ impl PatternCache {
                 &joined
             }
         };
-        self.subjects
-            .get_keyed(key, pattern, |p| identity::analyze_subject(p, hosts))
+        self.subjects.get(key, pattern, budget, |p| {
+            identity::analyze_subject_costed(p, hosts)
+        })
     }
 }
 
-/// Subject verdicts by host set, then by pattern.
-struct HostMemo<T>(Mutex<HostMaps<T>>);
+/// Verdicts by host set (empty for issuers), then by pattern, each with the bytes its
+/// analysis took: every review that judges the pattern is charged them, found in the memo or
+/// not, so that a verdict does not depend on what the memo holds.
+struct Memo<T>(Mutex<MemoMaps<T>>);
 
-type HostMaps<T> = foldhash::HashMap<Box<str>, foldhash::HashMap<Box<str>, Arc<T>>>;
-
-impl<T> Default for HostMemo<T> {
-    fn default() -> Self {
-        HostMemo(Mutex::default())
-    }
-}
-
-impl<T> HostMemo<T> {
-    fn get_keyed(&self, hosts: &str, pattern: &str, analyze: impl FnOnce(&str) -> T) -> Arc<T> {
-        if let Some(hit) = lock(&self.0).get(hosts).and_then(|m| m.get(pattern)) {
-            return Arc::clone(hit);
-        }
-        let verdict = Arc::new(analyze(pattern));
-        let mut maps = lock(&self.0);
-        // A flood of distinct patterns costs analyses, never unbounded memory.
-        if maps.values().map(|m| m.len()).sum::<usize>() >= PATTERN_CACHE_CAPACITY {
-            maps.clear();
-        }
-        maps.entry(hosts.into())
-            .or_default()
-            .insert(pattern.into(), Arc::clone(&verdict));
-        verdict
-    }
-}
-
-struct Memo<T>(Mutex<foldhash::HashMap<Box<str>, Arc<T>>>);
+type MemoMaps<T> = foldhash::HashMap<Box<str>, foldhash::HashMap<Box<str>, (Arc<T>, u64)>>;
 
 impl<T> Default for Memo<T> {
     fn default() -> Self {
@@ -1086,20 +1125,64 @@ impl<T> Default for Memo<T> {
 }
 
 impl<T> Memo<T> {
-    fn get(&self, pattern: &str, analyze: impl FnOnce(&str) -> T) -> Arc<T> {
-        if let Some(hit) = lock(&self.0).get(pattern) {
-            return Arc::clone(hit);
+    fn get(
+        &self,
+        hosts: &str,
+        pattern: &str,
+        budget: &Budget,
+        analyze: impl FnOnce(&str) -> (T, usize),
+    ) -> Result<Arc<T>, Exceeded> {
+        let hit = lock(&self.0)
+            .get(hosts)
+            .and_then(|m| m.get(pattern))
+            .map(|(verdict, bytes)| (Arc::clone(verdict), *bytes));
+        if let Some((verdict, bytes)) = hit {
+            budget.charge(Resource::RegexBytes, bytes)?;
+            return Ok(verdict);
         }
-        // Analysed outside the lock: another thread's lookups do not wait for it.
-        let verdict = Arc::new(analyze(pattern));
-        let mut map = lock(&self.0);
-        // A flood of distinct patterns costs analyses, never unbounded memory.
-        if map.len() >= PATTERN_CACHE_CAPACITY {
-            map.clear();
+        // Inline reviews stop here and are judged again on the evaluation pool. One
+        // analysis is bounded by identity::LIMITS whatever the budget has left.
+        budget.charge(Resource::RegexCompilations, 1)?;
+        let (verdict, bytes) = analyze(pattern);
+        let verdict = Arc::new(verdict);
+        let bytes = bytes as u64;
+        {
+            let mut maps = lock(&self.0);
+            // A flood of distinct patterns costs analyses, never unbounded memory.
+            if maps.values().map(|m| m.len()).sum::<usize>() >= PATTERN_CACHE_CAPACITY {
+                maps.clear();
+            }
+            maps.entry(hosts.into())
+                .or_default()
+                .insert(pattern.into(), (Arc::clone(&verdict), bytes));
         }
-        map.insert(pattern.into(), Arc::clone(&verdict));
-        verdict
+        budget.charge(Resource::RegexBytes, bytes)?;
+        Ok(verdict)
     }
+}
+
+/// How many distinct issuer and subject patterns a list of identities has; short lists (all
+/// real ones) are compared pairwise, without a set.
+fn distinct_patterns(identities: &[OidcIdentityMatch<'_>]) -> u64 {
+    fn fields<'m>(m: &'m OidcIdentityMatch<'_>) -> [(IdentityField, &'m str); 2] {
+        [
+            (IdentityField::Issuer, m.issuer.as_ref()),
+            (IdentityField::Subject, m.subject.as_ref()),
+        ]
+    }
+    if identities.len() <= 8 {
+        let all: Vec<(IdentityField, &str)> = identities.iter().flat_map(fields).collect();
+        return all
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| !all[..*i].contains(p))
+            .count() as u64;
+    }
+    let mut seen = foldhash::HashSet::default();
+    for pattern in identities.iter().flat_map(fields) {
+        seen.insert(pattern);
+    }
+    seen.len() as u64
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -321,11 +321,13 @@ impl Compiled {
         };
         // A mutated object must pass validation: judge every default block by the rules it
         // will be judged by, with sample placeholder values.
+        let budget = crate::budget::Budget::default();
         let judge = Judge {
             settings,
             compiled: &compiled,
-            issuer: &|pattern| Arc::new(identity::analyze_issuer(pattern)),
-            subject: &|pattern, hosts| Arc::new(identity::analyze_subject(pattern, hosts)),
+            budget: &budget,
+            issuer: &|pattern| Ok(Arc::new(identity::analyze_issuer(pattern))),
+            subject: &|pattern, hosts| Ok(Arc::new(identity::analyze_subject(pattern, hosts))),
         };
         let samples = Placeholders {
             group: Some("group"),

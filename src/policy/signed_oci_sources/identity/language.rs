@@ -108,6 +108,11 @@ impl Language {
         Ok(Language { dfa, start })
     }
 
+    /// The heap the DFA takes.
+    pub fn memory_usage(&self) -> usize {
+        self.dfa.memory_usage()
+    }
+
     /// Whether the pattern accepts `text`.
     pub fn accepts(&self, text: &[u8]) -> bool {
         let mut state = self.start;
@@ -372,6 +377,13 @@ impl Graph {
 
     pub fn len(&self) -> usize {
         self.shape.len()
+    }
+
+    /// The heap the graph takes, roughly.
+    pub fn memory_usage(&self) -> usize {
+        self.shape.len() * (std::mem::size_of::<Shape>() + 2 + 8)
+            + self.edges.len() * (std::mem::size_of::<(u16, u32)>() + 4)
+            + self.members.iter().map(Vec::len).sum::<usize>()
     }
 
     pub fn edges(&self, node: u32) -> &[(u16, u32)] {

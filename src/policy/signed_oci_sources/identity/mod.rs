@@ -274,14 +274,35 @@ impl Subjects {
     }
 }
 
+/// [`analyze_issuer`], and the bytes its analysis took (automaton and graph): what a
+/// review's `regex-bytes` budget is charged.
+pub fn analyze_issuer_costed(pattern: &str) -> (Breadth, usize) {
+    let cost = std::cell::Cell::new(0);
+    let breadth = analyze_issuer_with(pattern, &cost);
+    (breadth, cost.get())
+}
+
+/// [`analyze_subject`], and the bytes its analysis took.
+pub fn analyze_subject_costed(pattern: &str, hosts: &[&str]) -> (SubjectBreadth, usize) {
+    let cost = std::cell::Cell::new(0);
+    let breadth = analyze_subject_with(pattern, hosts, &cost);
+    (breadth, cost.get())
+}
+
+/// Judges an issuer pattern.
+pub fn analyze_issuer(pattern: &str) -> Breadth {
+    analyze_issuer_with(pattern, &std::cell::Cell::new(0))
+}
+
 /// Judges an issuer pattern: infinitely many issuers is broad; so is more than
 /// [`MAX_NAMED`] of those the public Sigstore instance certifies.
-pub fn analyze_issuer(pattern: &str) -> Breadth {
+fn analyze_issuer_with(pattern: &str, cost: &std::cell::Cell<usize>) -> Breadth {
     let analysed = match Analysed::new(pattern, IdentityField::Issuer) {
         Ok(analysed) => analysed,
         Err(Early::Invalid(e)) => return Breadth::Invalid(e),
         Err(Early::Broad(broad)) => return Breadth::Broad(broad),
     };
+    cost.set(analysed.memory_usage());
     let g = &analysed.graph;
     let part = Part {
         graph: g,
@@ -332,6 +353,14 @@ pub fn analyze_issuer(pattern: &str) -> Breadth {
 /// Judges a subject pattern, for issuers of every kind; GitLab and GitHub namespaces are
 /// counted under each of `hosts` (lower case, such as `gitlab.com`).
 pub fn analyze_subject(pattern: &str, hosts: &[&str]) -> SubjectBreadth {
+    analyze_subject_with(pattern, hosts, &std::cell::Cell::new(0))
+}
+
+fn analyze_subject_with(
+    pattern: &str,
+    hosts: &[&str],
+    cost: &std::cell::Cell<usize>,
+) -> SubjectBreadth {
     let analysed = match Analysed::new(pattern, IdentityField::Subject) {
         Ok(analysed) => analysed,
         Err(Early::Invalid(e)) => return SubjectBreadth::Invalid(e),
@@ -345,6 +374,7 @@ pub fn analyze_subject(pattern: &str, hosts: &[&str]) -> SubjectBreadth {
             }));
         }
     };
+    cost.set(analysed.memory_usage());
     SubjectBreadth::Judged(Box::new(Subjects {
         hosts: analysed.open_hosts(),
         namespaces: hosts
@@ -495,6 +525,11 @@ impl<'p> Analysed<'p> {
             graph,
             display: OnceCell::new(),
         })
+    }
+
+    /// The heap the pattern's automaton and graph take.
+    fn memory_usage(&self) -> usize {
+        self.folded.memory_usage() + self.graph.memory_usage()
     }
 
     fn noun(&self) -> &'static str {
