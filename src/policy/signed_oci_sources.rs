@@ -395,7 +395,7 @@ impl Judge<'_> {
     /// A HelmRepository that is (or becomes) OCI: every HelmChart and HelmRelease chart
     /// template that pulls from it must then pass this policy, or it would pull unverified
     /// charts, and with its own `spec` unchanged, its later updates would not be judged.
-    fn helm_repository(&self, ctx: &Context<'_>) -> Result<Vec<Finding>, Finding> {
+    fn helm_repository(&self, ctx: &Context<'_, Settings>) -> Result<Vec<Finding>, Finding> {
         let repo: HelmRepository = read(ctx)?;
         let Some(spec) = repo.spec else {
             return Ok(Vec::new());
