@@ -9,11 +9,12 @@ use serde_json::value::RawValue;
 
 use crate::admission::{Operation, Request};
 use crate::cluster::ClusterView;
+use crate::cluster::reservation::{LocalReservations, Reservations, Reserved};
 use crate::config::Config;
 use crate::policy::{
-    Context, KindRule, Mode, Policy, PolicyId, Severity, SubresourceRule, registry,
+    Context, Finding, KindRule, Mode, Policy, PolicyId, Severity, SubresourceRule, registry,
 };
-use crate::verdict::{Action, Outcome, Skip, Verdict, short_warning};
+use crate::verdict::{Action, Outcome, PendingClaim, Skip, Verdict, short_warning};
 
 /// Which endpoint a request arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,7 +223,18 @@ impl Engine {
 
             match endpoint {
                 Endpoint::Validate => {
-                    for finding in policy.validate(&ctx) {
+                    let findings = policy.validate(&ctx);
+                    let claims = ctx.take_claims();
+                    if exemption.is_none() && matches!(mode, Mode::Enforce | Mode::Warn) {
+                        verdict
+                            .claims
+                            .extend(claims.into_iter().map(|claim| PendingClaim {
+                                policy: policy.id(),
+                                mode,
+                                claim,
+                            }));
+                    }
+                    for finding in findings {
                         let action = match (&exemption, mode, finding.severity) {
                             (Some(label), _, _) => Action::Exempted(label.clone()),
                             (None, Mode::Enforce, Severity::Violation) => Action::Deny,
@@ -253,6 +265,76 @@ impl Engine {
         }
         (verdict, exemptions_used)
     }
+}
+
+/// Settles the claims an allowed verdict depends on (see [`crate::cluster::reservation`]):
+/// reserves each, and turns a refused reservation into the claiming policy's denial (or
+/// warning, in `warn`), like one of its findings. A reservation that cannot be read or
+/// written does the same unless the claim says to allow then (with a warning). A verdict
+/// that denies anyway reserves nothing.
+pub async fn settle_claims(
+    verdict: &mut Verdict,
+    reservations: &dyn Reservations,
+    view: &dyn ClusterView,
+) {
+    let pending = std::mem::take(&mut verdict.claims);
+    for claim in pending {
+        if !verdict.allowed {
+            return;
+        }
+        let reserved = reservations.reserve(&claim.claim, view).await;
+        apply_reservation(verdict, &claim, reserved);
+    }
+}
+
+/// [`settle_claims`] with a reservation answered at once (the one of a single process).
+pub fn settle_claims_locally(
+    verdict: &mut Verdict,
+    reservations: &LocalReservations,
+    view: &dyn ClusterView,
+) {
+    let pending = std::mem::take(&mut verdict.claims);
+    for claim in pending {
+        if !verdict.allowed {
+            return;
+        }
+        let reserved = reservations.reserve_now(&claim.claim, view);
+        apply_reservation(verdict, &claim, reserved);
+    }
+}
+
+fn apply_reservation(verdict: &mut Verdict, pending: &PendingClaim, reserved: Reserved) {
+    let claim = &pending.claim;
+    let finding = match reserved {
+        Reserved::Granted => return,
+        Reserved::Refused(held) => Finding::violation(
+            pending.policy,
+            (claim.refused_text)(claim, &held, std::time::SystemTime::now()),
+        ),
+        Reserved::Unknown(why) => {
+            let text = (claim.unknown_text)(claim, &why);
+            if claim.allow_when_unknown {
+                Finding::advisory(pending.policy, text)
+            } else {
+                Finding::violation(pending.policy, text)
+            }
+        }
+    };
+    let action = match (pending.mode, finding.severity) {
+        (Mode::Enforce, Severity::Violation) => Action::Deny,
+        _ => Action::Warn,
+    };
+    match action {
+        Action::Deny => verdict.allowed = false,
+        _ => verdict
+            .warnings
+            .push(short_warning(finding.policy, &finding.message)),
+    }
+    verdict.outcomes.push(Outcome {
+        finding,
+        mode: pending.mode,
+        action,
+    });
 }
 
 fn matching_rule<'r>(rules: &'r [KindRule], request: &Request<'_>) -> Option<&'r KindRule> {

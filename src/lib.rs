@@ -16,6 +16,7 @@ pub mod engine;
 pub mod flux;
 pub mod gitlab;
 pub mod json_view;
+pub mod kubelet;
 pub mod logging;
 pub mod metrics;
 pub mod policy;

@@ -35,7 +35,7 @@ use super::{
     WATCHED_KINDS, WatchedKind,
 };
 use crate::config::LabelSelector;
-use crate::gitlab::agent::InstallationId;
+use crate::gitlab::installation::InstallationId;
 
 /// How long a request may wait for the API server when it refreshes an object.
 const REFRESH_TIMEOUT: Duration = Duration::from_secs(2);

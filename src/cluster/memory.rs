@@ -18,7 +18,8 @@ use super::secrets::{self, FluxSecretReference, SecretFacts, SecretUse};
 use super::{AgentInstallation, ClusterView, HelmRepositoryFacts, Lookup, ObjectKey};
 use crate::config::LabelSelector;
 use crate::flux::secret_refs;
-use crate::gitlab::agent::{AgentDetector, InstallationId};
+use crate::gitlab::agent::AgentDetector;
+use crate::gitlab::installation::InstallationId;
 
 const FLUX_SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
 

@@ -13,8 +13,10 @@ use std::time::Instant;
 
 pub mod agents;
 pub mod kube;
+pub mod lease;
 mod memory;
 pub mod rbac;
+pub mod reservation;
 pub mod secrets;
 
 pub use agents::{AgentInstallation, AgentObject};
@@ -24,7 +26,7 @@ pub use secrets::{FluxSecretReference, SecretFacts};
 
 use crate::config::LabelSelector;
 
-use crate::gitlab::agent::InstallationId;
+use crate::gitlab::installation::InstallationId;
 
 /// The answer to a lookup in the cluster view.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,6 +177,13 @@ pub const WATCHED_KINDS: &[WatchedKind] = &[
         version: "v1",
         kind: "ReplicaSet",
         plural: "replicasets",
+        namespaced: true,
+    },
+    WatchedKind {
+        group: "",
+        version: "v1",
+        kind: "ReplicationController",
+        plural: "replicationcontrollers",
         namespaced: true,
     },
     WatchedKind {

@@ -10,8 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use serde_json::value::RawValue;
 
+use std::cell::RefCell;
+
 use crate::admission::{Operation, Request};
 use crate::cluster::ClusterView;
+use crate::cluster::reservation::Claim;
 use crate::config::Config;
 use crate::json_view::Skims;
 
@@ -216,6 +219,9 @@ pub struct Context<'a> {
     pub view: &'a dyn ClusterView,
     /// Shared by the views the policies read of this request's objects.
     skims: Skims<'a>,
+    /// What the policy judging now needs reserved before its verdict stands
+    /// ([`Context::claim`]).
+    claims: RefCell<Vec<Claim>>,
 }
 
 impl<'a> Context<'a> {
@@ -225,7 +231,21 @@ impl<'a> Context<'a> {
             config,
             view,
             skims: Skims::indexed(request.index.clone()),
+            claims: RefCell::new(Vec::new()),
         }
+    }
+
+    /// Asks for a new agent installation to be reserved cluster-wide before this request is
+    /// allowed (see [`crate::cluster::reservation`]). The policy stays a pure function: the
+    /// engine hands the claim to whoever answers the request, which makes the reservation
+    /// and turns the verdict into a denial if another installation holds it.
+    pub fn claim(&self, claim: Claim) {
+        self.claims.borrow_mut().push(claim);
+    }
+
+    /// The claims made since the last call.
+    pub fn take_claims(&self) -> Vec<Claim> {
+        std::mem::take(&mut *self.claims.borrow_mut())
     }
 
     /// `Kind namespace/name` (or `Kind name` for cluster-scoped objects), as messages name objects.

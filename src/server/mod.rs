@@ -20,6 +20,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::cluster::ClusterView;
+use crate::cluster::reservation::{LocalReservations, Reservations};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::metrics::Metrics;
@@ -68,6 +69,9 @@ pub struct ServerOptions {
     /// Longest a review may take from a whole body to an answer; keep it below the
     /// webhook's `timeoutSeconds` so the API server gets a clear error instead of a timeout.
     pub eval_timeout: Duration,
+    /// Where new agent installations are reserved before they are allowed: a Lease every
+    /// replica shares, or (without a cluster) this process alone.
+    pub reservations: Arc<dyn Reservations>,
 }
 
 impl ServerOptions {
@@ -86,6 +90,7 @@ impl ServerOptions {
             drain_timeout: Duration::from_secs(10),
             reload_interval: Duration::from_secs(5),
             eval_timeout: Duration::from_secs(8),
+            reservations: Arc::new(LocalReservations::default()),
         }
     }
 }
@@ -99,6 +104,7 @@ pub struct AppState {
     pub body_read_timeout: Duration,
     pub eval_timeout: Duration,
     pub tls_loaded: AtomicBool,
+    pub reservations: Arc<dyn Reservations>,
 }
 
 /// A server with its sockets bound, ready to run.
@@ -162,6 +168,7 @@ impl BoundServer {
             body_read_timeout: options.body_read_timeout,
             eval_timeout: options.eval_timeout,
             tls_loaded: AtomicBool::new(true),
+            reservations: options.reservations.clone(),
         });
         Ok(BoundServer {
             state,

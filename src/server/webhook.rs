@@ -186,7 +186,17 @@ async fn review(state: Arc<AppState>, endpoint: Endpoint, request: Request) -> R
     {
         tracing::warn!(uid = %request.uid, "cluster view refresh hit the evaluation deadline; judging with what the view has");
     }
-    let (verdict, exemptions) = state.engine.review(endpoint, &request, state.view.as_ref());
+    let (mut verdict, exemptions) = state.engine.review(endpoint, &request, state.view.as_ref());
+    // Only an allowed request that adds a new agent installation claims anything: the
+    // common review never waits for the API server.
+    if !verdict.claims.is_empty() {
+        crate::engine::settle_claims(
+            &mut verdict,
+            state.reservations.as_ref(),
+            state.view.as_ref(),
+        )
+        .await;
+    }
     if started.elapsed() > state.eval_timeout {
         // Policies are not interruptible, but an answer this late may already have been given
         // up on by the API server; let its failurePolicy decide rather than pretend.
