@@ -35,7 +35,7 @@ cargo build --release --manifest-path fuzz/Cargo.toml --target "$triple" \
   --target-dir "$target_dir" --bins
 bin_dir="$target_dir/$triple/release"
 
-corpus_dir=../shared/corpus
+corpus_dir=tests/fixtures/corpus
 seed() {
   local target="$1" dir="fuzz/corpus/$1"
   mkdir -p "$dir" "fuzz/artifacts/$target"

@@ -11,9 +11,8 @@ use crate::admission::{Operation, Request};
 use crate::cluster::ClusterView;
 use crate::cluster::reservation::{LocalReservations, Reservations, Reserved};
 use crate::config::Config;
-use crate::policy::{
-    Context, Finding, KindRule, Mode, Policy, PolicyId, Severity, SubresourceRule, registry,
-};
+use crate::finding::{Finding, Mode, PolicyId, Severity};
+use crate::policy::{Context, KindRule, Policy, SubresourceRule, registry};
 use crate::verdict::{Action, Outcome, PendingClaim, Skip, Verdict, short_warning};
 
 /// Which endpoint a request arrived on.

@@ -63,6 +63,47 @@ pub fn trusted_raw(json: &str) -> Result<Box<RawValue>, Error> {
     })
 }
 
+/// Parses JSON into `T` (borrowing strings from it where `T` does), with the path of the
+/// offending field in the error (`spec.verify.matchOIDCIdentity[0].issuer: invalid type...`).
+pub fn parse_raw<'a, T: serde::Deserialize<'a>>(json: &'a str) -> Result<T, String> {
+    // Tracking the path costs an allocation per key; only a malformed object needs it.
+    if let Ok(parsed) = serde_json::from_str(json) {
+        return Ok(parsed);
+    }
+    let mut de = serde_json::Deserializer::from_str(json);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| describe_parse_error(&e))
+}
+
+/// A parse error as findings show it: the path of the field and what is wrong with it, but
+/// never the value. serde quotes the offending string (`invalid type: string "…"`), and a
+/// string in the wrong place may be a token or a password: findings reach logs, warnings,
+/// PolicyReports and CI reports.
+pub fn describe_parse_error(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = e.path().to_string();
+    let message = without_values(&e.inner().to_string());
+    if path.is_empty() || path == "." {
+        message
+    } else {
+        format!("{path}: {message}")
+    }
+}
+
+/// Replaces the values serde quotes in its messages with their type.
+pub fn without_values(message: &str) -> String {
+    static QUOTED: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"string "(?:[^"\\]|\\.)*"|(variant|char) (?:`[^`]*`|'[^']*')"#).ok()
+    });
+    match QUOTED.as_ref() {
+        Some(quoted) => quoted
+            .replace_all(message, |caps: &regex::Captures<'_>| match caps.get(1) {
+                Some(what) => what.as_str().to_string(),
+                None => "a string".to_string(),
+            })
+            .into_owned(),
+        None => "a value of the wrong type or form".to_string(),
+    }
+}
+
 /// Nesting past serde_json's own recursion limit is not indexed; such a text is skimmed.
 const MAX_INDEXED_DEPTH: usize = 128;
 
@@ -104,6 +145,12 @@ impl<'a> Indexed<'a> {
 
     pub fn skims(&self) -> &Skims<'a> {
         &self.skims
+    }
+
+    /// A view of the whole object; a malformed object is read again ([`parse_raw`]) for a
+    /// message that says where it is malformed.
+    pub fn read<T: Deserialize<'a>>(&self) -> Result<T, String> {
+        self.view(self.raw).or_else(|_| parse_raw(self.raw.get()))
     }
 }
 

@@ -9,7 +9,7 @@ use prometheus::{
 };
 
 use crate::engine::{Endpoint, ExemptionUse};
-use crate::policy::{Mode, PolicyId};
+use crate::finding::{Mode, PolicyId};
 use crate::verdict::{Action, Verdict};
 
 /// Latency buckets fine enough below one millisecond, where fluxgate answers.
@@ -290,7 +290,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Finding, Mode};
+    use crate::finding::{Finding, Mode};
     use crate::verdict::Outcome;
 
     fn denial() -> Verdict {

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::policy::{Finding, Mode, PolicyId};
+use crate::finding::{Finding, Mode, PolicyId};
 
 /// What a finding led to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

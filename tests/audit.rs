@@ -5,8 +5,9 @@ use fluxgate::audit::{self, AuditResult, OMITTED_ANNOTATION};
 use fluxgate::cluster::MemoryView;
 use fluxgate::config::Config;
 use fluxgate::engine::Engine;
+use fluxgate::finding::{Finding, PolicyId};
 use fluxgate::metrics::Metrics;
-use fluxgate::policy::{CREATE_UPDATE, Context, Finding, KindRule, Policy, PolicyId};
+use fluxgate::policy::{CREATE_UPDATE, Context, KindRule, Policy};
 use serde_json::{Value, json};
 
 struct BadLabel;
@@ -239,7 +240,7 @@ fn scanning_twice_gives_the_same_report() {
 /// would.
 fn rendered_install(file: &str, namespace: &str) -> Vec<Value> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/corpus/gitlab-agent/rendered")
+        .join("tests/fixtures/corpus/gitlab-agent/rendered")
         .join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_yaml_ng::Deserializer::from_str(&text)

@@ -9,11 +9,12 @@ use fluxgate::admission::{self, OwnedObject};
 use fluxgate::cluster::{MemoryView, ObjectKey};
 use fluxgate::config::Config;
 use fluxgate::engine::{Endpoint, Engine};
-use fluxgate::policy::{Policy, PolicyId, Severity};
+use fluxgate::finding::{PolicyId, Severity};
+use fluxgate::policy::Policy;
 use fluxgate::verdict::Verdict;
 use serde_json::{Value, json};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/corpus");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/admission");
 
 // ---------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 //! the kinds the cluster view watches), against what a webhook install must get right to be
 //! safe, and against the Kubernetes schema without a cluster: built-in kinds through the
 //! typed k8s-openapi structs with a round trip that catches unknown and misspelled fields,
-//! custom resources through their CRDs' OpenAPI schemas (tests/fixtures/crds).
+//! custom resources through their CRDs' OpenAPI schemas (tests/fixtures/crds and the Flux CRDs in
+//! tests/fixtures/corpus/crds).
 
 use std::any::TypeId;
 use std::collections::{BTreeMap, BTreeSet};
@@ -1430,9 +1431,12 @@ struct Crd {
 fn crds() -> &'static [Crd] {
     static CRDS: OnceLock<Vec<Crd>> = OnceLock::new();
     CRDS.get_or_init(|| {
-        let dir = Path::new(ROOT).join("tests/fixtures/crds");
+        // The excerpts made for these tests, and the Flux CRDs of the corpus.
+        let entries = ["tests/fixtures/crds", "tests/fixtures/corpus/crds"]
+            .into_iter()
+            .flat_map(|dir| std::fs::read_dir(Path::new(ROOT).join(dir)).expect(dir));
         let mut crds = Vec::new();
-        for entry in std::fs::read_dir(&dir).expect("tests/fixtures/crds") {
+        for entry in entries {
             let path = entry.expect("entry").path();
             if path.extension().is_none_or(|e| e != "yaml") {
                 continue;

@@ -7,9 +7,8 @@ use fluxgate::admission::{self, Operation};
 use fluxgate::cluster::MemoryView;
 use fluxgate::config::Config;
 use fluxgate::engine::{Endpoint, Engine};
-use fluxgate::policy::{
-    CREATE_UPDATE, Context, Finding, KindRule, Mode, Policy, PolicyId, Severity,
-};
+use fluxgate::finding::{Finding, Mode, PolicyId, Severity};
+use fluxgate::policy::{CREATE_UPDATE, Context, KindRule, Policy};
 use fluxgate::verdict::Action;
 use serde_json::{Value, json};
 

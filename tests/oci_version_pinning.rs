@@ -12,16 +12,16 @@ use fluxgate::admission::{self, OwnedObject};
 use fluxgate::cluster::MemoryView;
 use fluxgate::config::Config;
 use fluxgate::engine::{Endpoint, Engine};
+use fluxgate::finding::{PolicyId, Severity};
 use fluxgate::flux::semver::{Constraint, Line, ParseError, Span, Version};
 use fluxgate::policy::oci_version_pinning::OciVersionPinning;
-use fluxgate::policy::{PolicyId, Severity};
 use fluxgate::verdict::Verdict;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use common::{Decision, TestServer, assert_decision, default_engine, engine};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/corpus");
 const POLICY: PolicyId = PolicyId::OciVersionPinning;
 
 // ---------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ use fluxgate::admission;
 use fluxgate::cluster::MemoryView;
 use fluxgate::config::Config;
 use fluxgate::engine::{Endpoint, Engine};
-use fluxgate::policy::PolicyId;
+use fluxgate::finding::PolicyId;
 use proptest::prelude::*;
 use proptest::sample::select;
 use serde_json::{Map, Value, json};
@@ -740,7 +740,7 @@ proptest! {
             .outcomes
             .iter()
             .filter(|o| o.finding.policy == PolicyId::SignedOciSources)
-            .filter(|o| o.finding.severity == fluxgate::policy::Severity::Violation)
+            .filter(|o| o.finding.severity == fluxgate::finding::Severity::Violation)
             .map(|o| o.finding.message.as_str())
             .collect();
         // Plain HTTP is a transport problem the verify block cannot fix.

@@ -15,11 +15,11 @@ use fluxgate::cluster::secrets::{SecretUse, format_time, parse_time};
 use fluxgate::cluster::{ClusterView, Lookup, MemoryView, ObjectKey};
 use fluxgate::config::Config;
 use fluxgate::engine::{Endpoint, Engine};
+use fluxgate::finding::{Mode, PolicyId};
 use fluxgate::metrics::Metrics;
 use fluxgate::policy::secret_rotation::{
     RotationRow, RotationSource, RotationStatus, rotation_table,
 };
-use fluxgate::policy::{Mode, PolicyId};
 use serde_json::{Value, json};
 
 use common::{ServerSetup, TestServer, metric_value};
@@ -36,7 +36,10 @@ fn days_ago(days: i64) -> String {
 }
 
 fn corpus() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/corpus"
+    ))
 }
 
 /// The objects of a corpus file, as `kubectl apply -n <namespace>` would store them.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{Client, ServerSetup, TestServer, fixture, fixtures, metric_value, plain_get};
 use fluxgate::cluster::{ClusterView, MemoryView};
-use fluxgate::policy::Mode;
+use fluxgate::finding::Mode;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

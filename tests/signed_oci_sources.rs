@@ -13,7 +13,7 @@ use fluxgate::admission::{self, Operation, OwnedObject, Request};
 use fluxgate::cluster::{MemoryView, ObjectKey};
 use fluxgate::config::Config;
 use fluxgate::engine::{Endpoint, Engine};
-use fluxgate::policy::PolicyId;
+use fluxgate::finding::PolicyId;
 use fluxgate::policy::signed_oci_sources::SignedOciSources;
 use fluxgate::verdict::Verdict;
 use serde::Deserialize;
@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use admission_fixtures::{Expected, OCI_REPOSITORY_FIXTURES, read_fixture};
 use common::{assert_decision, default_engine, engine};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/corpus");
 const POLICY: PolicyId = PolicyId::SignedOciSources;
 
 // ---------------------------------------------------------------------------------------

@@ -12,14 +12,17 @@ use fluxgate::cluster::reservation::LocalReservations;
 use fluxgate::cluster::{MemoryView, ObjectKey};
 use fluxgate::config::Config;
 use fluxgate::engine::{Endpoint, Engine, settle_claims_locally};
-use fluxgate::policy::PolicyId;
+use fluxgate::finding::PolicyId;
 use fluxgate::verdict::Verdict;
 use serde_json::{Value, json};
 
 const AGENTK: &str = "registry.gitlab.com/gitlab-org/cluster-integration/gitlab-agent/agentk";
 
 fn corpus() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/corpus"
+    ))
 }
 
 /// The objects of a manifest file, as `kubectl apply -n <namespace>` would store them.
@@ -1037,7 +1040,10 @@ fn a_helmrelease_and_the_deployment_it_installs_are_one_installation() {
 
 #[test]
 fn the_api_servers_deployment_creates_are_not_agents() {
-    let dir = corpus().join("admission/kube-apiserver-v1.28.4");
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/admission"
+    ));
     let (view, _) = cluster_with_the_gitlab_agent_chart();
     for file in [
         "deployment-create__capture-Deployment-CREATE.json",

@@ -13,15 +13,15 @@ use fluxgate::audit;
 use fluxgate::cluster::MemoryView;
 use fluxgate::config::Config;
 use fluxgate::engine::{Endpoint, Engine};
+use fluxgate::finding::{PolicyId, Severity};
 use fluxgate::policy::tenant_lockdown::TenantLockdown;
-use fluxgate::policy::{PolicyId, Severity};
 use fluxgate::verdict::Verdict;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use common::{Decision, ServerSetup, TempDir, TestServer, assert_decision, default_engine, engine};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/corpus");
 const POLICY: PolicyId = PolicyId::TenantLockdown;
 
 // ---------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ use fluxgate::admission;
 use fluxgate::cluster::{ClusterView, Lookup, MemoryView};
 use fluxgate::config::Config;
 use fluxgate::engine::{Endpoint, Engine};
-use fluxgate::policy::{PolicyId, Severity};
+use fluxgate::finding::{PolicyId, Severity};
 use fluxgate::verdict::Verdict;
 use serde_json::{Value, json};
 

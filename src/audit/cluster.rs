@@ -14,8 +14,8 @@ use serde_json::Value;
 use super::{AuditFinding, AuditReport, AuditResult, MANAGED_BY, policy_reports, scan, unix_now};
 use crate::cluster::ClusterView;
 use crate::engine::Engine;
+use crate::finding::PolicyId;
 use crate::metrics::Metrics;
-use crate::policy::PolicyId;
 
 /// Bounds that keep reports and Events small in big clusters.
 #[derive(Debug, Clone)]

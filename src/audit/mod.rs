@@ -20,10 +20,10 @@ use crate::admission::OwnedObject;
 use crate::cluster::{ClusterView, Lookup};
 use crate::config::Config;
 use crate::engine::{Endpoint, Engine};
+use crate::finding::{Mode, PolicyId, Severity};
 use crate::policy::secret_rotation::{
     RotationRow, RotationStatus, rotation_findings, rotation_table, short_age,
 };
-use crate::policy::{Mode, PolicyId, Severity};
 use crate::verdict::Action;
 
 pub mod cluster;
@@ -339,7 +339,7 @@ pub fn render_table(report: &AuditReport) -> String {
     let mut findings: Vec<&AuditFinding> = report.findings.iter().collect();
     findings.sort_by_key(|f| (f.result, f.policy));
     for f in findings {
-        let object = crate::policy::object_ref(&f.kind, f.namespace.as_deref(), &f.name);
+        let object = crate::finding::object_ref(&f.kind, f.namespace.as_deref(), &f.name);
         let first_line = f.message.lines().next().unwrap_or("").to_string();
         rows.push([
             f.result.as_str().into(),

@@ -15,8 +15,9 @@ use crate::admission::ObjectHead;
 use crate::cluster::{ClusterView, MemoryView};
 use crate::config::Config;
 use crate::engine::{Endpoint, Engine};
+use crate::finding::{Mode, PolicyId, Severity};
 use crate::gitlab::agent_config;
-use crate::policy::{Mode, Policy, PolicyId, Severity, registry};
+use crate::policy::{Policy, registry};
 use crate::report::codequality::Fingerprints;
 use crate::report::{
     self, Action, Format, InputErrorEntry, Report, ReportFinding, SCHEMA_VERSION, Skipped, Subject,

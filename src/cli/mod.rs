@@ -12,8 +12,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::certs::{self, CertFiles, CertRequest};
 use crate::cluster::{ClusterView, MemoryView};
 use crate::config::{Config, DEFAULT_CONFIG_YAML};
+use crate::finding::Mode;
 use crate::metrics::Metrics;
-use crate::policy::Mode;
 use crate::server::{BoundServer, ServerOptions};
 use crate::tls::TlsFiles;
 

@@ -34,8 +34,8 @@ use super::{
     AgentInstallation, ClusterView, HelmRepositoryFacts, Lookup, MemoryView, ObjectKey, Refresh,
     WATCHED_KINDS, WatchedKind,
 };
-use crate::config::LabelSelector;
 use crate::gitlab::installation::InstallationId;
+use crate::selector::LabelSelector;
 
 /// How long a request may wait for the API server when it refreshes an object.
 const REFRESH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -274,7 +274,7 @@ fn apply(
         return;
     };
     if let Err(e) = store.apply(&value) {
-        let e = crate::policy::without_values(&e);
+        let e = crate::json_view::without_values(&e);
         tracing::warn!(kind = kind.kind, namespace = ?key.namespace, name = %key.name, error = %e, "object not understood; left out of the cluster view");
     }
 }

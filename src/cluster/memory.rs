@@ -16,10 +16,10 @@ use super::agents::AgentIndex;
 use super::rbac::{self, BindingFacts, NamedRoles, RbacIndex, RoleFacts, RoleKey};
 use super::secrets::{self, FluxSecretReference, SecretFacts, SecretUse};
 use super::{AgentInstallation, ClusterView, HelmRepositoryFacts, Lookup, ObjectKey};
-use crate::config::LabelSelector;
 use crate::flux::secret_refs;
 use crate::gitlab::agent::AgentDetector;
 use crate::gitlab::installation::InstallationId;
+use crate::selector::LabelSelector;
 
 const FLUX_SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
 
@@ -353,8 +353,9 @@ impl MemoryView {
     pub fn apply_raw(&self, object: &RawValue) -> Result<(), String> {
         // Several projections read the object: indexing it once spares each a search.
         let object = &Indexed::new(object);
-        let head: Head =
-            super::read(object).map_err(|e| format!("not a Kubernetes object: {e}"))?;
+        let head: Head = object
+            .read()
+            .map_err(|e| format!("not a Kubernetes object: {e}"))?;
         let group = head
             .api_version
             .rsplit_once('/')
@@ -384,7 +385,8 @@ impl MemoryView {
                 self.write().secrets.insert(namespace, name, facts);
             }
             (FLUX_SOURCE_GROUP, "HelmRepository") => {
-                let spec = super::read::<HelmRepositoryDoc>(object)
+                let spec = object
+                    .read::<HelmRepositoryDoc>()
                     .map_err(|e| format!("HelmRepository {e}"))?
                     .spec
                     .unwrap_or_default();

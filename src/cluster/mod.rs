@@ -24,7 +24,7 @@ pub use memory::{DEFAULT_VIEW_GRACE, KindHealth, MemoryView};
 pub use rbac::{BindingFacts, NamedRoles, RoleFacts, RoleKey};
 pub use secrets::{FluxSecretReference, SecretFacts};
 
-use crate::config::LabelSelector;
+use crate::selector::LabelSelector;
 
 use crate::gitlab::installation::InstallationId;
 
@@ -301,14 +301,4 @@ pub trait ClusterView: Send + Sync {
     fn refresh<'a>(&'a self, _keys: &'a [ObjectKey]) -> Refresh<'a> {
         Box::pin(async {})
     }
-}
-
-/// A view of an object fed to the cluster view; a malformed object is read again for a
-/// message that says where it is malformed.
-pub(crate) fn read<'a, T: serde::Deserialize<'a>>(
-    object: &crate::json_view::Indexed<'a>,
-) -> Result<T, String> {
-    object
-        .view(object.raw())
-        .or_else(|_| crate::policy::parse_raw(object.raw().get()))
 }

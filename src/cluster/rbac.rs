@@ -13,8 +13,8 @@ use std::sync::Arc;
 use crate::json_view::Indexed;
 use serde::Deserialize;
 
-use crate::config::{LabelSelector, SelectorOperator};
 use crate::rbac::{PolicyRule, RuleSummary, null_as_default};
+use crate::selector::{LabelSelector, SelectorOperator, selector_matches};
 
 /// Interned values are swept once the table has grown by this factor since the last sweep.
 const SWEEP_GROWTH: usize = 2;
@@ -318,29 +318,6 @@ pub struct RoleRefObject {
     pub name: String,
 }
 
-/// Whether a label selector matches labels read through `get`, with Kubernetes semantics
-/// (an empty selector matches everything).
-pub fn selector_matches<'a>(
-    selector: &LabelSelector,
-    get: impl Fn(&str) -> Option<&'a str>,
-) -> bool {
-    selector
-        .match_labels
-        .iter()
-        .all(|(k, v)| get(k) == Some(v.as_str()))
-        && selector.match_expressions.iter().all(|req| {
-            let value = get(&req.key);
-            match req.operator {
-                SelectorOperator::In => value.is_some_and(|v| req.values.iter().any(|x| x == v)),
-                SelectorOperator::NotIn => {
-                    !value.is_some_and(|v| req.values.iter().any(|x| x == v))
-                }
-                SelectorOperator::Exists => value.is_some(),
-                SelectorOperator::DoesNotExist => value.is_none(),
-            }
-        })
-}
-
 /// An RBAC object ready for the index.
 #[derive(Debug, Clone)]
 pub enum Projection {
@@ -369,7 +346,7 @@ pub fn is_rbac_kind(kind: &str) -> bool {
 pub fn project(kind: &str, object: &Indexed<'_>) -> Result<Projection, String> {
     match kind {
         "Role" | "ClusterRole" => {
-            let role: RoleObject = super::read(object).map_err(|e| format!("{kind}: {e}"))?;
+            let role: RoleObject = object.read().map_err(|e| format!("{kind}: {e}"))?;
             let cluster_role = kind == "ClusterRole";
             let facts = RoleFacts::from_object(&role, cluster_role);
             let name = role.metadata.name;
@@ -386,7 +363,7 @@ pub fn project(kind: &str, object: &Indexed<'_>) -> Result<Projection, String> {
         _ => {
             let binding_kind =
                 BindingKind::parse(kind).ok_or_else(|| format!("{kind} is not an RBAC kind"))?;
-            let binding: BindingObject = super::read(object).map_err(|e| format!("{kind}: {e}"))?;
+            let binding: BindingObject = object.read().map_err(|e| format!("{kind}: {e}"))?;
             Ok(BindingFacts::from_object(&binding, binding_kind)
                 .map(Projection::Binding)
                 .unwrap_or(Projection::Ignored))

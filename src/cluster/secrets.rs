@@ -155,7 +155,7 @@ struct RotationAnnotation<'a> {
 pub(crate) fn project(
     object: &crate::json_view::Indexed<'_>,
 ) -> Result<(String, String, SecretFacts), String> {
-    let doc: SecretDoc<'_> = super::read(object).map_err(|e| format!("Secret metadata: {e}"))?;
+    let doc: SecretDoc<'_> = object.read().map_err(|e| format!("Secret metadata: {e}"))?;
     let Some(meta) = doc.metadata else {
         return Err("Secret without metadata".into());
     };

@@ -30,7 +30,7 @@ pub const KUSTOMIZE_GROUP: &str = "kustomize.toolkit.fluxcd.io";
 /// Parses a Flux object from raw JSON, borrowing strings from it, with the path of the
 /// offending field in the error (`spec.verify.matchOIDCIdentity[0].issuer: invalid type...`).
 pub fn parse<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, String> {
-    crate::policy::parse_raw(json)
+    crate::json_view::parse_raw(json)
 }
 
 /// [`parse`] for an object of a request: only the fields the view declares are read (see

@@ -182,7 +182,7 @@ fn collect(doc: Doc<'_>) -> Vec<SecretRef<'_>> {
 pub fn from_indexed<'a>(
     object: &crate::json_view::Indexed<'a>,
 ) -> Result<Vec<SecretRef<'a>>, String> {
-    crate::cluster::read::<Doc<'a>>(object).map(collect)
+    object.read::<Doc<'a>>().map(collect)
 }
 
 #[cfg(test)]

@@ -360,7 +360,7 @@ impl AgentDetector {
 }
 
 fn parse_path_aware<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, String> {
-    crate::policy::parse_raw(json)
+    crate::json_view::parse_raw(json)
 }
 
 /// The repository of an image reference: without `@digest` and without `:tag` (a `:` before

@@ -17,7 +17,7 @@ use std::path::{Component, Path};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::policy::Severity;
+use crate::finding::Severity;
 
 /// Top-level keys that make a YAML mapping without `apiVersion`/`kind` an agent configuration.
 pub const RECOGNISED_KEYS: &[&str] = &["ci_access", "user_access", "gitops", "observability"];

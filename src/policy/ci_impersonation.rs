@@ -16,17 +16,18 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::SettingError;
-use super::{CREATE_UPDATE, Context, Finding, KindRule, Mode, Policy, PolicyId, PolicySettings};
+use super::{CREATE_UPDATE, Context, KindRule, Policy, PolicySettings};
 use crate::admission::{Operation, Request};
 use crate::cluster::rbac::{
     self as view_rbac, BindingFacts, BindingKind, BindingObject, RoleKey, RoleObject, Subject,
-    selector_matches,
 };
 use crate::cluster::{ClusterView, Lookup, NamedRoles, ObjectKey, RoleFacts};
-use crate::config::LabelSelector;
+use crate::finding::{Finding, Mode, PolicyId};
 use crate::gitlab::identity::Identity;
 use crate::rbac::defaults::{default_cluster_role, default_cluster_roles};
 use crate::rbac::{Reason, Reasons, RuleSummary, Targets, describe_targets};
+use crate::selector::LabelSelector;
+use crate::selector::selector_matches;
 
 const ID: PolicyId = PolicyId::CiImpersonation;
 const GROUP: &str = crate::rbac::GROUP;

@@ -2,11 +2,8 @@
 //! (request, configuration, cluster view) that returns findings with reasons a human can act on.
 //! The webhook, the audit scan and `fluxgate check` all call policies through this module.
 
-use std::fmt;
-use std::str::FromStr;
-
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
 use serde_json::value::RawValue;
 
@@ -16,7 +13,8 @@ use crate::admission::{Operation, Request};
 use crate::cluster::ClusterView;
 use crate::cluster::reservation::Claim;
 use crate::config::Config;
-use crate::json_view::Skims;
+use crate::finding::{Finding, Mode, PolicyId, object_ref};
+use crate::json_view::{Skims, parse_raw};
 
 pub mod ci_impersonation;
 pub mod oci_version_pinning;
@@ -24,156 +22,6 @@ pub mod secret_rotation;
 pub mod signed_oci_sources;
 pub mod single_agent;
 pub mod tenant_lockdown;
-
-/// The stable ids users write in configuration and scripts against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PolicyId {
-    SignedOciSources,
-    SingleAgent,
-    CiImpersonation,
-    SecretRotation,
-    TenantLockdown,
-    OciVersionPinning,
-}
-
-impl PolicyId {
-    pub const ALL: &'static [PolicyId] = &[
-        PolicyId::SignedOciSources,
-        PolicyId::SingleAgent,
-        PolicyId::CiImpersonation,
-        PolicyId::SecretRotation,
-        PolicyId::TenantLockdown,
-        PolicyId::OciVersionPinning,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PolicyId::SignedOciSources => "signed-oci-sources",
-            PolicyId::SingleAgent => "single-agent",
-            PolicyId::CiImpersonation => "ci-impersonation",
-            PolicyId::SecretRotation => "secret-rotation",
-            PolicyId::TenantLockdown => "tenant-lockdown",
-            PolicyId::OciVersionPinning => "oci-version-pinning",
-        }
-    }
-}
-
-impl fmt::Display for PolicyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for PolicyId {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        PolicyId::ALL
-            .iter()
-            .copied()
-            .find(|id| id.as_str() == s)
-            .ok_or_else(|| {
-                let known: Vec<&str> = PolicyId::ALL.iter().map(|id| id.as_str()).collect();
-                format!("unknown policy id {s:?}; known: {}", known.join(", "))
-            })
-    }
-}
-
-impl Serialize for PolicyId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for PolicyId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-/// What happens when a policy finds a violation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Deny the request.
-    #[default]
-    Enforce,
-    /// Allow, and tell the client with an AdmissionResponse warning.
-    Warn,
-    /// Allow; log, count and report only.
-    Audit,
-    /// Do not evaluate.
-    Off,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Enforce => "enforce",
-            Mode::Warn => "warn",
-            Mode::Audit => "audit",
-            Mode::Off => "off",
-        }
-    }
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Mode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "enforce" => Ok(Mode::Enforce),
-            "warn" => Ok(Mode::Warn),
-            "audit" => Ok(Mode::Audit),
-            "off" => Ok(Mode::Off),
-            other => Err(format!(
-                "unknown mode {other:?}; expected enforce, warn, audit or off"
-            )),
-        }
-    }
-}
-
-/// How serious a finding is, independent of the policy's mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Breaks the rule: denied in enforce mode.
-    Violation,
-    /// Advice that never denies, whatever the mode (for example, a setting Flux ignores).
-    Advisory,
-}
-
-/// One reason a policy gives about one object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    pub policy: PolicyId,
-    pub severity: Severity,
-    /// The full text: names the object, says what is wrong and how to fix it.
-    pub message: String,
-}
-
-impl Finding {
-    pub fn violation(policy: PolicyId, message: impl Into<String>) -> Self {
-        Finding {
-            policy,
-            severity: Severity::Violation,
-            message: message.into(),
-        }
-    }
-
-    pub fn advisory(policy: PolicyId, message: impl Into<String>) -> Self {
-        Finding {
-            policy,
-            severity: Severity::Advisory,
-            message: message.into(),
-        }
-    }
-}
 
 /// A kind a policy judges, in every version the cluster serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,54 +138,6 @@ impl<'a> Context<'a> {
     /// [`Context::view_of`] where a malformed object is simply not of interest.
     pub fn skim<T: Deserialize<'a>>(&self, raw: &'a RawValue) -> Option<T> {
         crate::json_view::from_raw_with(raw, &self.skims).ok()
-    }
-}
-
-/// Parses JSON into `T` (borrowing strings from it where `T` does), with the path of the
-/// offending field in the error (`spec.verify.matchOIDCIdentity[0].issuer: invalid type...`).
-pub fn parse_raw<'a, T: serde::Deserialize<'a>>(json: &'a str) -> Result<T, String> {
-    // Tracking the path costs an allocation per key; only a malformed object needs it.
-    if let Ok(parsed) = serde_json::from_str(json) {
-        return Ok(parsed);
-    }
-    let mut de = serde_json::Deserializer::from_str(json);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| describe_parse_error(&e))
-}
-
-/// A parse error as findings show it: the path of the field and what is wrong with it, but
-/// never the value. serde quotes the offending string (`invalid type: string "…"`), and a
-/// string in the wrong place may be a token or a password: findings reach logs, warnings,
-/// PolicyReports and CI reports.
-pub fn describe_parse_error(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
-    let path = e.path().to_string();
-    let message = without_values(&e.inner().to_string());
-    if path.is_empty() || path == "." {
-        message
-    } else {
-        format!("{path}: {message}")
-    }
-}
-
-/// Replaces the values serde quotes in its messages with their type.
-pub fn without_values(message: &str) -> String {
-    static QUOTED: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r#"string "(?:[^"\\]|\\.)*"|(variant|char) (?:`[^`]*`|'[^']*')"#).ok()
-    });
-    match QUOTED.as_ref() {
-        Some(quoted) => quoted
-            .replace_all(message, |caps: &regex::Captures<'_>| match caps.get(1) {
-                Some(what) => what.as_str().to_string(),
-                None => "a string".to_string(),
-            })
-            .into_owned(),
-        None => "a value of the wrong type or form".to_string(),
-    }
-}
-
-pub fn object_ref(kind: &str, namespace: Option<&str>, name: &str) -> String {
-    match namespace {
-        Some(ns) if !ns.is_empty() => format!("{kind} {ns}/{name}"),
-        _ => format!("{kind} {name}"),
     }
 }
 

@@ -28,9 +28,8 @@ use std::borrow::Cow;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    CREATE_UPDATE, Context, Finding, KindRule, Mode, Policy, PolicyId, PolicySettings, SettingError,
-};
+use super::{CREATE_UPDATE, Context, KindRule, Policy, PolicySettings, SettingError};
+use crate::finding::{Finding, Mode, PolicyId};
 use crate::flux::SOURCE_GROUP;
 use crate::flux::oci_repository::{self, OciRepositoryRefOnly};
 use std::sync::RwLock;

@@ -56,14 +56,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::{
-    CREATE_UPDATE, Context, Finding, KindRule, Mode, Policy, PolicyId, PolicySettings,
-    SettingError, object_ref,
-};
+use super::{CREATE_UPDATE, Context, KindRule, Policy, PolicySettings, SettingError};
 use crate::cluster::secrets::{
     ROTATED_AT_ANNOTATION, RotatedAt, SecretFacts, SecretUse, format_time,
 };
 use crate::cluster::{AgentInstallation, ClusterView, Lookup};
+use crate::finding::{Finding, Mode, PolicyId, object_ref};
 use crate::flux::secret_refs;
 use crate::flux::{HELM_GROUP, KUSTOMIZE_GROUP, SOURCE_GROUP};
 
@@ -640,7 +638,7 @@ pub fn judge_object(
                 format!(
                     "{} uses {} ({}), {}. {}, then {}.",
                     object_ref(),
-                    crate::policy::object_ref("Secret", Some(namespace), &r.secret),
+                    crate::finding::object_ref("Secret", Some(namespace), &r.secret),
                     r.field,
                     overdue_sentence(age, at, source, max_age_days, r.secret_use),
                     advice(r.secret_use),

@@ -23,9 +23,10 @@ pub use settings::{
 
 use self::identity::{Breadth, IdentityField};
 use self::settings::Compiled;
-use super::{CREATE_UPDATE, Context, Finding, KindRule, Policy, PolicyId, object_ref};
+use super::{CREATE_UPDATE, Context, KindRule, Policy};
 use crate::admission::Request;
 use crate::cluster::{Lookup, ObjectKey};
+use crate::finding::{Finding, PolicyId, object_ref};
 use crate::flux::helm_chart::{self, HelmChart};
 use crate::flux::helm_release::{self, HelmRelease};
 use crate::flux::helm_repository;

@@ -73,13 +73,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CREATE_UPDATE, Context, Finding, KindRule, Mode, Policy, PolicyId, PolicySettings,
-    SettingError, SubresourceRule,
+    CREATE_UPDATE, Context, KindRule, Policy, PolicySettings, SettingError, SubresourceRule,
 };
 use crate::admission::Operation;
 use crate::admission::Request;
 use crate::cluster::reservation::{Claim, Held};
 use crate::cluster::{AgentInstallation, Lookup, ObjectKey};
+use crate::finding::{Finding, Mode, PolicyId};
 use crate::gitlab::agent::{
     AgentDetector, AgentFacts, AgentKind, CHART_NAME, Evidence, KAS_ADDRESS_FLAG,
     agent_kind_controller,

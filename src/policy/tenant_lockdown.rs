@@ -39,9 +39,8 @@ mod controller_flags;
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    CREATE_UPDATE, Context, Finding, KindRule, Mode, Policy, PolicyId, PolicySettings, SettingError,
-};
+use super::{CREATE_UPDATE, Context, KindRule, Policy, PolicySettings, SettingError};
+use crate::finding::{Finding, Mode, PolicyId};
 use crate::flux::helm_release::{self, HelmRelease};
 use crate::flux::kustomization::{self, Kustomization};
 use crate::flux::reference::{KubeConfigReference, SourceReference};

@@ -15,7 +15,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use super::{Action, Report, Subject};
-use crate::policy::Severity;
+use crate::finding::Severity;
 
 /// FNV-1a, 128 bits: small, stable across platforms and releases (unlike `DefaultHasher`),
 /// and wide enough that distinct findings do not collide in practice. Not for secrets.

@@ -6,7 +6,7 @@
 use std::io::{self, Write};
 
 use super::{Action, Report, Subject, xml};
-use crate::policy::PolicyId;
+use crate::finding::PolicyId;
 
 struct Case {
     name: String,

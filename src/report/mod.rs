@@ -9,7 +9,7 @@ use std::io::{self, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{Mode, PolicyId, Severity};
+use crate::finding::{Mode, PolicyId, Severity};
 
 pub mod codequality;
 pub mod junit;
@@ -98,7 +98,7 @@ impl Subject {
     pub fn display_name(&self) -> String {
         match self.subject_type {
             SubjectType::Object => {
-                crate::policy::object_ref(&self.kind, self.namespace.as_deref(), &self.name)
+                crate::finding::object_ref(&self.kind, self.namespace.as_deref(), &self.name)
             }
             SubjectType::GitlabAgentConfig if self.name.is_empty() => {
                 "GitLab agent configuration".to_string()

@@ -135,7 +135,7 @@ impl BoundServer {
     /// `fluxgate serve` before it claims to be up.
     pub async fn bind(
         options: ServerOptions,
-        mode_override: Option<crate::policy::Mode>,
+        mode_override: Option<crate::finding::Mode>,
         view: Arc<dyn ClusterView>,
         metrics: Metrics,
     ) -> Result<BoundServer, ServerError> {

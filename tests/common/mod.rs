@@ -94,7 +94,7 @@ pub struct TestServer {
 
 pub struct ServerSetup {
     pub config_yaml: Option<String>,
-    pub mode_override: Option<fluxgate::policy::Mode>,
+    pub mode_override: Option<fluxgate::finding::Mode>,
     pub view: Arc<dyn ClusterView>,
     pub tweak: fn(&mut ServerOptions),
 }

@@ -1,6 +1,6 @@
 //! The fast path against serde_yaml_ng: what it must read (and read the same), what it must
-//! leave to serde_yaml_ng, and the two compared over the shared corpus and over mutations of
-//! manifests.
+//! leave to serde_yaml_ng, and the two compared over the corpus (tests/fixtures/corpus) and
+//! over mutations of manifests.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::to_json;
 use crate::check::reader::split_documents;
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/corpus");
 
 fn serde_yaml(text: &str) -> Result<Value, serde_yaml_ng::Error> {
     serde_yaml_ng::from_str::<Value>(text)
@@ -372,7 +372,7 @@ fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Every document of the shared corpus: what the fast path reads, it reads as serde_yaml_ng
+/// Every document of the corpus (tests/fixtures/corpus): what the fast path reads, it reads as serde_yaml_ng
 /// does, and it reads most of them.
 #[test]
 fn the_corpus_reads_the_same_and_mostly_on_the_fast_path() {

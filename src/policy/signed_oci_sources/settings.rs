@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use super::identity;
 use super::{Judge, Site};
+use crate::finding::Mode;
 use crate::flux::reference::LocalObjectReference;
 use crate::flux::verification::{OidcIdentityMatch, Verification};
-use crate::policy::{Mode, PolicySettings, SettingError};
+use crate::policy::{PolicySettings, SettingError};
 
 /// What to do with a HelmChart or HelmRelease whose HelmRepository fluxgate cannot see, so
 /// that it cannot tell whether the chart comes from an OCI registry.

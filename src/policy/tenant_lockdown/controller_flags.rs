@@ -6,7 +6,8 @@ use std::fmt;
 use serde::Deserialize;
 
 use super::ID;
-use crate::policy::{Context, Finding};
+use crate::finding::Finding;
+use crate::policy::Context;
 
 /// A Flux controller that applies tenants' objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
