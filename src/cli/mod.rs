@@ -31,7 +31,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the admission webhook (HTTPS) and the metrics listener (HTTP).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Make a CA and a serving certificate for the webhook, and print the caBundle.
     Certs(CertsArgs),
     /// Judge manifests (files, directories, or - for stdin) with the cluster's policies,
@@ -188,7 +188,7 @@ pub struct CertsArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Certs(args) => certs_command(&args),
         Command::Audit(args) => audit_command(&args),
         Command::Check(args) => {

@@ -377,7 +377,7 @@ pub fn group(objects: &[AgentFacts]) -> Grouping {
     let mut index: BTreeMap<InstallationId, usize> = BTreeMap::new();
     let mut installations: Vec<Installation> = Vec::new();
     let mut unit_installation: HashMap<&InstallationId, usize> = HashMap::new();
-    for (id, _) in &units {
+    for id in units.keys() {
         let anchor = joined.get(id).unwrap_or(id);
         let at = *index.entry(anchor.clone()).or_insert_with(|| {
             installations.push(Installation {
