@@ -275,15 +275,17 @@ pub async fn settle_claims(
     verdict: &mut Verdict,
     reservations: &dyn Reservations,
     view: &dyn ClusterView,
-) {
+) -> Vec<&'static str> {
     let pending = std::mem::take(&mut verdict.claims);
+    let mut results = Vec::new();
     for claim in pending {
         if !verdict.allowed {
-            return;
+            break;
         }
         let reserved = reservations.reserve(&claim.claim, view).await;
-        apply_reservation(verdict, &claim, reserved);
+        results.push(apply_reservation(verdict, &claim, reserved));
     }
+    results
 }
 
 /// [`settle_claims`] with a reservation answered at once (the one of a single process).
@@ -291,21 +293,30 @@ pub fn settle_claims_locally(
     verdict: &mut Verdict,
     reservations: &LocalReservations,
     view: &dyn ClusterView,
-) {
+) -> Vec<&'static str> {
     let pending = std::mem::take(&mut verdict.claims);
+    let mut results = Vec::new();
     for claim in pending {
         if !verdict.allowed {
-            return;
+            break;
         }
         let reserved = reservations.reserve_now(&claim.claim, view);
-        apply_reservation(verdict, &claim, reserved);
+        results.push(apply_reservation(verdict, &claim, reserved));
     }
+    results
 }
 
-fn apply_reservation(verdict: &mut Verdict, pending: &PendingClaim, reserved: Reserved) {
+/// Applies one reservation's answer; its result for the metric (`granted`, `refused`,
+/// `unknown`).
+fn apply_reservation(
+    verdict: &mut Verdict,
+    pending: &PendingClaim,
+    reserved: Reserved,
+) -> &'static str {
     let claim = &pending.claim;
+    let result = reserved.result();
     let finding = match reserved {
-        Reserved::Granted => return,
+        Reserved::Granted => return result,
         Reserved::Refused(held) => Finding::violation(
             pending.policy,
             (claim.refused_text)(claim, &held, std::time::SystemTime::now()),
@@ -334,6 +345,7 @@ fn apply_reservation(verdict: &mut Verdict, pending: &PendingClaim, reserved: Re
         mode: pending.mode,
         action,
     });
+    result
 }
 
 fn matching_rule<'r>(rules: &'r [KindRule], request: &Request<'_>) -> Option<&'r KindRule> {

@@ -34,6 +34,7 @@ pub struct Metrics {
     pub audit_last_run: Gauge,
     pub secret_age: IntGaugeVec,
     pub secret_rotation_overdue: IntGaugeVec,
+    pub agent_reservations: IntCounterVec,
     handles: Arc<Handles>,
 }
 
@@ -185,6 +186,12 @@ impl Metrics {
             "1 when a Secret is older than the secret-rotation limit for its use, at the last audit scan; else 0.",
             &["namespace", "secret", "use"],
         );
+        let agent_reservations = counter(
+            &registry,
+            "fluxgate_agent_reservations_total",
+            "Reservations of a new GitLab agent installation (single-agent), by result: granted, refused (another installation holds it), unknown (the reservation could not be read or written).",
+            &["result"],
+        );
         Metrics {
             registry,
             admission_requests,
@@ -200,6 +207,7 @@ impl Metrics {
             audit_last_run,
             secret_age,
             secret_rotation_overdue,
+            agent_reservations,
             handles: Arc::default(),
         }
     }

@@ -2122,6 +2122,7 @@ const METRICS: &[&str] = &[
     "fluxgate_audit_violations",
     "fluxgate_secret_age_seconds",
     "fluxgate_secret_rotation_overdue",
+    "fluxgate_agent_reservations_total",
 ];
 
 fn metric_names(expr: &str) -> BTreeSet<String> {

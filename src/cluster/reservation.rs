@@ -70,6 +70,17 @@ pub enum Reserved {
     Unknown(String),
 }
 
+impl Reserved {
+    /// `granted`, `refused` or `unknown`, for metrics.
+    pub fn result(&self) -> &'static str {
+        match self {
+            Reserved::Granted => "granted",
+            Reserved::Refused(_) => "refused",
+            Reserved::Unknown(_) => "unknown",
+        }
+    }
+}
+
 /// Whether a reservation keeps `claim` out: it names another installation, and that
 /// installation runs (the view shows it), or it has not appeared yet and its time is not up.
 /// A reservation whose installation reached the view since it was made has done its job:

@@ -1446,6 +1446,54 @@ mod tests {
     }
 
     #[test]
+    fn any_text_is_read_without_a_panic() {
+        // A fixed pseudo-random walk over the characters that steer the lexer.
+        const ALPHABET: &[&str] = &[
+            "$",
+            "(",
+            ")",
+            "{",
+            "}",
+            "'",
+            "\"",
+            "`",
+            "\\",
+            " ",
+            "\n",
+            ";",
+            "|",
+            "&",
+            "#",
+            "=",
+            ":-",
+            "--kas-address",
+            "-c",
+            "sh",
+            "eval",
+            "for",
+            "in",
+            "do",
+            "A",
+            "é",
+            "$'",
+            "\\x2d",
+        ];
+        let mut state = 0x2545_f491_u64;
+        let env = r#"[{"name": "A", "value": "$(A) x"}, {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]"#;
+        for _ in 0..2000 {
+            let mut text = String::new();
+            for _ in 0..24 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                text.push_str(ALPHABET[(state % ALPHABET.len() as u64) as usize]);
+            }
+            let _ = search_with(&["sh", "-c"], &[&text], env);
+            let _ = search_with(&[], &[&text], env);
+        }
+    }
+
+    #[test]
     fn ansi_c_quoting_decodes_escapes() {
         assert_eq!(ansi_c(r"\x2d\055\u002dk\tz\q"), "---k\tz\\q");
     }

@@ -680,9 +680,9 @@ fn second_installation(
             )
         } else {
             format!(
-                "{} would add a second GitLab agent for Kubernetes to this cluster: {id} ({}), \
-                 while the cluster already runs {existing} ({}). {ONE_AGENT} {SHARE_ADVICE}",
-                candidate.object_ref,
+                "{} would add a second GitLab agent for Kubernetes to this cluster ({}), while \
+                 the cluster already runs {existing} ({}). {ONE_AGENT} {SHARE_ADVICE}",
+                named(&candidate.object_ref, &id),
                 candidate.evidence,
                 list_objects(objects)
             )
@@ -750,13 +750,12 @@ fn reservation_refused(claim: &Claim, held: &Held, now: std::time::SystemTime) -
     let age = now.duration_since(held.renewed).unwrap_or_default();
     let left = held.ttl.saturating_sub(age).as_secs().max(1);
     format!(
-        "{} would add a second GitLab agent for Kubernetes to this cluster: {}, while {} ({}) \
-         was allowed {}s ago and has not appeared in the cluster yet, or still runs. If that \
-         request failed, retry in {left}s. {ONE_AGENT} {SHARE_ADVICE}",
-        claim.object,
-        claim.installation,
-        held.object,
-        held.installation,
+        "{} would add a second GitLab agent for Kubernetes to this cluster, while {} was \
+         allowed {}s ago (by this or another fluxgate replica) and has not appeared in the \
+         cluster yet, or still runs. If that request failed, retry in {left}s. {ONE_AGENT} \
+         {SHARE_ADVICE}",
+        named(&claim.object, &claim.installation),
+        named(&held.object, &held.installation),
         age.as_secs()
     )
 }
@@ -770,4 +769,15 @@ fn reservation_unknown(claim: &Claim, why: &str) -> String {
          namespace (policies.single-agent.whenUnknown).",
         claim.object, claim.installation
     )
+}
+
+/// An object and, when it says more, the installation it makes: `Deployment a/b (Helm
+/// release a/r)`.
+fn named(object: &str, id: &InstallationId) -> String {
+    let id = id.to_string();
+    if id == object {
+        id
+    } else {
+        format!("{object} ({id})")
+    }
 }

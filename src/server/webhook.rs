@@ -190,12 +190,19 @@ async fn review(state: Arc<AppState>, endpoint: Endpoint, request: Request) -> R
     // Only an allowed request that adds a new agent installation claims anything: the
     // common review never waits for the API server.
     if !verdict.claims.is_empty() {
-        crate::engine::settle_claims(
+        let results = crate::engine::settle_claims(
             &mut verdict,
             state.reservations.as_ref(),
             state.view.as_ref(),
         )
         .await;
+        for result in results {
+            state
+                .metrics
+                .agent_reservations
+                .with_label_values(&[result])
+                .inc();
+        }
     }
     if started.elapsed() > state.eval_timeout {
         // Policies are not interruptible, but an answer this late may already have been given
