@@ -488,6 +488,21 @@ fn a_new_agent_pod_has_the_view_fetch_its_owner_first() {
         }]
     );
 
+    // The Deployment helm-controller renders names its HelmRelease: the view fetches that.
+    let mut rendered = install.deployment();
+    rendered["metadata"]["labels"]["helm.toolkit.fluxcd.io/name"] = json!("gitlab-agent");
+    rendered["metadata"]["labels"]["helm.toolkit.fluxcd.io/namespace"] = json!("flux-system");
+    let body = review_body("CREATE", &rendered, None, false);
+    assert_eq!(
+        engine().prefetch(&decode(body.as_bytes()).expect("review")),
+        vec![ObjectKey {
+            group: "helm.toolkit.fluxcd.io".into(),
+            kind: "HelmRelease".into(),
+            namespace: Some("flux-system".into()),
+            name: "gitlab-agent".into(),
+        }]
+    );
+
     // Other workloads cost the view nothing.
     let mut web = pod.clone();
     web["metadata"]["labels"] = json!({"app": "web"});

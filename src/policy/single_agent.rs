@@ -82,8 +82,11 @@ use crate::cluster::{AgentInstallation, Lookup, ObjectKey};
 use crate::finding::{Finding, Mode, PolicyId};
 use crate::gitlab::agent::{
     AgentDetector, AgentFacts, AgentKind, CHART_NAME, Evidence, KAS_ADDRESS_FLAG,
-    agent_kind_controller,
+    agent_kind_controller, flux_origin,
 };
+
+/// The label helm-controller puts on what it renders, naming the HelmRelease.
+const FLUX_ORIGIN_LABEL: &str = "helm.toolkit.fluxcd.io/name";
 use crate::gitlab::installation::{Grouping, InstallationId, group, named_for_release};
 
 const ID: PolicyId = PolicyId::SingleAgent;
@@ -309,9 +312,11 @@ impl Policy for SingleAgent {
     }
 
     /// A ReplicaSet's or Job's Pods are created milliseconds after it, often before its watch
-    /// event: have the view fetch the owner of a new agent object so that the object joins
-    /// its owner's installation. A substring test keeps this free for every other workload
-    /// (an agent by a configured image pattern is judged with what the view has).
+    /// event, and helm-controller creates a HelmRelease's Deployment soon after the
+    /// HelmRelease: have the view fetch the owner (or the HelmRelease the object names as its
+    /// origin) of a new agent object first, so that the object joins that installation. A
+    /// substring test keeps this free for every other workload (an agent by a configured
+    /// image pattern is judged with what the view has).
     fn prefetch(&self, request: &Request<'_>) -> Vec<ObjectKey> {
         let (Operation::Create, Some(raw)) = (request.operation, request.object) else {
             return Vec::new();
@@ -320,8 +325,10 @@ impl Policy for SingleAgent {
             return Vec::new();
         };
         let text = raw.get();
-        let is_agent = (text.contains(CHART_NAME) || text.contains(KAS_ADDRESS_FLAG))
-            && text.contains("ownerReferences")
+        let owned = text.contains("ownerReferences");
+        let rendered = text.contains(FLUX_ORIGIN_LABEL);
+        let is_agent = (owned || rendered)
+            && (text.contains(CHART_NAME) || text.contains(KAS_ADDRESS_FLAG))
             && matches!(
                 AgentDetector::default().recognise_raw(kind, raw, request.namespace()),
                 Ok(Some(_))
@@ -329,15 +336,25 @@ impl Policy for SingleAgent {
         if !is_agent {
             return Vec::new();
         }
-        agent_kind_controller(text)
+        let owner = owned
+            .then(|| agent_kind_controller(text))
+            .flatten()
             .map(|(kind, name)| ObjectKey {
                 group: kind.group().to_string(),
                 kind: kind.kind().to_string(),
                 namespace: request.namespace().map(str::to_string),
                 name,
-            })
-            .into_iter()
-            .collect()
+            });
+        let origin = rendered
+            .then(|| flux_origin(text))
+            .flatten()
+            .map(|(namespace, name)| ObjectKey {
+                group: AgentKind::HelmRelease.group().to_string(),
+                kind: AgentKind::HelmRelease.kind().to_string(),
+                namespace: Some(namespace),
+                name,
+            });
+        owner.into_iter().chain(origin).collect()
     }
 
     fn validate(&self, ctx: &Context<'_>) -> Vec<Finding> {
