@@ -58,7 +58,7 @@ fn request_path(c: &mut Criterion) {
         "{verdict:?}"
     );
     group.bench_function("encode", |b| {
-        b.iter(|| admission::encode(black_box(&request.uid), black_box(&verdict)))
+        b.iter(|| fluxgate::engine::verdict::encode(black_box(&request.uid), black_box(&verdict)))
     });
     group.bench_function("record metrics", |b| {
         b.iter(|| {
@@ -134,14 +134,14 @@ fn mutation(c: &mut Criterion) {
         b.iter(|| {
             let request = admission::decode(black_box(&unsigned)).expect("decodes");
             let (verdict, _) = engine.review(Endpoint::Mutate, &request, &view);
-            admission::encode(&request.uid, &verdict).len()
+            fluxgate::engine::verdict::encode(&request.uid, &verdict).len()
         })
     });
     group.bench_function("nothing to add (decode, evaluate, encode)", |b| {
         b.iter(|| {
             let request = admission::decode(black_box(&signed)).expect("decodes");
             let (verdict, _) = engine.review(Endpoint::Mutate, &request, &view);
-            admission::encode(&request.uid, &verdict).len()
+            fluxgate::engine::verdict::encode(&request.uid, &verdict).len()
         })
     });
     group.finish();

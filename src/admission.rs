@@ -13,8 +13,6 @@ use serde_json::value::RawValue;
 use crate::json_view::TextIndex;
 use std::sync::Arc;
 
-use crate::verdict::Verdict;
-
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 
 /// Why a body is not an AdmissionReview we can answer. Each maps to a 4xx.
@@ -538,41 +536,57 @@ struct Status<'a> {
     reason: &'static str,
 }
 
-/// Encodes the answer to a request: the uid echoed, a 403 status on denial, the warnings,
-/// and a base64 JSON Patch only when there is one.
-pub fn encode(uid: &str, verdict: &Verdict) -> Vec<u8> {
-    let message = verdict.denial_message();
-    let patch = if verdict.patch.is_empty() {
-        None
-    } else {
-        // Serializing a Vec of patch operations cannot fail: they are plain JSON values.
-        let bytes = serde_json::to_vec(&verdict.patch).unwrap_or_default();
-        Some(base64::engine::general_purpose::STANDARD.encode(bytes))
-    };
-    let response = ResponseEnvelope {
-        api_version: API_VERSION,
-        kind: "AdmissionReview",
-        response: Response {
-            uid,
-            allowed: verdict.allowed,
-            status: (!verdict.allowed).then_some(Status {
-                code: 403,
-                message: &message,
-                reason: "Forbidden",
-            }),
-            warnings: &verdict.warnings,
-            patch_type: patch.as_ref().map(|_| "JSONPatch"),
-            patch,
-        },
-    };
-    // serde_json::to_vec starts at 128 bytes, a few short of an allowed review's answer, and
-    // would grow (copy) it on every review.
-    let warnings: usize = verdict.warnings.iter().map(|w| w.len() + 3).sum();
-    let patch_len = response.response.patch.as_ref().map_or(0, String::len);
-    let mut out = Vec::with_capacity(192 + uid.len() + message.len() + warnings + patch_len);
-    serde_json::to_writer(&mut out, &response)
-        .map(|()| out)
-        .unwrap_or_default()
+/// The answer to one review, as the wire protocol carries it.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'a> {
+    /// The request's uid, echoed.
+    pub uid: &'a str,
+    pub allowed: bool,
+    /// The `status.message` of a denial.
+    pub message: &'a str,
+    /// Short texts for the client.
+    pub warnings: &'a [String],
+    /// JSON Patch operations for `/mutate`; none for a validating answer.
+    pub patch: &'a [json_patch::PatchOperation],
+}
+
+impl Answer<'_> {
+    /// Encodes the answer: the uid echoed, a 403 status on denial, the warnings, and a base64
+    /// JSON Patch only when there is one.
+    pub fn encode(&self) -> Vec<u8> {
+        let patch = if self.patch.is_empty() {
+            None
+        } else {
+            // Serializing a Vec of patch operations cannot fail: they are plain JSON values.
+            let bytes = serde_json::to_vec(self.patch).unwrap_or_default();
+            Some(base64::engine::general_purpose::STANDARD.encode(bytes))
+        };
+        let response = ResponseEnvelope {
+            api_version: API_VERSION,
+            kind: "AdmissionReview",
+            response: Response {
+                uid: self.uid,
+                allowed: self.allowed,
+                status: (!self.allowed).then_some(Status {
+                    code: 403,
+                    message: self.message,
+                    reason: "Forbidden",
+                }),
+                warnings: self.warnings,
+                patch_type: patch.as_ref().map(|_| "JSONPatch"),
+                patch,
+            },
+        };
+        // serde_json::to_vec starts at 128 bytes, a few short of an allowed review's answer, and
+        // would grow (copy) it on every review.
+        let warnings: usize = self.warnings.iter().map(|w| w.len() + 3).sum();
+        let patch_len = response.response.patch.as_ref().map_or(0, String::len);
+        let mut out =
+            Vec::with_capacity(192 + self.uid.len() + self.message.len() + warnings + patch_len);
+        serde_json::to_writer(&mut out, &response)
+            .map(|()| out)
+            .unwrap_or_default()
+    }
 }
 
 /// What a review says of an object besides the object itself: its type, name and namespace.

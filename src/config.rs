@@ -4,12 +4,10 @@
 //! read-only; a reload builds a whole new [`Config`] and swaps it in, so a broken file never
 //! replaces a working one halfway.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::admission::Request;
 use crate::finding::{Mode, PolicyId};
 use crate::policy::{
     PolicySettings, SettingError, ci_impersonation, oci_version_pinning, secret_rotation,
@@ -170,50 +168,6 @@ impl Exemption {
 
     pub fn applies_to(&self, policy: PolicyId) -> bool {
         self.policies.is_empty() || self.policies.contains(&policy)
-    }
-
-    /// Whether the request matches every criterion this entry sets. `namespace_labels` is
-    /// asked only when a selector is set; an unknown namespace never matches (fail closed).
-    pub fn matches(
-        &self,
-        request: &Request<'_>,
-        namespace_labels: impl FnOnce(&str) -> Option<BTreeMap<String, String>>,
-    ) -> bool {
-        let namespace = request.namespace().unwrap_or("");
-        if !self.namespaces.is_empty() && !self.namespaces.iter().any(|n| n == namespace) {
-            return false;
-        }
-        if !self.objects.is_empty()
-            && !self.objects.iter().any(|o| {
-                o.kind.as_deref().is_none_or(|k| k == request.kind.kind)
-                    && o.namespace.as_deref().is_none_or(|n| n == namespace)
-                    && o.name.as_deref().is_none_or(|n| n == request.name())
-            })
-        {
-            return false;
-        }
-        if !self.users.is_empty() && !self.users.iter().any(|u| u == &request.user_info.username) {
-            return false;
-        }
-        if !self.groups.is_empty()
-            && !request
-                .user_info
-                .groups
-                .iter()
-                .any(|g| self.groups.iter().any(|e| e == g))
-        {
-            return false;
-        }
-        if let Some(selector) = &self.namespace_selector {
-            if namespace.is_empty() {
-                return false;
-            }
-            match namespace_labels(namespace) {
-                Some(labels) if selector.matches(&labels) => {}
-                _ => return false,
-            }
-        }
-        true
     }
 
     /// How logs and metrics name this exemption.

@@ -26,4 +26,3 @@ pub mod report;
 pub mod selector;
 pub mod server;
 pub mod tls;
-pub mod verdict;

@@ -8,9 +8,9 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
+use crate::engine::verdict::{Action, Verdict};
 use crate::engine::{Endpoint, ExemptionUse};
 use crate::finding::{Mode, PolicyId};
-use crate::verdict::{Action, Verdict};
 
 /// Latency buckets fine enough below one millisecond, where fluxgate answers.
 const DURATION_BUCKETS: &[f64] = &[
@@ -298,8 +298,8 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::verdict::Outcome;
     use crate::finding::{Finding, Mode};
-    use crate::verdict::Outcome;
 
     fn denial() -> Verdict {
         Verdict {

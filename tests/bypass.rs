@@ -8,8 +8,8 @@
 use fluxgate::admission;
 use fluxgate::cluster::MemoryView;
 use fluxgate::config::Config;
+use fluxgate::engine::verdict::{Skip, Verdict};
 use fluxgate::engine::{Endpoint, Engine};
-use fluxgate::verdict::{Skip, Verdict};
 use serde_json::{Value, json};
 
 const AGENTK: &str = "registry.gitlab.com/gitlab-org/cluster-integration/gitlab-agent/agentk";

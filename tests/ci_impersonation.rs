@@ -8,10 +8,10 @@ use std::time::Instant;
 use fluxgate::admission::{self, OwnedObject};
 use fluxgate::cluster::{MemoryView, ObjectKey};
 use fluxgate::config::Config;
+use fluxgate::engine::verdict::Verdict;
 use fluxgate::engine::{Endpoint, Engine};
 use fluxgate::finding::{PolicyId, Severity};
 use fluxgate::policy::Policy;
-use fluxgate::verdict::Verdict;
 use serde_json::{Value, json};
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/corpus");

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use fluxgate::admission::{self, Operation};
 use fluxgate::cluster::MemoryView;
 use fluxgate::config::Config;
+use fluxgate::engine::verdict::Action;
 use fluxgate::engine::{Endpoint, Engine};
 use fluxgate::finding::{Finding, Mode, PolicyId, Severity};
 use fluxgate::policy::{CREATE_UPDATE, Context, KindRule, Policy};
-use fluxgate::verdict::Action;
 use serde_json::{Value, json};
 
 /// Flags `metadata.labels.bad == "true"`; advises on `labels.meh`; patches in `labels.fixed`.
@@ -122,7 +122,7 @@ impl Req {
     }
 }
 
-fn judge(engine: &Engine, req: &Req, view: &MemoryView) -> fluxgate::verdict::Verdict {
+fn judge(engine: &Engine, req: &Req, view: &MemoryView) -> fluxgate::engine::verdict::Verdict {
     let body = req.body();
     let request = admission::decode(&body).expect("decodes");
     engine.review(Endpoint::Validate, &request, view).0
@@ -225,7 +225,7 @@ fn long_warnings_are_cut_for_the_api_server() {
     let config = Config::from_yaml("mode: warn", "t").expect("config");
     let engine = Engine::with_policies(vec![Box::new(Verbose)], config, None);
     let verdict = judge(&engine, &Req::create(bad()), &MemoryView::new());
-    assert!(verdict.warnings[0].chars().count() <= fluxgate::verdict::MAX_WARNING_CHARS);
+    assert!(verdict.warnings[0].chars().count() <= fluxgate::engine::verdict::MAX_WARNING_CHARS);
     assert_eq!(
         verdict.outcomes[0].finding.message.len(),
         5000,
@@ -385,7 +385,10 @@ fn an_object_being_deleted_is_never_blocked() {
         &MemoryView::new(),
     );
     assert!(verdict.allowed);
-    assert_eq!(verdict.skipped, Some(fluxgate::verdict::Skip::BeingDeleted));
+    assert_eq!(
+        verdict.skipped,
+        Some(fluxgate::engine::verdict::Skip::BeingDeleted)
+    );
 }
 
 #[test]

@@ -11,11 +11,11 @@ use std::collections::BTreeSet;
 use fluxgate::admission::{self, OwnedObject};
 use fluxgate::cluster::MemoryView;
 use fluxgate::config::Config;
+use fluxgate::engine::verdict::Verdict;
 use fluxgate::engine::{Endpoint, Engine};
 use fluxgate::finding::{PolicyId, Severity};
 use fluxgate::flux::semver::{Constraint, Line, ParseError, Span, Version};
 use fluxgate::policy::oci_version_pinning::OciVersionPinning;
-use fluxgate::verdict::Verdict;
 use serde::Deserialize;
 use serde_json::{Value, json};
 

@@ -699,7 +699,7 @@ proptest! {
         let request = admission::decode(&body).expect("the body is a review");
         for endpoint in [Endpoint::Validate, Endpoint::Mutate] {
             let (verdict, _) = engine.review(endpoint, &request, &view);
-            let answer = admission::encode(&request.uid, &verdict);
+            let answer = fluxgate::engine::verdict::encode(&request.uid, &verdict);
             prop_assert!(serde_json::from_slice::<Value>(&answer).is_ok());
             if !verdict.allowed {
                 prop_assert!(!verdict.denial_message().is_empty());

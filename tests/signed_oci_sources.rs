@@ -12,10 +12,10 @@ use std::path::Path;
 use fluxgate::admission::{self, Operation, OwnedObject, Request};
 use fluxgate::cluster::{MemoryView, ObjectKey};
 use fluxgate::config::Config;
+use fluxgate::engine::verdict::Verdict;
 use fluxgate::engine::{Endpoint, Engine};
 use fluxgate::finding::PolicyId;
 use fluxgate::policy::signed_oci_sources::SignedOciSources;
-use fluxgate::verdict::Verdict;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -2511,7 +2511,8 @@ fn api_server_requests_get_their_expected_verdicts() {
         check_replay(file, *expected, &verdict);
         // The answer on the wire carries the same decision.
         let response: Value =
-            serde_json::from_slice(&admission::encode(&request.uid, &verdict)).expect("json");
+            serde_json::from_slice(&fluxgate::engine::verdict::encode(&request.uid, &verdict))
+                .expect("json");
         assert_eq!(response["response"]["uid"], request.uid.as_ref());
         assert_eq!(response["response"]["allowed"], verdict.allowed, "{file}");
     }

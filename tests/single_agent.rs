@@ -11,9 +11,9 @@ use fluxgate::admission::{Request, decode};
 use fluxgate::cluster::reservation::LocalReservations;
 use fluxgate::cluster::{MemoryView, ObjectKey};
 use fluxgate::config::Config;
+use fluxgate::engine::verdict::Verdict;
 use fluxgate::engine::{Endpoint, Engine, settle_claims_locally};
 use fluxgate::finding::PolicyId;
-use fluxgate::verdict::Verdict;
 use serde_json::{Value, json};
 
 const AGENTK: &str = "registry.gitlab.com/gitlab-org/cluster-integration/gitlab-agent/agentk";

@@ -12,10 +12,10 @@ use fluxgate::admission::{self, OwnedObject};
 use fluxgate::audit;
 use fluxgate::cluster::MemoryView;
 use fluxgate::config::Config;
+use fluxgate::engine::verdict::Verdict;
 use fluxgate::engine::{Endpoint, Engine};
 use fluxgate::finding::{PolicyId, Severity};
 use fluxgate::policy::tenant_lockdown::TenantLockdown;
-use fluxgate::verdict::Verdict;
 use serde::Deserialize;
 use serde_json::{Value, json};
 

@@ -14,9 +14,9 @@ use common::{ServerSetup, TestServer, plain_get, review_of};
 use fluxgate::admission;
 use fluxgate::cluster::{ClusterView, Lookup, MemoryView};
 use fluxgate::config::Config;
+use fluxgate::engine::verdict::Verdict;
 use fluxgate::engine::{Endpoint, Engine};
 use fluxgate::finding::{PolicyId, Severity};
-use fluxgate::verdict::Verdict;
 use serde_json::{Value, json};
 
 const AGENTK: &str = "registry.gitlab.com/gitlab-org/cluster-integration/gitlab-agent/agentk";

@@ -28,7 +28,7 @@ pub fn whole_path(engine: &Engine, view: &MemoryView, metrics: &Metrics, body: &
     // The webhook settles claims (a Lease write) only when a policy made one: the test it
     // does on every review.
     std::hint::black_box(verdict.claims.is_empty());
-    let out = admission::encode(&request.uid, &verdict);
+    let out = fluxgate::engine::verdict::encode(&request.uid, &verdict);
     metrics.record_review(
         Endpoint::Validate,
         &request.kind.kind,

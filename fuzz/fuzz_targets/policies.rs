@@ -108,7 +108,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = world.engine.prefetch(&request);
     for endpoint in [Endpoint::Validate, Endpoint::Mutate] {
         let (verdict, _) = world.engine.review(endpoint, &request, &world.view);
-        let answer = admission::encode(&request.uid, &verdict);
+        let answer = fluxgate::engine::verdict::encode(&request.uid, &verdict);
         assert!(serde_json::from_slice::<serde_json::Value>(&answer).is_ok());
     }
     if let Ok(value) = serde_json::from_str::<serde_json::Value>(object) {

@@ -19,12 +19,12 @@ use serde_json::{Value, json};
 use crate::admission::OwnedObject;
 use crate::cluster::{ClusterView, Lookup};
 use crate::config::Config;
-use crate::engine::{Endpoint, Engine};
+use crate::engine::verdict::Action;
+use crate::engine::{Endpoint, Engine, exemption};
 use crate::finding::{Mode, PolicyId, Severity};
 use crate::policy::secret_rotation::{
     RotationRow, RotationStatus, rotation_findings, rotation_table, short_age,
 };
-use crate::verdict::Action;
 
 pub mod cluster;
 
@@ -228,7 +228,7 @@ fn secret_exempted(config: &Config, view: &dyn ClusterView, namespace: &str, nam
     let request = owned.as_create("audit");
     config.exemptions.iter().any(|e| {
         e.applies_to(PolicyId::SecretRotation)
-            && e.matches(&request, |ns| view.namespace_labels(ns).found())
+            && exemption::matches(e, &request, |ns| view.namespace_labels(ns).found())
     })
 }
 

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use crate::admission::ObjectHead;
 use crate::cluster::{ClusterView, MemoryView};
 use crate::config::Config;
+use crate::engine::verdict;
 use crate::engine::{Endpoint, Engine};
 use crate::finding::{Mode, PolicyId, Severity};
 use crate::gitlab::agent_config;
@@ -23,7 +24,6 @@ use crate::report::{
     self, Action, Format, InputErrorEntry, Report, ReportFinding, SCHEMA_VERSION, Skipped, Subject,
     SubjectType, Summary,
 };
-use crate::verdict;
 
 #[doc(hidden)]
 pub mod fast_yaml;

@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::AppState;
 use crate::admission;
-use crate::engine::Endpoint;
+use crate::engine::{Endpoint, verdict};
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -218,7 +218,7 @@ async fn review(state: Arc<AppState>, endpoint: Endpoint, request: Request) -> R
             ),
         );
     }
-    let encoded = admission::encode(&request.uid, &verdict);
+    let encoded = verdict::encode(&request.uid, &verdict);
     // Kinds are whatever the client says: only judged kinds become label values, so that
     // made-up kinds cannot grow the metrics without bound.
     let kind_label = state
@@ -248,7 +248,7 @@ async fn review(state: Arc<AppState>, endpoint: Endpoint, request: Request) -> R
 pub fn log_decision(
     endpoint: Endpoint,
     request: &admission::Request<'_>,
-    verdict: &crate::verdict::Verdict,
+    verdict: &crate::engine::verdict::Verdict,
     exemptions: &[crate::engine::ExemptionUse],
 ) {
     let fired: Vec<&str> = verdict.fired().iter().map(|p| p.as_str()).collect();

@@ -335,7 +335,11 @@ pub enum Decision {
 
 /// Asserts that `verdict` is the `decision` a corpus table lists for the object `context` names.
 #[track_caller]
-pub fn assert_decision(context: &str, verdict: &fluxgate::verdict::Verdict, decision: Decision) {
+pub fn assert_decision(
+    context: &str,
+    verdict: &fluxgate::engine::verdict::Verdict,
+    decision: Decision,
+) {
     match decision {
         Decision::Allow => assert!(
             verdict.allowed && verdict.outcomes.is_empty(),

@@ -1,7 +1,9 @@
-//! The combined answer of every policy to one request.
+//! The combined answer of every policy to one request, and its encoding as the answer to an
+//! AdmissionReview.
 
 use serde::Serialize;
 
+use crate::admission::Answer;
 use crate::finding::{Finding, Mode, PolicyId};
 
 /// What a finding led to.
@@ -118,4 +120,18 @@ pub fn short_warning(policy: PolicyId, message: &str) -> String {
         text = format!("{cut}…");
     }
     text
+}
+
+/// Encodes the answer to a request: the uid echoed, allowed or denied with every denying
+/// finding in the message, the warnings, and the patch.
+pub fn encode(uid: &str, verdict: &Verdict) -> Vec<u8> {
+    let message = verdict.denial_message();
+    Answer {
+        uid,
+        allowed: verdict.allowed,
+        message: &message,
+        warnings: &verdict.warnings,
+        patch: &verdict.patch,
+    }
+    .encode()
 }

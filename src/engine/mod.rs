@@ -13,7 +13,11 @@ use crate::cluster::reservation::{LocalReservations, Reservations, Reserved};
 use crate::config::Config;
 use crate::finding::{Finding, Mode, PolicyId, Severity};
 use crate::policy::{Context, KindRule, Policy, SubresourceRule, registry};
-use crate::verdict::{Action, Outcome, PendingClaim, Skip, Verdict, short_warning};
+
+pub mod exemption;
+pub mod verdict;
+
+use verdict::{Action, Outcome, PendingClaim, Skip, Verdict, short_warning};
 
 /// Which endpoint a request arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,7 +214,7 @@ impl Engine {
                 .enumerate()
                 .find(|(_, e)| {
                     e.applies_to(policy.id())
-                        && e.matches(request, |ns| view.namespace_labels(ns).found())
+                        && exemption::matches(e, request, |ns| view.namespace_labels(ns).found())
                 })
                 .map(|(i, e)| e.label(i));
             if let Some(label) = &exemption {
