@@ -172,6 +172,7 @@ impl AgentIndex {
             .filter(|facts| !(kind == AgentKind::Pod && entries.has_owner_of(facts)))
             .map(|facts| AgentFacts {
                 token_secret: crate::gitlab::agent::token_secret(object),
+                service_account: crate::gitlab::agent::service_account(object),
                 ..facts
             });
         match kept {

@@ -282,6 +282,7 @@ mod tests {
             installs: None,
             undecided: false,
             token_secret: None,
+            service_account: None,
         })
     }
 

@@ -434,6 +434,7 @@ mod tests {
             installs: None,
             undecided: false,
             token_secret: None,
+            service_account: None,
         }
     }
 
