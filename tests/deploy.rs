@@ -826,19 +826,7 @@ fn cluster_role_grants_exactly_reads_of_the_watched_kinds_and_report_and_event_w
             );
         }
         let binding = the(&overlay.objects, "ClusterRoleBinding", "fluxgate");
-        assert_eq!(binding["roleRef"]["name"], "fluxgate");
-        assert_eq!(binding["roleRef"]["kind"], "ClusterRole");
-        let subjects = binding["subjects"].as_array().expect("subjects");
-        assert_eq!(subjects.len(), 1, "{}: one subject", overlay.name);
-        assert_eq!(subjects[0]["kind"], "ServiceAccount");
-        assert_eq!(subjects[0]["namespace"], NAMESPACE);
-        assert_eq!(
-            subjects[0]["name"],
-            *at(
-                deployment(&overlay.objects),
-                "/spec/template/spec/serviceAccountName"
-            )
-        );
+        assert_binds_fluxgate(overlay, binding, "ClusterRole", "fluxgate");
         assert_eq!(
             all_of(&overlay.objects, "ClusterRoleBinding").len(),
             1,
@@ -882,19 +870,7 @@ fn the_lease_role_grants_exactly_the_reservation_and_only_in_fluxgates_namespace
         assert_eq!(bindings.len(), 1, "{}: one RoleBinding", overlay.name);
         let binding = bindings[0];
         assert_eq!(namespace_of(binding), Some(NAMESPACE));
-        assert_eq!(binding["roleRef"]["kind"], "Role");
-        assert_eq!(binding["roleRef"]["name"], "fluxgate-leases");
-        let subjects = binding["subjects"].as_array().expect("subjects");
-        assert_eq!(subjects.len(), 1, "{}: one subject", overlay.name);
-        assert_eq!(subjects[0]["kind"], "ServiceAccount");
-        assert_eq!(subjects[0]["namespace"], NAMESPACE);
-        assert_eq!(
-            subjects[0]["name"],
-            *at(
-                deployment(&overlay.objects),
-                "/spec/template/spec/serviceAccountName"
-            )
-        );
+        assert_binds_fluxgate(overlay, binding, "Role", "fluxgate-leases");
         assert_eq!(
             all_of(&overlay.objects, "Role").len(),
             1,
@@ -902,6 +878,24 @@ fn the_lease_role_grants_exactly_the_reservation_and_only_in_fluxgates_namespace
             overlay.name
         );
     }
+}
+
+/// The binding gives `role` to fluxgate's ServiceAccount (the one its Deployment runs as), and
+/// to nobody else.
+fn assert_binds_fluxgate(overlay: &Overlay, binding: &Value, kind: &str, role: &str) {
+    assert_eq!(binding["roleRef"]["kind"], kind, "{}", overlay.name);
+    assert_eq!(binding["roleRef"]["name"], role, "{}", overlay.name);
+    let subjects = binding["subjects"].as_array().expect("subjects");
+    assert_eq!(subjects.len(), 1, "{}: one subject", overlay.name);
+    assert_eq!(subjects[0]["kind"], "ServiceAccount");
+    assert_eq!(subjects[0]["namespace"], NAMESPACE);
+    assert_eq!(
+        subjects[0]["name"],
+        *at(
+            deployment(&overlay.objects),
+            "/spec/template/spec/serviceAccountName"
+        )
+    );
 }
 
 /// What fluxgate may do with Secrets: exactly get, list and watch. secret-rotation watches

@@ -295,22 +295,17 @@ pub async fn settle_claims(
     results
 }
 
-/// [`settle_claims`] with a reservation answered at once (the one of a single process).
+/// [`settle_claims`] with the reservation of a single process, which answers at once: for
+/// callers without an async runtime (tests, embedding).
 pub fn settle_claims_locally(
     verdict: &mut Verdict,
     reservations: &LocalReservations,
     view: &dyn ClusterView,
 ) -> Vec<&'static str> {
-    let pending = std::mem::take(&mut verdict.claims);
-    let mut results = Vec::new();
-    for claim in pending {
-        if !verdict.allowed {
-            break;
-        }
-        let reserved = reservations.reserve_now(&claim.claim, view);
-        results.push(apply_reservation(verdict, &claim, reserved));
-    }
-    results
+    use futures_util::FutureExt as _;
+    settle_claims(verdict, reservations, view)
+        .now_or_never()
+        .unwrap_or_default()
 }
 
 /// Applies one reservation's answer; its result for the metric (`granted`, `refused`,

@@ -456,6 +456,21 @@ struct Labels<'a> {
         deserialize_with = "crate::json_view::borrowed::option"
     )]
     app: Option<Cow<'a, str>>,
+    /// The HelmRelease helm-controller rendered the object from.
+    #[serde(
+        rename = "helm.toolkit.fluxcd.io/name",
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
+    flux_name: Option<Cow<'a, str>>,
+    #[serde(
+        rename = "helm.toolkit.fluxcd.io/namespace",
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
+    flux_namespace: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -959,44 +974,20 @@ pub fn agent_kind_controller(json: &str) -> Option<(AgentKind, String)> {
 }
 
 #[derive(Deserialize)]
-struct FluxOriginLabels<'a> {
-    #[serde(
-        rename = "helm.toolkit.fluxcd.io/name",
-        borrow,
-        default,
-        deserialize_with = "crate::json_view::borrowed::option"
-    )]
-    name: Option<Cow<'a, str>>,
-    #[serde(
-        rename = "helm.toolkit.fluxcd.io/namespace",
-        borrow,
-        default,
-        deserialize_with = "crate::json_view::borrowed::option"
-    )]
-    namespace: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct FluxOriginMeta<'a> {
+struct MetaOnly<'a> {
     #[serde(borrow, default)]
-    labels: Option<FluxOriginLabels<'a>>,
-}
-
-#[derive(Deserialize)]
-struct FluxOrigin<'a> {
-    #[serde(borrow, default)]
-    metadata: Option<FluxOriginMeta<'a>>,
+    metadata: Option<Meta<'a>>,
 }
 
 /// The HelmRelease helm-controller names as the origin of an object it rendered (its
 /// `helm.toolkit.fluxcd.io/name` and `/namespace` labels): `(namespace, name)`. A claim, used
 /// only to have the cluster view fetch that HelmRelease before the object is judged.
 pub fn flux_origin(json: &str) -> Option<(String, String)> {
-    let origin: FluxOrigin<'_> = serde_json::from_str(json).ok()?;
-    let labels = origin.metadata?.labels?;
+    let head: MetaOnly<'_> = serde_json::from_str(json).ok()?;
+    let labels = head.metadata?.labels?;
     Some((
-        non_empty(&labels.namespace)?.to_string(),
-        non_empty(&labels.name)?.to_string(),
+        non_empty(&labels.flux_namespace)?.to_string(),
+        non_empty(&labels.flux_name)?.to_string(),
     ))
 }
 
