@@ -699,7 +699,7 @@ fn second_installation(
             format!(
                 "{} would add a second GitLab agent for Kubernetes to this cluster ({}), while \
                  the cluster already runs {existing} ({}). {ONE_AGENT} {SHARE_ADVICE}",
-                named(&candidate.object_ref, &id),
+                named(&candidate.object_ref, id),
                 candidate.evidence,
                 list_objects(objects)
             )
