@@ -228,8 +228,11 @@ impl Engine {
             match endpoint {
                 Endpoint::Validate => {
                     let findings = policy.validate(&ctx);
-                    let claims = ctx.take_claims();
-                    if exemption.is_none() && matches!(mode, Mode::Enforce | Mode::Warn) {
+                    // Almost no review claims anything: nothing to move then.
+                    if let Some(claims) = ctx.take_claims()
+                        && exemption.is_none()
+                        && matches!(mode, Mode::Enforce | Mode::Warn)
+                    {
                         verdict
                             .claims
                             .extend(claims.into_iter().map(|claim| PendingClaim {

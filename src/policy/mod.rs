@@ -91,9 +91,10 @@ impl<'a> Context<'a> {
         self.claims.borrow_mut().push(claim);
     }
 
-    /// The claims made since the last call.
-    pub fn take_claims(&self) -> Vec<Claim> {
-        std::mem::take(&mut *self.claims.borrow_mut())
+    /// The claims made since the last call, if any.
+    pub fn take_claims(&self) -> Option<Vec<Claim>> {
+        let mut claims = self.claims.borrow_mut();
+        (!claims.is_empty()).then(|| std::mem::take(&mut *claims))
     }
 
     /// `Kind namespace/name` (or `Kind name` for cluster-scoped objects), as messages name objects.
