@@ -430,7 +430,7 @@ async fn the_view_lists_every_watched_kind_and_syncs_even_without_flux() {
     ])
     .await;
     let view = KubeView::start(client(addr));
-    view.reconfigure(&Config::default());
+    view.reconfigure(Config::default().policies.single_agent.detector());
     wait_synced(&view).await;
 
     match view.namespace_labels("team-a") {
@@ -518,7 +518,7 @@ async fn the_audit_scan_lists_judges_and_writes_reports_and_events() {
     .await;
     let client = client(addr);
     let view = KubeView::start(client.clone());
-    view.reconfigure(&Config::default());
+    view.reconfigure(Config::default().policies.single_agent.detector());
     wait_synced(&view).await;
     let engine = Engine::new(Config::default(), None);
     let metrics = Metrics::new();

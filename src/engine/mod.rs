@@ -7,16 +7,21 @@ use arc_swap::ArcSwap;
 use serde_json::value::RawValue;
 
 use crate::admission::{Operation, Request};
-use crate::cluster::ClusterView;
+use crate::budget::{Budget, Exceeded};
 use crate::cluster::reservation::{LocalReservations, Reservations, Reserved};
-use crate::config::Config;
+use crate::cluster::{ClusterView, ObjectKey};
+use crate::config::{Config, Section};
 use crate::finding::{Finding, Mode, PolicyId, Severity};
-use crate::policy::{Context, KindRule, Policy, SubresourceRule, registry};
+use crate::json_view::Skims;
+use crate::policy::{
+    Context, KindRule, Policy, SubresourceRule, ci_impersonation, oci_version_pinning,
+    secret_rotation, signed_oci_sources, single_agent, tenant_lockdown,
+};
 
 pub mod exemption;
 pub mod verdict;
 
-use verdict::{Action, Outcome, PendingClaim, Skip, Verdict, short_warning};
+use verdict::{Action, PendingClaim, Skip, Verdict};
 
 /// Which endpoint a request arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,9 +46,68 @@ pub struct ExemptionUse {
     pub exemption: String,
 }
 
+/// A policy as the engine holds it, whatever its settings: each call finds the policy's own
+/// settings in the configuration ([`Section`]) and hands it those alone. Every [`Policy`]
+/// whose settings the configuration gathers is one.
+pub trait AnyPolicy: Send + Sync {
+    fn id(&self) -> PolicyId;
+    fn kinds(&self) -> &'static [KindRule];
+    fn subresources(&self) -> &'static [SubresourceRule];
+    fn prefetch(&self, request: &Request<'_>) -> Vec<ObjectKey>;
+    /// [`Policy::validate`] with the policy's settings from `config`.
+    fn validate<'a>(&self, ctx: &Context<'a>, config: &'a Config) -> Vec<Finding>;
+    /// [`Policy::mutate`] with the policy's settings from `config`.
+    fn mutate<'a>(&self, ctx: &Context<'a>, config: &'a Config) -> Vec<json_patch::PatchOperation>;
+}
+
+impl<P> AnyPolicy for P
+where
+    P: Policy,
+    P::Settings: Section,
+{
+    fn id(&self) -> PolicyId {
+        Policy::id(self)
+    }
+
+    fn kinds(&self) -> &'static [KindRule] {
+        Policy::kinds(self)
+    }
+
+    fn subresources(&self) -> &'static [SubresourceRule] {
+        Policy::subresources(self)
+    }
+
+    fn prefetch(&self, request: &Request<'_>) -> Vec<ObjectKey> {
+        Policy::prefetch(self, request)
+    }
+
+    fn validate<'a>(&self, ctx: &Context<'a>, config: &'a Config) -> Vec<Finding> {
+        Policy::validate(self, &ctx.with_settings(P::Settings::of(config)))
+    }
+
+    fn mutate<'a>(&self, ctx: &Context<'a>, config: &'a Config) -> Vec<json_patch::PatchOperation> {
+        Policy::mutate(self, &ctx.with_settings(P::Settings::of(config)))
+    }
+}
+
+/// Every policy fluxgate has, by id.
+// Placeholder policies are unit structs until their issues land; `::default()` keeps this list
+// unchanged when they gain state.
+#[allow(clippy::default_constructed_unit_structs)]
+pub fn registry() -> Vec<Box<dyn AnyPolicy>> {
+    vec![
+        Box::new(signed_oci_sources::SignedOciSources::default()),
+        Box::new(single_agent::SingleAgent::default()),
+        Box::new(ci_impersonation::CiImpersonation),
+        Box::new(secret_rotation::SecretRotation),
+        Box::new(tenant_lockdown::TenantLockdown::default()),
+        Box::new(oci_version_pinning::OciVersionPinning::default()),
+    ]
+}
+
 /// Holds the policies and the current configuration.
 pub struct Engine {
-    policies: Vec<Box<dyn Policy>>,
+    policies: Vec<Box<dyn AnyPolicy>>,
     config: ArcSwap<Config>,
     mode_override: Option<Mode>,
 }
@@ -56,7 +120,7 @@ impl Engine {
     }
 
     pub fn with_policies(
-        policies: Vec<Box<dyn Policy>>,
+        policies: Vec<Box<dyn AnyPolicy>>,
         mut config: Config,
         mode_override: Option<Mode>,
     ) -> Self {
@@ -78,7 +142,7 @@ impl Engine {
         self.config.store(Arc::new(config));
     }
 
-    pub fn policies(&self) -> &[Box<dyn Policy>] {
+    pub fn policies(&self) -> &[Box<dyn AnyPolicy>] {
         &self.policies
     }
 
@@ -117,7 +181,7 @@ impl Engine {
 
     /// The objects the matching policies want refreshed in the cluster view before
     /// [`Engine::review`] (see [`ClusterView::refresh`]).
-    pub fn prefetch(&self, request: &Request<'_>) -> Vec<crate::cluster::ObjectKey> {
+    pub fn prefetch(&self, request: &Request<'_>) -> Vec<ObjectKey> {
         let canonical = self.canonical_kind(request);
         let request = canonical.as_ref().unwrap_or(request);
         self.policies
@@ -156,12 +220,29 @@ impl Engine {
         Some(canonical)
     }
 
-    /// Judges a request on one endpoint.
+    /// Judges a request on one endpoint, within the default [`Budget`] and no deadline
+    /// (`fluxgate check`, the audit scan, tests).
     pub fn review(
         &self,
         endpoint: Endpoint,
         request: &Request<'_>,
         view: &dyn ClusterView,
+    ) -> (Verdict, Vec<ExemptionUse>) {
+        self.review_within(endpoint, request, view, &Budget::default())
+    }
+
+    /// Judges a request on one endpoint within `budget`. A policy stopped by the budget
+    /// keeps the findings it made and gets one more, a violation naming the budget, and so
+    /// does every policy after it, unjudged: what fluxgate cannot judge within its budgets is
+    /// denied wherever the policy enforces (fail closed). An inline budget that asks for the
+    /// pool ([`Exceeded::Offload`]) ends the review at once with `verdict.unjudged` set, for
+    /// the webhook to judge it again.
+    pub fn review_within(
+        &self,
+        endpoint: Endpoint,
+        request: &Request<'_>,
+        view: &dyn ClusterView,
+        budget: &Budget,
     ) -> (Verdict, Vec<ExemptionUse>) {
         let config = self.config.load();
         let mut verdict = Verdict::allow();
@@ -179,7 +260,9 @@ impl Engine {
             verdict.skipped = Some(Skip::Subresource);
             return (verdict, exemptions_used);
         }
-        let ctx = Context::new(request, &config, view);
+        let skims = Skims::indexed(request.index.clone());
+        let claims = std::cell::RefCell::new(Vec::new());
+        let ctx = Context::new(request, view, budget, &skims).collecting_claims(&claims);
 
         // An UPDATE is judged by each policy only when it changes a field that policy's verdict
         // depends on (its kind rule's `judged_fields`), whatever the object's deletion state:
@@ -225,53 +308,75 @@ impl Engine {
                 });
             }
 
+            let action_of = |severity: Severity| match (&exemption, mode, severity) {
+                (Some(label), _, _) => Action::Exempted(label.clone()),
+                (None, Mode::Enforce, Severity::Violation | Severity::Invalid) => Action::Deny,
+                (None, Mode::Enforce | Mode::Warn, _) => Action::Warn,
+                (None, _, _) => Action::Audit,
+            };
+            // A review stopped by an earlier policy is not judged further.
+            let before = budget.exceeded();
             match endpoint {
                 Endpoint::Validate => {
-                    let findings = policy.validate(&ctx);
+                    let findings = if before.is_none() {
+                        policy.validate(&ctx, &config)
+                    } else {
+                        Vec::new()
+                    };
                     // Almost no review claims anything: nothing to move then.
-                    if let Some(claims) = ctx.take_claims()
-                        && exemption.is_none()
-                        && matches!(mode, Mode::Enforce | Mode::Warn)
-                    {
-                        verdict
-                            .claims
-                            .extend(claims.into_iter().map(|claim| PendingClaim {
-                                policy: policy.id(),
-                                mode,
-                                claim,
-                            }));
+                    let mut claimed = claims.borrow_mut();
+                    if !claimed.is_empty() {
+                        let claimed = std::mem::take(&mut *claimed);
+                        if exemption.is_none() && matches!(mode, Mode::Enforce | Mode::Warn) {
+                            verdict
+                                .claims
+                                .extend(claimed.into_iter().map(|claim| PendingClaim {
+                                    policy: policy.id(),
+                                    mode,
+                                    claim,
+                                }));
+                        }
+                    }
+                    drop(claimed);
+                    if let Some(Exceeded::Offload { .. }) = budget.exceeded() {
+                        verdict.unjudged = budget.exceeded();
+                        return (verdict, exemptions_used);
                     }
                     for finding in findings {
-                        let action = match (&exemption, mode, finding.severity) {
-                            (Some(label), _, _) => Action::Exempted(label.clone()),
-                            (None, Mode::Enforce, Severity::Violation | Severity::Invalid) => {
-                                Action::Deny
-                            }
-                            (None, Mode::Enforce | Mode::Warn, _) => Action::Warn,
-                            (None, _, _) => Action::Audit,
-                        };
-                        match action {
-                            Action::Deny => verdict.allowed = false,
-                            Action::Warn => verdict
-                                .warnings
-                                .push(short_warning(finding.policy, &finding.message)),
-                            Action::Audit | Action::Exempted(_) => {}
-                        }
-                        verdict.outcomes.push(Outcome {
-                            finding,
-                            mode,
-                            action,
-                        });
+                        let action = action_of(finding.severity);
+                        verdict.record(finding, mode, action);
+                    }
+                    if let Some(exceeded) = budget.exceeded() {
+                        let finding = Finding::violation(
+                            policy.id(),
+                            format!(
+                                "{} was not judged whole: {exceeded}. fluxgate denies what it cannot judge within its budgets (fail closed); split the object or simplify it",
+                                ctx.object_ref()
+                            ),
+                        );
+                        verdict.record(finding, mode, action_of(Severity::Violation));
                     }
                 }
                 Endpoint::Mutate => {
                     // Audit mode is a dry run: it must not change what gets stored.
-                    if exemption.is_none() && matches!(mode, Mode::Enforce | Mode::Warn) {
-                        verdict.patch.extend(policy.mutate(&ctx));
+                    if before.is_none()
+                        && exemption.is_none()
+                        && matches!(mode, Mode::Enforce | Mode::Warn)
+                    {
+                        let patch = policy.mutate(&ctx, &config);
+                        if let Some(Exceeded::Offload { .. }) = budget.exceeded() {
+                            verdict.unjudged = budget.exceeded();
+                            return (verdict, exemptions_used);
+                        }
+                        // A patch from a policy cut short may be partial: none is better.
+                        if budget.exceeded().is_none() {
+                            verdict.patch.extend(patch);
+                        }
                     }
                 }
             }
         }
+        verdict.unjudged = budget.exceeded();
         (verdict, exemptions_used)
     }
 }
@@ -280,7 +385,7 @@ impl Engine {
 /// reserves each, and turns a refused reservation into the claiming policy's denial (or
 /// warning, in `warn`), like one of its findings. A reservation that cannot be read or
 /// written does the same unless the claim says to allow then (with a warning). A verdict
-/// that denies anyway reserves nothing.
+/// that denies anyway reserves nothing. Answers each reservation's result, for metrics.
 pub async fn settle_claims(
     verdict: &mut Verdict,
     reservations: &dyn Reservations,
@@ -339,17 +444,7 @@ fn apply_reservation(
         (Mode::Enforce, Severity::Violation) => Action::Deny,
         _ => Action::Warn,
     };
-    match action {
-        Action::Deny => verdict.allowed = false,
-        _ => verdict
-            .warnings
-            .push(short_warning(finding.policy, &finding.message)),
-    }
-    verdict.outcomes.push(Outcome {
-        finding,
-        mode: pending.mode,
-        action,
-    });
+    verdict.record(finding, pending.mode, action);
     result
 }
 

@@ -1,18 +1,19 @@
 //! The policy interface: every rule fluxgate enforces is a [`Policy`], a pure function of
-//! (request, configuration, cluster view) that returns findings with reasons a human can act on.
-//! The webhook, the audit scan and `fluxgate check` all call policies through this module.
+//! (request, its own settings, cluster view) that returns findings with reasons a human can act
+//! on. A policy sees its own block of the configuration file and nothing else of it: the
+//! configuration gathers the blocks, the engine hands each policy its own (`engine::AnyPolicy`).
+
+use std::cell::RefCell;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use serde_json::value::RawValue;
 
-use std::cell::RefCell;
-
 use crate::admission::{Operation, Request};
+use crate::budget::Budget;
 use crate::cluster::ClusterView;
 use crate::cluster::reservation::Claim;
-use crate::config::Config;
 use crate::finding::{Finding, Mode, PolicyId, object_ref};
 use crate::json_view::{Skims, parse_raw};
 
@@ -60,41 +61,74 @@ pub struct SubresourceRule {
     pub operations: &'static [Operation],
 }
 
-/// Everything a policy may read while judging one request.
-pub struct Context<'a> {
+/// Everything a policy may read while judging one request: the request, its own settings
+/// (`S`, its block of the configuration file) and the cluster view.
+pub struct Context<'a, S = ()> {
     pub request: &'a Request<'a>,
-    pub config: &'a Config,
+    /// The judging policy's settings.
+    pub settings: &'a S,
     pub view: &'a dyn ClusterView,
+    /// The review's work budget: loops over what the requester controls charge it and stop
+    /// at its first error (see [`crate::budget`]); the engine turns that into a denial.
+    pub budget: &'a Budget,
     /// Shared by the views the policies read of this request's objects.
-    skims: Skims<'a>,
-    /// What the policy judging now needs reserved before its verdict stands
-    /// ([`Context::claim`]).
-    claims: RefCell<Vec<Claim>>,
+    skims: &'a Skims<'a>,
+    /// Where [`Context::claim`] puts what a policy needs reserved before its verdict stands;
+    /// none in a context that judges without reserving.
+    claims: Option<&'a RefCell<Vec<Claim>>>,
 }
 
 impl<'a> Context<'a> {
-    pub fn new(request: &'a Request<'a>, config: &'a Config, view: &'a dyn ClusterView) -> Self {
+    /// A context without settings. `skims` is shared by every context made from it (see
+    /// [`Context::with_settings`]): one policy's view of an object finds what another's learnt.
+    pub fn new(
+        request: &'a Request<'a>,
+        view: &'a dyn ClusterView,
+        budget: &'a Budget,
+        skims: &'a Skims<'a>,
+    ) -> Self {
         Context {
             request,
-            config,
+            settings: &(),
             view,
-            skims: Skims::indexed(request.index.clone()),
-            claims: RefCell::new(Vec::new()),
+            budget,
+            skims,
+            claims: None,
+        }
+    }
+
+    /// The same context, collecting the claims its policies make in `claims` (the engine
+    /// hands them to whoever answers the request).
+    pub fn collecting_claims(self, claims: &'a RefCell<Vec<Claim>>) -> Self {
+        Context {
+            claims: Some(claims),
+            ..self
+        }
+    }
+}
+
+impl<'a, S> Context<'a, S> {
+    /// The same request, view, budget and shared skims, with one policy's settings.
+    pub fn with_settings<T>(&self, settings: &'a T) -> Context<'a, T> {
+        Context {
+            request: self.request,
+            settings,
+            view: self.view,
+            budget: self.budget,
+            skims: self.skims,
+            claims: self.claims,
         }
     }
 
     /// Asks for a new agent installation to be reserved cluster-wide before this request is
     /// allowed (see [`crate::cluster::reservation`]). The policy stays a pure function: the
     /// engine hands the claim to whoever answers the request, which makes the reservation
-    /// and turns the verdict into a denial if another installation holds it.
+    /// and turns the verdict into a denial if another installation holds it. A context that
+    /// collects no claims (a judgement that reserves nothing) drops it.
     pub fn claim(&self, claim: Claim) {
-        self.claims.borrow_mut().push(claim);
-    }
-
-    /// The claims made since the last call, if any.
-    pub fn take_claims(&self) -> Option<Vec<Claim>> {
-        let mut claims = self.claims.borrow_mut();
-        (!claims.is_empty()).then(|| std::mem::take(&mut *claims))
+        if let Some(claims) = self.claims {
+            claims.borrow_mut().push(claim);
+        }
     }
 
     /// `Kind namespace/name` (or `Kind name` for cluster-scoped objects), as messages name objects.
@@ -133,17 +167,21 @@ impl<'a> Context<'a> {
     /// the members the view declares; a malformed object is read again for a message that
     /// says where it is malformed.
     pub fn view_of<T: Deserialize<'a>>(&self, raw: &'a RawValue) -> Result<T, String> {
-        crate::json_view::from_raw_with(raw, &self.skims).or_else(|_| parse_raw(raw.get()))
+        crate::json_view::from_raw_with(raw, self.skims).or_else(|_| parse_raw(raw.get()))
     }
 
     /// [`Context::view_of`] where a malformed object is simply not of interest.
     pub fn skim<T: Deserialize<'a>>(&self, raw: &'a RawValue) -> Option<T> {
-        crate::json_view::from_raw_with(raw, &self.skims).ok()
+        crate::json_view::from_raw_with(raw, self.skims).ok()
     }
 }
 
 /// A rule fluxgate enforces.
 pub trait Policy: Send + Sync {
+    /// This policy's block of the configuration file (`()` for a policy without one), the
+    /// only part of the configuration it sees.
+    type Settings;
+
     fn id(&self) -> PolicyId;
 
     /// The kinds this policy judges. The webhook configurations in `deploy/` are checked
@@ -151,7 +189,7 @@ pub trait Policy: Send + Sync {
     fn kinds(&self) -> &'static [KindRule];
 
     /// Judges the request. An empty list means the object follows the rule.
-    fn validate(&self, ctx: &Context<'_>) -> Vec<Finding>;
+    fn validate(&self, ctx: &Context<'_, Self::Settings>) -> Vec<Finding>;
 
     /// Objects from the cluster this request will be judged against, so that the server can
     /// have the cluster view refresh them first (see [`ClusterView::refresh`]).
@@ -160,7 +198,7 @@ pub trait Policy: Send + Sync {
     }
 
     /// JSON Patch operations that make the object follow the rule, for `/mutate`.
-    fn mutate(&self, _ctx: &Context<'_>) -> Vec<json_patch::PatchOperation> {
+    fn mutate(&self, _ctx: &Context<'_, Self::Settings>) -> Vec<json_patch::PatchOperation> {
         Vec::new()
     }
 
@@ -168,21 +206,6 @@ pub trait Policy: Send + Sync {
     fn subresources(&self) -> &'static [SubresourceRule] {
         &[]
     }
-}
-
-/// Every policy fluxgate has, by id.
-// Placeholder policies are unit structs until their issues land; `::default()` keeps this list
-// unchanged when they gain state.
-#[allow(clippy::default_constructed_unit_structs)]
-pub fn registry() -> Vec<Box<dyn Policy>> {
-    vec![
-        Box::new(signed_oci_sources::SignedOciSources::default()),
-        Box::new(single_agent::SingleAgent::default()),
-        Box::new(ci_impersonation::CiImpersonation),
-        Box::new(secret_rotation::SecretRotation),
-        Box::new(tenant_lockdown::TenantLockdown::default()),
-        Box::new(oci_version_pinning::OciVersionPinning::default()),
-    ]
 }
 
 /// The settings block of one policy in the configuration file. Every policy has a `mode`;

@@ -57,12 +57,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::{CREATE_UPDATE, Context, KindRule, Policy, PolicySettings, SettingError};
-use crate::cluster::secrets::{
-    ROTATED_AT_ANNOTATION, RotatedAt, SecretFacts, SecretUse, format_time,
-};
+use crate::cluster::secrets::{ROTATED_AT_ANNOTATION, RotatedAt, SecretFacts, format_time};
 use crate::cluster::{AgentInstallation, ClusterView, Lookup};
 use crate::finding::{Finding, Mode, PolicyId, object_ref};
 use crate::flux::secret_refs;
+use crate::flux::secret_refs::SecretUse;
 use crate::flux::{HELM_GROUP, KUSTOMIZE_GROUP, SOURCE_GROUP};
 
 const ID: PolicyId = PolicyId::SecretRotation;
@@ -652,6 +651,8 @@ pub fn judge_object(
 pub struct SecretRotation;
 
 impl Policy for SecretRotation {
+    type Settings = Settings;
+
     fn id(&self) -> PolicyId {
         ID
     }
@@ -660,7 +661,7 @@ impl Policy for SecretRotation {
         KINDS
     }
 
-    fn validate(&self, ctx: &Context<'_>) -> Vec<Finding> {
+    fn validate(&self, ctx: &Context<'_, Settings>) -> Vec<Finding> {
         let Some(object) = ctx.request.object else {
             return Vec::new();
         };
@@ -675,7 +676,7 @@ impl Policy for SecretRotation {
             ctx.request.namespace().unwrap_or(""),
             &references,
             ctx.view,
-            &ctx.config.policies.secret_rotation,
+            ctx.settings,
             unix_now(),
         )
     }

@@ -299,6 +299,8 @@ struct Candidate<'a> {
 }
 
 impl Policy for SingleAgent {
+    type Settings = Settings;
+
     fn id(&self) -> PolicyId {
         ID
     }
@@ -357,12 +359,12 @@ impl Policy for SingleAgent {
         owner.into_iter().chain(origin).collect()
     }
 
-    fn validate(&self, ctx: &Context<'_>) -> Vec<Finding> {
+    fn validate(&self, ctx: &Context<'_, Settings>) -> Vec<Finding> {
         let request = ctx.request;
         let Some(kind) = AgentKind::of(&request.kind.group, &request.kind.kind) else {
             return Vec::new();
         };
-        let settings = &ctx.config.policies.single_agent;
+        let settings = ctx.settings;
         let detector = settings.detector();
         let Some(raw) = request.object else {
             return vec![Finding::violation(
@@ -493,7 +495,7 @@ impl Placement {
 fn judge_sanctioned(
     candidate: &Candidate<'_>,
     sanctioned: &Sanctioned,
-    ctx: &Context<'_>,
+    ctx: &Context<'_, Settings>,
 ) -> Vec<Finding> {
     let view = ctx.view.agent_installations();
     let installations = match &view {
@@ -578,7 +580,7 @@ fn keeps_its_installation(
         .is_some_and(|old| Placement::new(installations, old).id() == id)
 }
 
-fn judge_against_cluster(candidate: &Candidate<'_>, ctx: &Context<'_>) -> Vec<Finding> {
+fn judge_against_cluster(candidate: &Candidate<'_>, ctx: &Context<'_, Settings>) -> Vec<Finding> {
     let view = ctx.view.agent_installations();
     let mut findings = Vec::new();
     let installations = match &view {
