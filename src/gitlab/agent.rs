@@ -189,7 +189,11 @@ pub struct AgentFacts {
 impl AgentFacts {
     /// `Kind namespace/name`, as messages name objects.
     pub fn object_ref(&self) -> String {
-        format!("{} {}/{}", self.kind, self.namespace, self.name)
+        if self.namespace.is_empty() {
+            format!("{} {}", self.kind, self.name)
+        } else {
+            format!("{} {}/{}", self.kind, self.namespace, self.name)
+        }
     }
 
     /// Whether two facts are about the same object: by uid when both have one, else by kind,

@@ -172,13 +172,21 @@ impl fmt::Display for InstallationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The chart's Deployments are named by their release alone: their own names change
         // with the chart's epoch suffix.
-        let top = format!("{} {}/{}", self.kind, self.namespace, self.name);
+        // An empty namespace is a manifest's that sets none (`fluxgate check`).
+        let qualified = |namespace: &str, name: &str| {
+            if namespace.is_empty() {
+                name.to_string()
+            } else {
+                format!("{namespace}/{name}")
+            }
+        };
+        let top = format!("{} {}", self.kind, qualified(&self.namespace, &self.name));
         match (&self.release, &self.chart_release) {
             (Some((namespace, release)), Some(_)) => {
-                write!(f, "Helm release {namespace}/{release}")
+                write!(f, "Helm release {}", qualified(namespace, release))
             }
             (Some((namespace, release)), None) => {
-                write!(f, "Helm release {namespace}/{release} ({top})")
+                write!(f, "Helm release {} ({top})", qualified(namespace, release))
             }
             (None, _) => f.write_str(&top),
         }
