@@ -2,7 +2,7 @@
 //! and the reviews the benchmark sends.
 //!
 //!     KUBECONFIG=... scale_cluster load [ROLEBINDINGS] [CLUSTERROLES] [WORKLOADS]
-//!     scale_cluster reviews OUT_DIR
+//!     scale_cluster reviews OUT_DIR [ROLEBINDINGS] [CLUSTERROLES]
 //!
 //! `load` creates, with 64 creates in flight: one Namespace per 100 RoleBindings
 //! (`scale-<n>`), CLUSTERROLES ClusterRoles (`scale-reader-<c>`, narrow reads of one API
@@ -228,11 +228,11 @@ fn review(object: &Value) -> Value {
     })
 }
 
-fn reviews(out: &std::path::Path) -> Result<(), String> {
+fn reviews(out: &std::path::Path, bindings: usize, cluster_roles: usize) -> Result<(), String> {
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    // A new binding in a loaded namespace, of a ClusterRole the cluster has: judged against
-    // the role's rules, which the view holds.
-    let mut binding = role_binding(4_242, 2_000);
+    // A new binding in a loaded namespace, of a ClusterRole the cluster has (the same
+    // numbers as `load`): judged against the role's rules, which the view holds.
+    let mut binding = role_binding(4_242 % bindings.max(1), cluster_roles);
     binding["metadata"]["name"] = json!("deployers-new");
     let path = out.join("rolebinding-review.json");
     let body = serde_json::to_vec(&review(&binding)).map_err(|e| e.to_string())?;
@@ -252,11 +252,15 @@ async fn main() {
     let result = match args.first().map(String::as_str) {
         Some("load") => load(number(1, 100_000), number(2, 2_000), number(3, 10_000)).await,
         Some("reviews") => match args.get(1) {
-            Some(out) => reviews(std::path::Path::new(out)),
-            None => Err("reviews OUT_DIR".into()),
+            Some(out) => reviews(
+                std::path::Path::new(out),
+                number(2, 100_000),
+                number(3, 2_000),
+            ),
+            None => Err("reviews OUT_DIR [ROLEBINDINGS] [CLUSTERROLES]".into()),
         },
         _ => Err(
-            "usage: scale_cluster load [ROLEBINDINGS] [CLUSTERROLES] [WORKLOADS] | reviews OUT_DIR"
+            "usage: scale_cluster load [ROLEBINDINGS] [CLUSTERROLES] [WORKLOADS] | reviews OUT_DIR [ROLEBINDINGS] [CLUSTERROLES]"
                 .into(),
         ),
     };

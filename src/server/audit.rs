@@ -28,6 +28,7 @@ pub async fn periodic(
             );
             continue;
         }
+        let started = std::time::Instant::now();
         match auditor
             .run_once(&state.engine, state.view.as_ref(), &state.metrics)
             .await
@@ -35,6 +36,7 @@ pub async fn periodic(
             Ok(report) => tracing::info!(
                 objects = report.objects_scanned,
                 findings = report.findings.len(),
+                seconds = started.elapsed().as_secs_f64(),
                 "audit scan done"
             ),
             Err(e) => tracing::warn!(error = %e, "audit scan failed"),
