@@ -35,6 +35,8 @@ pub struct Metrics {
     pub audit_last_run: Gauge,
     pub secret_age: IntGaugeVec,
     pub secret_rotation_overdue: IntGaugeVec,
+    pub audit_report_writes: IntCounterVec,
+    pub audit_leader: IntGauge,
     pub budget_exceeded: IntCounterVec,
     pub pool_reviews: IntCounterVec,
     pub output_cut: IntCounterVec,
@@ -194,6 +196,21 @@ impl Metrics {
             "1 when a Secret is older than the secret-rotation limit for its use, at the last audit scan; else 0.",
             &["namespace", "secret", "use"],
         );
+        let audit_report_writes = counter(
+            &registry,
+            "fluxgate_audit_report_writes_total",
+            "Reports (PolicyReport, ClusterPolicyReport, Report, ClusterReport) the audit scan wrote, by result (written, failed).",
+            &["result"],
+        );
+        for result in ["written", "failed"] {
+            audit_report_writes.with_label_values(&[result]);
+        }
+        let audit_leader = IntGauge::new(
+            "fluxgate_audit_leader",
+            "1 while this replica holds the audit Lease and so runs the audit scan and writes its reports and Events; else 0.",
+        )
+        .unwrap_or_else(|e| panic!("gauge: {e}"));
+        let _ = registry.register(Box::new(audit_leader.clone()));
         let budget_exceeded = counter(
             &registry,
             "fluxgate_budget_exceeded_total",
@@ -251,6 +268,8 @@ impl Metrics {
             audit_last_run,
             secret_age,
             secret_rotation_overdue,
+            audit_report_writes,
+            audit_leader,
             budget_exceeded,
             pool_reviews,
             output_cut,
