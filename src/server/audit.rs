@@ -29,17 +29,18 @@ pub async fn periodic(
             continue;
         }
         let started = std::time::Instant::now();
-        match auditor
+        let run = auditor
             .run_once(&state.engine, state.view.as_ref(), &state.metrics)
-            .await
-        {
-            Ok(report) => tracing::info!(
-                objects = report.objects_scanned,
-                findings = report.findings.len(),
-                seconds = started.elapsed().as_secs_f64(),
-                "audit scan done"
-            ),
-            Err(e) => tracing::warn!(error = %e, "audit scan failed"),
-        }
+            .await;
+        tracing::info!(
+            objects = run.report.objects_scanned,
+            findings = run.report.findings.len(),
+            reports = run.written.reports.len(),
+            report_errors = run.written.report_errors.len(),
+            events = run.written.events,
+            event_errors = run.written.event_errors.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "audit scan done"
+        );
     }
 }
