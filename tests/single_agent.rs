@@ -1433,6 +1433,109 @@ fn a_flag_from_a_config_map_is_undecided_and_follows_when_unknown() {
 }
 
 #[test]
+fn a_flag_from_env_from_is_undecided_and_follows_when_unknown() {
+    let (view, _) = existing_chart_install();
+    // `envFrom` defines every key of the ConfigMap (or Secret) under its prefix: the kubelet
+    // expands `$(KAS)` from it as from `env`.
+    for (what, args, env_from) in [
+        (
+            "ConfigMap",
+            json!(["$(KAS)=wss://kas.gitlab.example"]),
+            json!([{"configMapRef": {"name": "tools"}}]),
+        ),
+        (
+            "Secret with a prefix",
+            json!(["$(T_KAS)"]),
+            json!([{"prefix": "T_", "secretRef": {"name": "tools"}}]),
+        ),
+    ] {
+        let mut object = agent_under_another_name(args, json!([]));
+        object["spec"]["template"]["spec"]["containers"][0]["envFrom"] = env_from;
+        let message = assert_denied(&create(&engine(), &view, &object), what);
+        assert!(message.contains("cannot tell"), "{what}: {message}");
+        assert!(message.contains("envFrom"), "{what}: {message}");
+        let lenient = engine_with("policies:\n  single-agent:\n    whenUnknown: allow\n");
+        assert!(create(&lenient, &view, &object).allowed, "{what}");
+    }
+    // A prefix no variable of the command line starts with defines none of them.
+    let mut other = agent_under_another_name(json!(["$(KAS)=wss://kas"]), json!([]));
+    other["spec"]["template"]["spec"]["containers"][0]["envFrom"] =
+        json!([{"prefix": "T_", "configMapRef": {"name": "tools"}}]);
+    assert_allowed(&create(&engine(), &view, &other), "other prefix");
+}
+
+#[test]
+fn bash_brace_expansion_in_a_script_is_read_like_bash() {
+    let (view, _) = existing_chart_install();
+    for script in [
+        "exec agentk {--kas-address=wss://kas,--token-file=/t}",
+        "exec agentk --kas-{address,port}=wss://kas",
+        "exec agentk --kas-addres{s..s}=wss://kas",
+    ] {
+        let mut object = agent_under_another_name(json!([script]), json!([]));
+        object["spec"]["template"]["spec"]["containers"][0]["command"] = json!(["/bin/bash", "-c"]);
+        assert_denied(&create(&engine(), &view, &object), script);
+    }
+    let mut loop_ = agent_under_another_name(
+        json!(["for i in {1..3}; do echo $i; done; exec nginx -g 'daemon off;'"]),
+        json!([]),
+    );
+    loop_["spec"]["template"]["spec"]["containers"][0]["command"] = json!(["/bin/bash", "-c"]);
+    assert_allowed(&create(&engine(), &view, &loop_), "a loop over a sequence");
+}
+
+#[test]
+fn every_kind_that_runs_a_pod_template_and_every_container_list_is_caught() {
+    let (view, _) = existing_chart_install();
+    let renamed = json!({"name": "x", "image": "harbor.example/library/tools:1",
+        "args": ["--kas-address=wss://kas.gitlab.example"]});
+    let with_containers = |list: &str| {
+        let mut spec = json!({"containers": [{"name": "web", "image": "nginx:1.25"}]});
+        match list {
+            "containers" => spec["containers"] = json!([renamed.clone()]),
+            "initContainers" => spec["initContainers"] = json!([renamed.clone()]),
+            // A native sidecar (an init container that keeps running).
+            _ => {
+                let mut sidecar = renamed.clone();
+                sidecar["restartPolicy"] = json!("Always");
+                spec["initContainers"] = json!([sidecar]);
+            }
+        }
+        spec
+    };
+    for list in ["containers", "initContainers", "sidecar"] {
+        let spec = with_containers(list);
+        let template = json!({"metadata": {"labels": {"app": "x"}}, "spec": spec});
+        let selector = json!({"matchLabels": {"app": "x"}});
+        for object in [
+            json!({"apiVersion": "v1", "kind": "Pod", "spec": spec}),
+            json!({"apiVersion": "v1", "kind": "ReplicationController",
+                "spec": {"selector": {"app": "x"}, "template": template}}),
+            json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "spec": {"selector": selector, "template": template}}),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "spec": {"selector": selector, "template": template}}),
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+                "spec": {"serviceName": "x", "selector": selector, "template": template}}),
+            json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+                "spec": {"selector": selector, "template": template}}),
+            json!({"apiVersion": "batch/v1", "kind": "Job", "spec": {"template": template}}),
+            json!({"apiVersion": "batch/v1", "kind": "CronJob",
+                "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": template}}}}),
+        ] {
+            let mut object = object;
+            let kind = object["kind"].as_str().expect("kind").to_string();
+            object["metadata"] = json!({"name": "x", "namespace": "team-a"});
+            let message = assert_denied(&create(&engine(), &view, &object), &kind);
+            assert!(
+                message.contains(&format!("{kind} team-a/x")),
+                "{kind}, {list}: {message}"
+            );
+        }
+    }
+}
+
+#[test]
 fn a_shell_entrypoint_runs_agentk_too() {
     let (view, _) = existing_chart_install();
     for (what, command, args) in [
