@@ -140,6 +140,10 @@ fn replica(lease_namespace: &str) -> FluxgateOptions {
     FluxgateOptions {
         config: Some("policies:\n  single-agent:\n    reservationTtlSeconds: 5\n".into()),
         args: vec!["--reservation-namespace".into(), lease_namespace.into()],
+        env: vec![(
+            "FLUXGATE_LOG".into(),
+            "info,fluxgate::cluster::reservation=debug".into(),
+        )],
         webhooks: false,
         ..FluxgateOptions::default()
     }

@@ -365,35 +365,38 @@ fn find_close(units: &[Unit], start: usize, open: char, close: char) -> Option<u
 fn sequence(text: &str) -> Option<Vec<String>> {
     let mut pieces = text.split("..");
     let (from, to) = (pieces.next()?, pieces.next()?);
+    // i128: no bound or step an i64 holds overflows below.
     let step = match pieces.next() {
-        Some(step) => step.parse::<i64>().ok()?.unsigned_abs().max(1),
+        Some(step) => i128::from(step.parse::<i64>().ok()?).abs().max(1),
         None => 1,
     };
     if pieces.next().is_some() {
         return None;
     }
-    let chars = |t: &str| {
+    let letter = |t: &str| {
         let mut it = t.chars();
         match (it.next(), it.next()) {
-            (Some(c), None) if c.is_ascii_alphabetic() => Some(c as i64),
+            (Some(c), None) if c.is_ascii_alphabetic() => Some(i128::from(u32::from(c))),
             _ => None,
         }
     };
     let (a, b, letters) = match (from.parse::<i64>(), to.parse::<i64>()) {
-        (Ok(a), Ok(b)) => (a, b, false),
-        _ => (chars(from)?, chars(to)?, true),
+        (Ok(a), Ok(b)) => (i128::from(a), i128::from(b), false),
+        _ => (letter(from)?, letter(to)?, true),
     };
-    let count = a.abs_diff(b) / step + 1;
-    if count > MAX_ALTERNATIVES as u64 {
+    let count = (a - b).abs() / step + 1;
+    if count > MAX_ALTERNATIVES as i128 {
         return None;
     }
-    let step = if b < a { -(step as i64) } else { step as i64 };
+    let step = if b < a { -step } else { step };
     Some(
-        (0..count as i64)
+        (0..count)
             .map(|n| {
                 let v = a + n * step;
                 if letters {
-                    char::from_u32(v as u32)
+                    u32::try_from(v)
+                        .ok()
+                        .and_then(char::from_u32)
                         .map(String::from)
                         .unwrap_or_default()
                 } else {
@@ -1615,8 +1618,14 @@ mod tests {
         ));
         let wide = format!("exec app {}", "{a,b}".repeat(40));
         let _ = search(&["sh", "-c"], &[&wide]);
-        let long_sequence = "exec app {1..100000000}";
-        assert_eq!(search(&["sh", "-c"], &[long_sequence]), FlagSearch::Absent);
+        for sequence in [
+            "exec app {1..100000000}",
+            "exec app {-9223372036854775808..9223372036854775807}",
+            "exec app {0..10..-9223372036854775808}",
+            "exec app {z..a..9223372036854775807}",
+        ] {
+            assert_eq!(search(&["sh", "-c"], &[sequence]), FlagSearch::Absent);
+        }
     }
 
     #[test]
