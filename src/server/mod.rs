@@ -2,8 +2,10 @@
 //!
 //! Layers, outermost first: TCP accept with a connection limit; TLS handshake with a
 //! deadline; HTTP/1.1 or HTTP/2 by ALPN with a header read deadline; the axum router;
-//! [`webhook`] turning a body into a verdict through the engine. Shutdown stops accepting,
-//! lets requests in flight finish (bounded by the drain timeout) and returns.
+//! [`webhook`] turning a body into a verdict through the engine. Shutdown first lingers (the
+//! drain linger: still serving, every HTTP/1.1 answer telling the client to close its
+//! connection), then stops accepting, lets requests in flight finish (bounded by the drain
+//! timeout) and returns.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -63,6 +65,12 @@ pub struct ServerOptions {
     pub body_read_timeout: Duration,
     /// How long requests in flight may take to finish after a shutdown signal.
     pub drain_timeout: Duration,
+    /// How long fluxgate keeps serving after a shutdown signal, answering HTTP/1.1 requests
+    /// with `Connection: close`, before it stops accepting and closes idle connections. The
+    /// API server calls webhooks over HTTP/1.1 with kept-alive connections: closing one it
+    /// is about to reuse loses that request (it reports `EOF`, and `failurePolicy: Fail`
+    /// refuses the write), while an answer that says close retires the connection cleanly.
+    pub drain_linger: Duration,
     /// How often the configuration and certificate files are checked for changes.
     pub reload_interval: Duration,
     /// Longest a review may take from a whole body to an answer; keep it below the
@@ -84,6 +92,7 @@ impl ServerOptions {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
+            drain_linger: Duration::from_secs(2),
             reload_interval: Duration::from_secs(5),
             eval_timeout: Duration::from_secs(8),
         }
@@ -227,6 +236,14 @@ impl BoundServer {
     }
 }
 
+/// Resolves at `deadline`; never without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Resolves once shutdown is signalled (or the signal's sender is gone).
 pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
@@ -314,7 +331,25 @@ async fn serve_tls(
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let connections = Arc::new(Semaphore::new(options.max_connections));
-    let service = TowerToHyperService::new(router);
+    // Set when the shutdown signal comes: from then on every answer says `Connection: close`
+    // (hyper closes an HTTP/1.1 connection after such an answer; HTTP/2 drops the header).
+    let lingering = Arc::new(AtomicBool::new(false));
+    let closing = lingering.clone();
+    let service = TowerToHyperService::new(tower::ServiceExt::<
+        axum::http::Request<hyper::body::Incoming>,
+    >::map_response(
+        router,
+        move |mut response: axum::response::Response| {
+            if closing.load(Ordering::Relaxed) {
+                response.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+            }
+            response
+        },
+    ));
+    let mut linger_until: Option<tokio::time::Instant> = None;
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -326,7 +361,16 @@ async fn serve_tls(
                     continue;
                 }
             },
-            _ = stopped(&mut shutdown) => break,
+            _ = stopped(&mut shutdown), if linger_until.is_none() => {
+                if options.drain_linger.is_zero() {
+                    break;
+                }
+                lingering.store(true, Ordering::Relaxed);
+                linger_until = Some(tokio::time::Instant::now() + options.drain_linger);
+                tracing::info!(linger = ?options.drain_linger, "still answering, each answer closing its connection, before the drain");
+                continue;
+            }
+            _ = sleep_until(linger_until) => break,
         };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             tracing::warn!(%peer, limit = options.max_connections, "connection limit reached; closing new connection");
@@ -372,6 +416,10 @@ async fn serve_tls(
         });
     }
     drop(listener);
+    tracing::info!(
+        open = options.max_connections - connections.available_permits(),
+        "no longer accepting; closing idle connections and finishing requests in flight"
+    );
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections drained"),
         _ = tokio::time::sleep(options.drain_timeout) => {
