@@ -208,6 +208,14 @@ async fn reflect<K>(
         };
         if event.is_ok() {
             store.watch_healthy(kind.kind);
+            // The watch may come back before a probe notices: say so here too, or the next
+            // loss would go unreported.
+            if std::mem::take(&mut said_lost) {
+                tracing::info!(
+                    kind = kind.kind,
+                    "watch works again; the cluster view answers for this kind"
+                );
+            }
         }
         match event {
             Ok(Event::Init) => listing.clear(),
