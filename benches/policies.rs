@@ -199,6 +199,19 @@ fn policies(c: &mut Criterion) {
             json!({"tag": "latest"}),
             false,
         ),
+        (
+            "oci-version-pinning/pass (commit SHA tag)",
+            json!({"tag": "3f2a1b9c"}),
+            true,
+        ),
+        // The most work a range can cost: 4 KiB of hyphen ranges, each rewritten by a search
+        // of the whole text (Masterminds' rewriting), judged anew on every review since a
+        // range that crosses majors is never remembered.
+        (
+            "oci-version-pinning/fail (4 KiB of hyphen ranges, the worst case)",
+            json!({"semver": worst_case_range()}),
+            false,
+        ),
     ] {
         bench_case(
             c,
@@ -267,3 +280,17 @@ fn policies(c: &mut Criterion) {
 
 criterion_group!(benches, policies);
 criterion_main!(benches);
+
+/// As many distinct hyphen ranges as fit in the longest range fluxgate reads: each rewriting
+/// searches the text up to its own place (the ranges differ, so no earlier copy stops it).
+fn worst_case_range() -> String {
+    let mut text = String::new();
+    for i in 0.. {
+        let range = format!("{i} - {i} ");
+        if text.len() + range.len() > fluxgate::flux::semver::MAX_LEN {
+            break;
+        }
+        text.push_str(&range);
+    }
+    text
+}

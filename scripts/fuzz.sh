@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 seconds="${FUZZ_SECONDS:-60}"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(admission_decode json_index policies check_reader config fast_yaml)
+  targets=(admission_decode json_index policies check_reader config fast_yaml semver)
 fi
 triple="$(rustc -vV | sed -n 's/^host: //p')"
 target_dir="${FUZZ_TARGET_DIR:-${CARGO_TARGET_DIR:-$PWD/target}/fuzz}"
@@ -69,6 +69,10 @@ seed() {
     config)
       cp src/default-config.yaml "$dir"/default.yaml
       cp deploy/base/config.yaml "$dir"/deploy.yaml ;;
+    semver)
+      # Masterminds' table: every 15th of its constraints, one a file.
+      zcat tests/fixtures/semver/masterminds-v3.4.0.jsonl.gz | tail -n +2 | awk 'NR % 15 == 1' \
+        | jq -r .c | split -l 1 -a 4 - "$dir/seed-" ;;
   esac
 }
 

@@ -542,6 +542,9 @@ pub struct Answer<'a> {
     /// The request's uid, echoed.
     pub uid: &'a str,
     pub allowed: bool,
+    /// A denial because the object is malformed (an input error): a 400 (Bad Request), not
+    /// a 403 (Forbidden).
+    pub bad_request: bool,
     /// The `status.message` of a denial.
     pub message: &'a str,
     /// Short texts for the client.
@@ -551,7 +554,8 @@ pub struct Answer<'a> {
 }
 
 impl Answer<'_> {
-    /// Encodes the answer: the uid echoed, a 403 status on denial, the warnings, and a base64
+    /// Encodes the answer: the uid echoed, a 403 status on denial (400 for a malformed
+    /// object), the warnings, and a base64
     /// JSON Patch only when there is one.
     pub fn encode(&self) -> Vec<u8> {
         let patch = if self.patch.is_empty() {
@@ -567,10 +571,18 @@ impl Answer<'_> {
             response: Response {
                 uid: self.uid,
                 allowed: self.allowed,
-                status: (!self.allowed).then_some(Status {
-                    code: 403,
-                    message: self.message,
-                    reason: "Forbidden",
+                status: (!self.allowed).then_some(if self.bad_request {
+                    Status {
+                        code: 400,
+                        message: self.message,
+                        reason: "BadRequest",
+                    }
+                } else {
+                    Status {
+                        code: 403,
+                        message: self.message,
+                        reason: "Forbidden",
+                    }
                 }),
                 warnings: self.warnings,
                 patch_type: patch.as_ref().map(|_| "JSONPatch"),

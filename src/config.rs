@@ -82,6 +82,9 @@ impl Policies {
     /// The match is exhaustive so that a new policy cannot be left out of validation, nor out
     /// of [`Config::precompile`].
     pub fn validate(&mut self, id: PolicyId) -> Result<(), SettingError> {
+        // ci-impersonation protects the platform's namespaces too.
+        self.ci_impersonation.platform_namespaces =
+            self.tenant_lockdown.platform_namespaces.clone();
         match id {
             PolicyId::SignedOciSources => self.signed_oci_sources.validate(),
             PolicyId::SingleAgent => self.single_agent.validate(),

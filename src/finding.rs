@@ -128,6 +128,10 @@ pub enum Severity {
     Violation,
     /// Advice that never denies, whatever the mode (for example, a setting Flux ignores).
     Advisory,
+    /// The object is malformed: the API server would refuse it. An input error, not a policy
+    /// violation: denied in enforce mode with a 400 (Bad Request) answer, and an input error
+    /// (exit code 2) in `fluxgate check`.
+    Invalid,
 }
 
 /// One reason a policy gives about one object.
@@ -152,6 +156,15 @@ impl Finding {
         Finding {
             policy,
             severity: Severity::Advisory,
+            message: message.into(),
+        }
+    }
+
+    /// An object the API server would refuse (see [`Severity::Invalid`]).
+    pub fn invalid(policy: PolicyId, message: impl Into<String>) -> Self {
+        Finding {
+            policy,
+            severity: Severity::Invalid,
             message: message.into(),
         }
     }

@@ -380,6 +380,87 @@ fn system_masters_is_not_a_gitlab_identity_and_its_bindings_grant_nothing_new() 
 }
 
 // ---------------------------------------------------------------------------------------
+// Objects a finalizer holds while they are being deleted
+
+/// The object as it is while a finalizer holds it: the API server has set its deletion
+/// timestamp, and it keeps granting until the finalizer goes.
+fn held_by_a_finalizer(mut object: Value) -> Value {
+    object["metadata"]["deletionTimestamp"] = json!("2026-11-21T10:00:00Z");
+    object["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+    object["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    object
+}
+
+/// An UPDATE whose kind and group come from the object's own apiVersion and kind.
+fn update(engine: &Engine, view: &MemoryView, old: &Value, new: &Value) -> Verdict {
+    let api_version = new["apiVersion"].as_str().unwrap_or("v1");
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let kind = new["kind"].as_str().unwrap_or_default();
+    judge(
+        engine,
+        view,
+        &review_body(group, version, kind, None, "UPDATE", new, Some(old)),
+    )
+}
+
+#[test]
+fn widening_rbac_that_a_finalizer_holds_is_denied() {
+    // Fixed: an UPDATE of an object being deleted was never judged.
+    let view = MemoryView::new();
+    let mut binding = held_by_a_finalizer(binding(
+        "ClusterRoleBinding",
+        None,
+        "cluster-admin",
+        group("platform-admins"),
+    ));
+    let mut with_ci_jobs = binding.clone();
+    with_ci_jobs["subjects"]
+        .as_array_mut()
+        .expect("subjects")
+        .push(group("gitlab:ci_job"));
+    assert_denied(
+        &update(&engine(), &view, &binding, &with_ci_jobs),
+        &["gitlab:ci_job", "cluster-admin"],
+    );
+
+    // A ClusterRole bound to the CI jobs, widened to everything while it is held.
+    let role = held_by_a_finalizer(cluster_role(
+        "ci-deployer",
+        json!([{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "patch"]}]),
+    ));
+    view.apply(&role).expect("applies");
+    binding["roleRef"]["name"] = json!("ci-deployer");
+    binding["subjects"] = json!([group("gitlab:ci_job")]);
+    view.apply(&binding).expect("applies");
+    let mut everything = role.clone();
+    everything["rules"] = json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]);
+    assert_denied(
+        &update(&engine(), &view, &role, &everything),
+        &["gitlab:ci_job"],
+    );
+}
+
+#[test]
+fn removing_the_finalizer_of_a_broad_binding_is_allowed() {
+    // The binding predates fluxgate and breaks the rule; whoever holds it lets it go.
+    let held = held_by_a_finalizer(binding(
+        "ClusterRoleBinding",
+        None,
+        "cluster-admin",
+        group("gitlab:ci_job"),
+    ));
+    assert_denied(
+        &create(&engine(), &MemoryView::new(), &held),
+        &["gitlab:ci_job"],
+    );
+    let mut released = held.clone();
+    released["metadata"]["finalizers"] = json!([]);
+    let verdict = update(&engine(), &MemoryView::new(), &held, &released);
+    assert_allowed(&verdict);
+    assert!(verdict.evaluated.is_empty(), "{verdict:?}");
+}
+
+// ---------------------------------------------------------------------------------------
 // agentk behind an image digest only
 
 #[test]

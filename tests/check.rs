@@ -803,7 +803,7 @@ fn the_agent_config_examples_each_have_their_expected_findings() {
             "managed_kubernetes_resources__resource_management.yaml",
             &[],
         ),
-        ("user_access__access_as-agent.yaml", &[]),
+        ("user_access__access_as-agent.yaml", &[("user_access", 6)]),
         ("user_access__access_as-user.yaml", &[]),
     ];
     let on_disk: HashSet<String> = std::fs::read_dir(EXAMPLES)
@@ -830,12 +830,17 @@ fn the_agent_config_examples_each_have_their_expected_findings() {
             .collect();
         assert_eq!(got, findings.to_vec(), "{file}");
         assert!(
-            subject
-                .findings
-                .iter()
-                .all(|f| f.policy == PolicyId::CiImpersonation
+            subject.findings.iter().all(|f| {
+                let fix = if f.entry.as_deref() == Some("user_access") {
+                    "user: {}"
+                } else {
+                    "ci_job: {}"
+                };
+                f.policy == PolicyId::CiImpersonation
                     && f.action == Action::Deny
-                    && f.message.contains("ci_job: {}"))
+                    && f.message.contains(fix)
+            }),
+            "{file}"
         );
         assert_eq!(code, if findings.is_empty() { 0 } else { 1 }, "{file}");
     }
@@ -990,4 +995,127 @@ fn empty_standard_input_is_an_error_not_a_pass() {
             out.stderr
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ci-impersonation in check: input errors, roles check cannot see, GitLab's own setups
+
+const BROKEN_BINDING: &str = "apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: broken, namespace: team-a}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Deployment, name: x}
+subjects: [{kind: Group, name: devs}]
+";
+
+#[test]
+fn malformed_rbac_is_an_input_error_not_a_violation() {
+    let out = run_with(&["-o", "json", "-"], BROKEN_BINDING, registry());
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    let report: Report = serde_json::from_str(&out.stdout).expect("report");
+    assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+    let error = &report.errors[0];
+    assert_eq!(error.line, Some(1));
+    assert!(
+        error
+            .message
+            .contains("[ci-impersonation] RoleBinding team-a/broken is malformed")
+            && error.message.contains("The API server refuses it"),
+        "{}",
+        error.message
+    );
+    assert!(report.results[0].findings.is_empty());
+    assert_eq!(report.summary.denied, 0);
+    assert!(out.stderr.contains("is malformed"), "{}", out.stderr);
+    // Whatever the mode: an input error is not a finding.
+    let dir = TempDir::new();
+    let config = dir.write("c.yaml", "mode: audit\n");
+    let audit = run_with(&["--config", s(&config), "-"], BROKEN_BINDING, registry());
+    assert_eq!(audit.code, 2);
+    // The same binding for a GitLab identity is a violation (fail closed).
+    let gitlab = BROKEN_BINDING.replace("name: devs", "name: 'gitlab:ci_job'");
+    let out = run_with(&["-o", "json", "-"], &gitlab, registry());
+    assert_eq!(out.code, 1, "{}", out.stdout);
+}
+
+#[test]
+fn a_role_check_cannot_see_points_at_cluster_state() {
+    let binding = "apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: deploy, namespace: team-a}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: deployer}
+subjects: [{kind: Group, name: 'gitlab:project_env:42:review'}]
+";
+    let out = run_with(&["-"], binding, registry());
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stdout
+            .contains("neither among the manifests checked nor in a --cluster-state file")
+            && out
+                .stdout
+                .contains("give fluxgate check the cluster's roles with --cluster-state"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains("create the role before the binding"),
+        "{}",
+        out.stdout
+    );
+    let dir = TempDir::new();
+    let state = dir.write(
+        "roles.yaml",
+        "apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: deployer, namespace: team-a}
+rules: [{apiGroups: [apps], resources: [deployments], verbs: [get, create, patch]}]
+",
+    );
+    let out = run_with(&["--cluster-state", s(&state), "-"], binding, registry());
+    assert_eq!(out.code, 0, "{}", out.stdout);
+}
+
+#[test]
+fn gitlabs_documented_setups_check_clean_with_flux_installed() {
+    let dir = TempDir::new();
+    let template = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/gitlab-managed-resources/environment-template-default.yaml"
+    ))
+    .expect("template")
+    .replace("{{ .environment.slug }}", "review")
+    .replace("{{ .project.id }}", "42")
+    .replace("{{ .agent.id }}", "7");
+    let objects: Value = serde_yaml_ng::from_str(&template).expect("template");
+    let mut manifests = String::new();
+    for object in objects["objects"].as_array().expect("objects") {
+        manifests.push_str(&serde_yaml_ng::to_string(object).expect("yaml"));
+        manifests.push_str("---\n");
+    }
+    dir.write("environment.yaml", &manifests);
+    for file in [
+        "controller.yaml",
+        "edit.yaml",
+        "view.yaml",
+        "reconciler.yaml",
+    ] {
+        let text =
+            std::fs::read_to_string(format!("{CORPUS}/rbac/fluxcd+flux2/manifests/rbac/{file}"))
+                .expect("flux rbac");
+        dir.write(&format!("flux/{file}"), &text);
+    }
+    let view = std::fs::read_to_string(format!(
+        "{CORPUS}/rbac/gitlab-docs/ci_cd_workflow__ci-job-view.yaml"
+    ))
+    .expect("ci-job-view");
+    dir.write("ci-job-view.yaml", &view);
+    let out = run_with(&["-o", "json", s(dir.path())], "", registry());
+    let report: Report = serde_json::from_str(&out.stdout).expect("report");
+    let found: Vec<&String> = report
+        .results
+        .iter()
+        .flat_map(|r| r.findings.iter().map(|f| &f.message))
+        .collect();
+    assert_eq!(out.code, 0, "{found:#?}");
+    assert!(found.is_empty(), "{found:#?}");
+    assert_eq!(report.summary.objects, 8, "{:?}", report.summary);
 }

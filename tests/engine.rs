@@ -373,22 +373,61 @@ fn an_update_that_leaves_the_judged_fields_unchanged_is_not_blocked() {
     );
 }
 
+fn terminating(mut object: Value) -> Value {
+    object["metadata"]["deletionTimestamp"] = json!("2026-11-21T10:00:00Z");
+    object["metadata"]["finalizers"] = json!(["finalizers.fluxcd.io"]);
+    object
+}
+
 #[test]
-fn an_object_being_deleted_is_never_blocked() {
-    let mut terminating = bad();
-    terminating["metadata"]["deletionTimestamp"] = json!("2026-11-21T10:00:00Z");
-    let mut changed = terminating.clone();
-    changed["metadata"]["labels"]["meh"] = json!("true");
+fn removing_a_finalizer_from_an_object_being_deleted_is_not_blocked() {
+    // Flux's controllers clean up objects that may predate the policy: the judged fields
+    // stay as they were, so the policy is not asked.
+    let old = terminating(bad());
+    let mut new = old.clone();
+    new["metadata"]["finalizers"] = json!([]);
+    new["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"] = json!("apps");
     let verdict = judge(
         &engine("", None),
-        &Req::update(terminating, changed),
+        &Req::update(old, new),
         &MemoryView::new(),
     );
-    assert!(verdict.allowed);
-    assert_eq!(
-        verdict.skipped,
-        Some(fluxgate::engine::verdict::Skip::BeingDeleted)
+    assert!(verdict.allowed, "{}", verdict.denial_message());
+    assert!(verdict.evaluated.is_empty());
+    assert_eq!(verdict.skipped, None);
+}
+
+#[test]
+fn an_object_being_deleted_is_judged_when_a_judged_field_changes() {
+    // A finalizer holds the object, and it does all it did until it is gone: a change to
+    // what it does is judged as on any other object.
+    let engine = engine("", None);
+    let view = MemoryView::new();
+    let old = terminating(widget("team-a", json!({})));
+    let mut became_bad = old.clone();
+    became_bad["metadata"]["labels"]["bad"] = json!("true");
+    let verdict = judge(&engine, &Req::update(old.clone(), became_bad), &view);
+    assert!(!verdict.allowed, "the widening update is denied");
+    assert!(verdict.denial_message().contains("is bad"));
+
+    // Only the new object being deleted, or only the old one: the same.
+    let mut new_terminating = terminating(bad());
+    new_terminating["metadata"]["labels"]["bad"] = json!("true");
+    let verdict = judge(
+        &engine,
+        &Req::update(widget("team-a", json!({})), new_terminating),
+        &view,
     );
+    assert!(!verdict.allowed);
+    let verdict = judge(&engine, &Req::update(old, bad()), &view);
+    assert!(!verdict.allowed);
+
+    // A change that makes the object follow the rule is judged, and passes.
+    let mut fixed = terminating(bad());
+    fixed["metadata"]["labels"]["bad"] = json!("false");
+    let verdict = judge(&engine, &Req::update(terminating(bad()), fixed), &view);
+    assert!(verdict.allowed);
+    assert_eq!(verdict.evaluated, vec![PolicyId::SignedOciSources]);
 }
 
 #[test]

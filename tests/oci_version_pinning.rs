@@ -123,22 +123,58 @@ fn a_digest_that_is_not_one_is_denied() {
 
 #[test]
 fn a_release_tag_is_allowed() {
-    for release in ["6.5.0", "v1.14.4", "1.4.2-rc.1", "1.4.2_build.7"] {
+    // A full version, with a prerelease, with build metadata (`+`, or `_` as Helm writes it
+    // in OCI tags, where `+` is not allowed).
+    for release in [
+        "6.5.0",
+        "v1.14.4",
+        "V1.14.4",
+        "1.4.2-rc.1",
+        "v1.4.2-rc.1",
+        "1.4.2+build.7",
+        "1.4.2_build.7",
+        "1.25.3-alpine",
+    ] {
         assert_clean(&validate(&tag(release)));
     }
 }
 
 #[test]
-fn a_tag_that_names_no_version_but_does_not_move_is_allowed() {
-    // Commit SHAs, pipeline ids, dates: immutable by convention, and no major to cross.
-    for immutable in [
-        "sha-3f2a1b9",
-        "3f2a1b9c",
-        "20240517",
-        "4711",
-        "main-3f2a1b9",
-    ] {
+fn a_commit_sha_as_gitlab_ci_writes_it_is_allowed() {
+    // $CI_COMMIT_SHA (40 hex digits; 64 in a SHA-256 repository) and $CI_COMMIT_SHORT_SHA (8).
+    let sha = "3f2a1b9c0d4e5f60718293a4b5c6d7e8f90a1b2c";
+    let sha256 = "3f2a1b9c0d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8";
+    for immutable in [sha, &sha[..8], sha256] {
         assert_clean(&validate(&tag(immutable)));
+    }
+}
+
+#[test]
+fn a_tag_not_known_to_stay_on_one_artifact_is_denied() {
+    // Nothing says these stay where they are: other SHA spellings, build numbers, branch slugs.
+    for moving in [
+        "sha-3f2a1b9",
+        "3f2a1b9",
+        "3F2A1B9C",
+        "main-3f2a1b9c",
+        "4711",
+        "feature-login",
+        "stable-alpine",
+        "lts",
+        "beta",
+        "<tag-name>",
+    ] {
+        assert_denied(
+            &validate(&tag(moving)),
+            &[
+                &format!("spec.ref.tag `{moving}` is a moving tag"),
+                "only a full version",
+                "$CI_COMMIT_SHORT_SHA",
+                "`immutableTags`",
+                "`digest: sha256:<hash>`",
+                "`flux list artifacts oci://registry.gitlab.com/acme/app/manifests`",
+            ],
+        );
     }
 }
 
@@ -208,6 +244,9 @@ fn other_moving_tags_are_denied() {
         "edge",
         "local",
         "latest-alpine",
+        "V1",
+        "1.x",
+        "1.2",
     ] {
         assert_denied(&validate(&tag(moving)), &["is a moving tag"]);
     }
@@ -222,6 +261,10 @@ fn a_partial_version_tag_is_moving_and_the_message_suggests_its_line() {
     assert_eq!(suggested_range(&message), ">=1.25.0 <2.0.0");
     let message = assert_denied(&validate(&tag("16")), &["`16` is a moving tag"]);
     assert_eq!(suggested_range(&message), ">=16.0.0 <17.0.0");
+    for line in ["V1", "1.x", "v1.X", "1.*"] {
+        let message = assert_denied(&validate(&tag(line)), &["is a moving tag"]);
+        assert_eq!(suggested_range(&message), ">=1.0.0 <2.0.0", "{line}");
+    }
     // A variant names no range to suggest.
     let message = assert_denied(&validate(&tag("1.25-alpine")), &["is a moving tag"]);
     assert_eq!(
@@ -319,22 +362,63 @@ fn semver_wins_over_tag() {
 }
 
 #[test]
-fn a_range_flux_cannot_read_is_denied() {
-    for (range, phrase) in [
-        ("<semver-range>", "`<semver-range>` is not a comparison"),
-        (">=1.0.0<2.0.0", "must be separated by a space or a comma"),
-        ("1.0.0-01", "starts with 0"),
-        ("1 ||", "empty alternative"),
-        ("latest", "`latest` is not a comparison"),
+fn a_range_masterminds_refuses_is_denied_because_flux_cannot_reconcile_it() {
+    for (range, masterminds, phrase) in [
+        (
+            "<semver-range>",
+            "improper constraint: <semver-range>",
+            "`<semver-range>` is not a comparison",
+        ),
+        (
+            ">=1.0.0<2.0.0",
+            "improper constraint: >=1.0.0<2.0.0",
+            "must be separated by a space or a comma",
+        ),
+        ("1.0.0-01", "constraint parser error", "starts with 0"),
+        (
+            "1 ||",
+            "improper constraint: ",
+            "an alternative around `||` is empty",
+        ),
+        (
+            "latest",
+            "improper constraint: latest",
+            "`latest` is not a comparison",
+        ),
+        (
+            "1|2",
+            "constraint parser error",
+            "a single `|` is not an operator",
+        ),
+        (
+            "1.0 - 2.0 - 3.0",
+            "improper constraint: >= 1.0, <= 2.0 - 3.0",
+            "rewrites each `A - B` range",
+        ),
     ] {
         assert_denied(
             &validate(&semver(range)),
             &[
-                &format!("spec.ref.semver `{range}` is not a semver range Flux can read"),
+                &format!("spec.ref.semver `{range}` is not a range Flux can read"),
+                &format!("refuses it with `{masterminds}`"),
+                "so Flux cannot reconcile this OCIRepository",
                 phrase,
             ],
         );
     }
+}
+
+#[test]
+fn a_range_whose_double_bar_masterminds_reads_into_a_number_is_judged_as_it_reads() {
+    // The example: allowed before, as `~1 || 1.0.0 - 1.5.0`; Flux accepts 2.0.0 and up.
+    assert_denied(
+        &validate(&semver("1||1.0.0 - 1.5.0")),
+        &[
+            "accepts more than one major version (Masterminds rewrites each `A - B` range before it splits the text at `||`",
+            "reads this as `>= 1||1.0.0, <= 1.5.0`",
+            "for example 1.0.0 and 2.0.0",
+        ],
+    );
 }
 
 #[test]
@@ -375,25 +459,49 @@ fn a_semver_filter_without_semver_is_reported_as_ignored() {
 }
 
 #[test]
-fn moving_tags_and_their_pattern_are_configurable() {
+fn an_operator_lists_the_tags_its_registry_keeps_immutable() {
     let custom = engine(
-        "policies:\n  oci-version-pinning:\n    movingTags: [rolling]\n    movingTagPattern: 'env-.*'\n",
+        "policies:\n  oci-version-pinning:\n    immutableTags: ['build-[0-9]+', '[a-z0-9-]+-[0-9a-f]{8}']\n",
     );
-    assert_denied(
-        &validate_with(&custom, &tag("Rolling")),
-        &["is a moving tag"],
+    for immutable in ["build-4711", "main-3f2a1b9c", "feature-login-3f2a1b9c"] {
+        assert_clean(&validate_with(&custom, &tag(immutable)));
+    }
+    // Anchored: a pattern matches the whole tag.
+    for moving in ["build-4711-rebuilt", "nightly-build-1", "latest", "main"] {
+        assert_denied(&validate_with(&custom, &tag(moving)), &["is a moving tag"]);
+    }
+}
+
+#[test]
+fn moving_tags_and_their_pattern_still_deny_what_they_name() {
+    // Kept from the denylist: they name tags denied even when they read as versions.
+    let custom = engine(
+        "policies:\n  oci-version-pinning:\n    movingTags: [rolling, 1.0.0]\n    movingTagPattern: 'env-.*|.*-nightly'\n    immutableTags: ['env-[a-z]+']\n",
     );
-    assert_denied(
-        &validate_with(&custom, &tag("env-prod")),
-        &["is a moving tag"],
-    );
-    assert_clean(&validate_with(&custom, &tag("latest-but-not-listed")));
+    for moving in ["Rolling", "1.0.0", "env-prod", "2.0.0-nightly"] {
+        assert_denied(
+            &validate_with(&custom, &tag(moving)),
+            &[
+                "is a moving tag (the oci-version-pinning settings `movingTags`/`movingTagPattern` name it)",
+            ],
+        );
+    }
+    assert_clean(&validate_with(&custom, &tag("2.0.0")));
+    // By default, the spellings of a version that name a moving channel.
+    for moving in ["1.0.0-SNAPSHOT", "2.1.0-latest"] {
+        assert_denied(
+            &validate(&tag(moving)),
+            &["`movingTags`/`movingTagPattern` name it"],
+        );
+    }
+    // An old file that emptied the pattern to let partial versions through loads, and
+    // partial versions are moving tags all the same.
     let no_pattern = engine("policies:\n  oci-version-pinning:\n    movingTagPattern: ''\n");
-    assert_clean(&validate_with(&no_pattern, &tag("v1.25")));
     assert_denied(
-        &validate_with(&no_pattern, &tag("latest")),
+        &validate_with(&no_pattern, &tag("v1.25")),
         &["is a moving tag"],
     );
+    assert_clean(&validate_with(&no_pattern, &tag("1.0.0-SNAPSHOT")));
 }
 
 #[test]
@@ -410,6 +518,18 @@ fn bad_settings_are_refused_with_the_key() {
         (
             "policies:\n  oci-version-pinning:\n    pinned: true\n",
             "pinned",
+        ),
+        (
+            "policies:\n  oci-version-pinning:\n    immutableTags: ['release-.*', '(']\n",
+            "policies.oci-version-pinning.immutableTags[1]",
+        ),
+        (
+            "policies:\n  oci-version-pinning:\n    immutableTags: ['']\n",
+            "policies.oci-version-pinning.immutableTags[0]",
+        ),
+        (
+            "policies:\n  oci-version-pinning:\n    immutableTags: ['.*']\n",
+            "immutableTags[0]: `.*` matches `latest`",
         ),
     ] {
         let err = Config::from_yaml(yaml, "c.yaml")
@@ -622,20 +742,25 @@ fn the_parser_tells_bounded_ranges_from_those_that_cross_majors() {
 }
 
 #[test]
-fn limits_are_masterminds_own() {
+fn masterminds_has_no_limits_and_fluxgate_reads_4_kib() {
+    // Masterminds v3.4.0 reads any number of alternatives of any length.
+    assert!(Constraint::parse(&vec!["1"; 200].join("||")).is_ok());
+    assert!(Constraint::parse(&"1.2.3 ".repeat(120)).is_ok());
+    // fluxgate reads 4 KiB and denies longer ranges without quoting them.
+    let long = ">=1.2.3 ".repeat(600);
     assert_eq!(
-        Constraint::parse(&"1.2.3 ".repeat(120)).map(|_| ()),
+        Constraint::parse(&long).map(|_| ()),
         Err(ParseError::TooLong)
     );
-    assert_eq!(
-        Constraint::parse(&vec!["1"; 33].join("||")).map(|_| ()),
-        Err(ParseError::TooManyAlternatives)
+    let message = assert_denied(
+        &validate(&semver(&long)),
+        &["spec.ref.semver is 4800 bytes long, more than the 4096 fluxgate reads"],
     );
-    assert!(Constraint::parse(&vec!["1"; 32].join("||")).is_ok());
+    assert!(message.len() < 1000, "{message}");
 }
 
 fn version(text: &str) -> Version {
-    Version::parse_full(text).expect("a full version")
+    Version::parse(text).expect("a version")
 }
 
 /// Which versions a constraint accepts, by Masterminds' rules (its README and predicates).
@@ -718,7 +843,8 @@ use Decision::Allow as ALLOW;
 const LATEST: Decision = Decision::Deny(&["has no spec.ref", "`latest` tag"]);
 const MOVING: Decision = Decision::Deny(&["is a moving tag"]);
 const CROSSES: Decision = Decision::Deny(&["accepts more than one major version"]);
-const UNREADABLE: Decision = Decision::Deny(&["is not a semver range Flux can read"]);
+const UNREADABLE: Decision =
+    Decision::Deny(&["is not a range Flux can read", "Flux cannot reconcile"]);
 const NOT_A_DIGEST: Decision = Decision::Deny(&["is not an OCI digest"]);
 /// Documentation snippets that show only `status`, or `spec:` with nothing under it.
 const MALFORMED: Decision = Decision::Deny(&["is malformed", "spec"]);
@@ -750,11 +876,12 @@ const CORPUS_TABLE: &[(&str, &str, Decision)] = &[
         "example",
         LATEST,
     ),
-    // `<tag-name>` moves as much as the tag the reader picks; it is no known moving tag.
+    // `<tag-name>` is a placeholder, not a version, a commit SHA or a listed tag: nothing
+    // says it stays on one artifact (allowed while tags were judged by a denylist).
     (
         "docs-extracted/fluxcd+source-controller/docs__spec__v1__ocirepositories__L428-435__OCIRepository.yaml",
         "<repository-name>",
-        ALLOW,
+        MOVING,
     ),
     (
         "docs-extracted/fluxcd+source-controller/docs__spec__v1__ocirepositories__L445-453__OCIRepository.yaml",
@@ -1209,7 +1336,7 @@ async fn each_case_gets_its_answer_over_https() {
         (
             "unreadable",
             semver("newest"),
-            Some("is not a semver range"),
+            Some("is not a range Flux can read"),
         ),
     ];
     let mut client = server.client(true).await;

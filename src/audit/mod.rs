@@ -155,7 +155,9 @@ pub fn scan_at<'a>(
             let result = match (&outcome.action, outcome.finding.severity) {
                 (Action::Exempted(_), _) => AuditResult::Skip,
                 (_, Severity::Advisory) | (Action::Warn, _) => AuditResult::Warn,
-                (Action::Deny | Action::Audit, Severity::Violation) => AuditResult::Fail,
+                (Action::Deny | Action::Audit, Severity::Violation | Severity::Invalid) => {
+                    AuditResult::Fail
+                }
             };
             report.findings.push(AuditFinding {
                 policy: outcome.finding.policy,

@@ -152,6 +152,7 @@ pub fn check(
     reader.read_paths(cluster_state, &mut state);
 
     let view = MemoryView::new();
+    view.set_offline(true);
     view.reconfigure(&engine.config());
     let mut skipped: Vec<Skipped> = Vec::new();
     let mut cluster_state_objects = 0;
@@ -182,11 +183,20 @@ pub fn check(
 
     let mut prints = Fingerprints::default();
     let mut results = Vec::with_capacity(inputs.documents.len());
+    // Objects the API server would refuse: input errors, not findings.
+    let mut malformed = Vec::new();
     for (index, doc) in inputs.documents.iter().enumerate() {
         let subject = match &doc.content {
-            Content::Object { json, head } => {
-                judge_object(engine, &view, doc, json, head, index, &mut prints)
-            }
+            Content::Object { json, head } => judge_object(
+                engine,
+                &view,
+                doc,
+                json,
+                head,
+                index,
+                &mut prints,
+                &mut malformed,
+            ),
             Content::AgentConfig {
                 config,
                 agent,
@@ -194,6 +204,7 @@ pub fn check(
                 text_line,
             } => judge_agent_config(
                 engine,
+                &view,
                 doc,
                 config,
                 agent.as_deref(),
@@ -223,7 +234,7 @@ pub fn check(
         });
     let mut all_skipped: Vec<Skipped> = skipped_inputs.collect();
     all_skipped.extend(skipped);
-    let errors = inputs
+    let mut errors: Vec<InputErrorEntry> = inputs
         .errors
         .iter()
         .chain(&state.errors)
@@ -234,6 +245,7 @@ pub fn check(
             message: e.message.clone(),
         })
         .collect();
+    errors.extend(malformed);
     let mut report = Report {
         schema_version: SCHEMA_VERSION,
         summary: Summary {
@@ -259,6 +271,9 @@ fn report_action(action: &verdict::Action) -> (Action, Option<String>) {
     }
 }
 
+/// Judges one object; a finding that the object is malformed ([`Severity::Invalid`]) goes to
+/// `malformed` as an input error, as an unparsable file would.
+#[allow(clippy::too_many_arguments)]
 fn judge_object(
     engine: &Engine,
     view: &MemoryView,
@@ -267,10 +282,23 @@ fn judge_object(
     object: &ObjectHead,
     index: usize,
     prints: &mut Fingerprints,
+    malformed: &mut Vec<InputErrorEntry>,
 ) -> Result<Subject, String> {
     let uid = format!("fluxgate-check-{index}");
     let request = object.create(value, &uid);
-    let (verdict, _exemptions) = engine.review(Endpoint::Validate, &request, view);
+    let (mut verdict, _exemptions) = engine.review(Endpoint::Validate, &request, view);
+    verdict.outcomes.retain(|outcome| {
+        if outcome.finding.severity != Severity::Invalid {
+            return true;
+        }
+        malformed.push(InputErrorEntry {
+            file: doc.file.to_string(),
+            line: Some(doc.line),
+            column: None,
+            message: format!("[{}] {}", outcome.finding.policy, outcome.finding.message),
+        });
+        false
+    });
 
     let api_version = object.api_version().to_string();
     let group = request.kind.group.to_string();
@@ -321,8 +349,10 @@ fn judge_object(
 
 /// The agent configuration lint runs as part of `ci-impersonation`, in its mode. Exemptions
 /// describe cluster requests (namespaces, users, objects) and do not apply to this file.
+#[allow(clippy::too_many_arguments)]
 fn judge_agent_config(
     engine: &Engine,
+    view: &MemoryView,
     doc: &Document,
     config: &serde_json::Value,
     agent: Option<&str>,
@@ -339,13 +369,18 @@ fn judge_agent_config(
     let lint = if mode == Mode::Off {
         Vec::new()
     } else {
-        agent_config::lint(config, text, &name_in_messages)
+        let config_now = engine.config();
+        let settings = &config_now.policies.ci_impersonation;
+        let privileged = |user: &str, groups: &[String]| {
+            crate::policy::ci_impersonation::privileged_identity(view, settings, user, groups)
+        };
+        agent_config::lint(config, text, &name_in_messages, &privileged)
     };
     let findings = lint
         .into_iter()
         .map(|f| {
             let action = match (mode, f.severity) {
-                (Mode::Enforce, Severity::Violation) => Action::Deny,
+                (Mode::Enforce, Severity::Violation | Severity::Invalid) => Action::Deny,
                 (Mode::Enforce | Mode::Warn, _) => Action::Warn,
                 _ => Action::Audit,
             };

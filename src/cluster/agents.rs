@@ -34,6 +34,9 @@ pub struct AgentObject {
     /// The Secret (in `namespace`) agentk reads its token from, when the object has a pod
     /// spec that mounts it ([`crate::gitlab::agent::token_secret`]).
     pub token_secret: Option<String>,
+    /// The ServiceAccount (in `namespace`) its pods run as
+    /// ([`crate::gitlab::agent::service_account`]).
+    pub service_account: Option<String>,
 }
 
 impl AgentObject {
@@ -150,6 +153,7 @@ impl AgentIndex {
             })
             .map(|facts| AgentFacts {
                 token_secret: crate::gitlab::agent::token_secret(object),
+                service_account: crate::gitlab::agent::service_account(object),
                 ..facts
             });
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
@@ -186,6 +190,7 @@ impl AgentIndex {
                     name: facts.name.clone(),
                     uid: facts.uid.clone(),
                     token_secret: facts.token_secret.clone(),
+                    service_account: facts.service_account.clone(),
                 });
         }
         grouped

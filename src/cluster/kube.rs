@@ -385,6 +385,25 @@ impl ClusterView for KubeView {
         self.store.bindings_to(role)
     }
 
+    fn other_gitlab_identity_in(
+        &self,
+        namespace: &str,
+        except_identity: &str,
+        except_binding: &str,
+    ) -> Lookup<Option<(String, String)>> {
+        self.store
+            .other_gitlab_identity_in(namespace, except_identity, except_binding)
+    }
+
+    fn bindings_naming(
+        &self,
+        kind: &str,
+        name: &str,
+        namespace: Option<&str>,
+    ) -> Lookup<Vec<Arc<BindingFacts>>> {
+        self.store.bindings_naming(kind, name, namespace)
+    }
+
     fn secret(&self, namespace: &str, name: &str) -> Lookup<SecretFacts> {
         self.store.secret(namespace, name)
     }

@@ -74,6 +74,8 @@ impl<T> ByNamespace<T> {
 pub struct MemoryView {
     store: RwLock<Store>,
     synced: AtomicBool,
+    /// Holds manifests, not a cluster (see [`ClusterView::offline`]).
+    offline: AtomicBool,
     agents: AgentIndex,
     health: WatchHealth,
 }
@@ -229,6 +231,7 @@ impl MemoryView {
         MemoryView {
             store: RwLock::new(Store::default()),
             synced: AtomicBool::new(true),
+            offline: AtomicBool::new(false),
             agents: AgentIndex::default(),
             health: WatchHealth::new(),
         }
@@ -315,6 +318,11 @@ impl MemoryView {
 
     pub fn set_synced(&self, synced: bool) {
         self.synced.store(synced, Ordering::Release);
+    }
+
+    /// Marks the view as holding manifests rather than a cluster (`fluxgate check`).
+    pub fn set_offline(&self, offline: bool) {
+        self.offline.store(offline, Ordering::Relaxed);
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Store> {
@@ -591,6 +599,34 @@ impl ClusterView for MemoryView {
 
     fn bindings_to(&self, role: &RoleKey) -> Lookup<Vec<Arc<BindingFacts>>> {
         self.listing(BINDING_KINDS, |store| store.rbac.bindings_to(role))
+    }
+
+    fn other_gitlab_identity_in(
+        &self,
+        namespace: &str,
+        except_identity: &str,
+        except_binding: &str,
+    ) -> Lookup<Option<(String, String)>> {
+        self.listing(BINDING_KINDS, |store| {
+            store
+                .rbac
+                .other_gitlab_identity_in(namespace, except_identity, except_binding)
+        })
+    }
+
+    fn bindings_naming(
+        &self,
+        kind: &str,
+        name: &str,
+        namespace: Option<&str>,
+    ) -> Lookup<Vec<Arc<BindingFacts>>> {
+        self.listing(BINDING_KINDS, |store| {
+            store.rbac.bindings_naming(kind, name, namespace)
+        })
+    }
+
+    fn offline(&self) -> bool {
+        self.offline.load(Ordering::Relaxed)
     }
 }
 

@@ -274,6 +274,32 @@ pub trait ClusterView: Send + Sync {
     /// The RoleBindings and ClusterRoleBindings whose roleRef is `role`.
     fn bindings_to(&self, role: &RoleKey) -> Lookup<Vec<Arc<BindingFacts>>>;
 
+    /// A GitLab identity that a RoleBinding in `namespace` other than `except_binding` names,
+    /// besides `except_identity` and the catch-all groups: `(identity, binding name)`, or
+    /// `None` when `except_identity` is the only one there.
+    fn other_gitlab_identity_in(
+        &self,
+        namespace: &str,
+        except_identity: &str,
+        except_binding: &str,
+    ) -> Lookup<Option<(String, String)>>;
+
+    /// Every binding that names a subject of this kind and name (and namespace, for a
+    /// ServiceAccount). This scans every binding: for `fluxgate check` and the audit scan,
+    /// not for the request path.
+    fn bindings_naming(
+        &self,
+        kind: &str,
+        name: &str,
+        namespace: Option<&str>,
+    ) -> Lookup<Vec<Arc<BindingFacts>>>;
+
+    /// Whether the view holds manifests rather than a cluster (`fluxgate check`): what it
+    /// misses may simply not have been given, and messages say how to give it.
+    fn offline(&self) -> bool {
+        false
+    }
+
     /// The creation and rotation times of a Secret (never its data), for `secret-rotation`.
     fn secret(&self, namespace: &str, name: &str) -> Lookup<SecretFacts>;
 

@@ -4,7 +4,9 @@
 //! - a role by name;
 //! - the ClusterRoles an aggregation selector matches (by label, not by scanning);
 //! - the ClusterRoles that aggregate a set of labels (only aggregating roles are visited);
-//! - the bindings of a role (by roleRef).
+//! - the bindings of a role (by roleRef);
+//! - the GitLab identities RoleBindings name in a namespace (whether a namespace is one
+//!   environment's own).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use crate::json_view::Indexed;
 use serde::Deserialize;
 
+use crate::gitlab::identity::Identity;
 use crate::rbac::{PolicyRule, RuleSummary, null_as_default};
 use crate::selector::{LabelSelector, SelectorOperator, selector_matches};
 
@@ -20,9 +23,6 @@ use crate::selector::{LabelSelector, SelectorOperator, selector_matches};
 const SWEEP_GROWTH: usize = 2;
 
 pub use crate::rbac::GROUP;
-
-/// Label and name of the GitLab agent chart's objects.
-const AGENT_CHART_LABEL: (&str, &str) = ("app.kubernetes.io/name", "gitlab-agent");
 
 /// Labels, sorted by key.
 pub type Labels = Box<[(Arc<str>, Arc<str>)]>;
@@ -162,8 +162,6 @@ pub struct BindingFacts {
     pub name: Arc<str>,
     pub role: RoleKey,
     pub subjects: Box<[Subject]>,
-    /// The GitLab agent Helm chart's ClusterRoleBinding for the agent's ServiceAccount.
-    pub agent_chart: bool,
 }
 
 impl BindingFacts {
@@ -183,32 +181,47 @@ impl BindingFacts {
             .map(|s| Subject {
                 kind: s.kind.as_str().into(),
                 name: s.name.as_str().into(),
-                namespace: s.namespace.as_deref().map(Box::from),
+                // The authorizer reads a RoleBinding's ServiceAccount without a namespace
+                // as one of the binding's namespace.
+                namespace: match (s.namespace.as_deref(), &namespace) {
+                    (Some(ns), _) if !ns.is_empty() => Some(Box::from(ns)),
+                    (_, Some(binding_ns)) if s.kind == "ServiceAccount" => {
+                        Some(Box::from(binding_ns.as_ref()))
+                    }
+                    _ => None,
+                },
             })
             .collect();
-        let agent_chart = kind == BindingKind::ClusterRoleBinding
-            && object
-                .metadata
-                .labels
-                .get(AGENT_CHART_LABEL.0)
-                .map(String::as_str)
-                == Some(AGENT_CHART_LABEL.1)
-            && is_agent_chart_binding_name(&object.metadata.name, role.name(), &subjects);
         Some(BindingFacts {
             kind,
             namespace,
             name: Arc::from(object.metadata.name.as_str()),
             role,
             subjects,
-            agent_chart,
         })
     }
 
-    pub fn scope(&self) -> crate::rbac::Scope {
-        match self.kind {
-            BindingKind::RoleBinding => crate::rbac::Scope::Namespaced,
-            BindingKind::ClusterRoleBinding => crate::rbac::Scope::ClusterWide,
-        }
+    /// Why the API server would refuse this binding's subjects, if it would: a subject kind
+    /// other than User, Group and ServiceAccount, an empty name, a ServiceAccount with an API
+    /// group, a User or Group of another API group. A ServiceAccount without a namespace is
+    /// not refused here: kustomize fills it in from its `namespace:` (raw bases leave it
+    /// out), and in a RoleBinding the authorizer reads it as the binding's namespace.
+    pub fn invalid_subject(object: &BindingObject) -> Option<String> {
+        object.subjects.iter().enumerate().find_map(|(i, s)| {
+            let group = s.api_group.as_deref().unwrap_or_default();
+            let why = match s.kind.as_str() {
+                _ if s.name.is_empty() => "has no name".to_string(),
+                "User" | "Group" if !group.is_empty() && group != GROUP => {
+                    format!("is a {} of apiGroup {group:?}, not {GROUP}", s.kind)
+                }
+                "ServiceAccount" if !group.is_empty() => {
+                    format!("is a ServiceAccount with apiGroup {group:?} (it has none)")
+                }
+                "User" | "Group" | "ServiceAccount" => return None,
+                other => format!("has kind {other:?}, not User, Group or ServiceAccount"),
+            };
+            Some(format!("subjects[{i}] {why}"))
+        })
     }
 }
 
@@ -219,26 +232,6 @@ impl fmt::Display for BindingFacts {
             None => write!(f, "{} {}", self.kind.as_str(), self.name),
         }
     }
-}
-
-/// The chart names its ClusterRoleBinding `<release namespace>:<service account>-<role>`
-/// with the agent's ServiceAccount as the subject.
-pub fn is_agent_chart_subject(binding_name: &str, role: &str, subject: &Subject) -> bool {
-    &*subject.kind == "ServiceAccount"
-        && subject.namespace.as_deref().is_some_and(|ns| {
-            binding_name
-                .strip_prefix(ns)
-                .and_then(|rest| rest.strip_prefix(':'))
-                .and_then(|rest| rest.strip_prefix(&*subject.name))
-                .and_then(|rest| rest.strip_prefix('-'))
-                == Some(role)
-        })
-}
-
-fn is_agent_chart_binding_name(name: &str, role: &str, subjects: &[Subject]) -> bool {
-    subjects
-        .iter()
-        .any(|s| is_agent_chart_subject(name, role, s))
 }
 
 fn role_key(role_ref: &RoleRefObject, namespace: Option<&Arc<str>>) -> Option<RoleKey> {
@@ -372,6 +365,8 @@ pub fn project(kind: &str, object: &Indexed<'_>) -> Result<Projection, String> {
 }
 
 type BindingId = (BindingKind, Arc<str>, Arc<str>);
+/// GitLab identity -> names of the RoleBindings (of one namespace) that name it.
+type IdentityBindings = HashMap<Box<str>, BTreeSet<Arc<str>>>;
 type BindingSet = HashMap<BindingId, Arc<BindingFacts>>;
 
 /// The RBAC index inside [`super::MemoryView`].
@@ -395,6 +390,8 @@ pub struct RbacIndex {
     role_bindings: HashMap<Arc<str>, HashMap<Arc<str>, BindingSet>>,
     /// Where each binding is filed, to move or drop it.
     binding_roles: HashMap<BindingId, RoleKey>,
+    /// namespace -> GitLab identity that RoleBindings there name -> those RoleBindings.
+    gitlab_in_namespace: HashMap<Arc<str>, IdentityBindings>,
 }
 
 impl RbacIndex {
@@ -483,6 +480,16 @@ impl RbacIndex {
                 );
                 self.remove_binding(&id);
                 self.binding_roles.insert(id.clone(), facts.role.clone());
+                if let Some(ns) = &facts.namespace {
+                    for subject in gitlab_names(&facts.subjects) {
+                        self.gitlab_in_namespace
+                            .entry(ns.clone())
+                            .or_default()
+                            .entry(subject.into())
+                            .or_default()
+                            .insert(facts.name.clone());
+                    }
+                }
                 let set = match &facts.role {
                     RoleKey::ClusterRole { name } => {
                         self.cluster_role_bindings.entry(name.clone()).or_default()
@@ -549,6 +556,34 @@ impl RbacIndex {
         let Some(role) = self.binding_roles.remove(id) else {
             return;
         };
+        let removed = match &role {
+            RoleKey::ClusterRole { name } => self
+                .cluster_role_bindings
+                .get(name)
+                .and_then(|set| set.get(id)),
+            RoleKey::Role { namespace, name } => self
+                .role_bindings
+                .get(namespace)
+                .and_then(|by_name| by_name.get(name))
+                .and_then(|set| set.get(id)),
+        }
+        .cloned();
+        if let Some(facts) = removed
+            && let Some(ns) = &facts.namespace
+            && let Some(by_subject) = self.gitlab_in_namespace.get_mut(ns)
+        {
+            for subject in gitlab_names(&facts.subjects) {
+                if let Some(bindings) = by_subject.get_mut(subject) {
+                    bindings.remove(&facts.name);
+                    if bindings.is_empty() {
+                        by_subject.remove(subject);
+                    }
+                }
+            }
+            if by_subject.is_empty() {
+                self.gitlab_in_namespace.remove(ns);
+            }
+        }
         match role {
             RoleKey::ClusterRole { name } => {
                 if let Some(set) = self.cluster_role_bindings.get_mut(&name) {
@@ -674,6 +709,66 @@ impl RbacIndex {
             .sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
         bindings
     }
+
+    /// Every binding that names this subject, sorted; scans every binding.
+    pub fn bindings_naming(
+        &self,
+        kind: &str,
+        name: &str,
+        namespace: Option<&str>,
+    ) -> Vec<Arc<BindingFacts>> {
+        let mut found: Vec<Arc<BindingFacts>> = self
+            .cluster_role_bindings
+            .values()
+            .chain(
+                self.role_bindings
+                    .values()
+                    .flat_map(|by_name| by_name.values()),
+            )
+            .flat_map(|set| set.values())
+            .filter(|b| {
+                b.subjects.iter().any(|s| {
+                    &*s.kind == kind
+                        && &*s.name == name
+                        && (kind != "ServiceAccount" || s.namespace.as_deref() == namespace)
+                })
+            })
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
+        found
+    }
+
+    /// A GitLab identity that a RoleBinding in `namespace` other than `except_binding` names,
+    /// other than `except_identity` and the catch-all groups every job or user carries:
+    /// `(identity, binding)`, or `None` when the namespace is that identity's alone.
+    pub fn other_gitlab_identity_in(
+        &self,
+        namespace: &str,
+        except_identity: &str,
+        except_binding: &str,
+    ) -> Option<(String, String)> {
+        let by_subject = self.gitlab_in_namespace.get(namespace)?;
+        by_subject.iter().find_map(|(subject, bindings)| {
+            if &**subject == except_identity
+                || Identity::parse(subject).is_some_and(|i| i.is_catch_all())
+            {
+                return None;
+            }
+            bindings
+                .iter()
+                .find(|b| b.as_ref() != except_binding)
+                .map(|b| (subject.to_string(), b.to_string()))
+        })
+    }
+}
+
+/// The names of a binding's subjects that are GitLab identities (as User or Group).
+fn gitlab_names(subjects: &[Subject]) -> impl Iterator<Item = &str> {
+    subjects
+        .iter()
+        .filter(|s| matches!(&*s.kind, "User" | "Group") && Identity::parse(&s.name).is_some())
+        .map(|s| &*s.name)
 }
 
 fn binding_id(kind: BindingKind, namespace: Option<&str>, name: &str) -> BindingId {
@@ -851,23 +946,48 @@ mod tests {
     }
 
     #[test]
-    fn the_agent_charts_binding_is_recognised_by_name_label_and_subject() {
-        let chart = |name: &str, label: &str| {
-            let object: BindingObject = serde_json::from_value(json!({
-                "metadata": {"name": name, "labels": {"app.kubernetes.io/name": label}},
-                "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": "cluster-admin"},
-                "subjects": [{"kind": "ServiceAccount", "name": "gitlab-agent", "namespace": "gitlab-agent"}]
-            }))
-            .expect("binding");
-            BindingFacts::from_object(&object, BindingKind::ClusterRoleBinding)
-                .expect("valid")
-                .agent_chart
+    fn the_gitlab_identities_of_a_namespace_are_indexed() {
+        let named = |ns: &str, name: &str, who: &[&str]| {
+            let subjects: Vec<Value> = who
+                .iter()
+                .map(|w| json!({"kind": "Group", "name": w}))
+                .collect();
+            project(
+                "RoleBinding",
+                &json!({
+                    "metadata": {"name": name, "namespace": ns},
+                    "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": "admin"},
+                    "subjects": subjects
+                }),
+            )
+            .expect("projects")
         };
-        assert!(chart(
-            "gitlab-agent:gitlab-agent-cluster-admin",
-            "gitlab-agent"
-        ));
-        assert!(!chart("gitlab-agent:gitlab-agent-cluster-admin", "other"));
-        assert!(!chart("my-admin", "gitlab-agent"));
+        let mut index = RbacIndex::default();
+        let env = "gitlab:project_env:42:review";
+        index.apply(named("review-42", "bind", &[env, "devs"]));
+        index.apply(named("review-42", "jobs-view", &["gitlab:ci_job"]));
+        assert_eq!(
+            index.other_gitlab_identity_in("review-42", env, "bind"),
+            None
+        );
+        index.apply(named("review-42", "other", &["gitlab:project_env:7:prod"]));
+        assert_eq!(
+            index.other_gitlab_identity_in("review-42", env, "bind"),
+            Some(("gitlab:project_env:7:prod".into(), "other".into()))
+        );
+        // The binding being judged does not count against itself.
+        assert_eq!(
+            index.other_gitlab_identity_in("review-42", "gitlab:project_env:7:prod", "bind"),
+            None
+        );
+        index.delete("RoleBinding", Some("review-42"), "other");
+        assert_eq!(
+            index.other_gitlab_identity_in("review-42", env, "bind"),
+            None
+        );
+        // A binding that moves to other subjects is filed under the new ones only.
+        index.apply(named("review-42", "bind", &["devs"]));
+        index.apply(named("review-42", "jobs-view", &["devs"]));
+        assert!(index.gitlab_in_namespace.is_empty());
     }
 }

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::admission::{Operation, Request};
@@ -180,11 +179,13 @@ impl Engine {
             return (verdict, exemptions_used);
         }
         let ctx = Context::new(request, &config, view);
-        if request.operation == Operation::Update && is_being_deleted(&ctx) {
-            verdict.skipped = Some(Skip::BeingDeleted);
-            return (verdict, exemptions_used);
-        }
 
+        // An UPDATE is judged by each policy only when it changes a field that policy's verdict
+        // depends on (its kind rule's `judged_fields`), whatever the object's deletion state:
+        // an object held by a finalizer still does all it did (a RoleBinding keeps granting
+        // until it is gone), so a change to what it grants is judged like any other; and
+        // Flux's controllers removing finalizers or labels from an object that predates a
+        // policy change no judged field, so they are never blocked.
         let mut update_fields = UpdateFields::default();
         for policy in &self.policies {
             let Some(rule) = matching_rule(policy.kinds(), request) else {
@@ -228,7 +229,9 @@ impl Engine {
                     for finding in policy.validate(&ctx) {
                         let action = match (&exemption, mode, finding.severity) {
                             (Some(label), _, _) => Action::Exempted(label.clone()),
-                            (None, Mode::Enforce, Severity::Violation) => Action::Deny,
+                            (None, Mode::Enforce, Severity::Violation | Severity::Invalid) => {
+                                Action::Deny
+                            }
                             (None, Mode::Enforce | Mode::Warn, _) => Action::Warn,
                             (None, _, _) => Action::Audit,
                         };
@@ -273,29 +276,6 @@ fn judges_subresource(rules: &[SubresourceRule], request: &Request<'_>, sub: &st
             && rule.kind == request.kind.kind
             && rule.operations.contains(&request.operation)
     })
-}
-
-#[derive(Deserialize)]
-struct DeletionMeta {
-    #[serde(rename = "deletionTimestamp", default)]
-    deletion_timestamp: Option<serde::de::IgnoredAny>,
-}
-
-#[derive(Deserialize)]
-struct DeletionHead {
-    #[serde(default)]
-    metadata: Option<DeletionMeta>,
-}
-
-fn is_being_deleted(ctx: &Context<'_>) -> bool {
-    [ctx.request.object, ctx.request.old_object]
-        .into_iter()
-        .flatten()
-        .any(|raw| {
-            ctx.skim::<DeletionHead>(raw)
-                .and_then(|h| h.metadata)
-                .is_some_and(|m| m.deletion_timestamp.is_some())
-        })
 }
 
 /// Compares the judged fields of `object` and `oldObject`, caching per pointer list so that

@@ -30,8 +30,6 @@ pub struct Outcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Skip {
-    /// The object is being deleted: blocking would leave it stuck in Terminating.
-    BeingDeleted,
     /// A subresource such as `status`: policies judge the object itself.
     Subresource,
 }
@@ -79,6 +77,13 @@ impl Verdict {
         message
     }
 
+    /// Whether the request is refused because its object is malformed (an input error: the
+    /// answer is a 400, not a 403).
+    pub fn bad_request(&self) -> bool {
+        self.denials()
+            .any(|o| o.finding.severity == crate::finding::Severity::Invalid)
+    }
+
     /// The policies that fired, for logs.
     pub fn fired(&self) -> Vec<PolicyId> {
         let mut ids: Vec<PolicyId> = self.outcomes.iter().map(|o| o.finding.policy).collect();
@@ -115,6 +120,7 @@ pub fn encode(uid: &str, verdict: &Verdict) -> Vec<u8> {
     Answer {
         uid,
         allowed: verdict.allowed,
+        bad_request: verdict.bad_request(),
         message: &message,
         warnings: &verdict.warnings,
         patch: &verdict.patch,

@@ -102,3 +102,16 @@ impl OciRepositoryRef<'_> {
 fn non_empty<'s>(field: &'s Option<Cow<'_, str>>) -> Option<&'s str> {
     field.as_deref().filter(|s| !s.is_empty())
 }
+
+/// Only `spec.url` of an OCIRepository, for a message that names where to look.
+#[derive(Debug, Deserialize)]
+pub struct OciRepositoryUrlOnly<'a> {
+    #[serde(borrow)]
+    pub spec: UrlOnlySpec<'a>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct UrlOnlySpec<'a> {
+    #[serde(borrow, default)]
+    pub url: Cow<'a, str>,
+}

@@ -1,67 +1,94 @@
-//! Semantic version constraints as Flux evaluates them (`OCIRepository.spec.ref.semver`,
-//! HelmChart versions...): the grammar and matching rules of Masterminds/semver v3, which
-//! source-controller uses, turned into sets of version intervals so that questions about *all*
-//! the versions a constraint accepts ("do they share one major version?") are answered by
-//! interval arithmetic instead of by looking at the text.
+//! Semantic version constraints exactly as Flux reads them. source-controller resolves
+//! `OCIRepository.spec.ref.semver` (and HelmChart versions) with Masterminds/semver v3:
+//! `NewConstraint` parses the range, `Constraints.Check` picks the tags it accepts. This module
+//! is a port of v3.4.0's parser and predicates, quirks included, so that a range means here
+//! what it means to Flux; what a range accepts is then turned into intervals of versions, so
+//! that questions about *all* the versions it accepts ("do they share one major version?")
+//! are answered exactly, by interval arithmetic, instead of by looking at the text.
 //!
-//! # Grammar (Masterminds/semver v3 `NewConstraint`)
-//! - `||` separates alternatives (OR); within one, atoms are separated by spaces or by one comma
-//!   with optional spaces around it (AND). At most 512 bytes and 32 alternatives.
-//! - An atom is an optional operator (`=`, `!=`, `>`, `<`, `>=`, `=>`, `<=`, `=<`, `~`, `~>`,
-//!   `^`; none means `=`), optional spaces, and a version: an optional `v`, one to three
-//!   dot-separated parts each a number or a wildcard (`x`, `X`, `*`), an optional `-prerelease`
-//!   and an optional `+build` (ignored). Missing parts are wildcards.
-//! - `A - B` (spaces around the hyphen) means `>= A, <= B`.
+//! # Parsing, as `NewConstraint` does it
+//! Masterminds parses with regular expressions; they are kept here word for word and run by
+//! the `regex` crate, whose leftmost-first matching is the same as Go's `regexp` (both are
+//! RE2's semantics), with Go's `\s` (`[\t\n\f\r ]`, no vertical tab) spelled out. In order:
+//! 1. Hyphen ranges `A - B` are rewritten to `>= A, <= B ` by `rewriteRange`, over the whole
+//!    text, *before* it is split into alternatives ([`rewrite_ranges`]).
+//! 2. The text is split at every `||`; each alternative must match `validConstraintRegex`
+//!    (comparisons separated by spaces or one comma), else `improper constraint: <alternative>`.
+//! 3. Comparisons are found with `findConstraintRegex` and each is read by `parseConstraint`:
+//!    wildcards (`x`, `X`, `*`, or a missing part) become zeros and mark the comparison
+//!    "dirty", and the version is read by `NewVersion`, whose failure is `constraint parser
+//!    error`.
 //!
-//! # Matching (what each atom accepts)
-//! Wildcards make an atom "dirty" and change what the operators mean, exactly as in
-//! Masterminds' predicates: `1.2.x` and `~1.2` are `>=1.2.0 <1.3.0`, `^1.2` is
-//! `>=1.2.0 <2.0.0`, `^0.2` is `>=0.2.0 <0.3.0`, `^0.0.3` is `>=0.0.3 <0.0.4`, `>1` is
-//! `>=2.0.0`, `<=1.x` is `<2.0.0`, `*` is everything. A prerelease version is accepted only
-//! by an alternative in which some atom names a prerelease (`>=1.0.0-0`); otherwise only
-//! releases are.
+//! The quirks this keeps, each where the code does it:
+//! - The version-number character class is `[0-9|x|X|\*]`: it contains `|`. Since ranges are
+//!   rewritten before the `||` split, `1||1.0.0 - 1.5.0` is read as the number `1||1.0.0`
+//!   up to `1.5.0`, which becomes `>= 1||1.0.0, <= 1.5.0 `, then `>= 1` or `1.0.0 <= 1.5.0`:
+//!   every version from 1.0.0 on.
+//! - `rewriteRange` replaces the *first occurrence* of each matched text, which may be an
+//!   earlier copy than the one matched.
+//! - A `|` left inside a version (`1|2`) passes the grammar and fails `NewVersion`.
+//! - Leading zeros are allowed in major, minor and patch (`01.2.3` is 1.2.3), not in
+//!   numeric prerelease identifiers; build metadata is ignored; a wildcard makes what follows
+//!   it irrelevant (`x.1.2` is `*`), but a prerelease after a wildcard is kept (`1.x-rc`).
+//! - The predicates of dirty comparisons differ from their clean forms: `>1` is `>=2.0.0`,
+//!   `<=1.x` is `<2.0.0`, `^*` is `=0.0.0`, `<=*` is `<0.1.0`, `!=*` excludes only `0.0.0`,
+//!   and `!=1.2.x` in an alternative that accepts prereleases excludes the releases of 1.2
+//!   but none of its prereleases (see [`Shape`]).
+//! - A prerelease version is accepted only by an alternative in which some comparison's
+//!   version has a prerelease (`>=1.0.0-0`), and then by every comparison of it.
 //!
-//! Two corner cases of Masterminds' `!=` with a wildcard patch in an alternative that accepts
-//! prereleases exclude isolated versions no interval can describe; they are taken to exclude
-//! nothing, so the computed set may be larger than Flux's, never smaller. Every verdict built
-//! on it errs on the side of "more versions".
+//! Masterminds has no length limit. fluxgate reads at most [`MAX_LEN`] bytes: the rewriting
+//! of step 1 searches the text once per hyphen range, which would cost time quadratic in the
+//! length, and no real range comes near the limit.
+//!
+//! tests/semver_masterminds.rs holds this module to Masterminds v3.4.0's own decisions on
+//! 29,530 constraints over 1,800 versions; its unit tests hold the intervals to a literal
+//! port of Masterminds' predicates on random versions.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
+use std::sync::LazyLock;
 
-/// Masterminds' `MaxConstraintLen`.
-pub const MAX_LEN: usize = 512;
-/// Masterminds' `MaxConstraintGroups`.
-pub const MAX_ALTERNATIVES: usize = 32;
+use regex::Regex;
 
-/// Why a constraint does not parse.
+/// The longest range fluxgate reads (Masterminds has no limit; see the module documentation).
+pub const MAX_LEN: usize = 4096;
+
+/// Why a constraint is not read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
-    #[error("is empty")]
-    Empty,
-    #[error("is longer than {MAX_LEN} bytes")]
+    /// Masterminds refuses it: Flux cannot reconcile a source with this range.
+    #[error("{message}")]
+    Refused {
+        /// Masterminds' own error, word for word, as source-controller reports it.
+        message: String,
+        /// What is wrong, in words a person can act on.
+        hint: String,
+    },
+    /// Longer than fluxgate reads ([`MAX_LEN`]); Masterminds itself has no limit.
+    #[error("is longer than {MAX_LEN} bytes, more than fluxgate reads")]
     TooLong,
-    #[error("has more than {MAX_ALTERNATIVES} alternatives separated by ||")]
-    TooManyAlternatives,
-    #[error("has an empty alternative around ||")]
-    EmptyAlternative,
-    #[error(
-        "`{0}` is not a comparison: expected an operator (=, !=, >, <, >=, <=, ~, ^) and a version such as 1.2.3, 1.2, 1.x or *"
-    )]
-    BadAtom(String),
-    #[error("`{0}`: comparisons must be separated by a space or a comma")]
-    NoSeparator(String),
-    #[error("`{0}` has a number too large for a version")]
-    Overflow(String),
-    #[error("`{0}` has a prerelease with a numeric part that starts with 0")]
-    LeadingZero(String),
 }
 
-/// One dot-separated identifier of a prerelease.
+/// One dot-separated identifier of a prerelease. Masterminds compares identifiers that
+/// parse as a u64 as numbers, below every other; others (a number too large included) as
+/// text, byte by byte.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ident {
     Number(u64),
     Text(String),
+}
+
+impl Ident {
+    fn parse(text: &str) -> Ident {
+        if text.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(n) = text.parse()
+        {
+            return Ident::Number(n);
+        }
+        Ident::Text(text.to_string())
+    }
 }
 
 impl Ord for Ident {
@@ -141,7 +168,8 @@ impl Version {
         }
     }
 
-    /// `major.minor.patch-0`, the lowest version of that triple (below every other prerelease).
+    /// `major.minor.patch-0`, the lowest version of that triple (`0` is the lowest
+    /// identifier, and a shorter prerelease sorts before a longer one it begins).
     fn lowest(major: u64, minor: u64, patch: u64) -> Self {
         Version {
             major,
@@ -159,26 +187,66 @@ impl Version {
         Version::release(self.major, self.minor, self.patch)
     }
 
-    /// Parses a full version (`1.2.3`, `v1.2.3-rc.1+build`): what a tag must look like to
-    /// name one release. Partial versions (`1.2`) and wildcards are not versions.
-    pub fn parse_full(text: &str) -> Option<Version> {
-        let mut cursor = Cursor::new(text);
-        let parts = cursor.version_parts().ok()?;
-        if !cursor.at_end() || parts.segments.len() != 3 {
+    /// Reads a version as Masterminds' `NewVersion` does (v3.4.0, `CoerceNewVersion` on, its
+    /// default): an optional `v`, one to three numbers (leading zeros allowed, missing ones
+    /// are 0), an optional prerelease whose numeric identifiers have no leading zero, an
+    /// optional build (ignored). This is how Flux reads tags when it picks one for a range.
+    pub fn parse(text: &str) -> Option<Version> {
+        let grammar = GRAMMAR.as_ref()?;
+        let caps = grammar.version.captures(text)?;
+        let number = |i: usize| -> Option<u64> {
+            match caps.get(i) {
+                None => Some(0),
+                Some(m) => m.as_str().trim_start_matches('.').parse().ok(),
+            }
+        };
+        let (major, minor, patch) = (number(1)?, number(2)?, number(3)?);
+        let pre = match caps.get(5) {
+            None => Vec::new(),
+            Some(m) => prerelease(m.as_str())?,
+        };
+        Some(Version {
+            major,
+            minor,
+            patch,
+            pre,
+        })
+    }
+
+    /// Reads a full version by semver.org's grammar, with an optional `v`: three numbers
+    /// without leading zeros, an optional prerelease, an optional build (ignored). What a
+    /// tag must be to name one release. Partial versions (`1.2`) and wildcards are not
+    /// versions.
+    pub fn parse_strict(text: &str) -> Option<Version> {
+        let text = text.strip_prefix('v').unwrap_or(text);
+        let (text, build) = match text.split_once('+') {
+            Some((text, build)) => (text, Some(build)),
+            None => (text, None),
+        };
+        if build.is_some_and(|b| !b.split('.').all(is_identifier)) {
             return None;
         }
-        let mut numbers = [0u64; 3];
-        for (slot, segment) in numbers.iter_mut().zip(&parts.segments) {
-            match segment {
-                Segment::Number(n) => *slot = *n,
-                Segment::Wildcard => return None,
-            }
+        let (core, pre) = match text.split_once('-') {
+            Some((core, pre)) => (core, prerelease(pre)?),
+            None => (text, Vec::new()),
+        };
+        let mut numbers = core.split('.');
+        let mut number = || -> Option<u64> {
+            let digits = numbers.next()?;
+            let plain = !digits.is_empty()
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && (digits == "0" || !digits.starts_with('0'));
+            if plain { digits.parse().ok() } else { None }
+        };
+        let (major, minor, patch) = (number()?, number()?, number()?);
+        if numbers.next().is_some() {
+            return None;
         }
         Some(Version {
-            major: numbers[0],
-            minor: numbers[1],
-            patch: numbers[2],
-            pre: parts.pre,
+            major,
+            minor,
+            patch,
+            pre,
         })
     }
 
@@ -226,6 +294,22 @@ impl Version {
     }
 }
 
+/// `[0-9A-Za-z-]+`, one identifier of a prerelease or a build.
+fn is_identifier(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// A prerelease as Masterminds' `validatePrerelease` accepts it: dot-separated identifiers,
+/// numeric ones without a leading zero.
+fn prerelease(text: &str) -> Option<Vec<Ident>> {
+    text.split('.')
+        .map(|ident| {
+            let numeric = ident.bytes().all(|b| b.is_ascii_digit());
+            let leading_zero = numeric && ident.len() > 1 && ident.starts_with('0');
+            (is_identifier(ident) && !leading_zero).then(|| Ident::parse(ident))
+        })
+        .collect()
+}
 /// A run of versions Flux treats as compatible: one major version from 1 on; below 1.0.0,
 /// where semver lets anything change, one minor version (0.2.x), as caret ranges do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -425,79 +509,144 @@ impl Interval {
         };
         self.hi.admits(&candidate).then_some(candidate)
     }
+}
 
-    /// Whether the interval and `other` overlap or touch (their union is one interval).
-    fn joins(&self, other: &Interval) -> bool {
-        // `self` starts first.
-        match (&self.hi, &other.lo) {
-            (Upper::Unbounded, _) | (_, Lower::Unbounded) => true,
-            (Upper::Incl(h), Lower::Incl(l))
-            | (Upper::Incl(h), Lower::Excl(l))
-            | (Upper::Excl(h), Lower::Incl(l)) => l <= h,
-            (Upper::Excl(h), Lower::Excl(l)) => l < h,
+impl Lower {
+    fn admits(&self, v: &Version) -> bool {
+        match self {
+            Lower::Unbounded => true,
+            Lower::Incl(l) => v >= l,
+            Lower::Excl(l) => v > l,
+        }
+    }
+
+    /// The bound just above `upper`, where what `upper` ends is followed; `None` past an
+    /// unbounded one.
+    fn after(upper: &Upper) -> Option<Lower> {
+        match upper {
+            Upper::Unbounded => None,
+            Upper::Incl(v) => Some(Lower::Excl(v.clone())),
+            Upper::Excl(v) => Some(Lower::Incl(v.clone())),
         }
     }
 }
 
-/// A union of intervals, sorted and merged.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Set(Vec<Interval>);
-
-impl Set {
-    fn everything() -> Set {
-        Set(vec![Interval::EVERYTHING])
-    }
-
-    fn of(intervals: Vec<Interval>) -> Set {
-        let mut intervals: Vec<Interval> = intervals
-            .into_iter()
-            .filter(|i| i.first(Layer::All).is_some())
-            .collect();
-        intervals.sort_by(|a, b| cmp_lower(&a.lo, &b.lo));
-        let mut merged: Vec<Interval> = Vec::with_capacity(intervals.len());
-        for interval in intervals {
-            match merged.last_mut() {
-                Some(last) if last.joins(&interval) => {
-                    if cmp_upper(&interval.hi, &last.hi) == Ordering::Greater {
-                        last.hi = interval.hi;
-                    }
-                }
-                _ => merged.push(interval),
-            }
+impl Upper {
+    /// The bound just below `lower`; `None` before an unbounded one.
+    fn before(lower: &Lower) -> Option<Upper> {
+        match lower {
+            Lower::Unbounded => None,
+            Lower::Incl(v) => Some(Upper::Excl(v.clone())),
+            Lower::Excl(v) => Some(Upper::Incl(v.clone())),
         }
-        Set(merged)
     }
+}
 
-    fn intersect(&self, other: &Set) -> Set {
-        let mut out = Vec::new();
-        for a in &self.0 {
-            for b in &other.0 {
-                out.push(a.intersect(b));
-            }
-        }
-        Set::of(out)
-    }
-
-    /// Everything but `[lo, hi)`.
-    fn outside(lo: Version, hi: Option<Version>) -> Set {
-        let mut parts = vec![Interval {
+impl Interval {
+    /// No version at all (nothing lies below `0.0.0-0`).
+    fn nothing() -> Interval {
+        Interval {
             lo: Lower::Unbounded,
-            hi: Upper::Excl(lo),
-        }];
-        if let Some(hi) = hi {
-            parts.push(Interval::from(hi));
+            hi: Upper::Excl(Version::lowest(0, 0, 0)),
         }
-        Set::of(parts)
+    }
+
+    fn point(v: &Version) -> Interval {
+        Interval {
+            lo: Lower::Incl(v.clone()),
+            hi: Upper::Incl(v.clone()),
+        }
+    }
+
+    fn below(hi: Upper) -> Interval {
+        Interval {
+            lo: Lower::Unbounded,
+            hi,
+        }
+    }
+
+    fn contains(&self, v: &Version) -> bool {
+        self.lo.admits(v) && self.hi.admits(v)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first(Layer::All).is_none()
     }
 }
 
 // ---------------------------------------------------------------------------------------
-// Parsing
+// Masterminds' grammar
+
+/// Go's `\s`: RE2's Perl class, without the vertical tab that the regex crate's includes.
+const WS: &str = r"[\t\n\x0C\r ]";
+
+/// `cvRegex`: a version as a constraint writes it. Its number class `[0-9|x|X|\*]` contains
+/// `|`, as in Masterminds (see the module documentation).
+const CV: &str = r"v?([0-9|x|X|\*]+)(\.[0-9|x|X|\*]+)?(\.[0-9|x|X|\*]+)?(-([0-9A-Za-z\-]+(\.[0-9A-Za-z\-]+)*))?(\+([0-9A-Za-z\-]+(\.[0-9A-Za-z\-]+)*))?";
+
+/// The operators, in Masterminds' order: leftmost-first alternation prefers earlier ones, and
+/// the empty one between `=` and `!=` is the bare version.
+const OPS: &str = r"=||!=|>|<|>=|=>|<=|=<|~|~>|\^";
+
+/// Masterminds' regular expressions, compiled once.
+struct Grammar {
+    /// `constraintRangeRegex`: `A - B`.
+    range: Regex,
+    /// `validConstraintRegex`: one alternative.
+    valid: Regex,
+    /// `findConstraintRegex`: the comparisons of a valid alternative.
+    find: Regex,
+    /// `constraintRegex`: one comparison.
+    comparison: Regex,
+    /// `looseSemVerRegex`, anchored: what `NewVersion` reads.
+    version: Regex,
+}
+
+static GRAMMAR: LazyLock<Option<Grammar>> = LazyLock::new(|| {
+    let ws = WS;
+    Some(Grammar {
+        range: Regex::new(&format!(r"{ws}*({CV}){ws}+-{ws}+({CV}){ws}*")).ok()?,
+        valid: Regex::new(&format!(
+            r"^({ws}*({OPS}){ws}*({CV}){ws}*)((?:{ws}+|,{ws}*)({OPS}){ws}*({CV}){ws}*)*$"
+        ))
+        .ok()?,
+        find: Regex::new(&format!(r"({OPS}){ws}*({CV})")).ok()?,
+        comparison: Regex::new(&format!(r"^{ws}*({OPS}){ws}*({CV}){ws}*$")).ok()?,
+        version: Regex::new(
+            r"^v?([0-9]+)(\.[0-9]+)?(\.[0-9]+)?(-([0-9A-Za-z\-]+(\.[0-9A-Za-z\-]+)*))?(\+([0-9A-Za-z\-]+(\.[0-9A-Za-z\-]+)*))?$",
+        )
+        .ok()?,
+    })
+});
+
+/// `rewriteRange`: every `A - B` becomes `>= A, <= B `, over the whole text, before it is
+/// split into alternatives. Quirk kept: each replacement goes to the *first occurrence* of
+/// the matched text (Go's `strings.Replace(o, match, t, 1)`), which may be an earlier copy of
+/// it than the one matched. The flag says whether a rewritten range took a `|` into one of
+/// its versions, which moves the `||` split (`1||1.0.0 - 1.5.0`).
+fn rewrite_ranges<'t>(grammar: &Grammar, text: &'t str) -> (Cow<'t, str>, bool) {
+    let mut rewritten: Option<String> = None;
+    let mut swallowed_bar = false;
+    for caps in grammar.range.captures_iter(text) {
+        let whole = caps.get(0).map_or("", |m| m.as_str());
+        let lower = caps.get(1).map_or("", |m| m.as_str());
+        let upper = caps.get(11).map_or("", |m| m.as_str());
+        swallowed_bar |= lower.contains('|') || upper.contains('|');
+        let o = rewritten.get_or_insert_with(|| text.to_string());
+        if let Some(at) = o.find(whole) {
+            o.replace_range(at..at + whole.len(), &format!(">= {lower}, <= {upper} "));
+        }
+    }
+    match rewritten {
+        Some(o) => (Cow::Owned(o), swallowed_bar),
+        None => (Cow::Borrowed(text), false),
+    }
+}
 
 /// The operator of one comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
-    /// `=`, or no operator.
+    /// `=`, or no operator: `constraintTildeOrEqual`.
     Eq,
     Ne,
     Gt,
@@ -525,383 +674,383 @@ impl Op {
     }
 }
 
-/// The first part of a version that is a wildcard (or missing).
+/// The first part of a comparison's version that is a wildcard or missing, which makes the
+/// comparison "dirty" in Masterminds' terms (`dirty`, `minorDirty`, `patchDirty`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Wildcard {
     None,
+    /// `*`, `x.1.2`: only `dirty`; the version is `0.0.0` (with the prerelease, if any).
     Major,
+    /// `1`, `1.x`: `minorDirty`.
     Minor,
+    /// `1.2`, `1.2.x`: `patchDirty`.
     Patch,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Segment {
-    Number(u64),
-    Wildcard,
-}
-
-/// A version as written in a constraint.
-struct Parts {
-    segments: Vec<Segment>,
-    pre: Vec<Ident>,
 }
 
 /// One comparison: `>=1.2.0`, `~1.x`, `!=1.4.2-rc.1`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Atom {
     op: Op,
-    /// The version with wildcards as zeros, as Masterminds compares with it.
+    /// Masterminds' `con`: the version with wildcards as zeros.
     version: Version,
     wildcard: Wildcard,
 }
 
-/// A parsed constraint: alternatives (OR) of comparisons (AND).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Constraint {
-    alternatives: Vec<Vec<Atom>>,
+fn is_x(text: &str) -> bool {
+    matches!(text, "x" | "X" | "*")
 }
 
-struct Cursor<'t> {
-    text: &'t str,
-    pos: usize,
+/// `parseConstraint`.
+fn parse_atom(grammar: &Grammar, text: &str) -> Result<Atom, ParseError> {
+    if text.is_empty() {
+        // Unreachable from `NewConstraint` (a valid alternative always holds a comparison),
+        // kept as Masterminds has it: the empty string is `*`.
+        return Ok(Atom {
+            op: Op::Eq,
+            version: Version::release(0, 0, 0),
+            wildcard: Wildcard::Major,
+        });
+    }
+    let caps = grammar
+        .comparison
+        .captures(text)
+        .ok_or_else(|| improper(text, text, false))?;
+    let group = |i: usize| caps.get(i).map_or("", |m| m.as_str());
+    let op = Op::parse(group(1)).ok_or_else(|| improper(text, text, false))?;
+    let (major, minor, patch, pre) = (group(3), group(4), group(5), group(6));
+    let minor_digits = minor.strip_prefix('.').unwrap_or(minor);
+    let patch_digits = patch.strip_prefix('.').unwrap_or(patch);
+    // The first wildcard or missing part zeroes itself and what follows; the prerelease stays
+    // and the build goes (it is only in the clean form, which `NewVersion` ignores anyway).
+    let (wildcard, version): (Wildcard, Cow<'_, str>) = if is_x(major) || major.is_empty() {
+        (Wildcard::Major, format!("0.0.0{pre}").into())
+    } else if is_x(minor_digits) || minor.is_empty() {
+        (Wildcard::Minor, format!("{major}.0.0{pre}").into())
+    } else if is_x(patch_digits) || patch.is_empty() {
+        (Wildcard::Patch, format!("{major}{minor}.0{pre}").into())
+    } else {
+        (Wildcard::None, group(2).into())
+    };
+    let version = Version::parse(&version).ok_or_else(|| ParseError::Refused {
+        message: "constraint parser error".to_string(),
+        hint: version_hint(group(2)),
+    })?;
+    Ok(Atom {
+        op,
+        version,
+        wildcard,
+    })
 }
 
-fn is_space(b: u8) -> bool {
-    // Go's `\s`.
-    matches!(b, b' ' | b'\t' | b'\n' | b'\x0c' | b'\r')
-}
-
-fn is_ident_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'-'
-}
-
-impl<'t> Cursor<'t> {
-    fn new(text: &'t str) -> Self {
-        Cursor { text, pos: 0 }
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.text.as_bytes().get(self.pos).copied()
-    }
-
-    fn at_end(&self) -> bool {
-        self.pos >= self.text.len()
-    }
-
-    fn skip_spaces(&mut self) -> usize {
-        let start = self.pos;
-        while self.peek().is_some_and(is_space) {
-            self.pos += 1;
-        }
-        self.pos - start
-    }
-
-    fn take_while(&mut self, pred: impl Fn(u8) -> bool) -> &'t str {
-        let start = self.pos;
-        while self.peek().is_some_and(&pred) {
-            self.pos += 1;
-        }
-        &self.text[start..self.pos]
-    }
-
-    fn eat(&mut self, b: u8) -> bool {
-        if self.peek() == Some(b) {
-            self.pos += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn segment(&mut self) -> Result<Segment, Fault> {
-        let run = self.take_while(|b| b.is_ascii_digit() || matches!(b, b'x' | b'X' | b'*'));
-        match run {
-            "" => Err(Fault::NotAVersion),
-            "x" | "X" | "*" => Ok(Segment::Wildcard),
-            digits if digits.bytes().all(|b| b.is_ascii_digit()) => digits
-                .parse()
-                .map(Segment::Number)
-                .map_err(|_| Fault::Overflow),
-            // `1x`, `**`: Masterminds' scanner takes them and its version parser refuses them.
-            _ => Err(Fault::NotAVersion),
-        }
-    }
-
-    /// Dot-separated identifiers after `-` or `+`.
-    fn identifiers(&mut self) -> Result<Vec<&'t str>, Fault> {
-        let mut out = Vec::new();
-        loop {
-            let ident = self.take_while(is_ident_byte);
-            if ident.is_empty() {
-                return Err(Fault::NotAVersion);
-            }
-            out.push(ident);
-            let save = self.pos;
-            if !(self.eat(b'.') && self.peek().is_some_and(is_ident_byte)) {
-                self.pos = save;
-                return Ok(out);
-            }
-        }
-    }
-
-    /// `v? seg(.seg(.seg)?)? (-pre)? (+build)?`. On error the cursor is where it started.
-    fn version_parts(&mut self) -> Result<Parts, Fault> {
-        let start = self.pos;
-        let parsed = self.version_parts_inner();
-        if parsed.is_err() {
-            self.pos = start;
-        }
-        parsed
-    }
-
-    fn version_parts_inner(&mut self) -> Result<Parts, Fault> {
-        self.eat(b'v');
-        let mut segments = vec![self.segment()?];
-        for _ in 0..2 {
-            let save = self.pos;
-            if !self.eat(b'.') {
-                break;
-            }
-            match self.segment() {
-                Ok(segment) => segments.push(segment),
-                Err(Fault::NotAVersion) => {
-                    self.pos = save;
-                    return Err(Fault::NotAVersion);
-                }
-                Err(fault) => return Err(fault),
-            }
-        }
-        let mut pre = Vec::new();
-        if self.eat(b'-') {
-            for ident in self.identifiers()? {
-                pre.push(prerelease_ident(ident)?);
-            }
-        }
-        if self.eat(b'+') {
-            self.identifiers()?;
-        }
-        Ok(Parts { segments, pre })
+fn improper(what: &str, text: &str, rewritten: bool) -> ParseError {
+    ParseError::Refused {
+        message: format!("improper constraint: {what}"),
+        hint: alternative_hint(what, text, rewritten),
     }
 }
 
-/// Why the text at some place is not a version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fault {
-    NotAVersion,
-    Overflow,
-    LeadingZero,
+// ---------------------------------------------------------------------------------------
+// What a comparison accepts
+
+/// The versions one comparison accepts, before the prerelease rule of its alternative.
+enum Shape {
+    /// The versions in the interval.
+    Within(Interval),
+    /// The versions outside it.
+    Outside(Interval),
+    /// Every version but those of this kind, in every patch.
+    Excludes(Excluded),
 }
 
-/// A prerelease identifier. Masterminds refuses numeric ones with a leading zero; a number
-/// too large for u64 compares as text, as in Masterminds.
-fn prerelease_ident(text: &str) -> Result<Ident, Fault> {
-    if text.bytes().all(|b| b.is_ascii_digit()) {
-        if text.len() > 1 && text.starts_with('0') {
-            return Err(Fault::LeadingZero);
-        }
-        return Ok(text
-            .parse()
-            .map(Ident::Number)
-            .unwrap_or_else(|_| Ident::Text(text.to_string())));
+/// Versions `major.minor.<any patch>` with exactly this prerelease (empty: the releases):
+/// what `!=1.2.x` excludes in an alternative that accepts prereleases. Masterminds'
+/// `constraintNotEqual` compares only the prereleases once major and minor are equal, so
+/// `!=1.2.x` excludes 1.2.0, 1.2.1... and none of 1.2.0-rc.1, 1.2.1-0..., and `!=1.2.x-rc`
+/// excludes 1.2.0-rc, 1.2.1-rc... and nothing else: isolated versions, no interval.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Excluded {
+    major: u64,
+    minor: u64,
+    pre: Vec<Ident>,
+}
+
+impl Excluded {
+    fn key(&self) -> (u64, u64, &[Ident]) {
+        (self.major, self.minor, &self.pre)
     }
-    Ok(Ident::Text(text.to_string()))
 }
 
 impl Atom {
-    fn new(op: Op, parts: Parts) -> Atom {
-        let number = |i: usize| match parts.segments.get(i) {
-            Some(Segment::Number(n)) => Some(*n),
-            _ => None,
-        };
-        let (wildcard, major, minor, patch) = match (number(0), number(1), number(2)) {
-            (None, _, _) => (Wildcard::Major, 0, 0, 0),
-            (Some(major), None, _) => (Wildcard::Minor, major, 0, 0),
-            (Some(major), Some(minor), None) => (Wildcard::Patch, major, minor, 0),
-            (Some(major), Some(minor), Some(patch)) => (Wildcard::None, major, minor, patch),
-        };
-        Atom {
-            op,
-            version: Version {
-                major,
-                minor,
-                patch,
-                pre: parts.pre,
-            },
-            wildcard,
-        }
-    }
-
-    /// The versions this comparison accepts, before the prerelease rule of its alternative.
-    fn set(&self, prereleases: bool) -> Set {
+    /// Masterminds' predicate of this comparison, as a set. `prereleases`: whether its
+    /// alternative accepts prereleases at all.
+    fn shape(&self, prereleases: bool) -> Shape {
         let c = &self.version;
         let (major, minor) = (c.major, c.minor);
         let next_major = || c.next_major();
         let next_minor = || Version::lowest(major, minor, 0).next_minor();
-        let everything_from = |v: Version| Set(vec![Interval::from(v)]);
+        let from = |lo: Option<Version>| lo.map_or_else(Interval::nothing, Interval::from);
         match (self.op, self.wildcard) {
-            (Op::Eq, Wildcard::None) => Set(vec![Interval {
-                lo: Lower::Incl(c.clone()),
-                hi: Upper::Incl(c.clone()),
-            }]),
-            (Op::Eq, _) | (Op::Tilde, _) => self.tilde(),
-            // `!=*` excludes only 0.0.0: Masterminds compares the zeroed version.
-            (Op::Ne, Wildcard::None | Wildcard::Major) => Set::of(vec![
-                Interval {
-                    lo: Lower::Unbounded,
-                    hi: Upper::Excl(c.clone()),
-                },
-                Interval {
-                    lo: Lower::Excl(c.clone()),
-                    hi: Upper::Unbounded,
-                },
-            ]),
-            (Op::Ne, Wildcard::Minor) => Set::outside(Version::lowest(major, 0, 0), next_major()),
-            (Op::Ne, Wildcard::Patch) if !prereleases => {
-                Set::outside(Version::lowest(major, minor, 0), next_minor())
+            (Op::Eq, Wildcard::None) => Shape::Within(Interval::point(c)),
+            // `constraintTildeOrEqual` is `~` for a dirty version: `1.2.x` is `~1.2`.
+            (Op::Eq, _) | (Op::Tilde, _) => Shape::Within(self.tilde()),
+            // `!=*` compares the zeroed version: it excludes 0.0.0 alone.
+            (Op::Ne, Wildcard::None | Wildcard::Major) => Shape::Outside(Interval::point(c)),
+            (Op::Ne, Wildcard::Minor) => {
+                Shape::Outside(Interval::range(Version::lowest(major, 0, 0), next_major()))
             }
-            // Excludes the releases of the minor version but not its prereleases: no interval
-            // says that, so nothing is excluded (see the module documentation).
-            (Op::Ne, Wildcard::Patch) => Set::everything(),
-            (Op::Gt, Wildcard::None | Wildcard::Major) => Set(vec![Interval {
+            // Without prereleases in play, "the releases of 1.2" is the interval of 1.2.
+            (Op::Ne, Wildcard::Patch) if !prereleases => Shape::Outside(Interval::range(
+                Version::lowest(major, minor, 0),
+                next_minor(),
+            )),
+            (Op::Ne, Wildcard::Patch) => Shape::Excludes(Excluded {
+                major,
+                minor,
+                pre: c.pre.clone(),
+            }),
+            (Op::Gt, Wildcard::None | Wildcard::Major) => Shape::Within(Interval {
                 lo: Lower::Excl(c.clone()),
                 hi: Upper::Unbounded,
-            }]),
-            (Op::Gt, Wildcard::Minor) => next_major().map_or(Set(Vec::new()), everything_from),
-            (Op::Gt, Wildcard::Patch) => next_minor().map_or(Set(Vec::new()), everything_from),
-            (Op::Lt, _) => Set(vec![Interval {
-                lo: Lower::Unbounded,
-                hi: Upper::Excl(c.clone()),
-            }]),
-            (Op::Ge, _) => everything_from(c.clone()),
-            (Op::Le, Wildcard::None) => Set(vec![Interval {
-                lo: Lower::Unbounded,
-                hi: Upper::Incl(c.clone()),
-            }]),
-            // `<=*` accepts only 0.0.x: Masterminds' dirty `<=` keeps the zeroed major and minor.
-            (Op::Le, Wildcard::Major) => Set(vec![Interval {
-                lo: Lower::Unbounded,
-                hi: Upper::Excl(Version::lowest(0, 1, 0)),
-            }]),
-            (Op::Le, Wildcard::Minor) => Set(vec![Interval {
-                lo: Lower::Unbounded,
-                hi: Upper::below(next_major()),
-            }]),
-            (Op::Le, Wildcard::Patch) => Set(vec![Interval {
-                lo: Lower::Unbounded,
-                hi: Upper::below(next_minor()),
-            }]),
+            }),
+            // `>1` is "a major above 1", `>1.2` "a minor above 1.2".
+            (Op::Gt, Wildcard::Minor) => Shape::Within(from(next_major())),
+            (Op::Gt, Wildcard::Patch) => Shape::Within(from(next_minor())),
+            (Op::Lt, _) => Shape::Within(Interval::below(Upper::Excl(c.clone()))),
+            (Op::Ge, _) => Shape::Within(Interval::from(c.clone())),
+            (Op::Le, Wildcard::None) => Shape::Within(Interval::below(Upper::Incl(c.clone()))),
+            // `<=*` keeps the zeroed major and minor: 0.0.x only.
+            (Op::Le, Wildcard::Major) => {
+                Shape::Within(Interval::below(Upper::Excl(Version::lowest(0, 1, 0))))
+            }
+            (Op::Le, Wildcard::Minor) => Shape::Within(Interval::below(Upper::below(next_major()))),
+            (Op::Le, Wildcard::Patch) => Shape::Within(Interval::below(Upper::below(next_minor()))),
             (Op::Caret, wildcard) => {
                 let upper = if major > 0 || wildcard == Wildcard::Minor {
                     next_major()
                 } else if minor > 0 || wildcard == Wildcard::Patch {
                     next_minor()
                 } else {
-                    // ^0.0.3 (and Masterminds' ^*, zeroed to ^0.0.0): that patch only.
+                    // ^0.0.3 (and `^*`, zeroed to ^0.0.0): that patch only.
                     Version::lowest(0, 0, c.patch).successor_patch()
                 };
-                Set::of(vec![Interval::range(c.clone(), upper)])
+                Shape::Within(Interval::range(c.clone(), upper))
             }
         }
     }
 
-    fn tilde(&self) -> Set {
+    /// `constraintTilde`: from the version, within its minor (or its major when the minor is
+    /// a wildcard); `~0.0.0` and `~*` (not `~0.0`, `~0`) accept everything from it on.
+    fn tilde(&self) -> Interval {
         let c = &self.version;
         let zero = c.major == 0 && c.minor == 0 && c.patch == 0;
         let upper = match self.wildcard {
-            // `~0.0.0`, `~*`, `*`: from 0.0.0 on, without end.
-            Wildcard::None | Wildcard::Major if zero => {
-                return Set::of(vec![Interval::from(c.clone())]);
-            }
+            Wildcard::None | Wildcard::Major if zero => return Interval::from(c.clone()),
             Wildcard::Minor => c.next_major(),
             _ => Version::lowest(c.major, c.minor, 0).next_minor(),
         };
-        Set::of(vec![Interval::range(c.clone(), upper)])
+        Interval::range(c.clone(), upper)
     }
 }
 
+/// What one alternative (its comparisons, all of which must accept) accepts: the versions of
+/// its layer in `pieces`, but those `excluded` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Region {
+    layer: Layer,
+    /// Sorted, disjoint, none empty.
+    pieces: Vec<Interval>,
+    /// Sorted, for binary search.
+    excluded: Vec<Excluded>,
+}
+
+impl Region {
+    fn of(atoms: &[Atom], prereleases: bool) -> Region {
+        let mut within = Interval::EVERYTHING;
+        let mut holes = Vec::new();
+        let mut excluded = Vec::new();
+        for atom in atoms {
+            match atom.shape(prereleases) {
+                Shape::Within(interval) => within = within.intersect(&interval),
+                Shape::Outside(hole) => holes.push(hole),
+                Shape::Excludes(e) => excluded.push(e),
+            }
+        }
+        excluded.sort();
+        excluded.dedup();
+        Region {
+            layer: if prereleases {
+                Layer::All
+            } else {
+                Layer::Releases
+            },
+            pieces: subtract(&within, holes),
+            excluded,
+        }
+    }
+
+    fn excludes(&self, v: &Version) -> bool {
+        let key = (v.major, v.minor, v.pre.as_slice());
+        self.excluded
+            .binary_search_by(|e| e.key().cmp(&key))
+            .is_ok()
+    }
+
+    fn contains(&self, v: &Version) -> bool {
+        (self.layer == Layer::All || v.is_release())
+            && self.pieces.iter().any(|p| p.contains(v))
+            && !self.excludes(v)
+    }
+
+    /// The lowest version it accepts at or above `from`. Each step past an excluded version
+    /// needs another, longer exclusion (`1.2.3`, then `1.2.4-0`, then `1.2.4-0.0`...), so
+    /// the steps are bounded by the number of exclusions.
+    fn lowest_from(&self, from: &Lower) -> Option<Version> {
+        let rest = Interval {
+            lo: from.clone(),
+            hi: Upper::Unbounded,
+        };
+        for piece in &self.pieces {
+            let part = piece.intersect(&rest);
+            let mut candidate = part.first(self.layer);
+            while let Some(v) = candidate {
+                if !self.excludes(&v) {
+                    return Some(v);
+                }
+                candidate = match self.layer {
+                    Layer::All => v.successor(),
+                    Layer::Releases => v.successor().map(|next| next.without_pre()),
+                }
+                .filter(|next| part.hi.admits(next));
+            }
+        }
+        None
+    }
+}
+
+/// `within` without the holes, as sorted disjoint intervals.
+fn subtract(within: &Interval, mut holes: Vec<Interval>) -> Vec<Interval> {
+    if within.is_empty() {
+        return Vec::new();
+    }
+    holes.sort_by(|a, b| cmp_lower(&a.lo, &b.lo));
+    let mut pieces = Vec::new();
+    let mut rest = Some(within.lo.clone());
+    for hole in &holes {
+        let Some(lo) = rest.take() else { break };
+        if let Some(hi) = Upper::before(&hole.lo) {
+            pieces.push(Interval { lo: lo.clone(), hi }.intersect(within));
+        }
+        rest = Lower::after(&hole.hi).map(|after| {
+            if cmp_lower(&after, &lo) == Ordering::Greater {
+                after
+            } else {
+                lo
+            }
+        });
+    }
+    if let Some(lo) = rest {
+        pieces.push(Interval {
+            lo,
+            hi: within.hi.clone(),
+        });
+    }
+    pieces.retain(|p| !p.is_empty());
+    pieces
+}
+
+// ---------------------------------------------------------------------------------------
+// Constraints
+
+/// A parsed constraint: alternatives (OR) of comparisons (AND).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Constraint {
+    alternatives: Vec<Alternative>,
+    /// What Masterminds read after rewriting `A - B` ranges, when that moved a `||` into a
+    /// version (`1||1.0.0 - 1.5.0`): the range then means something else than it shows.
+    reread: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Alternative {
+    atoms: Vec<Atom>,
+    /// Masterminds' `containsPre`: some comparison's version has a prerelease.
+    prereleases: bool,
+    region: Region,
+}
+
 impl Constraint {
-    /// Parses a constraint as Masterminds/semver v3 `NewConstraint` does.
+    /// Parses a constraint as Masterminds/semver v3.4.0 `NewConstraint` does.
     pub fn parse(text: &str) -> Result<Constraint, ParseError> {
         if text.len() > MAX_LEN {
             return Err(ParseError::TooLong);
         }
-        if text.trim().is_empty() {
-            return Err(ParseError::Empty);
-        }
-        let groups: Vec<&str> = text.split("||").collect();
-        if groups.len() > MAX_ALTERNATIVES {
-            return Err(ParseError::TooManyAlternatives);
-        }
-        let alternatives = groups
-            .into_iter()
-            .map(parse_alternative)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Constraint { alternatives })
-    }
-
-    /// The intervals each alternative accepts, with the layer it draws from.
-    fn pieces(&self) -> Vec<(Interval, Layer)> {
-        let mut pieces = Vec::new();
-        for atoms in &self.alternatives {
-            let prereleases = atoms.iter().any(|a| !a.version.is_release());
-            let layer = if prereleases {
-                Layer::All
-            } else {
-                Layer::Releases
-            };
-            let set = atoms.iter().fold(Set::everything(), |set, atom| {
-                set.intersect(&atom.set(prereleases))
+        let Some(grammar) = GRAMMAR.as_ref() else {
+            // The patterns are constants, compiled by every test run; fail closed all the same.
+            return Err(ParseError::Refused {
+                message: "fluxgate could not compile Masterminds' grammar".to_string(),
+                hint: "this is a bug in fluxgate".to_string(),
             });
-            pieces.extend(set.0.into_iter().map(|interval| (interval, layer)));
-        }
-        pieces
-    }
-
-    /// The intervals each alternative accepts with their first version, in the layer the
-    /// alternative draws from.
-    fn accepted(&self) -> Vec<(Interval, Layer, Version)> {
-        self.pieces()
-            .into_iter()
-            .filter_map(|(interval, layer)| {
-                let first = interval.first(layer)?;
-                Some((interval, layer, first))
-            })
-            .collect()
-    }
-
-    /// Whether Flux would pick `version` from the tags: some alternative accepts it, and
-    /// if it is a prerelease, that alternative names a prerelease.
-    pub fn matches(&self, version: &Version) -> bool {
-        let point = Interval {
-            lo: Lower::Incl(version.clone()),
-            hi: Upper::Incl(version.clone()),
         };
-        self.pieces().into_iter().any(|(interval, layer)| {
-            (layer == Layer::All || version.is_release())
-                && interval.intersect(&point).first(layer).is_some()
+        let (rewritten, swallowed_bar) = rewrite_ranges(grammar, text);
+        let was_rewritten = matches!(rewritten, Cow::Owned(_));
+        let mut alternatives = Vec::new();
+        for alternative in rewritten.split("||") {
+            if !grammar.valid.is_match(alternative) {
+                return Err(improper(alternative, text, was_rewritten));
+            }
+            let mut found: Vec<&str> = grammar
+                .find
+                .find_iter(alternative)
+                .map(|m| m.as_str())
+                .collect();
+            if found.is_empty() {
+                found.push(alternative);
+            }
+            let atoms = found
+                .into_iter()
+                .map(|comparison| parse_atom(grammar, comparison))
+                .collect::<Result<Vec<_>, _>>()?;
+            let prereleases = atoms.iter().any(|a| !a.version.is_release());
+            let region = Region::of(&atoms, prereleases);
+            alternatives.push(Alternative {
+                atoms,
+                prereleases,
+                region,
+            });
+        }
+        Ok(Constraint {
+            alternatives,
+            reread: swallowed_bar.then(|| rewritten.into_owned()),
         })
+    }
+
+    /// The text Masterminds actually reads when its `A - B` rewriting moved a `||` into a
+    /// version, so that the range means something else than it shows (see the module
+    /// documentation); `None` otherwise.
+    pub fn reread(&self) -> Option<&str> {
+        self.reread.as_deref()
+    }
+
+    /// Whether Flux would pick `version` from the tags (`Constraints.Check`).
+    pub fn matches(&self, version: &Version) -> bool {
+        self.alternatives.iter().any(|a| a.region.contains(version))
+    }
+
+    /// The lowest version the constraint accepts at or above `from`.
+    fn lowest_from(&self, from: &Lower) -> Option<Version> {
+        self.alternatives
+            .iter()
+            .filter_map(|a| a.region.lowest_from(from))
+            .min()
     }
 
     /// Which versions the constraint accepts, by [`Line`].
     pub fn span(&self) -> Span {
-        let accepted = self.accepted();
-        let Some(low) = accepted.iter().map(|(_, _, first)| first).min().cloned() else {
+        let Some(low) = self.lowest_from(&Lower::Unbounded) else {
             return Span::Empty;
         };
-        // Every accepted version is at or above `low`: the lowest one in another line is
-        // the lowest one at or above the next line's start.
-        let lowest_from = |from: Option<Version>| {
-            let from = from?;
-            let rest = Interval {
-                lo: Lower::Incl(from),
-                hi: Upper::Unbounded,
-            };
-            accepted
-                .iter()
-                .filter_map(|(interval, layer, _)| interval.intersect(&rest).first(*layer))
-                .min()
-        };
         let line = Line::of(&low);
+        let lowest_from = |from: Option<Version>| self.lowest_from(&Lower::Incl(from?));
         let Some(other_line) = lowest_from(line.next_start()) else {
             return Span::Within(line);
         };
@@ -939,9 +1088,10 @@ impl Constraint {
     /// below it.
     fn below_upper_bound(&self) -> Option<String> {
         let highest = self
-            .accepted()
-            .into_iter()
-            .map(|(interval, _, _)| interval.hi)
+            .alternatives
+            .iter()
+            .flat_map(|a| a.region.pieces.iter())
+            .map(|piece| piece.hi.clone())
             .max_by(cmp_upper)?;
         let (bound, inclusive) = match highest {
             Upper::Unbounded => return None,
@@ -971,100 +1121,221 @@ impl Constraint {
     }
 }
 
-fn parse_alternative(group: &str) -> Result<Vec<Atom>, ParseError> {
-    if group.bytes().all(is_space) {
-        return Err(ParseError::EmptyAlternative);
+// ---------------------------------------------------------------------------------------
+// Explanations of refusals: Masterminds says only "improper constraint: <alternative>" or
+// "constraint parser error"; these say what is wrong. They never decide anything.
+
+const COMPARISON: &str = "a comparison is an operator (=, !=, >, <, >=, <=, ~, ^ or none) and a version such as 1.2.3, 1.2, 1.x or *";
+
+/// Why an alternative does not follow the grammar.
+fn alternative_hint(alternative: &str, text: &str, rewritten: bool) -> String {
+    let note = if rewritten {
+        format!(
+            " (Masterminds first rewrites each `A - B` range of `{text}` into `>= A, <= B `, then splits the text at `||`)"
+        )
+    } else {
+        String::new()
+    };
+    if text
+        .trim_matches(|c: char| c.is_ascii_whitespace())
+        .is_empty()
+    {
+        return "the range is empty".to_string();
     }
-    let mut cursor = Cursor::new(group);
-    let mut atoms = Vec::new();
-    cursor.skip_spaces();
-    loop {
-        let (op_text, op, parts) = atom(&mut cursor, group)?;
-        // `A - B` is a hyphen range: two bare versions, spaces around the hyphen.
-        let after = cursor.pos;
-        if op_text.is_empty() && cursor.skip_spaces() > 0 && cursor.eat(b'-') {
-            if cursor.skip_spaces() == 0 {
-                return Err(bad_atom(group, after));
+    if alternative
+        .trim_matches(|c: char| c.is_ascii_whitespace())
+        .is_empty()
+    {
+        return format!("an alternative around `||` is empty{note}");
+    }
+    let tokens = alternative
+        .split(|c: char| c == ',' || c.is_ascii_whitespace())
+        .filter(|t| !t.is_empty());
+    let op_chars = |c: char| matches!(c, '=' | '!' | '<' | '>' | '~' | '^');
+    for token in tokens {
+        let version = token.trim_start_matches(op_chars);
+        if version.is_empty() && Op::parse(token).is_some() {
+            continue; // an operator, its version after a space
+        }
+        let op = &token[..token.len() - version.len()];
+        if Op::parse(op).is_none() {
+            return format!("`{token}`: `{op}` is not an operator; {COMPARISON}{note}");
+        }
+        let is_version = |text: &str| {
+            GRAMMAR
+                .as_ref()
+                .is_some_and(|g| g.comparison.is_match(text))
+        };
+        if let Some(at) = version.find(op_chars)
+            && at > 0
+            && is_version(&version[..at])
+        {
+            return format!("`{token}`: comparisons must be separated by a space or a comma{note}");
+        }
+        if version.contains('|') {
+            return format!(
+                "`{token}`: a single `|` is not an operator; alternatives are separated by `||`{note}"
+            );
+        }
+        if !is_version(version) {
+            return format!("`{token}` is not a comparison: {COMPARISON}{note}");
+        }
+    }
+    if alternative.contains(",,") || alternative.trim_end().ends_with(',') {
+        return format!("comparisons are separated by a space or by one comma{note}");
+    }
+    format!(
+        "it does not follow Masterminds' grammar: {COMPARISON}; comparisons are separated by spaces or a comma, alternatives by `||`{note}"
+    )
+}
+
+/// Why a version that follows the grammar is not one.
+fn version_hint(version: &str) -> String {
+    if version.contains('|') {
+        return format!(
+            "`{version}`: a single `|` is not an operator; alternatives are separated by `||`"
+        );
+    }
+    let numbers = version.split(['-', '+']).next().unwrap_or(version);
+    let numbers = numbers.strip_prefix('v').unwrap_or(numbers);
+    for part in numbers.split('.') {
+        if part.bytes().all(|b| b.is_ascii_digit()) {
+            if part.parse::<u64>().is_err() {
+                return format!("`{version}`: `{part}` is too large for a version number");
             }
-            let upper_start = cursor.pos;
-            let upper = cursor
-                .version_parts()
-                .map_err(|fault| fault.error(group, upper_start))?;
-            atoms.push(Atom::new(Op::Ge, parts));
-            atoms.push(Atom::new(Op::Le, upper));
         } else {
-            cursor.pos = after;
-            atoms.push(Atom::new(op, parts));
-        }
-        if !separator(&mut cursor, group)? {
-            break;
+            return format!(
+                "`{version}`: `{part}` is not a number or a wildcard (x, X or * alone)"
+            );
         }
     }
-    Ok(atoms)
-}
-
-/// Consumes what separates two comparisons; `false` at the end of the alternative.
-fn separator(cursor: &mut Cursor<'_>, group: &str) -> Result<bool, ParseError> {
-    let before = cursor.pos;
-    let spaces = cursor.skip_spaces();
-    if cursor.at_end() {
-        return Ok(false);
-    }
-    if cursor.eat(b',') {
-        cursor.skip_spaces();
-        return Ok(true);
-    }
-    if spaces == 0 {
-        return Err(ParseError::NoSeparator(group[before..].trim().to_string()));
-    }
-    Ok(true)
-}
-
-/// The token starting at `start`, for messages.
-fn token_at(group: &str, start: usize) -> String {
-    let rest = group[start..].trim_start_matches(|c: char| c.is_ascii() && is_space(c as u8));
-    let token = rest
-        .split(|c: char| c == ',' || (c.is_ascii() && is_space(c as u8)))
-        .next()
-        .unwrap_or(rest);
-    if token.is_empty() { rest } else { token }.to_string()
-}
-
-fn bad_atom(group: &str, start: usize) -> ParseError {
-    ParseError::BadAtom(token_at(group, start))
-}
-
-impl Fault {
-    fn error(self, group: &str, start: usize) -> ParseError {
-        let token = token_at(group, start);
-        match self {
-            Fault::NotAVersion => ParseError::BadAtom(token),
-            Fault::Overflow => ParseError::Overflow(token),
-            Fault::LeadingZero => ParseError::LeadingZero(token),
+    if let Some((_, pre)) = version.split_once('-') {
+        let pre = pre.split('+').next().unwrap_or(pre);
+        if let Some(ident) = pre
+            .split('.')
+            .find(|i| i.len() > 1 && i.starts_with('0') && i.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return format!(
+                "`{version}`: the prerelease identifier `{ident}` is a number that starts with 0"
+            );
         }
     }
-}
-
-/// An operator and a version; the cursor is left after the version.
-fn atom<'g>(cursor: &mut Cursor<'g>, group: &'g str) -> Result<(&'g str, Op, Parts), ParseError> {
-    let start = cursor.pos;
-    let op_text = cursor.take_while(|b| matches!(b, b'=' | b'!' | b'<' | b'>' | b'~' | b'^'));
-    let op = Op::parse(op_text).ok_or_else(|| bad_atom(group, start))?;
-    cursor.skip_spaces();
-    let version_start = cursor.pos;
-    let parts = cursor.version_parts().map_err(|fault| match fault {
-        Fault::NotAVersion => bad_atom(group, start),
-        other => other.error(group, version_start),
-    })?;
-    Ok((op_text, op, parts))
+    format!("`{version}` is not a version")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use proptest::sample::select;
 
     fn v(text: &str) -> Version {
-        Version::parse_full(text).expect("full version")
+        Version::parse(text).expect("a version")
+    }
+
+    /// Masterminds' predicates, translated line by line from constraints.go (v3.4.0): the
+    /// reference the intervals are held to on versions the table's grid does not have.
+    fn masterminds_check(atom: &Atom, v: &Version, include_pre: bool) -> bool {
+        let c = &atom.version;
+        let dirty = atom.wildcard != Wildcard::None;
+        let minor_dirty = atom.wildcard == Wildcard::Minor;
+        let patch_dirty = atom.wildcard == Wildcard::Patch;
+        if !v.pre.is_empty() && !include_pre {
+            return false;
+        }
+        let tilde = || {
+            if v < c {
+                return false;
+            }
+            if c.major == 0 && c.minor == 0 && c.patch == 0 && !minor_dirty && !patch_dirty {
+                return true;
+            }
+            if v.major != c.major {
+                return false;
+            }
+            if v.minor != c.minor && !minor_dirty {
+                return false;
+            }
+            true
+        };
+        match atom.op {
+            Op::Eq if dirty => tilde(),
+            Op::Eq => v == c,
+            Op::Tilde => tilde(),
+            Op::Ne => {
+                if dirty {
+                    if c.major != v.major {
+                        return true;
+                    }
+                    if c.minor != v.minor && !minor_dirty {
+                        return true;
+                    } else if minor_dirty {
+                        return false;
+                    } else if c.patch != v.patch && !patch_dirty {
+                        return true;
+                    } else if patch_dirty {
+                        if !v.pre.is_empty() || !c.pre.is_empty() {
+                            return v.pre != c.pre;
+                        }
+                        return false;
+                    }
+                }
+                v != c
+            }
+            Op::Gt => {
+                if !dirty {
+                    return v > c;
+                }
+                if v.major > c.major {
+                    true
+                } else if v.major < c.major || minor_dirty {
+                    false
+                } else if patch_dirty {
+                    v.minor > c.minor
+                } else {
+                    v > c
+                }
+            }
+            Op::Lt => v < c,
+            Op::Ge => v >= c,
+            Op::Le => {
+                if !dirty {
+                    return v <= c;
+                }
+                !(v.major > c.major || (v.major == c.major && v.minor > c.minor && !minor_dirty))
+            }
+            Op::Caret => {
+                if v < c {
+                    return false;
+                }
+                if c.major > 0 || minor_dirty {
+                    return v.major == c.major;
+                }
+                if v.major > 0 {
+                    return false;
+                }
+                if c.minor > 0 || patch_dirty {
+                    return v.minor == c.minor;
+                }
+                if v.minor > 0 {
+                    return false;
+                }
+                c.patch == v.patch
+            }
+        }
+    }
+
+    fn masterminds_accepts(constraint: &Constraint, v: &Version) -> bool {
+        constraint.alternatives.iter().any(|a| {
+            a.atoms
+                .iter()
+                .all(|atom| masterminds_check(atom, v, a.prereleases))
+        })
+    }
+
+    #[test]
+    fn the_grammar_compiles() {
+        assert!(GRAMMAR.is_some());
     }
 
     #[test]
@@ -1101,12 +1372,231 @@ mod tests {
     }
 
     #[test]
-    fn full_versions_need_three_numbers() {
-        assert!(Version::parse_full("v1.2.3-rc.1+build.5").is_some());
-        assert!(Version::parse_full("1.2").is_none());
-        assert!(Version::parse_full("1.2.x").is_none());
-        assert!(Version::parse_full("1.2.3.4").is_none());
-        assert!(Version::parse_full("1.2.3-01").is_none());
-        assert!(Version::parse_full("latest").is_none());
+    fn versions_read_as_new_version_reads_them() {
+        assert_eq!(Version::parse("v01.2"), Some(Version::release(1, 2, 0)));
+        assert_eq!(
+            Version::parse("1.2.3+build.5"),
+            Some(Version::release(1, 2, 3))
+        );
+        for refused in [
+            "1.2.3-01",
+            "1.2.3.4",
+            "V1",
+            "1.x",
+            "",
+            "18446744073709551616",
+        ] {
+            assert_eq!(Version::parse(refused), None, "{refused}");
+        }
+    }
+
+    #[test]
+    fn strict_versions_need_three_numbers_without_leading_zeros() {
+        assert!(Version::parse_strict("v1.2.3-rc.1+build.5").is_some());
+        for refused in [
+            "1.2", "1.2.x", "1.2.3.4", "1.2.3-01", "01.2.3", "latest", "1.2.3+", "V1.2.3",
+        ] {
+            assert!(Version::parse_strict(refused).is_none(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn hyphen_ranges_are_rewritten_before_the_split_at_double_bars() {
+        let grammar = GRAMMAR.as_ref().expect("compiles");
+        let (text, swallowed) = rewrite_ranges(grammar, "1||1.0.0 - 1.5.0");
+        assert_eq!(text, ">= 1||1.0.0, <= 1.5.0 ");
+        assert!(swallowed);
+        let constraint = Constraint::parse("1||1.0.0 - 1.5.0").expect("Masterminds reads it");
+        assert!(constraint.matches(&v("10.0.0")));
+        assert_eq!(constraint.reread(), Some(">= 1||1.0.0, <= 1.5.0 "));
+        // The replacement goes to the first copy of the matched text.
+        let (text, _) = rewrite_ranges(grammar, "0 - 1 - 2 1 - 2");
+        assert_eq!(text, ">= 0, <=>= 1, <= 2  1 - 2");
+    }
+
+    #[test]
+    fn an_excluded_minor_in_a_prerelease_alternative_keeps_its_prereleases() {
+        let constraint = Constraint::parse(">=1.2.0-0 <1.3.0 !=1.2.x").expect("parses");
+        assert!(!constraint.matches(&v("1.2.5")));
+        assert!(constraint.matches(&v("1.2.5-rc.1")));
+        assert_eq!(
+            constraint.lowest_from(&Lower::Unbounded),
+            Some(v("1.2.0-0"))
+        );
+        // Every release of 1.2 excluded, and the prereleases named: the next one is found.
+        let constraint = Constraint::parse("1.2.3 - 1.2.4 !=1.2.x !=1.2.x-0").expect("parses");
+        assert_eq!(constraint.span(), Span::Within(Line::Major(1)));
+        assert_eq!(
+            constraint.lowest_from(&Lower::Unbounded),
+            Some(v("1.2.4-0.0"))
+        );
+    }
+
+    #[test]
+    fn the_longest_range_read_is_judged_and_a_longer_one_is_refused() {
+        // The worst case for the rewriting: as many distinct hyphen ranges as fit, each
+        // searched for from the start of the text.
+        let mut ranges = String::new();
+        for i in 0.. {
+            let range = format!("{i} - {i} ");
+            if ranges.len() + range.len() > MAX_LEN {
+                break;
+            }
+            ranges.push_str(&range);
+        }
+        // `>= 0, <= 0 >= 1, <= 1 ...`, all in one alternative: nothing.
+        assert!(Constraint::parse(&ranges).is_ok_and(|c| c.span() == Span::Empty));
+        let exclusions = format!(
+            ">=1.2.3-0 <1.2.4 {}",
+            "!=1.2.x-0.0.0.0.0.0.0.0 ".repeat(160)
+        );
+        assert!(exclusions.len() <= MAX_LEN);
+        assert!(Constraint::parse(&exclusions).is_ok_and(|c| c.span() != Span::Empty));
+        assert_eq!(
+            Constraint::parse(&"1 ".repeat(MAX_LEN)).map(|_| ()),
+            Err(ParseError::TooLong)
+        );
+    }
+
+    // Random constraints in the style of the oracle's generator (gen.py), and random versions
+    // around their numbers.
+
+    fn part() -> impl Strategy<Value = &'static str> {
+        select(vec![
+            "0",
+            "1",
+            "2",
+            "3",
+            "10",
+            "x",
+            "X",
+            "*",
+            "01",
+            "5",
+            "18446744073709551615",
+        ])
+    }
+
+    fn version_text() -> impl Strategy<Value = String> {
+        (
+            prop::collection::vec(part(), 1..=3),
+            select(vec!["", "", "", "v", "V"]),
+            select(vec![
+                "", "", "", "-0", "-rc.1", "-alpha", "-1", "-beta.2", "-a-b", "-01", "-0.0",
+            ]),
+            select(vec!["", "", "", "+build.1"]),
+        )
+            .prop_map(|(parts, v, pre, build)| format!("{v}{}{pre}{build}", parts.join(".")))
+    }
+
+    fn atom_text() -> impl Strategy<Value = String> {
+        (
+            select(vec![
+                "", "=", "!=", ">", "<", ">=", "=>", "<=", "=<", "~", "~>", "^", "==", "!",
+            ]),
+            select(vec!["", "", " "]),
+            version_text(),
+        )
+            .prop_map(|(op, space, version)| format!("{op}{space}{version}"))
+    }
+
+    fn group_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            (
+                version_text(),
+                select(vec![" - ", " -  ", "-", " -"]),
+                version_text()
+            )
+                .prop_map(|(a, sep, b)| format!("{a}{sep}{b}")),
+            (
+                atom_text(),
+                prop::collection::vec(
+                    (
+                        select(vec![" ", ", ", ",", "  ", "\t", ",,", ""]),
+                        atom_text()
+                    ),
+                    0..3
+                )
+            )
+                .prop_map(|(first, rest)| {
+                    rest.into_iter()
+                        .fold(first, |out, (sep, atom)| out + sep + &atom)
+                }),
+        ]
+    }
+
+    fn constraint_text() -> impl Strategy<Value = String> {
+        (
+            group_text(),
+            prop::collection::vec(
+                (
+                    select(vec!["||", " || ", "|| ", " ||", "|", "|||"]),
+                    group_text(),
+                ),
+                0..3,
+            ),
+        )
+            .prop_map(|(first, rest)| {
+                rest.into_iter()
+                    .fold(first, |out, (sep, group)| out + sep + &group)
+            })
+    }
+
+    fn any_version() -> impl Strategy<Value = Version> {
+        (
+            select(vec![0u64, 1, 2, 3, 4, 5, 9, 10, 11, u64::MAX]),
+            select(vec![0u64, 1, 2, 3, 5, 10, u64::MAX]),
+            select(vec![0u64, 1, 2, 3, 4, 5, u64::MAX]),
+            select(vec![
+                "", "", "0", "0.0", "1", "alpha", "rc.1", "beta.2", "a-b", "rc.1.0",
+            ]),
+        )
+            .prop_map(|(major, minor, patch, pre)| Version {
+                major,
+                minor,
+                patch,
+                pre: if pre.is_empty() {
+                    Vec::new()
+                } else {
+                    pre.split('.').map(Ident::parse).collect()
+                },
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// The intervals accept exactly what Masterminds' predicates accept.
+        #[test]
+        fn the_intervals_are_masterminds_predicates(
+            text in constraint_text(),
+            versions in prop::collection::vec(any_version(), 16),
+        ) {
+            if let Ok(constraint) = Constraint::parse(&text) {
+                for version in &versions {
+                    prop_assert_eq!(
+                        constraint.matches(version),
+                        masterminds_accepts(&constraint, version),
+                        "{:?} ~ {}", text, version
+                    );
+                }
+                // The lowest version found is accepted, and nothing below it is.
+                if let Some(low) = constraint.lowest_from(&Lower::Unbounded) {
+                    prop_assert!(masterminds_accepts(&constraint, &low), "{:?}: {}", text, low);
+                    for version in versions.iter().filter(|v| **v < low) {
+                        prop_assert!(!masterminds_accepts(&constraint, version), "{:?}: {} < {}", text, version, low);
+                    }
+                }
+            }
+        }
+
+        /// Any text: an answer, never a panic.
+        #[test]
+        fn any_text_is_read_or_refused(text in ".{0,64}|[0-9|xX*v .,<>=!~^+-]{0,64}") {
+            if let Ok(constraint) = Constraint::parse(&text) {
+                let _ = constraint.span();
+                let _ = constraint.bounded_suggestion();
+            }
+        }
     }
 }

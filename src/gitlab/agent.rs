@@ -222,6 +222,10 @@ pub struct AgentFacts {
     /// The Secret (in `namespace`) holding agentk's token, for `secret-rotation`. Only the
     /// cluster view fills it ([`token_secret`]); admission does not need it.
     pub token_secret: Option<String>,
+    /// The ServiceAccount (in `namespace`) agentk runs as, for `ci-impersonation`: the one
+    /// identity that may hold `impersonate`. Only the cluster view fills it
+    /// ([`service_account`]).
+    pub service_account: Option<String>,
 }
 
 impl AgentFacts {
@@ -877,6 +881,7 @@ impl<'a> WorkloadDoc<'a> {
                 owner,
                 release,
                 token_secret: None,
+                service_account: None,
             },
             evidence,
         ))
@@ -932,6 +937,7 @@ impl HelmReleaseDoc<'_> {
                 owner,
                 release: Some((release_namespace, release)),
                 token_secret: None,
+                service_account: None,
             },
             evidence,
         ))
@@ -1116,6 +1122,63 @@ struct TokenWorkloadSpec<'a> {
 struct TokenDoc<'a> {
     #[serde(borrow, default)]
     spec: Option<TokenWorkloadSpec<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct AccountPodSpec<'a> {
+    #[serde(borrow, default)]
+    service_account_name: Option<Cow<'a, str>>,
+    /// The deprecated alias, read by the API server when the name is unset.
+    #[serde(borrow, default)]
+    service_account: Option<Cow<'a, str>>,
+    #[serde(default)]
+    containers: Option<Vec<serde::de::IgnoredAny>>,
+    #[serde(borrow, default)]
+    template: Option<Box<AccountTemplate<'a>>>,
+    #[serde(borrow, default)]
+    job_template: Option<Box<AccountTemplate<'a>>>,
+}
+
+#[derive(Deserialize, Default)]
+struct AccountTemplate<'a> {
+    #[serde(borrow, default)]
+    spec: Option<AccountPodSpec<'a>>,
+}
+
+#[derive(Deserialize)]
+struct AccountDoc<'a> {
+    #[serde(borrow, default)]
+    spec: Option<AccountPodSpec<'a>>,
+}
+
+/// The ServiceAccount a workload's pods run as: `serviceAccountName` (or the deprecated
+/// `serviceAccount`) of its pod spec (a Pod's own, a controller's `template`, a CronJob's
+/// `jobTemplate`), `default` when the pod spec names none. `None` for objects without a pod
+/// spec (a HelmRelease).
+pub fn service_account(object: &crate::json_view::Indexed<'_>) -> Option<String> {
+    let doc: AccountDoc<'_> = object.view(object.raw()).ok()?;
+    let mut spec = doc.spec?;
+    // Pod <- template <- jobTemplate: at most two levels down.
+    for _ in 0..2 {
+        let inner = spec
+            .template
+            .take()
+            .or_else(|| spec.job_template.take())
+            .and_then(|t| t.spec);
+        match inner {
+            Some(inner) => spec = inner,
+            None => break,
+        }
+    }
+    spec.containers.as_ref()?;
+    let named =
+        |n: &Option<Cow<'_, str>>| n.as_deref().filter(|n| !n.is_empty()).map(str::to_string);
+    Some(
+        named(&spec.service_account_name)
+            .or_else(|| named(&spec.service_account))
+            .unwrap_or_else(|| "default".to_string()),
+    )
 }
 
 /// The value of `--token-file=PATH`, `--token-file PATH` (or with one dash, as Go flags

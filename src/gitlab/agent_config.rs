@@ -7,8 +7,16 @@
 //! of the authorized projects the whole cluster. `access_as: ci_job` makes each job act as
 //! `gitlab:ci_job:<id>` with groups `gitlab:ci_job`, `gitlab:project:<id>`,
 //! `gitlab:project_env:<id>:<env>`..., which RBAC can then restrict: the form GitLab
-//! recommends. Findings are reported under the `ci-impersonation` policy, which judges the
-//! RBAC side of the same identities.
+//! recommends. `user_access` is judged alike: `access_as: agent` gives every user of the
+//! authorized projects and groups the agent's service account, `access_as: user` impersonates
+//! each user (`gitlab:user:<username>`, `gitlab:project_role:<id>:<role>`, ...). A static
+//! `access_as: impersonate` identity is judged by whom it names: a privileged identity
+//! (`system:masters`, `kubeadm:cluster-admins`, a node or a kube-system ServiceAccount, or one
+//! the cluster state binds to a broad role, which the caller decides) hands every job that.
+//! Findings are reported under the `ci-impersonation` policy, which judges the RBAC side of
+//! the same identities; its fixes bind the environment-scoped group
+//! `gitlab:project_env:<project id>:<environment slug>`, which `ci-impersonation` allows
+//! where the catch-all `gitlab:ci_job` may only read.
 //!
 //! No admission request ever carries this file: only `fluxgate check` reads it.
 
@@ -61,6 +69,26 @@ pub struct AgentConfigFinding {
 struct ConfigFile {
     #[serde(default)]
     ci_access: Option<CiAccess>,
+    #[serde(default)]
+    user_access: Option<UserAccess>,
+}
+
+/// `user_access`: which projects' and groups' members may use the agent (the dashboard and
+/// `kubectl` through GitLab), and as whom: one `access_as` for all of them.
+#[derive(Deserialize)]
+struct UserAccess {
+    #[serde(default)]
+    access_as: Option<Value>,
+    #[serde(default)]
+    projects: Option<Vec<UserAccessEntry>>,
+    #[serde(default)]
+    groups: Option<Vec<UserAccessEntry>>,
+}
+
+#[derive(Deserialize)]
+struct UserAccessEntry {
+    #[serde(default)]
+    id: Option<Value>,
 }
 
 /// `ci_access`: which projects' and groups' CI jobs may use the agent, and as whom.
@@ -93,9 +121,12 @@ enum AccessAs {
     Agent,
     /// `ci_job` or `ci_user`: an identity per job that RBAC can restrict.
     PerJob,
-    /// A static identity; only `system:masters` is judged, as it bypasses RBAC altogether.
+    /// `user` (user_access): an identity per user that RBAC can restrict.
+    PerUser,
+    /// A static identity, judged by whom it names.
     Impersonate {
-        masters: bool,
+        username: String,
+        groups: Vec<String>,
     },
     Unknown(String),
     Malformed(String),
@@ -116,13 +147,26 @@ fn access_as(value: Option<&Value>) -> AccessAs {
         [] => AccessAs::Missing,
         ["agent"] => AccessAs::Agent,
         ["ci_job"] | ["ci_user"] => AccessAs::PerJob,
+        ["user"] => AccessAs::PerUser,
         ["impersonate"] => {
-            let masters = map
-                .get("impersonate")
+            let impersonate = map.get("impersonate");
+            let username = impersonate
+                .and_then(|i| i.get("username"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let groups = impersonate
                 .and_then(|i| i.get("groups"))
                 .and_then(Value::as_array)
-                .is_some_and(|groups| groups.iter().any(|g| g == "system:masters"));
-            AccessAs::Impersonate { masters }
+                .map(|groups| {
+                    groups
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            AccessAs::Impersonate { username, groups }
         }
         [other] => AccessAs::Unknown((*other).to_string()),
         several => AccessAs::Malformed(format!(
@@ -211,12 +255,25 @@ fn fixed_snippet(scope: Scope, entry: &CiAccessEntry) -> String {
     snippet
 }
 
-const RBAC_HINT: &str = "then grant the job identity only what it needs with a RoleBinding to the group gitlab:ci_job, gitlab:project:<project id> or gitlab:project_env:<project id>:<environment>";
+const RBAC_HINT: &str = "then grant each environment's jobs only what they deploy, in that environment's namespace: a RoleBinding to the group gitlab:project_env:<project id>:<environment slug> (the catch-all gitlab:ci_job may only read)";
+
+const USER_RBAC_HINT: &str = "then grant the users only what they need with RoleBindings to gitlab:project_role:<project id>:<role> or gitlab:group_role:<group id>:<role> (the catch-all gitlab:user may only read)";
+
+/// Decides whether a static identity an agent impersonates (user name, groups) is
+/// privileged, and says why.
+pub type PrivilegedIdentity<'a> = &'a dyn Fn(&str, &[String]) -> Option<String>;
 
 /// Lints one agent configuration. `subject` names it in messages (`GitLab agent prod
 /// (.gitlab/agents/prod/config.yaml)`); `text` is the document's YAML, used to find the line
-/// of each entry.
-pub fn lint(config: &Value, text: &str, subject: &str) -> Vec<AgentConfigFinding> {
+/// of each entry; `privileged` says whether a static identity it impersonates is privileged
+/// (see [`crate::rbac::well_known_privileged`] for the identities that are whatever RBAC
+/// says).
+pub fn lint(
+    config: &Value,
+    text: &str,
+    subject: &str,
+    privileged: PrivilegedIdentity<'_>,
+) -> Vec<AgentConfigFinding> {
     let mut findings = Vec::new();
     let parsed: ConfigFile = match serde_path_to_error::deserialize(config) {
         Ok(parsed) => parsed,
@@ -245,6 +302,9 @@ pub fn lint(config: &Value, text: &str, subject: &str) -> Vec<AgentConfigFinding
             return findings;
         }
     };
+    if let Some(user_access) = &parsed.user_access {
+        findings.extend(lint_user_access(user_access, text, subject, privileged));
+    }
     let Some(ci_access) = parsed.ci_access else {
         return findings;
     };
@@ -275,7 +335,27 @@ pub fn lint(config: &Value, text: &str, subject: &str) -> Vec<AgentConfigFinding
             None => locate(text, &["ci_access", scope.key()]),
         };
         let (severity, message) = match access_as(entry.access_as.as_ref()) {
-            AccessAs::PerJob | AccessAs::Impersonate { masters: false } => continue,
+            AccessAs::PerJob => continue,
+            AccessAs::Impersonate { username, groups } => {
+                let Some(why) = privileged(&username, &groups) else {
+                    continue;
+                };
+                (
+                    Severity::Violation,
+                    format!(
+                        "{subject}: {named} impersonates {}: {why}, so {jobs} hold that. Impersonate the CI job instead:\n{}{RBAC_HINT}",
+                        describe_identity(&username, &groups),
+                        fixed_snippet(scope, entry)
+                    ),
+                )
+            }
+            AccessAs::PerUser => (
+                Severity::Violation,
+                format!(
+                    "{subject}: {named} sets access_as: user, which only user_access takes; GitLab rejects it. Impersonate the CI job:\n{}",
+                    fixed_snippet(scope, entry)
+                ),
+            ),
             AccessAs::Missing => (
                 Severity::Violation,
                 format!(
@@ -287,13 +367,6 @@ pub fn lint(config: &Value, text: &str, subject: &str) -> Vec<AgentConfigFinding
                 Severity::Violation,
                 format!(
                     "{subject}: {named} sets access_as: agent, so {jobs} reach the cluster as the agent's own service account (cluster-admin with the default Helm chart), which RBAC cannot narrow per job. Impersonate the CI job instead:\n{}{RBAC_HINT}",
-                    fixed_snippet(scope, entry)
-                ),
-            ),
-            AccessAs::Impersonate { masters: true } => (
-                Severity::Violation,
-                format!(
-                    "{subject}: {named} impersonates the group system:masters, so {jobs} bypass RBAC entirely. Impersonate the CI job instead:\n{}{RBAC_HINT}",
                     fixed_snippet(scope, entry)
                 ),
             ),
@@ -319,6 +392,114 @@ pub fn lint(config: &Value, text: &str, subject: &str) -> Vec<AgentConfigFinding
         });
     }
     findings
+}
+
+/// `user NAME and groups A, B`, as messages name a static identity.
+fn describe_identity(username: &str, groups: &[String]) -> String {
+    let mut parts = Vec::new();
+    if !username.is_empty() {
+        parts.push(format!("user {username}"));
+    }
+    if !groups.is_empty() {
+        parts.push(format!("groups {}", groups.join(", ")));
+    }
+    if parts.is_empty() {
+        "an identity without a name".to_string()
+    } else {
+        parts.join(" with ")
+    }
+}
+
+/// Whose users a `user_access` block authorizes, for messages.
+fn users_of(user_access: &UserAccess) -> String {
+    let ids = |entries: &Option<Vec<UserAccessEntry>>| -> Vec<String> {
+        entries
+            .iter()
+            .flatten()
+            .map(|e| id_text(e.id.as_ref()))
+            .filter(|id| !id.is_empty())
+            .collect()
+    };
+    let (projects, groups) = (ids(&user_access.projects), ids(&user_access.groups));
+    let mut text = String::from("the members of");
+    if !projects.is_empty() {
+        text.push_str(&format!(" projects {}", projects.join(", ")));
+    }
+    if !groups.is_empty() {
+        if !projects.is_empty() {
+            text.push_str(" and");
+        }
+        text.push_str(&format!(
+            " groups {} (and their subgroups)",
+            groups.join(", ")
+        ));
+    }
+    if projects.is_empty() && groups.is_empty() {
+        text.push_str(" the authorized projects and groups");
+    }
+    text
+}
+
+const USER_ACCESS_FIX: &str = "  user_access:\n    access_as:\n      user: {}\n";
+
+fn lint_user_access(
+    user_access: &UserAccess,
+    text: &str,
+    subject: &str,
+    privileged: PrivilegedIdentity<'_>,
+) -> Option<AgentConfigFinding> {
+    let users = users_of(user_access);
+    let (severity, message) = match access_as(user_access.access_as.as_ref()) {
+        AccessAs::PerUser => return None,
+        AccessAs::Missing => (
+            Severity::Violation,
+            format!(
+                "{subject}: user_access has no access_as (GitLab requires one), and the plain form, access_as: agent, gives {users} the agent's own service account (cluster-admin with the default Helm chart), which RBAC cannot narrow per user. Impersonate each user instead:\n{USER_ACCESS_FIX}{USER_RBAC_HINT}"
+            ),
+        ),
+        AccessAs::Agent => (
+            Severity::Violation,
+            format!(
+                "{subject}: user_access sets access_as: agent, so {users} reach the cluster as the agent's own service account (cluster-admin with the default Helm chart), which RBAC cannot narrow per user. Impersonate each user instead:\n{USER_ACCESS_FIX}{USER_RBAC_HINT}"
+            ),
+        ),
+        AccessAs::Impersonate { username, groups } => match privileged(&username, &groups) {
+            Some(why) => (
+                Severity::Violation,
+                format!(
+                    "{subject}: user_access impersonates {}: {why}, so {users} hold that. Impersonate each user instead:\n{USER_ACCESS_FIX}{USER_RBAC_HINT}",
+                    describe_identity(&username, &groups)
+                ),
+            ),
+            None => return None,
+        },
+        AccessAs::PerJob => (
+            Severity::Violation,
+            format!(
+                "{subject}: user_access sets a CI job identity, which only ci_access takes; GitLab rejects it. Impersonate each user:\n{USER_ACCESS_FIX}"
+            ),
+        ),
+        AccessAs::Unknown(mode) => (
+            Severity::Advisory,
+            format!(
+                "{subject}: user_access uses access_as: {mode}, which fluxgate does not know; make sure it impersonates the user (access_as: user) rather than using the agent's service account"
+            ),
+        ),
+        AccessAs::Malformed(why) => (
+            Severity::Violation,
+            format!(
+                "{subject}: user_access is malformed: {why}. GitLab rejects it; impersonate each user:\n{USER_ACCESS_FIX}"
+            ),
+        ),
+    };
+    let line_offset =
+        locate(text, &["user_access", "access_as"]).or_else(|| locate(text, &["user_access"]));
+    Some(AgentConfigFinding {
+        severity,
+        entry: "user_access".to_string(),
+        line_offset,
+        message,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -419,7 +600,12 @@ mod tests {
 
     fn lint_yaml(text: &str) -> Vec<AgentConfigFinding> {
         let value: Value = serde_yaml_ng::from_str(text).expect("yaml");
-        lint(&value, text, "GitLab agent configuration c.yaml")
+        lint(
+            &value,
+            text,
+            "GitLab agent configuration c.yaml",
+            &crate::rbac::well_known_privileged,
+        )
     }
 
     #[test]
@@ -511,10 +697,95 @@ mod tests {
     }
 
     #[test]
-    fn user_access_is_not_judged() {
+    fn user_access_as_the_agent_is_a_violation_with_a_fix() {
+        let text = "user_access:\n  access_as:\n    agent: {}\n  projects:\n  - id: a/b\n  groups:\n  - id: g\n";
+        let findings = lint_yaml(text);
+        assert_eq!(findings.len(), 1);
+        let f = &findings[0];
+        assert_eq!(f.severity, Severity::Violation);
+        assert_eq!(f.entry, "user_access");
+        assert_eq!(f.line_offset, Some(1));
+        for phrase in [
+            "access_as: agent",
+            "projects a/b and groups g",
+            "user: {}",
+            "gitlab:project_role:",
+        ] {
+            assert!(f.message.contains(phrase), "{phrase}: {}", f.message);
+        }
+        // Without access_as the users would be the agent too.
+        let missing = lint_yaml("user_access:\n  projects:\n  - id: a/b\n");
         assert!(
-            lint_yaml("user_access:\n  access_as:\n    agent: {}\n  projects:\n  - id: a\n")
+            missing[0].message.contains("has no access_as"),
+            "{}",
+            missing[0].message
+        );
+    }
+
+    #[test]
+    fn user_access_as_the_user_passes() {
+        assert!(
+            lint_yaml("user_access:\n  access_as:\n    user: {}\n  projects:\n  - id: a\n")
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn impersonating_any_privileged_identity_is_a_violation() {
+        for (identity, phrase) in [
+            ("groups: [kubeadm:cluster-admins]", "kubeadm:cluster-admins"),
+            (
+                "username: 'system:serviceaccount:kube-system:replicaset-controller'",
+                "kube-system's ServiceAccount",
+            ),
+            ("username: 'system:node:worker-1'", "a node's identity"),
+            ("groups: [system:nodes]", "system:nodes"),
+        ] {
+            let text = format!(
+                "ci_access:\n  projects:\n  - id: a\n    access_as:\n      impersonate: {{{identity}}}\n"
+            );
+            let findings = lint_yaml(&text);
+            assert_eq!(findings.len(), 1, "{identity}");
+            assert!(
+                findings[0].message.contains(phrase),
+                "{}",
+                findings[0].message
+            );
+            let users = format!(
+                "user_access:\n  access_as:\n    impersonate: {{{identity}}}\n  projects:\n  - id: a\n"
+            );
+            assert_eq!(lint_yaml(&users).len(), 1, "{identity}");
+        }
+        // Whatever else the caller knows is privileged (the cluster state) counts too.
+        let value: Value = serde_yaml_ng::from_str(
+            "ci_access:\n  projects:\n  - id: a\n    access_as:\n      impersonate: {username: ops-admin}\n",
+        )
+        .expect("yaml");
+        let bound = |user: &str, _: &[String]| {
+            (user == "ops-admin").then(|| "bound to cluster-admin".to_string())
+        };
+        let findings = lint(&value, "", "c.yaml", &bound);
+        assert!(
+            findings[0].message.contains("bound to cluster-admin"),
+            "{}",
+            findings[0].message
+        );
+    }
+
+    #[test]
+    fn the_fix_recommends_the_environment_scoped_identity() {
+        let findings = lint_yaml("ci_access:\n  projects:\n  - id: a/b\n");
+        assert!(
+            findings[0]
+                .message
+                .contains("gitlab:project_env:<project id>:<environment slug>"),
+            "{}",
+            findings[0].message
+        );
+        assert!(
+            !findings[0]
+                .message
+                .contains("RoleBinding to the group gitlab:ci_job")
         );
     }
 

@@ -2,18 +2,56 @@
 //!
 //! GitLab: "Use impersonation, and minimize the access CI/CD jobs in the cluster using regular
 //! Kubernetes RBAC." A RoleBinding or ClusterRoleBinding whose subject is a GitLab identity
-//! ([`crate::gitlab::identity`]) is judged by who it grants (catch-all groups and per-job users
-//! are a smell), where (a ClusterRoleBinding gives power in every namespace) and what (the
-//! bound role's rules, resolved from the cluster view or Kubernetes' default roles, with
-//! aggregation). Role and ClusterRole changes that make a role broad while GitLab identities
-//! are bound to it are judged through the view's binding index; bindings that hand out
-//! impersonation are judged whoever their subjects are.
+//! ([`crate::gitlab::identity`]), or a group every such identity carries
+//! (`system:authenticated`), is judged by:
+//! - **what** it grants: the effective rules of the bound role (from the cluster view, else
+//!   Kubernetes' defaults, with every ClusterRole its aggregationRule picks up, recursively),
+//!   against the privilege escalation paths of Kubernetes' RBAC good practices. Which rule
+//!   stands for which path is the table in [`crate::rbac`];
+//! - **where** it grants them, its [`Reach`]: a ClusterRoleBinding reaches every namespace; a
+//!   RoleBinding in a protected namespace reaches the cluster's own workloads and tokens
+//!   (kube-system, kube-public, kube-node-lease, Flux's, fluxgate's, the namespaces the GitLab
+//!   agent runs in, `platformNamespaces` and `protectedNamespaces`); a RoleBinding elsewhere
+//!   reaches that namespace only;
+//! - **who** gets them: the catch-all groups (`gitlab:ci_job`, `gitlab:user`) and per-job
+//!   users only read-only roles; production tiers no ClusterRoleBinding.
+//!
+//! ## One environment's own namespace
+//! GitLab's managed Kubernetes resources create a namespace per environment and bind ClusterRole
+//! `admin` there to `gitlab:project_env:<project>:<environment>`: one environment of one
+//! project, confined to a namespace made for it, the scope GitLab intends. Such a binding is
+//! judged at [`Reach::Environment`], where only the paths that escape a namespace are broad
+//! (escalate, bind, impersonating users or groups, relabelling the namespace). A namespace
+//! counts as made for it by facts a requester cannot set by naming things:
+//! - the binding is a RoleBinding whose GitLab subjects are exactly one
+//!   `gitlab:project_env:` group (no other GitLab identity, no `system:authenticated`);
+//! - the namespace is not protected (above);
+//! - no other RoleBinding there (in the cluster view) names another GitLab identity besides the
+//!   catch-all groups: a namespace two environments or projects share is neither's own.
+//!
+//! The namespace's name, labels and annotations (the template's `agent.gitlab.com/*` labels
+//! included) play no part. `environmentNamespaces: deny` turns this off. Every other identity,
+//! a whole project or group included, keeps the narrow rules of [`Reach::Namespace`].
+//!
+//! Role and ClusterRole changes are judged by what they add to every role they make up: a
+//! ClusterRole whose labels match `view`'s aggregationRule widens `view` and every binding of
+//! it, and is denied when it is applied, as a later binding of the widened role is. Bindings
+//! that hand out impersonation are judged whoever their subjects are: only the GitLab agent's
+//! ServiceAccount may hold it, known from `agentServiceAccounts` or from the workloads the
+//! cluster view sees running agentk, never from a binding's labels or name.
+//!
+//! A binding or role the API server would refuse (a malformed roleRef, a map where a list
+//! belongs) that names no GitLab identity is an input error
+//! ([`crate::finding::Severity::Invalid`]), not a violation; one that does name a GitLab identity stays a
+//! violation (fail closed).
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::SettingError;
 use super::{CREATE_UPDATE, Context, KindRule, Policy, PolicySettings};
@@ -25,7 +63,7 @@ use crate::cluster::{ClusterView, Lookup, NamedRoles, ObjectKey, RoleFacts};
 use crate::finding::{Finding, Mode, PolicyId};
 use crate::gitlab::identity::Identity;
 use crate::rbac::defaults::{default_cluster_role, default_cluster_roles};
-use crate::rbac::{Reason, Reasons, RuleSummary, Targets, describe_targets};
+use crate::rbac::{Reach, Reason, Reasons, RuleSummary, Targets, describe_targets};
 use crate::selector::LabelSelector;
 use crate::selector::selector_matches;
 
@@ -33,6 +71,10 @@ const ID: PolicyId = PolicyId::CiImpersonation;
 const GROUP: &str = crate::rbac::GROUP;
 /// How many rules and bindings a message quotes before saying "and N more".
 const MAX_QUOTED: usize = 3;
+/// How many ClusterRoles one review may visit through aggregation selectors. A role that
+/// aggregates more cannot be resolved (fail closed): no real cluster comes near it, and it
+/// keeps the work of a review bounded whatever the cluster holds.
+const MAX_AGGREGATED_ROLES: usize = 4096;
 
 const KINDS: &[KindRule] = &[
     KindRule {
@@ -91,18 +133,39 @@ pub enum UnresolvedRole {
     Warn,
 }
 
+/// Whether something is allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Allowance {
+    Allow,
+    Deny,
+}
+
+/// The namespaces protected by default: Kubernetes' own, Flux's, fluxgate's and the agent
+/// chart's default.
+pub const DEFAULT_PROTECTED_NAMESPACES: &[&str] = &[
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "flux-system",
+    "fluxgate-system",
+    "gitlab-agent",
+];
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
-    /// A broad role bound to any GitLab identity.
+    /// A role bound to a GitLab identity that opens an escalation path where it is bound.
     pub broad_roles: Response,
-    /// `*` in resources with read verbs only, in named non-core API groups (Flux's
-    /// flux-view, which aggregates into view): `deny` counts it as broad (`broad_roles`
-    /// decides), `warn` reports it apart, `off` ignores it.
+    /// `*` in resources with read verbs only, in named API groups other than the core one
+    /// (Flux's flux-view, which aggregates into view): it reaches no secret and no
+    /// credential. `off` does not report it, `warn` reports it apart, `deny` counts it as
+    /// broad wherever it is bound.
     pub wildcard_reads: Response,
-    /// A catch-all group or per-job user bound to a role outside `read_only_roles`.
+    /// A catch-all group or per-job user bound to a role outside `read_only_roles`, or to a
+    /// listed role that grants writes.
     pub catch_all_subjects: Response,
     /// ClusterRole names, or `namespace/name` of a Role.
     pub read_only_roles: Vec<String>,
@@ -120,6 +183,14 @@ pub struct Settings {
     pub agent_cluster_admin: Response,
     /// Users whose ClusterRole updates are reported, never denied.
     pub aggregation_controller_users: Vec<String>,
+    /// Namespaces where a RoleBinding reaches the cluster's own workloads and tokens.
+    pub protected_namespaces: Vec<String>,
+    /// A RoleBinding that gives one environment's identity power in a namespace made for it.
+    pub environment_namespaces: Allowance,
+    /// `tenant-lockdown`'s platform namespaces, protected too; filled in by the
+    /// configuration, which gathers every policy's settings.
+    #[serde(skip)]
+    pub platform_namespaces: Vec<String>,
 }
 
 impl Default for Settings {
@@ -127,7 +198,7 @@ impl Default for Settings {
         Settings {
             mode: None,
             broad_roles: Response::Deny,
-            wildcard_reads: Response::Deny,
+            wildcard_reads: Response::Off,
             catch_all_subjects: Response::Deny,
             read_only_roles: vec!["view".into()],
             cluster_role_bindings: Response::Deny,
@@ -141,6 +212,12 @@ impl Default for Settings {
                 "system:serviceaccount:kube-system:clusterrole-aggregation-controller".into(),
                 "system:kube-controller-manager".into(),
             ],
+            protected_namespaces: DEFAULT_PROTECTED_NAMESPACES
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
+            environment_namespaces: Allowance::Allow,
+            platform_namespaces: Vec::new(),
         }
     }
 }
@@ -175,6 +252,14 @@ impl PolicySettings for Settings {
                 ));
             }
         }
+        for (i, entry) in self.protected_namespaces.iter().enumerate() {
+            if entry.is_empty() || entry.contains('/') {
+                return Err(SettingError::new(
+                    format!("protectedNamespaces[{i}]"),
+                    format!("{entry:?} is not a namespace name"),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -185,14 +270,13 @@ fn split_namespaced(entry: &str) -> Option<(&str, &str)> {
 }
 
 impl Settings {
-    /// Splits the broad reasons of a role into those judged as broad and the wildcard reads
-    /// reported on their own.
-    fn split_broad(&self, reasons: Reasons) -> (Reasons, Reasons) {
+    /// The wildcard reads of `reasons` judged as broad, and those reported on their own.
+    fn split_reads(&self, reasons: Reasons) -> (Reasons, Reasons) {
         let reads = reasons.intersection(Reasons::of(&[Reason::WildcardResourceRead]));
         match self.wildcard_reads {
-            Response::Deny => (reasons, Reasons::default()),
-            Response::Warn => (reasons.minus(reads), reads),
-            Response::Off => (reasons.minus(reads), Reasons::default()),
+            Response::Deny => (reads, Reasons::default()),
+            Response::Warn => (Reasons::default(), reads),
+            Response::Off => (Reasons::default(), Reasons::default()),
         }
     }
 
@@ -217,15 +301,145 @@ impl Settings {
             .any(|(ns, name)| subject.is_service_account(ns, name))
     }
 
-    /// Whether a subject of this binding may hold impersonation: a configured agent
-    /// ServiceAccount, or the agent's ServiceAccount in the agent chart's own binding.
-    fn may_impersonate(&self, binding: &BindingFacts, subject: &Subject) -> bool {
-        self.is_agent_account(subject)
-            || (binding.agent_chart
-                && view_rbac::is_agent_chart_subject(&binding.name, binding.role.name(), subject))
+    /// Why a namespace is protected by configuration, if it is.
+    fn configured_protection(&self, namespace: &str) -> Option<&'static str> {
+        if self.protected_namespaces.iter().any(|n| n == namespace) {
+            Some("protectedNamespaces")
+        } else if self.platform_namespaces.iter().any(|n| n == namespace) {
+            Some("tenant-lockdown's platformNamespaces")
+        } else if self
+            .agent_service_accounts
+            .iter()
+            .filter_map(|entry| split_namespaced(entry))
+            .any(|(ns, _)| ns == namespace)
+        {
+            Some("the namespace of agentServiceAccounts")
+        } else {
+            None
+        }
     }
 }
 
+/// What one review knows of the cluster beyond the request, read once.
+struct Cluster<'a> {
+    view: &'a dyn ClusterView,
+    settings: &'a Settings,
+    /// (namespace, ServiceAccount) of every object the view sees running agentk.
+    agents: OnceCell<Vec<(String, Option<String>)>>,
+}
+
+/// Where a binding grants its role, and why when it is not what its kind alone says.
+struct Placement {
+    reach: Reach,
+    note: String,
+}
+
+impl<'a> Cluster<'a> {
+    fn new(view: &'a dyn ClusterView, settings: &'a Settings) -> Self {
+        Cluster {
+            view,
+            settings,
+            agents: OnceCell::new(),
+        }
+    }
+
+    fn agents(&self) -> &[(String, Option<String>)] {
+        self.agents
+            .get_or_init(|| match self.view.agent_installations() {
+                Lookup::Found(installations) => installations
+                    .into_iter()
+                    .flat_map(|i| i.objects)
+                    .map(|o| (o.namespace, o.service_account))
+                    .collect(),
+                _ => Vec::new(),
+            })
+    }
+
+    /// Why a namespace is protected, if it is.
+    fn protection(&self, namespace: &str) -> Option<String> {
+        if let Some(why) = self.settings.configured_protection(namespace) {
+            return Some(format!("listed in {why}"));
+        }
+        self.agents()
+            .iter()
+            .any(|(ns, _)| ns == namespace)
+            .then(|| "the GitLab agent runs there".to_string())
+    }
+
+    /// Whether a subject may hold impersonation: the GitLab agent's ServiceAccount, as the
+    /// configuration (`agentServiceAccounts`) or the cluster view (the account the workloads
+    /// running agentk run as) knows it.
+    fn may_impersonate(&self, subject: &Subject) -> bool {
+        self.settings.is_agent_account(subject)
+            || (&*subject.kind == "ServiceAccount"
+                && self.agents().iter().any(|(ns, account)| {
+                    subject.namespace.as_deref() == Some(ns.as_str())
+                        && account.as_deref() == Some(&*subject.name)
+                }))
+    }
+
+    fn placement(&self, binding: &BindingFacts) -> Placement {
+        let namespace = match (binding.kind, &binding.namespace) {
+            (BindingKind::RoleBinding, Some(ns)) => ns,
+            _ => {
+                return Placement {
+                    reach: Reach::Cluster,
+                    note: String::new(),
+                };
+            }
+        };
+        if let Some(why) = self.protection(namespace) {
+            return Placement {
+                reach: Reach::Protected,
+                note: format!(" ({why})"),
+            };
+        }
+        let Some(identity) = environment_identity(&binding.subjects) else {
+            return Placement {
+                reach: Reach::Namespace,
+                note: String::new(),
+            };
+        };
+        let not_own = |why: String| Placement {
+            reach: Reach::Namespace,
+            note: format!(
+                " (not {identity}'s own namespace, where the rules for one environment would apply: {why})"
+            ),
+        };
+        if self.settings.environment_namespaces == Allowance::Deny {
+            return not_own("environmentNamespaces: deny".into());
+        }
+        match self
+            .view
+            .other_gitlab_identity_in(namespace, identity, &binding.name)
+        {
+            Lookup::Found(None) | Lookup::Missing => Placement {
+                reach: Reach::Environment,
+                note: String::new(),
+            },
+            Lookup::Found(Some((other, by))) => not_own(format!(
+                "RoleBinding {namespace}/{by} gives {other} power there too"
+            )),
+            Lookup::Unknown => {
+                not_own("the cluster view cannot tell yet who else is bound there".to_string())
+            }
+        }
+    }
+}
+
+/// The one environment identity a binding names, when it names no other GitLab identity and
+/// no group every identity carries.
+fn environment_identity(subjects: &[Subject]) -> Option<&str> {
+    if !implicit_gitlab_subjects(subjects).is_empty() {
+        return None;
+    }
+    let gitlab = gitlab_subjects(subjects);
+    let first = gitlab.first()?;
+    let one = gitlab
+        .iter()
+        .all(|s| s.subject.name == first.subject.name && &*s.subject.kind == "Group");
+    (one && matches!(first.identity, Identity::ProjectEnv { .. })).then_some(&*first.subject.name)
+}
 #[derive(Default)]
 pub struct CiImpersonation;
 
@@ -402,10 +616,62 @@ impl Problems {
     }
 }
 
+/// The finding for an object the API server would refuse: an input error when it names no
+/// GitLab identity, else a violation (it is meant for a GitLab identity: fail closed).
+fn malformed(ctx: &Context<'_>, what: &str) -> Finding {
+    let object = ctx.object_ref();
+    if ctx.request.object.is_some_and(names_gitlab_identity) {
+        Finding::violation(
+            ID,
+            format!(
+                "{object} is malformed: {what}. It names a GitLab identity, and fluxgate cannot tell what it would grant (fail closed); fix the manifest"
+            ),
+        )
+    } else {
+        Finding::invalid(
+            ID,
+            format!(
+                "{object} is malformed: {what}. The API server refuses it (an input error, not a policy violation); fix the manifest"
+            ),
+        )
+    }
+}
+
+/// Whether any string under an object's `subjects`, however malformed they are, is a GitLab
+/// identity or a group every GitLab identity carries.
+fn names_gitlab_identity(raw: &RawValue) -> bool {
+    fn any_identity(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(s) => {
+                Identity::parse(s).is_some() || IMPLICIT_GITLAB_GROUPS.contains(&s.as_str())
+            }
+            serde_json::Value::Array(items) => items.iter().any(any_identity),
+            serde_json::Value::Object(members) => members.values().any(any_identity),
+            _ => false,
+        }
+    }
+    #[derive(Deserialize)]
+    struct SubjectsOnly {
+        #[serde(default)]
+        subjects: serde_json::Value,
+    }
+    match serde_json::from_str::<SubjectsOnly>(raw.get()) {
+        Ok(object) => any_identity(&object.subjects),
+        // Not even an object: nothing says whom it is for.
+        Err(_) => false,
+    }
+}
+
 fn judge_binding(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
-    let mut object: BindingObject = match ctx.parse_object(ID) {
+    let Some(raw) = ctx.request.object else {
+        return vec![Finding::violation(
+            ID,
+            format!("{} has no object in the request", ctx.object_ref()),
+        )];
+    };
+    let mut object: BindingObject = match ctx.view_of(raw) {
         Ok(object) => object,
-        Err(finding) => return vec![finding],
+        Err(e) => return vec![malformed(ctx, &e)],
     };
     let Some(kind) = BindingKind::parse(&ctx.request.kind.kind) else {
         return Vec::new();
@@ -417,34 +683,51 @@ fn judge_binding(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
         object.metadata.name = ctx.request.name().to_string();
     }
     let Some(binding) = BindingFacts::from_object(&object, kind) else {
-        return vec![Finding::violation(
-            ID,
-            format!(
-                "{} refers to {} {:?} of apiGroup {:?}: a roleRef must be a Role or ClusterRole of {GROUP} (a ClusterRoleBinding only a ClusterRole); fix roleRef",
-                ctx.object_ref(),
-                object.role_ref.kind,
-                object.role_ref.name,
-                object.role_ref.api_group
+        return vec![malformed(
+            ctx,
+            &format!(
+                "it refers to {} {:?} of apiGroup {:?}, and a roleRef must be a Role or ClusterRole of {GROUP} (a ClusterRoleBinding only a ClusterRole)",
+                object.role_ref.kind, object.role_ref.name, object.role_ref.api_group
             ),
         )];
     };
-    let scope = binding.scope();
+    if let Some(why) = BindingFacts::invalid_subject(&object) {
+        return vec![malformed(ctx, &why)];
+    }
+    let cluster = Cluster::new(ctx.view, settings);
     let gitlab = gitlab_subjects(&binding.subjects);
     let everyone = implicit_gitlab_subjects(&binding.subjects);
     let mut resolver = Resolver::new(ctx.view);
     let resolved = resolver.role(&binding.role);
     let role = &binding.role;
     let mut problems = Problems::default();
-    let implicit = if everyone.is_empty() {
-        String::new()
+    let judged = !gitlab.is_empty() || !everyone.is_empty();
+    // Where it reaches matters only for what is judged: most bindings in a cluster name no
+    // GitLab identity and hand out no impersonation, and cost no more lookups.
+    let placement = if judged || resolved.as_ref().is_ok_and(|s| !s.impersonates.is_empty()) {
+        cluster.placement(&binding)
     } else {
-        format!(
-            " ({} includes every identity the GitLab agent impersonates: the API server adds it to every impersonated user)",
-            quote(everyone.iter().map(|s| s.to_string()))
-        )
+        Placement {
+            reach: Reach::Namespace,
+            note: String::new(),
+        }
     };
+    let reach = placement.reach;
 
-    if !gitlab.is_empty() || !everyone.is_empty() {
+    if judged {
+        let implicit = if everyone.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({} includes every identity the GitLab agent impersonates: the API server adds it to every impersonated user)",
+                quote(everyone.iter().map(|s| s.to_string()))
+            )
+        };
+        let place = format!(
+            "{}{}",
+            reach.describe(binding.namespace.as_deref()),
+            placement.note
+        );
         match &resolved {
             // Kubernetes binds its own system: roles to system:authenticated; a role that
             // cannot be resolved is judged for explicit GitLab identities only.
@@ -454,35 +737,39 @@ fn judge_binding(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
                     UnresolvedRole::Deny => Response::Deny,
                     UnresolvedRole::Warn => Response::Warn,
                 };
+                let fix = if ctx.view.offline() {
+                    "give fluxgate check the cluster's roles with --cluster-state (for example the output of kubectl get clusterroles,roles -A -o yaml), or set unresolvedRole: warn"
+                } else {
+                    "create the role before the binding, or set unresolvedRole: warn"
+                };
                 problems.push_problem(
                     response,
                     Problem {
                         text: format!(
-                            "{role} cannot be resolved: {why}. fluxgate cannot tell what it grants and does not allow it for GitLab identities (fail closed); create the role before the binding, or set unresolvedRole: warn"
+                            "{role} cannot be resolved: {why}. fluxgate cannot tell what it grants and does not allow it for GitLab identities (fail closed); {fix}"
                         ),
                         wants_alternative: false,
                     },
                 );
             }
             Ok(summary) => {
-                let (broad, reads) = settings.split_broad(scope.broad(summary.reasons));
+                let (reads_denied, reads_warned) = settings.split_reads(summary.reasons);
+                let broad = reach.broad(summary.reasons).union(reads_denied);
                 if !broad.is_empty() {
                     problems.push(
                         settings.broad_roles,
                         format!(
-                            "{role} is broad {}{implicit}: {}",
-                            scope_text(&binding),
+                            "{role} is broad {place}{implicit}: {}",
                             summary.explain(broad, Targets::default(), MAX_QUOTED)
                         ),
                     );
                 }
-                if !reads.is_empty() {
+                if !reads_warned.is_empty() {
                     problems.push(
                         Response::Warn,
                         format!(
-                            "{role} reads every resource of some API groups {}{implicit}: {}",
-                            scope_text(&binding),
-                            summary.explain(reads, Targets::default(), MAX_QUOTED)
+                            "{role} reads every resource of some API groups {place}{implicit}: {}",
+                            summary.explain(reads_warned, Targets::default(), MAX_QUOTED)
                         ),
                     );
                 }
@@ -490,29 +777,43 @@ fn judge_binding(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
         }
     }
     if !gitlab.is_empty() {
+        let narrow: Vec<&GitLabSubject> = gitlab
+            .iter()
+            .filter(|s| s.identity.is_catch_all() || s.identity.is_per_job())
+            .collect();
         if !settings.is_read_only(role) {
-            for s in gitlab.iter().filter(|s| s.identity.is_catch_all()) {
-                problems.push(
-                    settings.catch_all_subjects,
-                    format!(
-                        "{} covers {}: a catch-all group may only be bound to read-only roles ({}), not {role}",
-                        s.subject,
-                        s.identity.describe(),
-                        list_or_none(&settings.read_only_roles)
-                    ),
-                );
-            }
-            for s in gitlab.iter().filter(|s| s.identity.is_per_job()) {
-                problems.push(
-                    settings.catch_all_subjects,
+            for s in &narrow {
+                let text = if s.identity.is_per_job() {
                     format!(
                         "{} is {}: the binding outlives the job, and a per-job user may only be bound to read-only roles ({}), not {role}; bind the project or environment group instead",
                         s.subject,
                         s.identity.describe(),
                         list_or_none(&settings.read_only_roles)
-                    ),
-                );
+                    )
+                } else {
+                    format!(
+                        "{} covers {}: a catch-all group may only be bound to read-only roles ({}), not {role}",
+                        s.subject,
+                        s.identity.describe(),
+                        list_or_none(&settings.read_only_roles)
+                    )
+                };
+                problems.push(settings.catch_all_subjects, text);
             }
+        } else if let Ok(summary) = &resolved
+            && summary.reasons.contains(Reason::Write)
+            && !narrow.is_empty()
+        {
+            // readOnlyRoles names roles; what they grant is what counts (aggregation can
+            // add writes to view).
+            problems.push(
+                settings.catch_all_subjects,
+                format!(
+                    "{role} is listed in readOnlyRoles, but it grants writes, which {} may not hold: {}",
+                    join_subjects(&narrow),
+                    summary.explain(Reasons::of(&[Reason::Write]), Targets::default(), MAX_QUOTED)
+                ),
+            );
         }
         if kind == BindingKind::ClusterRoleBinding {
             let (production, others): (Vec<&GitLabSubject>, Vec<&GitLabSubject>) =
@@ -541,19 +842,19 @@ fn judge_binding(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
     }
 
     if let Ok(summary) = &resolved {
-        let targets = scope.impersonation(summary.impersonates);
+        let targets = reach.impersonation(summary.impersonates);
         if !targets.is_empty() {
             let offenders: Vec<String> = binding
                 .subjects
                 .iter()
-                .filter(|s| !settings.may_impersonate(&binding, s))
+                .filter(|s| !cluster.may_impersonate(s))
                 .map(|s| s.to_string())
                 .collect();
             if !offenders.is_empty() {
                 problems.push_problem(
                     settings.impersonation,
                     Problem { wants_alternative: false, text: format!(
-                        "{role} grants impersonation of {} to {}: {}. That is the key to every identity the GitLab agent impersonates; only the agent's ServiceAccount may hold it (list it in agentServiceAccounts)",
+                        "{role} grants impersonation of {} to {}: {}. That is the key to every identity the GitLab agent impersonates; only the agent's ServiceAccount may hold it (list it in agentServiceAccounts: fluxgate knows it by itself only once a workload running agentk as that account is in the cluster)",
                         describe_targets(targets),
                         offenders.join(", "),
                         summary.explain(Reasons::default(), targets, MAX_QUOTED)
@@ -566,10 +867,7 @@ fn judge_binding(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
     let agents_own = kind == BindingKind::ClusterRoleBinding
         && matches!(role, RoleKey::ClusterRole { name } if name.as_ref() == "cluster-admin")
         && !binding.subjects.is_empty()
-        && binding
-            .subjects
-            .iter()
-            .all(|s| settings.may_impersonate(&binding, s));
+        && binding.subjects.iter().all(|s| cluster.may_impersonate(s));
     if agents_own {
         problems.push_problem(
             settings.agent_cluster_admin,
@@ -606,11 +904,58 @@ fn judge_binding(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
     problems.into_findings(&header, &alternative)
 }
 
-fn scope_text(binding: &BindingFacts) -> String {
-    match (&binding.kind, &binding.namespace) {
-        (BindingKind::RoleBinding, Some(ns)) => format!("in namespace {ns}"),
-        _ => "in every namespace".into(),
+/// Whether `username` with `groups` (a static identity an agent configuration impersonates)
+/// is privileged: a group or user Kubernetes itself makes powerful (see
+/// [`crate::rbac::well_known_privileged`]), or one that a binding in the cluster view (in
+/// `fluxgate check`, the manifests and `--cluster-state`) gives a role that is broad where
+/// it is bound. Returns why, for the message. Scans the bindings: not for the request path.
+pub fn privileged_identity(
+    view: &dyn ClusterView,
+    settings: &Settings,
+    username: &str,
+    groups: &[String],
+) -> Option<String> {
+    if let Some(why) = crate::rbac::well_known_privileged(username, groups) {
+        return Some(why);
     }
+    let mut subjects: Vec<(&str, &str, Option<&str>)> = Vec::new();
+    match username
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split_once(':'))
+    {
+        Some((ns, name)) => subjects.push(("ServiceAccount", name, Some(ns))),
+        None if !username.is_empty() => subjects.push(("User", username, None)),
+        None => {}
+    }
+    subjects.extend(groups.iter().map(|g| ("Group", g.as_str(), None)));
+    let cluster = Cluster::new(view, settings);
+    let mut resolver = Resolver::new(view);
+    for (kind, name, namespace) in subjects {
+        let Lookup::Found(bindings) = view.bindings_naming(kind, name, namespace) else {
+            continue;
+        };
+        for binding in bindings {
+            let Ok(summary) = resolver.role(&binding.role) else {
+                continue;
+            };
+            // Judged as for any identity but one environment's own.
+            let reach = cluster.placement(&binding).reach.max(Reach::Namespace);
+            let broad = reach.broad(summary.reasons);
+            if !broad.is_empty() {
+                let subject = match namespace {
+                    Some(ns) => format!("{kind} {ns}/{name}"),
+                    None => format!("{kind} {name}"),
+                };
+                return Some(format!(
+                    "{binding} gives {subject} {}, which is broad {}: {}",
+                    binding.role,
+                    reach.describe(binding.namespace.as_deref()),
+                    summary.explain(broad, Targets::default(), 1)
+                ));
+            }
+        }
+    }
+    None
 }
 
 fn list_or_none(items: &[String]) -> String {
@@ -706,10 +1051,15 @@ fn agent_cluster_admin_text(binding: &BindingFacts) -> String {
 /// Resolves roles to the summary of what they grant: the role in the cluster view, else the
 /// Kubernetes default of that name; a ClusterRole with an aggregationRule also grants what
 /// every ClusterRole its selectors match grants (from the view, plus the defaults the view
-/// does not override), recursively.
+/// does not override), recursively. Every role is resolved once per review, and the walk
+/// visits at most [`MAX_AGGREGATED_ROLES`] ClusterRoles.
 struct Resolver<'v> {
     view: &'v dyn ClusterView,
     done: HashMap<Arc<str>, RuleSummary>,
+    /// ClusterRoles the aggregation walk may still visit.
+    budget: usize,
+    /// Whether the walk ran out of budget: what it resolved since is incomplete.
+    exhausted: bool,
 }
 
 impl<'v> Resolver<'v> {
@@ -717,6 +1067,23 @@ impl<'v> Resolver<'v> {
         Resolver {
             view,
             done: HashMap::new(),
+            budget: MAX_AGGREGATED_ROLES,
+            exhausted: false,
+        }
+    }
+
+    fn missing(&self, default_too: bool) -> String {
+        let not_default = if default_too {
+            " and is not a Kubernetes default role"
+        } else {
+            ""
+        };
+        if self.view.offline() {
+            format!(
+                "it is neither among the manifests checked nor in a --cluster-state file{not_default}"
+            )
+        } else {
+            format!("it does not exist in the cluster{not_default}")
         }
     }
 
@@ -724,7 +1091,7 @@ impl<'v> Resolver<'v> {
         match key {
             RoleKey::Role { namespace, name } => match self.view.role(namespace, name) {
                 Lookup::Found(facts) => Ok(facts.summary.clone()),
-                Lookup::Missing => Err("it does not exist in the cluster".into()),
+                Lookup::Missing => Err(self.missing(false)),
                 Lookup::Unknown => Err("the cluster view cannot tell whether it exists (not synced yet, or its watch of the API server is lost)".into()),
             },
             RoleKey::ClusterRole { name } => {
@@ -740,9 +1107,7 @@ impl<'v> Resolver<'v> {
             Lookup::Found(facts) => Ok(facts),
             lookup => match default_cluster_role(name) {
                 Some(facts) => Ok(facts.clone()),
-                None if lookup == Lookup::Missing => Err(
-                    "it does not exist in the cluster and is not a Kubernetes default role".into(),
-                ),
+                None if lookup == Lookup::Missing => Err(self.missing(true)),
                 None => Err("the cluster view cannot tell whether it exists (not synced yet, or its watch of the API server is lost)".into()),
             },
         }
@@ -779,6 +1144,7 @@ impl<'v> Resolver<'v> {
                 if visiting.contains(&source) {
                     continue;
                 }
+                self.spend(name)?;
                 visiting.push(source.clone());
                 let inner = self.effective(&source, &source_facts, visiting);
                 visiting.pop();
@@ -786,6 +1152,21 @@ impl<'v> Resolver<'v> {
             }
         }
         Ok(())
+    }
+
+    fn spend(&mut self, name: &str) -> Result<(), String> {
+        match self.budget.checked_sub(1) {
+            Some(left) => {
+                self.budget = left;
+                Ok(())
+            }
+            None => {
+                self.exhausted = true;
+                Err(format!(
+                    "ClusterRole {name} aggregates more than {MAX_AGGREGATED_ROLES} ClusterRoles, more than fluxgate resolves in one review"
+                ))
+            }
+        }
     }
 
     /// The ClusterRoles a selector aggregates into `into`, which never aggregates itself.
@@ -846,9 +1227,16 @@ struct Widened {
 }
 
 fn judge_role(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
-    let new: RoleObject = match ctx.parse_object(ID) {
+    let Some(raw) = ctx.request.object else {
+        return vec![Finding::violation(
+            ID,
+            format!("{} has no object in the request", ctx.object_ref()),
+        )];
+    };
+    let new: RoleObject = match ctx.view_of(raw) {
         Ok(object) => object,
-        Err(finding) => return vec![finding],
+        // A role names no identity: whatever binds it is judged on its own.
+        Err(e) => return vec![malformed(ctx, &e)],
     };
     let cluster_role = ctx.request.kind.kind == "ClusterRole";
     let old: Option<RoleObject> = match (ctx.request.operation, ctx.request.old_object) {
@@ -879,6 +1267,7 @@ fn judge_role(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
         .iter()
         .any(|u| u == &ctx.request.user_info.username);
 
+    let cluster = Cluster::new(ctx.view, settings);
     let mut resolver = Resolver::new(ctx.view);
     // The aggregation controller only copies rules: what it writes is judged as written.
     // Anyone else's change is judged by what the role will grant once aggregated.
@@ -909,7 +1298,7 @@ fn judge_role(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
     let mut widened = Vec::new();
     let (reasons, targets) = new_summary.added_since(&old_summary);
     if !reasons.is_empty() || !targets.is_empty() {
-        widened.extend(widen(ctx.view, settings, None, &key, reasons, targets));
+        widened.extend(widen(&cluster, None, &key, reasons, targets));
     }
     let grants_anything = !new_summary.reasons.is_empty() || !new_summary.impersonates.is_empty();
     if cluster_role && !by_controller && grants_anything {
@@ -919,6 +1308,9 @@ fn judge_role(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
         while let Some((target, facts)) = queue.pop() {
             if !seen.insert(target.clone()) {
                 continue;
+            }
+            if resolver.spend(&name).is_err() {
+                break;
             }
             let mut visiting = vec![target.clone()];
             let current = resolver
@@ -930,8 +1322,7 @@ fn judge_role(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
                     name: target.clone(),
                 };
                 if let Some(w) = widen(
-                    ctx.view,
-                    settings,
+                    &cluster,
                     Some(target.clone()),
                     &target_key,
                     reasons,
@@ -951,6 +1342,16 @@ fn judge_role(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
 
     let mut findings = Vec::new();
     let object = ctx.object_ref();
+    if resolver.exhausted && grants_anything && !by_controller {
+        // The roles this change widens were not all resolved: fail closed.
+        findings.push(Finding::violation(
+            ID,
+            format!(
+                "{object} grants {} and aggregates into ClusterRoles that aggregate more than {MAX_AGGREGATED_ROLES} ClusterRoles between them, more than fluxgate resolves in one review: it cannot tell which bindings of GitLab identities this change widens (fail closed). Remove the rule or the aggregation label, or the ClusterRoles that make the aggregation this large",
+                describe_reasons(new_summary.reasons)
+            ),
+        ));
+    }
     for w in widened {
         findings.extend(role_findings(
             &object,
@@ -964,16 +1365,18 @@ fn judge_role(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
     findings
 }
 
-/// The bindings of `role` that a change adding `reasons` and `targets` would widen.
+/// The bindings of `role` that a change adding `reasons` and `targets` would widen: those
+/// where an added right is broad, and those of catch-all groups to a read-only role that
+/// gains writes.
 fn widen(
-    view: &dyn ClusterView,
-    settings: &Settings,
+    cluster: &Cluster<'_>,
     through: Option<Arc<str>>,
     role: &RoleKey,
     reasons: Reasons,
     targets: Targets,
 ) -> Option<Widened> {
-    let Lookup::Found(bindings) = view.bindings_to(role) else {
+    let settings = cluster.settings;
+    let Lookup::Found(bindings) = cluster.view.bindings_to(role) else {
         return None;
     };
     let mut widened = Widened {
@@ -982,18 +1385,24 @@ fn widen(
         impersonation: Vec::new(),
     };
     for binding in bindings {
-        let scope = binding.scope();
-        let (broad, reads) = settings.split_broad(scope.broad(reasons));
-        let broad = broad.union(reads);
+        let reach = cluster.placement(&binding).reach;
+        let (reads_denied, reads_warned) = settings.split_reads(reasons);
+        let mut broad = reach.broad(reasons).union(reads_denied).union(reads_warned);
+        let narrow_subjects = gitlab_subjects(&binding.subjects)
+            .iter()
+            .any(|s| s.identity.is_catch_all() || s.identity.is_per_job());
+        if reasons.contains(Reason::Write) && narrow_subjects && settings.is_read_only(role) {
+            broad.insert(Reason::Write);
+        }
         if !broad.is_empty() && !judged_subject_names(&binding.subjects).is_empty() {
             widened.broad.push((binding.clone(), broad));
         }
-        let imp = scope.impersonation(targets);
+        let imp = reach.impersonation(targets);
         if !imp.is_empty() {
             let offenders: Vec<String> = binding
                 .subjects
                 .iter()
-                .filter(|s| !settings.may_impersonate(&binding, s))
+                .filter(|s| !cluster.may_impersonate(s))
                 .map(|s| s.to_string())
                 .collect();
             if !offenders.is_empty() {
@@ -1030,17 +1439,28 @@ fn role_findings(
             let subjects = judged_subject_names(&b.subjects);
             format!("{b} ({})", subjects.join(", "))
         }));
-        let only_wildcard_reads = reasons
+        let only_reads = reasons
             .minus(Reasons::of(&[Reason::WildcardResourceRead]))
             .is_empty();
+        let what = if reasons == Reasons::of(&[Reason::Write]) {
+            format!(
+                "this change makes {how} grant writes, but it is listed in readOnlyRoles for the catch-all groups bound to it by {bindings}"
+            )
+        } else {
+            format!(
+                "this change makes {how} broad while GitLab identities are bound to it by {bindings}"
+            )
+        };
         problems.push(
-            if by_controller || (only_wildcard_reads && settings.wildcard_reads == Response::Warn) {
+            if by_controller || (only_reads && settings.wildcard_reads == Response::Warn) {
                 Response::Warn
+            } else if reasons == Reasons::of(&[Reason::Write]) {
+                settings.catch_all_subjects
             } else {
                 settings.broad_roles
             },
             format!(
-                "this change makes {how} broad while GitLab identities are bound to it by {bindings}: {}",
+                "{what}: {}",
                 summary.explain(reasons, Targets::default(), MAX_QUOTED)
             ),
         );
@@ -1077,9 +1497,23 @@ fn role_findings(
     } else if widened.through.is_some() {
         "Remove the rule, or the label that aggregates this ClusterRole; bind GitLab identities to a namespaced Role with only what their jobs deploy."
     } else {
-        "Remove or narrow the rule, or bind GitLab identities to a narrower namespaced Role, one RoleBinding per project environment."
+        "Remove or narrow the rule, or bind GitLab identities to a narrower namespaced Role, one RoleBinding per project environment (gitlab:project_env:<project id>:<environment slug>)."
     };
     problems.into_findings(&header, alternative)
+}
+
+/// The rights a summary names, for a message that quotes no rule.
+fn describe_reasons(reasons: Reasons) -> String {
+    let named: Vec<&str> = Reach::Cluster
+        .broad(reasons)
+        .iter()
+        .map(|r| r.describe())
+        .collect();
+    if named.is_empty() {
+        "what it grants".to_string()
+    } else {
+        quote(named.into_iter().map(str::to_string))
+    }
 }
 
 /// The first few items, then how many more there are.

@@ -11,14 +11,19 @@
 //!   Masterminds/semver constraints Flux uses define "accepts" ([`crate::flux::semver`]:
 //!   `^0.2` is `>=0.2.0 <0.3.0`, `>=1.2.0-0 <2.0.0` accepts `2.0.0-rc.1`...). Below 1.0.0,
 //!   where semver lets anything change, one minor version (`0.2.x`) plays the part of a major,
-//!   as in caret ranges. A range that crosses, accepts nothing, or does not parse is denied;
-//!   the message names two versions it accepts in different majors and suggests a bounded
-//!   range derived from it.
-//! - A moving tag (`movingTags`, matched ignoring case, or `movingTagPattern`, by default
-//!   partial versions like `1`, `v1.2`, `1.2-alpine`, anything `latest` and `*-SNAPSHOT`) is
-//!   denied. Any other tag is allowed: a release (`1.4.2`, `v1.4.2-rc.1`) names one version,
-//!   and commit SHAs or build numbers are immutable by convention. The configuration decides
-//!   what moves: a tag it matches is denied even if it reads like a version.
+//!   as in caret ranges. A range that crosses or accepts nothing is denied: the message names
+//!   two versions it accepts in different majors and suggests a bounded range derived from
+//!   it. A range Masterminds refuses is denied too, since Flux cannot reconcile the source;
+//!   the message quotes Masterminds' error, as source-controller would report it.
+//! - A tag is allowed only when it is known not to move: a full version (`1.4.2`,
+//!   `v1.4.2-rc.1`, `1.4.2+build.7` or, as Helm writes build metadata in OCI tags,
+//!   `1.4.2_build.7`), a commit SHA as GitLab CI writes it (`$CI_COMMIT_SHA`, 40 hex digits, or
+//!   64 in a SHA-256 repository; `$CI_COMMIT_SHORT_SHA`, 8), or a tag an operator's
+//!   `immutableTags` pattern matches. Anything else (`latest`, `V1`, `1.x`, `stable-alpine`,
+//!   `lts`, `beta`, a branch slug such as `feature-login`) is a tag the registry can move to
+//!   each new push, and is denied with the digest or range to write instead. `movingTags` and
+//!   `movingTagPattern` name tags that are denied even so (by default `*-SNAPSHOT` and
+//!   `*-latest` spellings of a version).
 //! - No ref, or an empty one: Flux follows `latest`, denied.
 //! - `semverFilter` without `semver` is ignored by Flux: an advisory, never a denial. A
 //!   `semverFilter` never counts as a bound: the range alone must stay in one major.
@@ -31,10 +36,10 @@ use serde::{Deserialize, Serialize};
 use super::{CREATE_UPDATE, Context, KindRule, Policy, PolicySettings, SettingError};
 use crate::finding::{Finding, Mode, PolicyId};
 use crate::flux::SOURCE_GROUP;
-use crate::flux::oci_repository::{self, OciRepositoryRefOnly};
+use crate::flux::oci_repository::{self, OciRepositoryRefOnly, OciRepositoryUrlOnly};
 use std::sync::RwLock;
 
-use crate::flux::semver::{Constraint, Line, Span};
+use crate::flux::semver::{Constraint, Line, ParseError, Span, Version};
 
 const ID: PolicyId = PolicyId::OciVersionPinning;
 
@@ -56,90 +61,164 @@ const PIN_ADVICE: &str = "Pin the artifact: a release tag (`tag: 1.4.2`), a dige
 (`digest: sha256:<hash>`), or a semver range within one major version \
 (`semver: \">=1.4.0 <2.0.0\"`)";
 
-pub const DEFAULT_MOVING_TAGS: &[&str] = &[
-    "latest",
-    "stable",
-    "edge",
-    "main",
-    "master",
-    "develop",
-    "dev",
-    "nightly",
-    "canary",
-    "next",
-    "head",
-    "trunk",
-    "snapshot",
-    "release",
-    "production",
-    "prod",
-    "staging",
-    "test",
-    "qa",
-    "uat",
-    "preview",
-    "local",
-];
-
-/// Partial versions with at most three digits in the major (`16`, `v1.2`, `1.25-alpine`: the
-/// registry moves them to every new patch or minor; longer numbers are more likely build
-/// numbers or dates), anything `latest`, and Maven-style snapshots.
-pub const DEFAULT_MOVING_TAG_PATTERN: &str =
-    r"v?[0-9]{1,3}(\.[0-9]+)?(-[A-Za-z][0-9A-Za-z.]*)?|(.+[-_.])?(?i:latest)([-_.].+)?|.+-SNAPSHOT";
+/// Versions whose prerelease or build names a channel that moves by convention: Maven's
+/// `-SNAPSHOT` (re-published on every build) and `-latest`.
+pub const DEFAULT_MOVING_TAG_PATTERN: &str = r"(?i).+[-_.+](snapshot|latest)([-_.+].*)?";
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
-    /// Tags that name no fixed artifact, compared ignoring case.
+    /// Tags the operator's registries keep on one artifact, beyond full versions and commit
+    /// SHAs: regexes, each matched against the whole tag.
+    pub immutable_tags: Vec<String>,
+    /// Tags denied even when they read as a version or match `immutable_tags`, compared
+    /// ignoring case.
     pub moving_tags: Vec<String>,
-    /// A regex matched against the whole tag (anchored); empty: none.
+    /// A regex for such tags, matched against the whole tag; empty: none.
     pub moving_tag_pattern: String,
-    /// `moving_tag_pattern`, compiled by [`PolicySettings::validate`].
+    /// The patterns, compiled by [`PolicySettings::validate`].
     #[serde(skip)]
-    pattern: Option<Regex>,
+    compiled: Option<TagPatterns>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             mode: None,
-            moving_tags: DEFAULT_MOVING_TAGS.iter().map(|t| t.to_string()).collect(),
+            immutable_tags: Vec::new(),
+            moving_tags: Vec::new(),
             moving_tag_pattern: DEFAULT_MOVING_TAG_PATTERN.to_string(),
-            pattern: None,
+            compiled: None,
         }
     }
 }
 
+#[derive(Debug, Clone)]
+struct TagPatterns {
+    /// Every `immutableTags` pattern in one anchored alternation.
+    immutable: Option<Regex>,
+    moving: Option<Regex>,
+}
+
+/// Why a tag is allowed or denied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagJudgement {
+    /// A full version: names one release.
+    Version,
+    /// A commit SHA as GitLab CI writes it.
+    CommitSha,
+    /// Matches an `immutableTags` pattern.
+    ImmutableByConfiguration,
+    /// Named by `movingTags` or `movingTagPattern`.
+    MovingByConfiguration,
+    /// Nothing says it stays on one artifact.
+    NotKnownToStay,
+}
+
+impl TagJudgement {
+    pub fn allowed(self) -> bool {
+        matches!(
+            self,
+            TagJudgement::Version
+                | TagJudgement::CommitSha
+                | TagJudgement::ImmutableByConfiguration
+        )
+    }
+}
+
+/// An anchored regex; `key` names the setting in the error.
+fn anchored(pattern: &str, key: &str) -> Result<Regex, SettingError> {
+    Regex::new(&format!("^(?:{pattern})$"))
+        .map_err(|e| SettingError::new(key, format!("is not a valid regex: {e}")))
+}
+
 impl Settings {
-    fn compile(pattern: &str) -> Result<Option<Regex>, SettingError> {
-        if pattern.is_empty() {
-            return Ok(None);
+    fn compile(&self) -> Result<TagPatterns, SettingError> {
+        for (i, pattern) in self.immutable_tags.iter().enumerate() {
+            let key = format!("immutableTags[{i}]");
+            if pattern.trim().is_empty() {
+                return Err(SettingError::new(key, "is empty"));
+            }
+            // `latest` is the tag every registry moves; a pattern that takes it in takes in
+            // every moving tag (`.*`, `[a-z]+`) and would turn the rule off unseen.
+            if anchored(pattern, &key)?.is_match("latest") {
+                return Err(SettingError::new(
+                    key,
+                    format!(
+                        "`{pattern}` matches `latest`, which every registry moves; list the tags your registry keeps immutable (for example `release-[0-9]+`), or set mode: off"
+                    ),
+                ));
+            }
         }
-        Regex::new(&format!("^(?:{pattern})$"))
-            .map(Some)
-            .map_err(|e| {
-                SettingError::new("movingTagPattern", format!("is not a valid regex: {e}"))
-            })
+        let immutable = if self.immutable_tags.is_empty() {
+            None
+        } else {
+            let alternation: Vec<String> = self
+                .immutable_tags
+                .iter()
+                .map(|p| format!("(?:{p})"))
+                .collect();
+            Some(anchored(&alternation.join("|"), "immutableTags")?)
+        };
+        let moving = if self.moving_tag_pattern.is_empty() {
+            None
+        } else {
+            Some(anchored(&self.moving_tag_pattern, "movingTagPattern")?)
+        };
+        Ok(TagPatterns { immutable, moving })
     }
 
-    /// The compiled pattern. `Config::from_yaml` validates settings; settings built in code
+    /// The compiled patterns. `Config::from_yaml` validates settings; settings built in code
     /// and never validated are compiled here, on each call.
-    fn pattern(&self) -> Result<Option<Cow<'_, Regex>>, SettingError> {
-        match &self.pattern {
-            Some(regex) => Ok(Some(Cow::Borrowed(regex))),
-            None => Settings::compile(&self.moving_tag_pattern).map(|r| r.map(Cow::Owned)),
+    fn patterns(&self) -> Result<Cow<'_, TagPatterns>, SettingError> {
+        match &self.compiled {
+            Some(patterns) => Ok(Cow::Borrowed(patterns)),
+            None => self.compile().map(Cow::Owned),
         }
     }
 
-    /// Whether the tag is one the registry moves.
-    pub fn is_moving(&self, tag: &str) -> Result<bool, SettingError> {
-        if self.moving_tags.iter().any(|t| t.eq_ignore_ascii_case(tag)) {
-            return Ok(true);
+    /// Whether the tag stays on one artifact, and why.
+    pub fn judge_tag(&self, tag: &str) -> Result<TagJudgement, SettingError> {
+        let patterns = self.patterns()?;
+        if self.moving_tags.iter().any(|t| t.eq_ignore_ascii_case(tag))
+            || patterns.moving.as_ref().is_some_and(|r| r.is_match(tag))
+        {
+            return Ok(TagJudgement::MovingByConfiguration);
         }
-        Ok(self.pattern()?.is_some_and(|regex| regex.is_match(tag)))
+        if names_one_version(tag) {
+            return Ok(TagJudgement::Version);
+        }
+        if is_gitlab_commit_sha(tag) {
+            return Ok(TagJudgement::CommitSha);
+        }
+        if patterns.immutable.as_ref().is_some_and(|r| r.is_match(tag)) {
+            return Ok(TagJudgement::ImmutableByConfiguration);
+        }
+        Ok(TagJudgement::NotKnownToStay)
     }
+}
+
+/// A full semver version with an optional `v` (or `V`: the same version), where an OCI tag
+/// may write build metadata with `_` since `+` is not allowed in tags (Helm's convention).
+fn names_one_version(tag: &str) -> bool {
+    let tag = tag.strip_prefix('V').unwrap_or(tag);
+    let version = if tag.contains('_') {
+        Cow::Owned(tag.replace('_', "+"))
+    } else {
+        Cow::Borrowed(tag)
+    };
+    Version::parse_strict(&version).is_some()
+}
+
+/// `$CI_COMMIT_SHA` (40 lowercase hex digits, 64 in a SHA-256 repository) or
+/// `$CI_COMMIT_SHORT_SHA` (its first 8), as GitLab CI writes them.
+fn is_gitlab_commit_sha(tag: &str) -> bool {
+    matches!(tag.len(), 8 | 40 | 64)
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl PolicySettings for Settings {
@@ -153,7 +232,7 @@ impl PolicySettings for Settings {
                 return Err(SettingError::new(format!("movingTags[{i}]"), "is empty"));
             }
         }
-        self.pattern = Settings::compile(&self.moving_tag_pattern)?;
+        self.compiled = Some(self.compile()?);
         Ok(())
     }
 }
@@ -171,6 +250,10 @@ pub struct OciVersionPinning {
 /// How many distinct ranges [`OciVersionPinning`] remembers; past it ranges are judged anew.
 const RANGES_REMEMBERED: usize = 1024;
 
+/// The longest range [`OciVersionPinning`] remembers: with [`RANGES_REMEMBERED`], the memo
+/// holds at most 256 KiB of ranges whatever the requests (a range may be 4 KiB long).
+const LONGEST_RANGE_REMEMBERED: usize = 256;
+
 impl OciVersionPinning {
     fn judge_range(&self, subject: &dyn Fn() -> String, range: &str) -> Option<String> {
         let known = self
@@ -184,6 +267,7 @@ impl OciVersionPinning {
         if violation.is_none()
             && let Ok(mut ranges) = self.ranges_within_a_major.write()
             && ranges.len() < RANGES_REMEMBERED
+            && range.len() <= LONGEST_RANGE_REMEMBERED
         {
             ranges.insert(range.into());
         }
@@ -231,9 +315,17 @@ impl Policy for OciVersionPinning {
         } else if let Some(range) = reference.semver() {
             self.judge_range(&subject, range)
         } else if let Some(tag) = reference.tag() {
-            match settings.is_moving(tag) {
-                Ok(true) => Some(moving_tag(&subject(), tag)),
-                Ok(false) => None,
+            match settings.judge_tag(tag) {
+                Ok(judgement) if judgement.allowed() => None,
+                Ok(judgement) => {
+                    let url = ctx
+                        .request
+                        .object
+                        .and_then(|raw| ctx.skim::<OciRepositoryUrlOnly>(raw))
+                        .map(|repo| repo.spec.url.into_owned())
+                        .unwrap_or_default();
+                    Some(moving_tag(&subject(), tag, judgement, &url))
+                }
                 Err(e) => Some(format!(
                     "{} cannot be judged: the oci-version-pinning configuration is invalid ({}: {})",
                     subject(),
@@ -271,39 +363,67 @@ fn is_digest(text: &str) -> bool {
     algorithm_ok && encoded_ok
 }
 
-fn moving_tag(subject: &str, tag: &str) -> String {
-    // A partial version (`v1.2`, `16`) says which line the user meant: suggest that line.
-    let number = tag.strip_prefix('v').unwrap_or(tag);
-    let partial_version = number.starts_with(|c: char| c.is_ascii_digit())
-        && number.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-    let suggestion = partial_version
+/// Why a tag is denied, and what to write instead: the digest it points to now, or, when the
+/// tag spells a line of versions (`v1.25`, `16`, `1.x`, `V1`), a range within that line.
+fn moving_tag(subject: &str, tag: &str, judgement: TagJudgement, url: &str) -> String {
+    let number = tag.strip_prefix(['v', 'V']).unwrap_or(tag);
+    let spells_a_line = number.starts_with(|c: char| c.is_ascii_digit())
+        && number
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'x' | b'X' | b'*'));
+    let suggestion = spells_a_line
         .then(|| Constraint::parse(&format!(">={number}")).ok())
         .flatten()
         .and_then(|c| c.bounded_suggestion());
+    let where_digests_are = if url.is_empty() {
+        "`flux list artifacts <spec.url>` lists each tag's digest".to_string()
+    } else {
+        format!("`flux list artifacts {url}` lists each tag's digest")
+    };
     let advice = match suggestion {
         Some(range) => format!(
-            "To follow the releases of that line, use a range within one major version: `semver: \"{range}\"`; or pin a release tag or a digest"
+            "To follow the releases of that line, use a range within one major version: `semver: \"{range}\"`; or pin the artifact the tag points to now with `digest: sha256:<hash>` ({where_digests_are}), or a release tag (`tag: 1.4.2`)"
         ),
-        None => PIN_ADVICE.to_string(),
+        None => format!(
+            "Pin the artifact the tag points to now with `digest: sha256:<hash>` ({where_digests_are}), or use a release tag (`tag: 1.4.2`) or a semver range within one major version (`semver: \">=1.4.0 <2.0.0\"`)"
+        ),
+    };
+    let why = match judgement {
+        TagJudgement::MovingByConfiguration => "is a moving tag (the oci-version-pinning settings `movingTags`/`movingTagPattern` name it)".to_string(),
+        _ => "is a moving tag: only a full version (`1.4.2`, `v1.4.2-rc.1`), a commit SHA as GitLab CI writes it ($CI_COMMIT_SHA, or the 8 hex digits of $CI_COMMIT_SHORT_SHA) or a tag the operator lists in `immutableTags` is known to stay on one artifact".to_string(),
     };
     format!(
-        "{subject}: spec.ref.tag `{tag}` is a moving tag: the registry points it at each new push, so Flux deploys whatever comes next, a new major version included. {MAJOR_RULE} {advice}."
+        "{subject}: spec.ref.tag `{tag}` {why}. The registry can point it at each new push, so Flux deploys whatever comes next, a new major version included. {MAJOR_RULE} {advice}."
     )
 }
 
 fn judge_range(subject: &str, range: &str) -> Option<String> {
     let constraint = match Constraint::parse(range) {
         Ok(constraint) => constraint,
-        Err(e) => {
+        Err(ParseError::Refused { message, hint }) => {
             return Some(format!(
-                "{subject}: spec.ref.semver `{range}` is not a semver range Flux can read: it {e}. Write a range in the Masterminds/semver syntax Flux uses, within one major version, for example `semver: \">=1.4.0 <2.0.0\"` or `semver: \"~1.4\"`"
+                "{subject}: spec.ref.semver `{range}` is not a range Flux can read: Masterminds/semver, which source-controller parses it with, refuses it with `{message}` ({hint}), so Flux cannot reconcile this OCIRepository. Write a range in that syntax, within one major version, for example `semver: \">=1.4.0 <2.0.0\"` or `semver: \"~1.4\"`"
+            ));
+        }
+        Err(ParseError::TooLong) => {
+            return Some(format!(
+                "{subject}: spec.ref.semver is {} bytes long, more than the {} fluxgate reads (a real range is a few dozen). Write a range within one major version, for example `semver: \">=1.4.0 <2.0.0\"` or `semver: \"~1.4\"`",
+                range.len(),
+                crate::flux::semver::MAX_LEN
             ));
         }
     };
+    // `1||1.0.0 - 1.5.0` means something else to Masterminds than it shows: say how it reads.
+    let reread = constraint.reread().map_or(String::new(), |reread| {
+        format!(
+            " (Masterminds rewrites each `A - B` range before it splits the text at `||`, and its version numbers may contain `|`, so it reads this as `{}`)",
+            reread.trim_end()
+        )
+    });
     match constraint.span() {
         Span::Within(_) => None,
         Span::Empty => Some(format!(
-            "{subject}: spec.ref.semver `{range}` accepts no version at all, so Flux can never pick a tag. Fix the range, for example `semver: \">=1.4.0 <2.0.0\"`"
+            "{subject}: spec.ref.semver `{range}` accepts no version at all{reread}, so Flux can never pick a tag. Fix the range, for example `semver: \">=1.4.0 <2.0.0\"`"
         )),
         Span::Crosses { low, other } => {
             let zero_minors = low.major == other.major;
@@ -342,7 +462,7 @@ fn judge_range(subject: &str, range: &str) -> Option<String> {
                 None => "Bound the range to one major version, the one you deploy today, for example `semver: \">=1.4.0 <2.0.0\"` or `semver: \"~1.4\"`".to_string(),
             };
             Some(format!(
-                "{subject}: spec.ref.semver `{range}` accepts {what}, for example {low} and {other}, so Flux deploys {next} as soon as it is pushed. {MAJOR_RULE}{prerelease_note} {suggestion}."
+                "{subject}: spec.ref.semver `{range}` accepts {what}{reread}, for example {low} and {other}, so Flux deploys {next} as soon as it is pushed. {MAJOR_RULE}{prerelease_note} {suggestion}."
             ))
         }
     }
@@ -367,19 +487,30 @@ mod tests {
     }
 
     #[test]
-    fn the_moving_tag_pattern_is_compiled_once_not_per_request() {
-        // Compiling it costs about as much as 100 reviews; the engine precompiles a
+    fn the_tag_patterns_are_compiled_once_not_per_request() {
+        // Compiling them costs about as much as 100 reviews; the engine precompiles a
         // configuration built in code, as Config::from_yaml does for a file.
         let mut config = crate::config::Config::default();
-        assert!(config.policies.oci_version_pinning.pattern.is_none());
+        assert!(config.policies.oci_version_pinning.compiled.is_none());
         config.precompile();
-        assert!(config.policies.oci_version_pinning.pattern.is_some());
+        assert!(config.policies.oci_version_pinning.compiled.is_some());
         let from_file = crate::config::Config::from_yaml(
-            "policies:\n  oci-version-pinning:\n    movingTagPattern: 'nightly-.*'\n",
+            "policies:\n  oci-version-pinning:\n    immutableTags: ['build-[0-9]+']\n    movingTagPattern: 'nightly-.*'\n",
             "test",
         )
         .expect("valid");
-        assert!(from_file.policies.oci_version_pinning.pattern.is_some());
+        let compiled = from_file.policies.oci_version_pinning.compiled.as_ref();
+        assert!(compiled.is_some_and(|c| c.immutable.is_some() && c.moving.is_some()));
+    }
+
+    #[test]
+    fn a_remembered_range_is_a_short_one() {
+        let policy = OciVersionPinning::default();
+        let subject = || "OCIRepository flux-system/app".to_string();
+        let long = format!(">=2.4.0 <3.0.0{}", " >=2.4.0".repeat(40));
+        assert_eq!(policy.judge_range(&subject, &long), None);
+        let remembered = policy.ranges_within_a_major.read().expect("not poisoned");
+        assert!(remembered.is_empty());
     }
 
     #[test]
@@ -398,32 +529,72 @@ mod tests {
     }
 
     #[test]
-    fn the_default_pattern_catches_partial_versions_but_not_releases() {
+    fn tags_that_stay_on_one_artifact_are_versions_commit_shas_and_listed_ones() {
         let settings = Settings::default();
-        for tag in [
-            "1",
-            "v2",
-            "16",
-            "1.25",
-            "1.25-alpine3.19",
-            "stable-latest",
-            "latest-debian",
-            "2.0-SNAPSHOT",
-            "LATEST",
-            "Stable",
-        ] {
-            assert!(settings.is_moving(tag).expect("valid"), "{tag}");
-        }
+        let judge = |tag: &str| settings.judge_tag(tag).expect("valid");
         for tag in [
             "1.25.3",
             "v1.14.4",
+            "V1.14.4",
             "1.25.3-alpine",
-            "sha-3f2a1b",
-            "20240101",
-            "4711",
-            "main-3f2a1b",
+            "1.4.2+build.7",
+            "1.4.2_build.7",
+            "0.0.0",
         ] {
-            assert!(!settings.is_moving(tag).expect("valid"), "{tag}");
+            assert_eq!(judge(tag), TagJudgement::Version, "{tag}");
+        }
+        let sha = "3f2a1b9c0d4e5f60718293a4b5c6d7e8f90a1b2c";
+        for tag in [
+            sha,
+            &sha[..8],
+            &"3f2a1b9c0d4e5f60718293a4b5c6d7e8".repeat(2),
+        ] {
+            assert_eq!(judge(tag), TagJudgement::CommitSha, "{tag}");
+        }
+        for tag in [
+            "latest",
+            "1",
+            "v2",
+            "V1",
+            "16",
+            "1.25",
+            "1.x",
+            "1.25-alpine3.19",
+            "stable-alpine",
+            "lts",
+            "beta",
+            "feature-login",
+            "sha-3f2a1b9",
+            "3f2a1b9",
+            "3F2A1B9C",
+            "main-3f2a1b9c",
+            "4711",
+            "01.2.3",
+            "1.2.3.4",
+            "1.4.2_a_b",
+        ] {
+            assert_eq!(judge(tag), TagJudgement::NotKnownToStay, "{tag}");
+        }
+        for tag in [
+            "1.0.0-SNAPSHOT",
+            "2.1.0-latest",
+            "1.0.0-rc.1.snapshot",
+            "3.2.1_latest",
+        ] {
+            assert_eq!(judge(tag), TagJudgement::MovingByConfiguration, "{tag}");
+        }
+    }
+
+    #[test]
+    fn an_immutable_tags_pattern_that_takes_in_latest_is_refused() {
+        for pattern in [".*", "[a-z]+", "lat.st|build-[0-9]+"] {
+            let mut settings = Settings {
+                immutable_tags: vec![pattern.to_string()],
+                ..Settings::default()
+            };
+            let err = settings.validate().expect_err(pattern);
+            assert_eq!(err.key, "immutableTags[0]");
+            assert!(err.message.contains("matches `latest`"), "{}", err.message);
         }
     }
 }

@@ -76,7 +76,7 @@ mod tests {
             "admin's own rules are null"
         );
         let cluster_admin = default_cluster_role("cluster-admin").expect("cluster-admin");
-        assert!(cluster_admin.summary.reasons.contains(Reason::WildcardVerb));
+        assert!(cluster_admin.summary.reasons.contains(Reason::Escalate));
         assert!(
             cluster_admin
                 .summary
@@ -85,8 +85,13 @@ mod tests {
         );
         let edit_rules = default_cluster_role("system:aggregate-to-edit").expect("edit rules");
         assert!(edit_rules.summary.reasons.contains(Reason::PodsExec));
-        assert!(edit_rules.summary.reasons.contains(Reason::Impersonate));
+        assert!(
+            edit_rules
+                .summary
+                .reasons
+                .contains(Reason::ImpersonateServiceAccount)
+        );
         let view_rules = default_cluster_role("system:aggregate-to-view").expect("view rules");
-        assert!(view_rules.summary.reasons.is_empty());
+        assert!(view_rules.summary.reasons.is_empty(), "view only reads");
     }
 }

@@ -89,7 +89,7 @@ fn severity(action: Action, severity: Severity) -> Option<&'static str> {
     match (action, severity) {
         (Action::Exempted, _) => None,
         (Action::Deny, _) => Some("critical"),
-        (_, Severity::Violation) => Some("major"),
+        (_, Severity::Violation | Severity::Invalid) => Some("major"),
         (_, Severity::Advisory) => Some("minor"),
     }
 }
