@@ -232,7 +232,7 @@ async fn tenant_lockdown_denies_a_tenant_kustomization_without_a_service_account
 }
 
 #[tokio::test]
-async fn ci_impersonation_denies_cluster_admin_for_ci_jobs_and_allows_view() {
+async fn ci_impersonation_denies_cluster_admin_and_allows_gitlabs_own_bindings() {
     let Some(env) = envtest::cluster().await else {
         return;
     };
@@ -256,10 +256,23 @@ async fn ci_impersonation_denies_cluster_admin_for_ci_jobs_and_allows_view() {
         &apply(
             &env,
             &ns,
-            &binding("project-admin", "admin", "gitlab:project_env:42:review"),
+            &binding(
+                "project-admin",
+                "cluster-admin",
+                "gitlab:project_env:42:review",
+            ),
         )
         .await,
         &["[ci-impersonation]", "gitlab:project_env:42:review"],
+    );
+    // GitLab's documented environment template: admin in the environment's namespace.
+    assert_allowed(
+        &apply(
+            &env,
+            &ns,
+            &binding("environment", "admin", "gitlab:project_env:42:review"),
+        )
+        .await,
     );
     // A look-alike is not a GitLab identity.
     assert_allowed(

@@ -94,7 +94,8 @@ fn role(kind: &str, name: &str, verbs: &str, resources: &str) -> String {
     )
 }
 
-const PROJECT: &str = "gitlab:project_env:42:review";
+/// A project's identity (every CI job of project 42): judged for what it gets in any namespace.
+const PROJECT: &str = "gitlab:project:42";
 
 // ---------------------------------------------------------------------------------------------
 // single-agent
@@ -254,13 +255,13 @@ async fn a_role_created_after_start_up_is_judged_and_cannot_be_made_broad_later(
     apply(
         &env,
         &ns,
-        &role("Role", "secrets-admin", "['*']", "[secrets]"),
+        &role("Role", "debugger", "[create]", "[pods/exec]"),
     )
     .await
     .ok();
     assert_denied(
-        &apply(&env, &ns, &binding("ci", "Role", "secrets-admin", PROJECT)).await,
-        &["[ci-impersonation]", "secrets-admin", PROJECT],
+        &apply(&env, &ns, &binding("ci", "Role", "debugger", PROJECT)).await,
+        &["[ci-impersonation]", "debugger", PROJECT],
     );
     // A narrow role, bound, then widened: the widening is denied once the view has the
     // binding.
