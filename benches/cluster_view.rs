@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use fluxgate::admission;
-use fluxgate::cluster::{ClusterView, MemoryView, RoleKey};
+use fluxgate::cluster::{ClusterView, MemoryView};
 use fluxgate::config::Config;
 use fluxgate::engine::{Endpoint, Engine};
+use fluxgate::rbac::objects::RoleKey;
 use serde_json::json;
 
 const SIZES: &[usize] = &[0, 10_000, 100_000];

@@ -7,6 +7,7 @@
 
 pub mod admission;
 pub mod audit;
+pub mod budget;
 pub mod certs;
 pub mod check;
 pub mod cli;

@@ -30,6 +30,63 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
 pub const FLUSH_BYTES: usize = 64 * 1024;
 /// Above this, writers wait for the output.
 pub const MAX_BUFFERED: usize = 4 * 1024 * 1024;
+/// A longer line is cut (its fields come from requests, which may be megabytes): text lines
+/// keep their head and say how much was cut; JSON lines become a JSON object holding the
+/// head as a string, so that every line still parses.
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
+
+static LINES_CUT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static BYTES_CUT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Log lines cut at [`MAX_LINE_BYTES`] since the process started, and the bytes cut from
+/// them (the metrics read this; the log is process-wide, like stderr).
+pub fn cut() -> (u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (LINES_CUT.load(Relaxed), BYTES_CUT.load(Relaxed))
+}
+
+/// `line` as it is written: itself, or when longer than `max`, a line of at most about `max`
+/// bytes that keeps its head.
+fn bounded_line(line: &[u8], max: usize) -> std::borrow::Cow<'_, [u8]> {
+    if line.len() <= max {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let room = max.saturating_sub(256);
+    let json = line.first() == Some(&b'{');
+    // A JSON line's head is written escaped: keep what fits escaped.
+    let mut keep = 0;
+    let mut cost = 0;
+    for &byte in line {
+        cost += match byte {
+            b'"' | b'\\' if json => 2,
+            0..0x20 if json => 6,
+            _ => 1,
+        };
+        if cost > room {
+            break;
+        }
+        keep += 1;
+    }
+    let head = String::from_utf8_lossy(&line[..keep]);
+    // A cut inside a character drops its pieces.
+    let head = head.trim_end_matches(char::REPLACEMENT_CHARACTER);
+    let cut = line.len() - head.len();
+    use std::sync::atomic::Ordering::Relaxed;
+    LINES_CUT.fetch_add(1, Relaxed);
+    BYTES_CUT.fetch_add(cut as u64, Relaxed);
+    let mut out = String::with_capacity(max);
+    if json {
+        out.push_str("{\"cut_bytes\":");
+        out.push_str(&cut.to_string());
+        out.push_str(",\"line_head\":");
+        let _ = write_json_str(&mut out, head);
+        out.push_str("}\n");
+    } else {
+        out.push_str(head);
+        out.push_str(&format!(" …[{cut} bytes of this line cut]\n"));
+    }
+    std::borrow::Cow::Owned(out.into_bytes())
+}
 
 /// Installs the global subscriber: `FLUXGATE_LOG` (an `EnvFilter`, default `info`), text or
 /// JSON lines (`json`), to standard error through a [`BufferedWriter`]. Keep the guard until
@@ -235,11 +292,13 @@ pub struct LineWriter<'a> {
 }
 
 impl Write for LineWriter<'_> {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        let written = line.len();
+        let bytes = &*bounded_line(line, MAX_LINE_BYTES);
         let mut buffer = self.shared.lock();
         if buffer.closed {
             drop(buffer);
-            return std::io::stderr().write(bytes);
+            return std::io::stderr().write_all(bytes).map(|()| written);
         }
         while buffer.bytes.len() >= MAX_BUFFERED && !buffer.closed {
             buffer = self
@@ -252,7 +311,7 @@ impl Write for LineWriter<'_> {
         if buffer.bytes.len() >= FLUSH_BYTES {
             self.shared.filled.notify_one();
         }
-        Ok(bytes.len())
+        Ok(written)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -410,6 +469,42 @@ impl Visit for JsonFields<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_lines_are_cut_and_json_lines_still_parse() {
+        let (lines_before, _) = cut();
+        let long = format!(
+            "{{\"level\":\"INFO\",\"user\":\"{}\"}}\n",
+            "é\\\"".repeat(20_000)
+        );
+        let written = bounded_line(long.as_bytes(), MAX_LINE_BYTES);
+        assert!(written.len() <= MAX_LINE_BYTES + 64, "{}", written.len());
+        let parsed: serde_json::Value =
+            serde_json::from_slice(&written).expect("a cut JSON line is JSON");
+        assert!(parsed["cut_bytes"].as_u64().is_some_and(|n| n > 60_000));
+        assert!(
+            parsed["line_head"]
+                .as_str()
+                .is_some_and(|h| h.starts_with("{\"level\""))
+        );
+
+        let text = format!(
+            "2026-01-01T00:00:00Z INFO decision user={}\n",
+            "x".repeat(40_000)
+        );
+        let written = String::from_utf8(bounded_line(text.as_bytes(), MAX_LINE_BYTES).into_owned())
+            .expect("utf-8");
+        assert!(
+            written.ends_with("bytes of this line cut]\n"),
+            "{}",
+            &written[written.len() - 60..]
+        );
+        assert!(written.len() <= MAX_LINE_BYTES);
+        assert!(cut().0 >= lines_before + 2);
+
+        let short = b"short line\n";
+        assert_eq!(&*bounded_line(short, MAX_LINE_BYTES), short);
+    }
 
     /// An output the test can read back.
     #[derive(Clone, Default)]

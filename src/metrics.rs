@@ -4,10 +4,11 @@ use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::budget::Exceeded;
 use crate::engine::verdict::{Action, Verdict};
 use crate::engine::{Endpoint, ExemptionUse};
 use crate::finding::{Mode, PolicyId};
@@ -34,6 +35,12 @@ pub struct Metrics {
     pub audit_last_run: Gauge,
     pub secret_age: IntGaugeVec,
     pub secret_rotation_overdue: IntGaugeVec,
+    pub budget_exceeded: IntCounterVec,
+    pub pool_reviews: IntCounterVec,
+    pub output_cut: IntCounterVec,
+    pub connections_refused: IntCounterVec,
+    pub connections_open: IntGauge,
+    pub inflight_body_bytes: IntGauge,
     handles: Arc<Handles>,
 }
 
@@ -54,6 +61,8 @@ struct Handles {
     violations: [[OnceLock<IntCounter>; 4]; 3],
     /// By endpoint, operation and decision: the kinds seen, read without a lock.
     requests: [[[KindCounters; 3]; 4]; 2],
+    /// Log lines and bytes cut, as last copied from [`crate::logging::cut`].
+    log_cut_seen: std::sync::Mutex<(u64, u64)>,
 }
 
 /// The request counters of one (endpoint, operation, decision), by kind.
@@ -185,6 +194,48 @@ impl Metrics {
             "1 when a Secret is older than the secret-rotation limit for its use, at the last audit scan; else 0.",
             &["namespace", "secret", "use"],
         );
+        let budget_exceeded = counter(
+            &registry,
+            "fluxgate_budget_exceeded_total",
+            "Reviews stopped by a budget (identity-patterns, regex-compilations, regex-bytes, rbac-rules, rbac-subjects, aggregation-steps, deadline): denied where the policy enforces.",
+            &["budget"],
+        );
+        let pool_reviews = counter(
+            &registry,
+            "fluxgate_pool_reviews_total",
+            "Reviews judged on the evaluation pool instead of inline, by why (large-body, offloaded).",
+            &["why"],
+        );
+        let output_cut = counter(
+            &registry,
+            "fluxgate_output_cut_total",
+            "What was cut to keep answers and logs bounded: findings past the cap per object, message bytes, log lines and log bytes.",
+            &["what"],
+        );
+        for what in ["findings", "message-bytes", "log-lines", "log-bytes"] {
+            output_cut.with_label_values(&[what]);
+        }
+        let connections_refused = counter(
+            &registry,
+            "fluxgate_connections_refused_total",
+            "TLS connections closed on accept, by reason (limit: --max-connections; peer-limit: --max-connections-per-peer).",
+            &["reason"],
+        );
+        for reason in ["limit", "peer-limit"] {
+            connections_refused.with_label_values(&[reason]);
+        }
+        let connections_open = IntGauge::new(
+            "fluxgate_connections_open",
+            "TLS connections open on the webhook listener.",
+        )
+        .unwrap_or_else(|e| panic!("gauge: {e}"));
+        let _ = registry.register(Box::new(connections_open.clone()));
+        let inflight_body_bytes = IntGauge::new(
+            "fluxgate_inflight_body_bytes",
+            "Request body bytes admitted and not yet answered (the in-flight budget in use).",
+        )
+        .unwrap_or_else(|e| panic!("gauge: {e}"));
+        let _ = registry.register(Box::new(inflight_body_bytes.clone()));
         Metrics {
             registry,
             admission_requests,
@@ -200,6 +251,12 @@ impl Metrics {
             audit_last_run,
             secret_age,
             secret_rotation_overdue,
+            budget_exceeded,
+            pool_reviews,
+            output_cut,
+            connections_refused,
+            connections_open,
+            inflight_body_bytes,
             handles: Arc::default(),
         }
     }
@@ -250,6 +307,33 @@ impl Metrics {
                 .with_label_values(&[used.policy.as_str(), &used.exemption])
                 .inc();
         }
+        self.record_cuts(verdict);
+    }
+
+    /// What a verdict cut and which budget stopped it; rare, so not on cached handles.
+    pub fn record_cuts(&self, verdict: &Verdict) {
+        if verdict.cut_findings > 0 {
+            self.output_cut
+                .with_label_values(&["findings"])
+                .inc_by(verdict.cut_findings as u64);
+        }
+        if verdict.cut_message_bytes > 0 {
+            self.output_cut
+                .with_label_values(&["message-bytes"])
+                .inc_by(verdict.cut_message_bytes as u64);
+        }
+        if let Some(exceeded) = verdict.unjudged {
+            self.budget_stopped(exceeded);
+        }
+    }
+
+    /// Counts a review stopped by a budget (an inline review moved to the pool is not).
+    pub fn budget_stopped(&self, exceeded: Exceeded) {
+        if !matches!(exceeded, Exceeded::Offload { .. }) {
+            self.budget_exceeded
+                .with_label_values(&[exceeded.budget()])
+                .inc();
+        }
     }
 
     fn count_request(&self, endpoint: Endpoint, kind: &str, operation: &str, decision: &str) {
@@ -280,6 +364,21 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> Vec<u8> {
+        let (lines, bytes) = crate::logging::cut();
+        {
+            let mut seen = self
+                .handles
+                .log_cut_seen
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            self.output_cut
+                .with_label_values(&["log-lines"])
+                .inc_by(lines.saturating_sub(seen.0));
+            self.output_cut
+                .with_label_values(&["log-bytes"])
+                .inc_by(bytes.saturating_sub(seen.1));
+            *seen = (lines.max(seen.0), bytes.max(seen.1));
+        }
         let mut out = Vec::new();
         // Encoding into a Vec only fails on invalid metric families, which we never build.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);

@@ -311,7 +311,7 @@ async fn the_view_syncs_on_a_cluster_without_flux_and_follows_its_changes() {
         .ok();
 
     let view = KubeView::start(env.client());
-    view.reconfigure(&Config::default());
+    view.reconfigure(Config::default().policies.single_agent.detector());
     let deadline = Instant::now() + Duration::from_secs(30);
     while !view.synced() {
         assert!(Instant::now() < deadline, "the view did not sync");

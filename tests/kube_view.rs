@@ -467,7 +467,7 @@ async fn the_audit_scan_lists_judges_and_writes_reports_and_events() {
     .await;
     let client = client(addr);
     let view = KubeView::start(client.clone());
-    view.reconfigure(&Config::default());
+    view.reconfigure(Config::default().policies.single_agent.detector());
     wait_synced(&view).await;
     let engine = Engine::new(Config::default(), None);
     let metrics = Metrics::new();

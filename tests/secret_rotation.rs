@@ -11,11 +11,12 @@ use std::sync::Arc;
 
 use fluxgate::audit::cluster::record_metrics;
 use fluxgate::audit::{self, AuditResult, render_rotation_table, scan_at};
-use fluxgate::cluster::secrets::{SecretUse, format_time, parse_time};
+use fluxgate::cluster::secrets::{format_time, parse_time};
 use fluxgate::cluster::{ClusterView, Lookup, MemoryView, ObjectKey};
 use fluxgate::config::Config;
 use fluxgate::engine::{Endpoint, Engine};
 use fluxgate::finding::{Mode, PolicyId};
+use fluxgate::flux::secret_refs::SecretUse;
 use fluxgate::metrics::Metrics;
 use fluxgate::policy::secret_rotation::{
     RotationRow, RotationSource, RotationStatus, rotation_table,

@@ -25,7 +25,7 @@ fuzz_target!(|input: &[u8]| {
     match Config::from_yaml(text, "fuzz.yaml") {
         Ok(config) => {
             // A configuration that loads must judge requests without trouble.
-            VIEW.reconfigure(&config);
+            VIEW.reconfigure(config.policies.single_agent.detector());
             let engine = Engine::new(config, None);
             for review in REVIEWS {
                 let request = admission::decode(review.as_bytes()).expect("fixed reviews decode");

@@ -2,7 +2,7 @@
 //! PolicyReports, Events and metrics.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -303,39 +303,4 @@ pub fn record_metrics(report: &AuditReport, metrics: &Metrics) {
             .set(i64::from(row.overdue()));
     }
     metrics.audit_last_run.set(unix_now() as f64);
-}
-
-/// Runs a scan every `interval` until shutdown, inside `fluxgate serve`. Waits for the
-/// cluster view to sync first, so that rules about cluster state see the whole cluster.
-pub async fn periodic(
-    auditor: Arc<ClusterAuditor>,
-    state: Arc<crate::server::AppState>,
-    interval: Duration,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = crate::server::stopped(&mut shutdown) => return,
-        }
-        if !state.view.synced() {
-            tracing::info!(
-                "audit scan postponed: the cluster view is not synced yet, or has lost a watch (its findings would be guesses)"
-            );
-            continue;
-        }
-        match auditor
-            .run_once(&state.engine, state.view.as_ref(), &state.metrics)
-            .await
-        {
-            Ok(report) => tracing::info!(
-                objects = report.objects_scanned,
-                findings = report.findings.len(),
-                "audit scan done"
-            ),
-            Err(e) => tracing::warn!(error = %e, "audit scan failed"),
-        }
-    }
 }

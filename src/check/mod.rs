@@ -153,7 +153,7 @@ pub fn check(
 
     let view = MemoryView::new();
     view.set_offline(true);
-    view.reconfigure(&engine.config());
+    view.reconfigure(engine.config().policies.single_agent.detector());
     let mut skipped: Vec<Skipped> = Vec::new();
     let mut cluster_state_objects = 0;
     // The live state first: the manifest set replaces what it redefines, as applying it would.

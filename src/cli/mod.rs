@@ -31,7 +31,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the admission webhook (HTTPS) and the metrics listener (HTTP).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Make a CA and a serving certificate for the webhook, and print the caBundle.
     Certs(CertsArgs),
     /// Judge manifests (files, directories, or - for stdin) with the cluster's policies,
@@ -95,13 +95,29 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes.
     #[arg(long, default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Request body bytes read and judged at once, across all requests (memory); a body
+    /// that finds no room within a second gets a 429. At least --max-body-bytes plus 4 MiB
+    /// kept for small bodies.
+    #[arg(long, default_value_t = crate::server::DEFAULT_MAX_INFLIGHT_BODY_BYTES)]
+    pub max_inflight_body_bytes: usize,
     /// Most TLS connections open at once; more are closed on accept.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = crate::server::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
-    /// Milliseconds a review may take; over it the answer is a 503 so that the webhook's
-    /// failurePolicy decides. Keep it below the webhook's timeoutSeconds.
+    /// Most TLS connections open at once from one peer address.
+    #[arg(long, default_value_t = crate::server::DEFAULT_MAX_CONNECTIONS_PER_PEER)]
+    pub max_connections_per_peer: usize,
+    /// Seconds a connection may stay open without a request in progress.
+    #[arg(long, default_value_t = 30)]
+    pub idle_timeout: u64,
+    /// Milliseconds a review may take from its arrival; at this deadline the answer is a
+    /// 503 so that the webhook's failurePolicy decides, and the review's work stops. Keep
+    /// it below the webhook's timeoutSeconds (deploy/ sets timeoutSeconds minus one second).
     #[arg(long, default_value_t = 8000)]
     pub eval_timeout_ms: u64,
+    /// Threads that judge the reviews needing real work (regex compilation, large bodies);
+    /// default: half the CPUs, at least one.
+    #[arg(long)]
+    pub eval_threads: Option<usize>,
     /// Seconds requests in flight may take to finish after SIGTERM.
     #[arg(long, default_value_t = 10)]
     pub drain_timeout: u64,
@@ -188,7 +204,7 @@ pub struct CertsArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Certs(args) => certs_command(&args),
         Command::Audit(args) => audit_command(&args),
         Command::Check(args) => {
@@ -345,7 +361,7 @@ fn static_view(args: &ServeArgs) -> Result<MemoryView, String> {
     };
     let view = MemoryView::new();
     // Which images count as agentk comes from the configuration: set before applying.
-    view.reconfigure(&config);
+    view.reconfigure(config.policies.single_agent.detector());
     let mut files = Vec::new();
     for path in &args.cluster_state {
         manifest_files(path, &mut files, &mut std::collections::HashSet::new())
@@ -458,7 +474,7 @@ async fn run_audit(args: &AuditArgs) -> Result<ExitCode, String> {
     };
     let client = client_from(args.kubeconfig.as_ref()).await?;
     let view = crate::cluster::kube::KubeView::start(client.clone());
-    view.reconfigure(&config);
+    view.reconfigure(config.policies.single_agent.detector());
     let engine = crate::engine::Engine::new(config, args.mode);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.sync_timeout);
     while !view.synced() {
@@ -524,6 +540,12 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
     options.eval_timeout = Duration::from_millis(args.eval_timeout_ms.max(1));
     options.max_body_bytes = args.max_body_bytes;
     options.max_connections = args.max_connections.max(1);
+    options.max_connections_per_peer = args.max_connections_per_peer.max(1);
+    options.max_inflight_body_bytes = args.max_inflight_body_bytes;
+    options.idle_timeout = Duration::from_secs(args.idle_timeout.max(1));
+    if let Some(threads) = args.eval_threads {
+        options.eval_threads = threads.max(1);
+    }
     options.drain_timeout = Duration::from_secs(args.drain_timeout);
     options.drain_linger = Duration::from_secs(args.drain_linger);
     options.reload_interval = Duration::from_millis(args.reload_interval_ms.max(10));
@@ -546,7 +568,7 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
             client,
             crate::audit::cluster::AuditOptions::default(),
         ));
-        tokio::spawn(crate::audit::cluster::periodic(
+        tokio::spawn(crate::server::audit::periodic(
             auditor,
             server.state(),
             Duration::from_secs(args.audit_interval),

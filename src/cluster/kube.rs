@@ -28,13 +28,13 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
-use super::rbac::{BindingFacts, NamedRoles, RoleFacts, RoleKey};
 use super::secrets::{FluxSecretReference, ROTATED_AT_ANNOTATION, SecretFacts};
 use super::{
     AgentInstallation, ClusterView, HelmRepositoryFacts, Lookup, MemoryView, ObjectKey, Refresh,
     WATCHED_KINDS, WatchedKind,
 };
-use crate::gitlab::agent::InstallationId;
+use crate::gitlab::agent::{AgentDetector, InstallationId};
+use crate::rbac::objects::{BindingFacts, NamedRoles, RoleFacts, RoleKey};
 use crate::selector::LabelSelector;
 
 /// How long a request may wait for the API server when it refreshes an object.
@@ -412,8 +412,8 @@ impl ClusterView for KubeView {
         self.store.flux_secret_references()
     }
 
-    fn reconfigure(&self, config: &crate::config::Config) {
-        self.store.reconfigure(config);
+    fn reconfigure(&self, agents: &AgentDetector) {
+        self.store.reconfigure(agents);
     }
 
     fn refresh<'a>(&'a self, keys: &'a [ObjectKey]) -> Refresh<'a> {

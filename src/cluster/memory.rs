@@ -13,11 +13,13 @@ use crate::admission::ObjectHead;
 use crate::json_view::Indexed;
 
 use super::agents::AgentIndex;
-use super::rbac::{self, BindingFacts, NamedRoles, RbacIndex, RoleFacts, RoleKey};
-use super::secrets::{self, FluxSecretReference, SecretFacts, SecretUse};
+use super::rbac::{self, RbacIndex};
+use super::secrets::{self, FluxSecretReference, SecretFacts};
 use super::{AgentInstallation, ClusterView, HelmRepositoryFacts, Lookup, ObjectKey};
 use crate::flux::secret_refs;
+use crate::flux::secret_refs::SecretUse;
 use crate::gitlab::agent::{AgentDetector, InstallationId};
+use crate::rbac::objects::{BindingFacts, NamedRoles, RoleFacts, RoleKey};
 use crate::selector::LabelSelector;
 
 const FLUX_SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
@@ -204,7 +206,7 @@ fn keeps(group: &str, kind: &str) -> bool {
     matches!(
         (group, kind),
         ("", "Namespace" | "Secret") | (FLUX_SOURCE_GROUP, "HelmRepository")
-    ) || (group == rbac::GROUP && rbac::is_rbac_kind(kind))
+    ) || (group == crate::rbac::GROUP && rbac::is_rbac_kind(kind))
         || AgentIndex::indexes(group, kind)
         || secret_refs::flux_kind(group, kind).is_some()
 }
@@ -408,7 +410,7 @@ impl MemoryView {
                     facts,
                 );
             }
-            (rbac::GROUP, kind) if rbac::is_rbac_kind(kind) => {
+            (crate::rbac::GROUP, kind) if rbac::is_rbac_kind(kind) => {
                 let projection = rbac::project(kind, object)?;
                 self.write().rbac.apply(projection);
             }
@@ -484,7 +486,9 @@ impl MemoryView {
                     .helm_repositories
                     .remove(key.namespace.as_deref().unwrap_or(""), &key.name);
             }
-            (rbac::GROUP, kind) => store.rbac.delete(kind, key.namespace.as_deref(), &key.name),
+            (crate::rbac::GROUP, kind) => {
+                store.rbac.delete(kind, key.namespace.as_deref(), &key.name)
+            }
             _ => {}
         }
     }
@@ -559,8 +563,8 @@ impl ClusterView for MemoryView {
         })
     }
 
-    fn reconfigure(&self, config: &crate::config::Config) {
-        self.set_agent_detector(config.policies.single_agent.detector().clone());
+    fn reconfigure(&self, agents: &AgentDetector) {
+        self.set_agent_detector(agents.clone());
     }
 
     fn agent_installations(&self) -> Lookup<Vec<AgentInstallation>> {

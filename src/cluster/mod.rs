@@ -19,12 +19,12 @@ pub mod secrets;
 
 pub use agents::{AgentInstallation, AgentObject};
 pub use memory::{DEFAULT_VIEW_GRACE, KindHealth, MemoryView};
-pub use rbac::{BindingFacts, NamedRoles, RoleFacts, RoleKey};
 pub use secrets::{FluxSecretReference, SecretFacts};
 
+use crate::rbac::objects::{BindingFacts, NamedRoles, RoleFacts, RoleKey};
 use crate::selector::LabelSelector;
 
-use crate::gitlab::agent::InstallationId;
+use crate::gitlab::agent::{AgentDetector, InstallationId};
 
 /// The answer to a lookup in the cluster view.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -307,9 +307,10 @@ pub trait ClusterView: Send + Sync {
     /// projection: for the audit scan and metrics, not for the request path.
     fn flux_secret_references(&self) -> Lookup<Vec<FluxSecretReference>>;
 
-    /// Applies the parts of the configuration that shape the projections (which images
-    /// count as agentk). Called at start and on every configuration reload.
-    fn reconfigure(&self, config: &crate::config::Config);
+    /// Applies the parts of the configuration that shape the projections: which workloads
+    /// count as agentk (single-agent's `agentImages` and the rest of its detector). Called at
+    /// start and on every configuration reload.
+    fn reconfigure(&self, agents: &AgentDetector);
 
     /// Makes sure the view knows these objects before a policy asks, for objects that often
     /// arrive just before the request that needs them (a Role applied together with its

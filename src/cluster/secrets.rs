@@ -10,62 +10,18 @@
 //! Secret, data included, when it was created with `kubectl apply`.
 
 use std::borrow::Cow;
-use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+
+use crate::flux::secret_refs::SecretUse;
 
 /// The annotation operators set when they rotate a Secret in place (RFC 3339).
 pub const ROTATED_AT_ANNOTATION: &str = "fluxgate.io/rotated-at";
 
 /// A malformed annotation is kept this long at most, for the message that quotes it.
 const MAX_KEPT_ANNOTATION_CHARS: usize = 64;
-
-/// What a Secret is used for; each use has its own maximum age.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SecretUse {
-    /// Credentials Flux reaches a source with (`secretRef`, `certSecretRef`,
-    /// `proxySecretRef`, Bucket `sts`).
-    FluxSourceAuth,
-    /// Keys Flux verifies artifacts or commits with (`verify.secretRef`,
-    /// `verify.trustedRootSecretRef`).
-    FluxVerify,
-    /// The SOPS keys a Kustomization decrypts with (`decryption.secretRef`).
-    FluxDecryption,
-    /// A kubeconfig Flux applies to a remote cluster with (`kubeConfig.secretRef`).
-    FluxKubeconfig,
-    /// The token the GitLab agent (agentk) connects to GitLab with.
-    GitlabAgentToken,
-}
-
-impl SecretUse {
-    pub const ALL: [SecretUse; 5] = [
-        SecretUse::FluxSourceAuth,
-        SecretUse::FluxVerify,
-        SecretUse::FluxDecryption,
-        SecretUse::FluxKubeconfig,
-        SecretUse::GitlabAgentToken,
-    ];
-
-    /// The name in configuration (`maxAgeDays`), metrics (`use` label) and messages.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SecretUse::FluxSourceAuth => "flux-source-auth",
-            SecretUse::FluxVerify => "flux-verify",
-            SecretUse::FluxDecryption => "flux-decryption",
-            SecretUse::FluxKubeconfig => "flux-kubeconfig",
-            SecretUse::GitlabAgentToken => "gitlab-agent-token",
-        }
-    }
-}
-
-impl fmt::Display for SecretUse {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// The `fluxgate.io/rotated-at` annotation of a Secret.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,15 +7,16 @@ use arc_swap::ArcSwap;
 use serde_json::value::RawValue;
 
 use crate::admission::{Operation, Request};
+use crate::budget::{Budget, Exceeded};
 use crate::cluster::ClusterView;
 use crate::config::Config;
-use crate::finding::{Mode, PolicyId, Severity};
+use crate::finding::{Finding, Mode, PolicyId, Severity};
 use crate::policy::{Context, KindRule, Policy, SubresourceRule, registry};
 
 pub mod exemption;
 pub mod verdict;
 
-use verdict::{Action, Outcome, Skip, Verdict, short_warning};
+use verdict::{Action, Skip, Verdict};
 
 /// Which endpoint a request arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,12 +156,29 @@ impl Engine {
         Some(canonical)
     }
 
-    /// Judges a request on one endpoint.
+    /// Judges a request on one endpoint, within the default [`Budget`] and no deadline
+    /// (`fluxgate check`, the audit scan, tests).
     pub fn review(
         &self,
         endpoint: Endpoint,
         request: &Request<'_>,
         view: &dyn ClusterView,
+    ) -> (Verdict, Vec<ExemptionUse>) {
+        self.review_within(endpoint, request, view, &Budget::default())
+    }
+
+    /// Judges a request on one endpoint within `budget`. A policy stopped by the budget
+    /// keeps the findings it made and gets one more, a violation naming the budget, and so
+    /// does every policy after it, unjudged: what fluxgate cannot judge within its budgets is
+    /// denied wherever the policy enforces (fail closed). An inline budget that asks for the
+    /// pool ([`Exceeded::Offload`]) ends the review at once with `verdict.unjudged` set, for
+    /// the webhook to judge it again.
+    pub fn review_within(
+        &self,
+        endpoint: Endpoint,
+        request: &Request<'_>,
+        view: &dyn ClusterView,
+        budget: &Budget,
     ) -> (Verdict, Vec<ExemptionUse>) {
         let config = self.config.load();
         let mut verdict = Verdict::allow();
@@ -178,7 +196,7 @@ impl Engine {
             verdict.skipped = Some(Skip::Subresource);
             return (verdict, exemptions_used);
         }
-        let ctx = Context::new(request, &config, view);
+        let ctx = Context::new(request, &config, view, budget);
 
         // An UPDATE is judged by each policy only when it changes a field that policy's verdict
         // depends on (its kind rule's `judged_fields`), whatever the object's deletion state:
@@ -224,39 +242,60 @@ impl Engine {
                 });
             }
 
+            let action_of = |severity: Severity| match (&exemption, mode, severity) {
+                (Some(label), _, _) => Action::Exempted(label.clone()),
+                (None, Mode::Enforce, Severity::Violation | Severity::Invalid) => Action::Deny,
+                (None, Mode::Enforce | Mode::Warn, _) => Action::Warn,
+                (None, _, _) => Action::Audit,
+            };
+            // A review stopped by an earlier policy is not judged further.
+            let before = budget.exceeded();
             match endpoint {
                 Endpoint::Validate => {
-                    for finding in policy.validate(&ctx) {
-                        let action = match (&exemption, mode, finding.severity) {
-                            (Some(label), _, _) => Action::Exempted(label.clone()),
-                            (None, Mode::Enforce, Severity::Violation | Severity::Invalid) => {
-                                Action::Deny
-                            }
-                            (None, Mode::Enforce | Mode::Warn, _) => Action::Warn,
-                            (None, _, _) => Action::Audit,
-                        };
-                        match action {
-                            Action::Deny => verdict.allowed = false,
-                            Action::Warn => verdict
-                                .warnings
-                                .push(short_warning(finding.policy, &finding.message)),
-                            Action::Audit | Action::Exempted(_) => {}
-                        }
-                        verdict.outcomes.push(Outcome {
-                            finding,
-                            mode,
-                            action,
-                        });
+                    let findings = if before.is_none() {
+                        policy.validate(&ctx)
+                    } else {
+                        Vec::new()
+                    };
+                    if let Some(Exceeded::Offload { .. }) = budget.exceeded() {
+                        verdict.unjudged = budget.exceeded();
+                        return (verdict, exemptions_used);
+                    }
+                    for finding in findings {
+                        let action = action_of(finding.severity);
+                        verdict.record(finding, mode, action);
+                    }
+                    if let Some(exceeded) = budget.exceeded() {
+                        let finding = Finding::violation(
+                            policy.id(),
+                            format!(
+                                "{} was not judged whole: {exceeded}. fluxgate denies what it cannot judge within its budgets (fail closed); split the object or simplify it",
+                                ctx.object_ref()
+                            ),
+                        );
+                        verdict.record(finding, mode, action_of(Severity::Violation));
                     }
                 }
                 Endpoint::Mutate => {
                     // Audit mode is a dry run: it must not change what gets stored.
-                    if exemption.is_none() && matches!(mode, Mode::Enforce | Mode::Warn) {
-                        verdict.patch.extend(policy.mutate(&ctx));
+                    if before.is_none()
+                        && exemption.is_none()
+                        && matches!(mode, Mode::Enforce | Mode::Warn)
+                    {
+                        let patch = policy.mutate(&ctx);
+                        if let Some(Exceeded::Offload { .. }) = budget.exceeded() {
+                            verdict.unjudged = budget.exceeded();
+                            return (verdict, exemptions_used);
+                        }
+                        // A patch from a policy cut short may be partial: none is better.
+                        if budget.exceeded().is_none() {
+                            verdict.patch.extend(patch);
+                        }
                     }
                 }
             }
         }
+        verdict.unjudged = budget.exceeded();
         (verdict, exemptions_used)
     }
 }

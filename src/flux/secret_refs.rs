@@ -19,12 +19,58 @@
 //! Fields are read whatever the kind, since the API server prunes fields a CRD does not have.
 
 use std::borrow::Cow;
+use std::fmt;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::reference::LocalObjectReference;
 use super::{HELM_GROUP, KUSTOMIZE_GROUP, SOURCE_GROUP};
-use crate::cluster::secrets::SecretUse;
+
+/// What a Secret is used for; each use has its own maximum age. The four Flux uses are read
+/// here; the GitLab agent's token is found by `gitlab::agent::token_secret`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecretUse {
+    /// Credentials Flux reaches a source with (`secretRef`, `certSecretRef`,
+    /// `proxySecretRef`, Bucket `sts`).
+    FluxSourceAuth,
+    /// Keys Flux verifies artifacts or commits with (`verify.secretRef`,
+    /// `verify.trustedRootSecretRef`).
+    FluxVerify,
+    /// The SOPS keys a Kustomization decrypts with (`decryption.secretRef`).
+    FluxDecryption,
+    /// A kubeconfig Flux applies to a remote cluster with (`kubeConfig.secretRef`).
+    FluxKubeconfig,
+    /// The token the GitLab agent (agentk) connects to GitLab with.
+    GitlabAgentToken,
+}
+
+impl SecretUse {
+    pub const ALL: [SecretUse; 5] = [
+        SecretUse::FluxSourceAuth,
+        SecretUse::FluxVerify,
+        SecretUse::FluxDecryption,
+        SecretUse::FluxKubeconfig,
+        SecretUse::GitlabAgentToken,
+    ];
+
+    /// The name in configuration (`maxAgeDays`), metrics (`use` label) and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretUse::FluxSourceAuth => "flux-source-auth",
+            SecretUse::FluxVerify => "flux-verify",
+            SecretUse::FluxDecryption => "flux-decryption",
+            SecretUse::FluxKubeconfig => "flux-kubeconfig",
+            SecretUse::GitlabAgentToken => "gitlab-agent-token",
+        }
+    }
+}
+
+impl fmt::Display for SecretUse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The Flux kinds that reference Secrets: (group, kind, plural resource).
 pub const KINDS: &[(&str, &str, &str)] = &[

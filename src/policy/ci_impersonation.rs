@@ -56,13 +56,15 @@ use serde_json::value::RawValue;
 use super::SettingError;
 use super::{CREATE_UPDATE, Context, KindRule, Policy, PolicySettings};
 use crate::admission::{Operation, Request};
-use crate::cluster::rbac::{
-    self as view_rbac, BindingFacts, BindingKind, BindingObject, RoleKey, RoleObject, Subject,
-};
-use crate::cluster::{ClusterView, Lookup, NamedRoles, ObjectKey, RoleFacts};
+use crate::budget::{Budget, Resource};
+use crate::cluster::{ClusterView, Lookup, ObjectKey};
 use crate::finding::{Finding, Mode, PolicyId};
 use crate::gitlab::identity::Identity;
 use crate::rbac::defaults::{default_cluster_role, default_cluster_roles};
+use crate::rbac::objects::{
+    self, BindingFacts, BindingKind, BindingObject, NamedRoles, RoleFacts, RoleKey, RoleObject,
+    Subject,
+};
 use crate::rbac::{Reach, Reason, Reasons, RuleSummary, Targets, describe_targets};
 use crate::selector::LabelSelector;
 use crate::selector::selector_matches;
@@ -467,7 +469,7 @@ impl Policy for CiImpersonation {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct RoleRefOnly {
-            role_ref: view_rbac::RoleRefObject,
+            role_ref: objects::RoleRefObject,
         }
         let Some(kind) = BindingKind::parse(&request.kind.kind) else {
             return Vec::new();
@@ -694,11 +696,23 @@ fn judge_binding(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
     if let Some(why) = BindingFacts::invalid_subject(&object) {
         return vec![malformed(ctx, &why)];
     }
+    // Subjects are judged one by one below; a stopped budget is the engine's to report.
+    if ctx
+        .budget
+        .charge(Resource::RbacSubjects, binding.subjects.len() as u64)
+        .is_err()
+    {
+        return Vec::new();
+    }
     let cluster = Cluster::new(ctx.view, settings);
     let gitlab = gitlab_subjects(&binding.subjects);
     let everyone = implicit_gitlab_subjects(&binding.subjects);
-    let mut resolver = Resolver::new(ctx.view);
+    let mut resolver = Resolver::new(ctx.view).within(ctx.budget);
     let resolved = resolver.role(&binding.role);
+    if ctx.budget.exceeded().is_some() {
+        // Not "cannot be resolved": the engine denies with the budget's own reason.
+        return Vec::new();
+    }
     let role = &binding.role;
     let mut problems = Problems::default();
     let judged = !gitlab.is_empty() || !everyone.is_empty();
@@ -1060,6 +1074,9 @@ struct Resolver<'v> {
     budget: usize,
     /// Whether the walk ran out of budget: what it resolved since is incomplete.
     exhausted: bool,
+    /// The review's budget, charged an aggregation step for every role visited (none when
+    /// the resolver serves the agent configuration lint).
+    work: Option<&'v Budget>,
 }
 
 impl<'v> Resolver<'v> {
@@ -1069,7 +1086,14 @@ impl<'v> Resolver<'v> {
             done: HashMap::new(),
             budget: MAX_AGGREGATED_ROLES,
             exhausted: false,
+            work: None,
         }
+    }
+
+    /// This resolver, charging the review's budget as it walks.
+    fn within(mut self, work: &'v Budget) -> Self {
+        self.work = Some(work);
+        self
     }
 
     fn missing(&self, default_too: bool) -> String {
@@ -1155,6 +1179,11 @@ impl<'v> Resolver<'v> {
     }
 
     fn spend(&mut self, name: &str) -> Result<(), String> {
+        if let Some(work) = self.work {
+            // A stopped review budget is the engine's to report, with its own reason.
+            work.charge(Resource::AggregationSteps, 1)
+                .map_err(|e| e.to_string())?;
+        }
         match self.budget.checked_sub(1) {
             Some(left) => {
                 self.budget = left;
@@ -1267,8 +1296,17 @@ fn judge_role(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
         .iter()
         .any(|u| u == &ctx.request.user_info.username);
 
+    // Every rule of the object (and of the one it replaces) is summarized below.
+    let rules = new.rules.len() + old.as_ref().map_or(0, |o| o.rules.len());
+    if ctx
+        .budget
+        .charge(Resource::RbacRules, rules as u64)
+        .is_err()
+    {
+        return Vec::new();
+    }
     let cluster = Cluster::new(ctx.view, settings);
-    let mut resolver = Resolver::new(ctx.view);
+    let mut resolver = Resolver::new(ctx.view).within(ctx.budget);
     // The aggregation controller only copies rules: what it writes is judged as written.
     // Anyone else's change is judged by what the role will grant once aggregated.
     let summarize = |resolver: &mut Resolver<'_>, object: &RoleObject| {
@@ -1298,7 +1336,7 @@ fn judge_role(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
     let mut widened = Vec::new();
     let (reasons, targets) = new_summary.added_since(&old_summary);
     if !reasons.is_empty() || !targets.is_empty() {
-        widened.extend(widen(&cluster, None, &key, reasons, targets));
+        widened.extend(widen(&cluster, ctx.budget, None, &key, reasons, targets));
     }
     let grants_anything = !new_summary.reasons.is_empty() || !new_summary.impersonates.is_empty();
     if cluster_role && !by_controller && grants_anything {
@@ -1323,6 +1361,7 @@ fn judge_role(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
                 };
                 if let Some(w) = widen(
                     &cluster,
+                    ctx.budget,
                     Some(target.clone()),
                     &target_key,
                     reasons,
@@ -1370,6 +1409,7 @@ fn judge_role(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
 /// gains writes.
 fn widen(
     cluster: &Cluster<'_>,
+    budget: &Budget,
     through: Option<Arc<str>>,
     role: &RoleKey,
     reasons: Reasons,
@@ -1385,6 +1425,12 @@ fn widen(
         impersonation: Vec::new(),
     };
     for binding in bindings {
+        if budget
+            .charge(Resource::RbacSubjects, binding.subjects.len() as u64)
+            .is_err()
+        {
+            break;
+        }
         let reach = cluster.placement(&binding).reach;
         let (reads_denied, reads_warned) = settings.split_reads(reasons);
         let mut broad = reach.broad(reasons).union(reads_denied).union(reads_warned);

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use crate::admission::{Operation, Request};
+use crate::budget::Budget;
 use crate::cluster::ClusterView;
 use crate::config::Config;
 use crate::finding::{Finding, Mode, PolicyId, object_ref};
@@ -62,16 +63,25 @@ pub struct Context<'a> {
     pub request: &'a Request<'a>,
     pub config: &'a Config,
     pub view: &'a dyn ClusterView,
+    /// The review's work budget: loops over what the requester controls charge it and stop
+    /// at its first error (see [`crate::budget`]); the engine turns that into a denial.
+    pub budget: &'a Budget,
     /// Shared by the views the policies read of this request's objects.
     skims: Skims<'a>,
 }
 
 impl<'a> Context<'a> {
-    pub fn new(request: &'a Request<'a>, config: &'a Config, view: &'a dyn ClusterView) -> Self {
+    pub fn new(
+        request: &'a Request<'a>,
+        config: &'a Config,
+        view: &'a dyn ClusterView,
+        budget: &'a Budget,
+    ) -> Self {
         Context {
             request,
             config,
             view,
+            budget,
             skims: Skims::indexed(request.index.clone()),
         }
     }

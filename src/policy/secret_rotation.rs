@@ -57,12 +57,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::{CREATE_UPDATE, Context, KindRule, Policy, PolicySettings, SettingError};
-use crate::cluster::secrets::{
-    ROTATED_AT_ANNOTATION, RotatedAt, SecretFacts, SecretUse, format_time,
-};
+use crate::cluster::secrets::{ROTATED_AT_ANNOTATION, RotatedAt, SecretFacts, format_time};
 use crate::cluster::{AgentInstallation, ClusterView, Lookup};
 use crate::finding::{Finding, Mode, PolicyId, object_ref};
 use crate::flux::secret_refs;
+use crate::flux::secret_refs::SecretUse;
 use crate::flux::{HELM_GROUP, KUSTOMIZE_GROUP, SOURCE_GROUP};
 
 const ID: PolicyId = PolicyId::SecretRotation;

@@ -25,6 +25,7 @@ use self::identity::{Breadth, IdentityField};
 use self::settings::Compiled;
 use super::{CREATE_UPDATE, Context, KindRule, Policy};
 use crate::admission::Request;
+use crate::budget::{Budget, Exceeded, Resource};
 use crate::cluster::{Lookup, ObjectKey};
 use crate::finding::{Finding, PolicyId, object_ref};
 use crate::flux::helm_chart::{self, HelmChart};
@@ -33,7 +34,7 @@ use crate::flux::helm_repository;
 use crate::flux::meta::ObjectMeta;
 use crate::flux::oci_repository::{self, OciRepository};
 use crate::flux::reference::SourceReference;
-use crate::flux::verification::{Provider, Verification};
+use crate::flux::verification::{OidcIdentityMatch, Provider, Verification};
 use crate::flux::{self, HELM_GROUP, SOURCE_GROUP};
 
 /// Records which `verifyDefaults` rule `/mutate` took a `verify` block from.
@@ -102,7 +103,8 @@ impl Policy for SignedOciSources {
         let judge = Judge {
             settings,
             compiled: &compiled,
-            analyze: &|pattern, field| self.patterns.analyze(pattern, field),
+            budget: ctx.budget,
+            analyze: &|pattern, field| self.patterns.analyze(pattern, field, ctx.budget),
         };
         let judged = match ctx.request.kind.kind.as_ref() {
             oci_repository::KIND => judge.oci_repository(ctx),
@@ -296,14 +298,25 @@ impl Site {
 struct Judgement {
     violations: Vec<String>,
     advisories: Vec<String>,
+    /// `matchOIDCIdentity` entries left unjudged once [`MAX_VIOLATIONS`] were found.
+    unjudged_identities: usize,
 }
+
+/// Violations listed for one `verify` block: past this the object is denied anyway, and a
+/// hostile list of thousands of broad patterns would make a message of megabytes.
+const MAX_VIOLATIONS: usize = 8;
 
 /// Judges one request with the settings in force.
 struct Judge<'j> {
     settings: &'j Settings,
     compiled: &'j Compiled,
-    analyze: &'j dyn Fn(&str, IdentityField) -> Arc<Breadth>,
+    /// Stops the identity loop of a hostile object (see [`crate::budget`]).
+    budget: &'j Budget,
+    analyze: &'j Analyze<'j>,
 }
+
+/// Judges one pattern (through the memo, within the review's budget).
+type Analyze<'a> = dyn Fn(&str, IdentityField) -> Result<Arc<Breadth>, Exceeded> + 'a;
 
 impl Judge<'_> {
     fn oci_repository(&self, ctx: &Context<'_>) -> Result<Vec<Finding>, Finding> {
@@ -452,6 +465,7 @@ impl Judge<'_> {
                     site.path()
                 )],
                 advisories: Vec::new(),
+                unjudged_identities: 0,
             },
             Some(verify) => self.verification(verify, site),
         };
@@ -463,10 +477,16 @@ impl Judge<'_> {
             findings.push(Finding::advisory(ID, format!("{subject}: {advisory}")));
         }
         if !judgement.violations.is_empty() {
+            let unjudged = match judgement.unjudged_identities {
+                0 => String::new(),
+                n => format!(
+                    "; {n} more matchOIDCIdentity entries were not judged one by one (the ones above already deny it)"
+                ),
+            };
             findings.push(Finding::violation(
                 ID,
                 format!(
-                    "{subject} must be signature-verified by Flux: {}. {}",
+                    "{subject} must be signature-verified by Flux: {}{unjudged}. {}",
                     judgement.violations.join("; "),
                     self.suggestion(site, url)
                 ),
@@ -558,9 +578,26 @@ impl Judge<'_> {
             return;
         }
         let trusted_issuers = !self.compiled.trusted_issuers.is_empty();
+        // Every distinct pattern is compiled: their number is bounded before any is.
+        if self
+            .budget
+            .charge(Resource::IdentityPatterns, distinct_patterns(identities))
+            .is_err()
+        {
+            return;
+        }
         for (i, matcher) in identities.iter().enumerate() {
-            let issuer = (self.analyze)(&matcher.issuer, IdentityField::Issuer);
-            let subject = (self.analyze)(&matcher.subject, IdentityField::Subject);
+            if judgement.violations.len() >= MAX_VIOLATIONS {
+                judgement.unjudged_identities = identities.len() - i;
+                return;
+            }
+            // A stopped budget ends the loop; the engine denies with the budget's reason.
+            let Ok(issuer) = (self.analyze)(&matcher.issuer, IdentityField::Issuer) else {
+                return;
+            };
+            let Ok(subject) = (self.analyze)(&matcher.subject, IdentityField::Subject) else {
+                return;
+            };
             for (field, pattern, breadth) in [
                 (IdentityField::Issuer, &matcher.issuer, &issuer),
                 (IdentityField::Subject, &matcher.subject, &subject),
@@ -763,30 +800,87 @@ impl KeylessGuess {
 /// seeded per map.
 #[derive(Default)]
 struct PatternCache {
-    issuers: Mutex<foldhash::HashMap<Box<str>, Arc<Breadth>>>,
-    subjects: Mutex<foldhash::HashMap<Box<str>, Arc<Breadth>>>,
+    issuers: Mutex<foldhash::HashMap<Box<str>, Memo>>,
+    subjects: Mutex<foldhash::HashMap<Box<str>, Memo>>,
 }
+
+/// A pattern's verdict and the size of its compiled program, which every review that judges
+/// the pattern is charged, found in the memo or not.
+type Memo = (Arc<Breadth>, u64);
 
 const PATTERN_CACHE_CAPACITY: usize = 1024;
 
 impl PatternCache {
-    fn analyze(&self, pattern: &str, field: IdentityField) -> Arc<Breadth> {
+    fn analyze(
+        &self,
+        pattern: &str,
+        field: IdentityField,
+        budget: &Budget,
+    ) -> Result<Arc<Breadth>, Exceeded> {
         let map = match field {
             IdentityField::Issuer => &self.issuers,
             IdentityField::Subject => &self.subjects,
         };
-        if let Some(hit) = lock(map).get(pattern) {
-            return Arc::clone(hit);
+        let hit = lock(map)
+            .get(pattern)
+            .map(|(breadth, bytes)| (Arc::clone(breadth), *bytes));
+        if let Some((breadth, bytes)) = hit {
+            budget.charge(Resource::RegexBytes, bytes)?;
+            return Ok(breadth);
         }
-        let breadth = Arc::new(identity::analyze(pattern, field));
-        let mut map = lock(map);
-        // A flood of distinct patterns costs compilations, never unbounded memory.
-        if map.len() >= PATTERN_CACHE_CAPACITY {
-            map.clear();
+        // Inline reviews stop here and are judged again on the evaluation pool.
+        budget.charge(Resource::RegexCompilations, 1)?;
+        let left = budget
+            .limit(Resource::RegexBytes)
+            .saturating_sub(budget.used(Resource::RegexBytes));
+        let limit = usize::try_from(left).unwrap_or(usize::MAX);
+        let Some(analysis) = identity::analyze_within(pattern, field, limit) else {
+            // Bigger than what the review has left: that is the budget's failure.
+            return Err(budget
+                .charge(Resource::RegexBytes, left.saturating_add(1))
+                .err()
+                .unwrap_or(Exceeded::Limit {
+                    resource: Resource::RegexBytes,
+                    limit: budget.limit(Resource::RegexBytes),
+                }));
+        };
+        let bytes = analysis.compiled_bytes as u64;
+        let breadth = Arc::new(analysis.breadth);
+        {
+            let mut map = lock(map);
+            // A flood of distinct patterns costs compilations, never unbounded memory.
+            if map.len() >= PATTERN_CACHE_CAPACITY {
+                map.clear();
+            }
+            map.insert(pattern.into(), (Arc::clone(&breadth), bytes));
         }
-        map.insert(pattern.into(), Arc::clone(&breadth));
-        breadth
+        budget.charge(Resource::RegexBytes, bytes)?;
+        Ok(breadth)
     }
+}
+
+/// How many distinct issuer and subject patterns a list of identities has; short lists (all
+/// real ones) are compared pairwise, without a set.
+fn distinct_patterns(identities: &[OidcIdentityMatch<'_>]) -> u64 {
+    fn fields<'m>(m: &'m OidcIdentityMatch<'_>) -> [(IdentityField, &'m str); 2] {
+        [
+            (IdentityField::Issuer, m.issuer.as_ref()),
+            (IdentityField::Subject, m.subject.as_ref()),
+        ]
+    }
+    if identities.len() <= 8 {
+        let all: Vec<(IdentityField, &str)> = identities.iter().flat_map(fields).collect();
+        return all
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| !all[..*i].contains(p))
+            .count() as u64;
+    }
+    let mut seen = foldhash::HashSet::default();
+    for pattern in identities.iter().flat_map(fields) {
+        seen.insert(pattern);
+    }
+    seen.len() as u64
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -7,7 +7,7 @@ use std::sync::{Arc, LazyLock};
 
 use serde::Deserialize;
 
-use crate::cluster::rbac::{RoleFacts, RoleObject};
+use super::objects::{RoleFacts, RoleObject};
 
 /// An excerpt of the bootstrap policy golden file of kubernetes/kubernetes (see its header).
 const DEFAULT_CLUSTER_ROLES_YAML: &str = include_str!("default-cluster-roles.yaml");

@@ -69,6 +69,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer};
 
 pub mod defaults;
+pub mod objects;
 
 /// The API group of Role, ClusterRole, RoleBinding and ClusterRoleBinding.
 pub const GROUP: &str = "rbac.authorization.k8s.io";

@@ -1,17 +1,21 @@
 //! `fluxgate serve`: the HTTPS admission webhook and the plain-HTTP metrics listener.
 //!
-//! Layers, outermost first: TCP accept with a connection limit; TLS handshake with a
-//! deadline; HTTP/1.1 or HTTP/2 by ALPN with a header read deadline; the axum router;
-//! [`webhook`] turning a body into a verdict through the engine. Shutdown first lingers (the
-//! drain linger: still serving, every HTTP/1.1 answer telling the client to close its
-//! connection), then stops accepting, lets requests in flight finish (bounded by the drain
-//! timeout) and returns.
+//! Layers, outermost first: TCP accept with a connection limit, in all and per peer address
+//! ([`connections`]); TLS handshake with a deadline; HTTP/1.1 or HTTP/2 by ALPN with a
+//! header read deadline, HTTP/2 keep-alive pings and an idle timeout; the axum router;
+//! [`webhook`] admitting the body against the in-flight byte budget ([`inflight`]) and
+//! turning it into a verdict through the engine, inline or on the evaluation pool ([`pool`]),
+//! within the review's [`crate::budget`]. `/metrics`, `/healthz` and `/readyz` are served
+//! by a thread of their own, so that they answer whatever the webhook's workers are doing.
+//! Shutdown first lingers (still serving, every HTTP/1.1 answer telling the client to close
+//! its connection), then stops accepting, lets requests in flight finish (bounded by the
+//! drain timeout) and returns.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -21,14 +25,24 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
+use self::connections::{Activity, Peers, Refusal, Refusals, Tracked};
+use self::inflight::BodyBudget;
+use self::pool::EvalPool;
+
 use crate::cluster::ClusterView;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::tls::{ReloadableCert, TlsError, TlsFiles};
 
+pub mod audit;
+mod connections;
+mod inflight;
+mod pool;
 mod reload;
 mod webhook;
+
+pub use inflight::{SMALL_BODY_BYTES, SMALL_RESERVE_BYTES};
 
 pub use reload::{reload_config_once, reload_tls_once};
 pub use webhook::log_decision;
@@ -59,7 +73,21 @@ pub struct ServerOptions {
     /// Largest request body accepted. An UPDATE review carries the object twice, so this is
     /// above the API server's own 3 MiB limit.
     pub max_body_bytes: usize,
+    /// Request body bytes read and judged at once, across all requests; a body that finds
+    /// no room within `body_admit_wait` gets a 429. Never less than `max_body_bytes` plus
+    /// the small bodies' reserve ([`SMALL_RESERVE_BYTES`]).
+    pub max_inflight_body_bytes: usize,
+    pub body_admit_wait: Duration,
     pub max_connections: usize,
+    /// Connections one peer address may hold open, so that one client cannot take them all.
+    pub max_connections_per_peer: usize,
+    /// A connection with no request in progress for this long is closed (HTTP/2 with a
+    /// GOAWAY; HTTP/1.1 connections are closed sooner by `header_read_timeout`).
+    pub idle_timeout: Duration,
+    /// HTTP/2 keep-alive: a PING this often; a peer that does not answer within
+    /// `http2_keepalive_timeout` is disconnected.
+    pub http2_keepalive_interval: Duration,
+    pub http2_keepalive_timeout: Duration,
     pub tls_handshake_timeout: Duration,
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
@@ -73,9 +101,15 @@ pub struct ServerOptions {
     pub drain_linger: Duration,
     /// How often the configuration and certificate files are checked for changes.
     pub reload_interval: Duration,
-    /// Longest a review may take from a whole body to an answer; keep it below the
+    /// Longest a review may take from its arrival (headers read) to an answer; at this
+    /// deadline the answer is a 503, whatever evaluation is doing. Keep it below the
     /// webhook's `timeoutSeconds` so the API server gets a clear error instead of a timeout.
     pub eval_timeout: Duration,
+    /// Threads of the evaluation pool, which judges the reviews that need real work.
+    pub eval_threads: usize,
+    /// Bodies larger than this are judged on the evaluation pool from the start; smaller
+    /// ones inline, unless their inline budget sends them there.
+    pub inline_body_bytes: usize,
 }
 
 impl ServerOptions {
@@ -87,7 +121,13 @@ impl ServerOptions {
             client_ca: None,
             config_path: None,
             max_body_bytes: 8 * 1024 * 1024,
-            max_connections: 4096,
+            max_inflight_body_bytes: DEFAULT_MAX_INFLIGHT_BODY_BYTES,
+            body_admit_wait: Duration::from_secs(1),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_peer: DEFAULT_MAX_CONNECTIONS_PER_PEER,
+            idle_timeout: Duration::from_secs(30),
+            http2_keepalive_interval: Duration::from_secs(10),
+            http2_keepalive_timeout: Duration::from_secs(10),
             tls_handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
@@ -95,8 +135,23 @@ impl ServerOptions {
             drain_linger: Duration::from_secs(2),
             reload_interval: Duration::from_secs(5),
             eval_timeout: Duration::from_secs(8),
+            eval_threads: default_eval_threads(),
+            inline_body_bytes: 128 * 1024,
         }
     }
+}
+
+/// See docs/RELIABILITY.md for how these were chosen from measured memory.
+pub const DEFAULT_MAX_INFLIGHT_BODY_BYTES: usize = 32 * 1024 * 1024;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+pub const DEFAULT_MAX_CONNECTIONS_PER_PEER: usize = 256;
+
+/// Half the CPUs, at least one: the other half keeps answering cheap reviews and probes.
+pub fn default_eval_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() / 2)
+        .unwrap_or(1)
+        .max(1)
 }
 
 /// What every request handler shares. Built once; nothing global.
@@ -108,6 +163,10 @@ pub struct AppState {
     pub body_read_timeout: Duration,
     pub eval_timeout: Duration,
     pub tls_loaded: AtomicBool,
+    pub(crate) bodies: BodyBudget,
+    pub(crate) body_admit_wait: Duration,
+    pub(crate) pool: EvalPool,
+    pub(crate) inline_body_bytes: usize,
 }
 
 /// A server with its sockets bound, ready to run.
@@ -149,7 +208,7 @@ impl BoundServer {
             }
             None => (Config::default(), None),
         };
-        view.reconfigure(&config);
+        view.reconfigure(config.policies.single_agent.detector());
         let loaded = options.tls.load()?;
         if let Some(not_after) = loaded.not_after {
             metrics.tls_cert_expiry.set(not_after as f64);
@@ -166,11 +225,19 @@ impl BoundServer {
         let state = Arc::new(AppState {
             engine: Engine::new(config, mode_override),
             view,
+            bodies: BodyBudget::new(
+                options.max_inflight_body_bytes,
+                options.max_body_bytes,
+                metrics.inflight_body_bytes.clone(),
+            ),
             metrics,
             max_body_bytes: options.max_body_bytes,
             body_read_timeout: options.body_read_timeout,
             eval_timeout: options.eval_timeout,
             tls_loaded: AtomicBool::new(true),
+            body_admit_wait: options.body_admit_wait,
+            pool: EvalPool::new(options.eval_threads),
+            inline_body_bytes: options.inline_body_bytes,
         });
         Ok(BoundServer {
             state,
@@ -218,22 +285,66 @@ impl BoundServer {
             shutdown.clone(),
         ));
 
-        let metrics_router = webhook::metrics_router(state.clone());
-        let mut metrics_shutdown = shutdown.clone();
-        let metrics_server = tokio::spawn(async move {
-            let served = axum::serve(metrics_listener, metrics_router)
-                .with_graceful_shutdown(async move { stopped(&mut metrics_shutdown).await })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "metrics listener failed");
-            }
-        });
+        let metrics_server = serve_probes(state.clone(), metrics_listener, shutdown.clone());
 
         let router = webhook::router(state.clone());
-        serve_tls(listener, acceptor, router, &options, shutdown).await;
+        serve_tls(listener, acceptor, router, &options, &state, shutdown).await;
         reloader.abort();
-        let _ = metrics_server.await;
+        if let Some(done) = metrics_server {
+            let _ = done.await;
+        }
     }
+}
+
+/// `/metrics`, `/healthz` and `/readyz` on a thread and runtime of their own: a liveness
+/// probe must not fail because every webhook worker is busy. Resolves when that listener
+/// has stopped (after shutdown).
+fn serve_probes(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) -> Option<tokio::sync::oneshot::Receiver<()>> {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let std_listener = match listener.into_std() {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(error = %e, "metrics listener cannot be moved to its thread");
+            return None;
+        }
+    };
+    let spawned = std::thread::Builder::new()
+        .name("fluxgate-probes".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    tracing::error!(error = %e, "metrics listener cannot start its runtime");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let served = match TcpListener::from_std(std_listener) {
+                    Ok(listener) => {
+                        axum::serve(listener, webhook::metrics_router(state))
+                            .with_graceful_shutdown(async move { stopped(&mut shutdown).await })
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "metrics listener failed");
+                }
+            });
+            let _ = done_tx.send(());
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "metrics listener thread cannot start");
+        return None;
+    }
+    Some(done_rx)
 }
 
 /// Resolves at `deadline`; never without one.
@@ -327,10 +438,13 @@ async fn serve_tls(
     acceptor: TlsAcceptor,
     router: Router,
     options: &ServerOptions,
+    state: &AppState,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let connections = Arc::new(Semaphore::new(options.max_connections));
+    let max_connections = options.max_connections.max(1);
+    let connections = Arc::new(Semaphore::new(max_connections));
+    let peers = Peers::new(options.max_connections_per_peer);
+    let refusals = Refusals::new(state.metrics.clone(), Duration::from_secs(1));
     // Set when the shutdown signal comes: from then on every answer says `Connection: close`
     // (hyper closes an HTTP/1.1 connection after such an answer; HTTP/2 drops the header).
     let lingering = Arc::new(AtomicBool::new(false));
@@ -349,6 +463,8 @@ async fn serve_tls(
             response
         },
     ));
+    // What the connections watch: the end of the linger, not the signal itself.
+    let (drain, draining) = watch::channel(false);
     let mut linger_until: Option<tokio::time::Instant> = None;
     loop {
         let (tcp, peer) = tokio::select! {
@@ -372,58 +488,175 @@ async fn serve_tls(
             }
             _ = sleep_until(linger_until) => break,
         };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, limit = options.max_connections, "connection limit reached; closing new connection");
-            drop(tcp);
-            continue;
+        let admitted = match connections.clone().try_acquire_owned() {
+            Ok(permit) => peers
+                .admit(peer.ip())
+                .map(|slot| (permit, slot))
+                .ok_or(Refusal::PeerLimit),
+            Err(_) => Err(Refusal::Limit),
+        };
+        let (permit, peer_slot) = match admitted {
+            Ok(admitted) => admitted,
+            Err(why) => {
+                drop(tcp);
+                if let Some(count) = refusals.refuse(why, Instant::now()) {
+                    tracing::warn!(
+                        %peer,
+                        reason = why.as_str(),
+                        limit = options.max_connections,
+                        per_peer = options.max_connections_per_peer,
+                        refused = count,
+                        "connection limit reached; closing new connections (logged at most once a second; fluxgate_connections_refused_total counts each)"
+                    );
+                }
+                continue;
+            }
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let service = service.clone();
-        let watcher = graceful.watcher();
-        let handshake_timeout = options.tls_handshake_timeout;
-        let header_read_timeout = options.header_read_timeout;
+        let draining = draining.clone();
+        let settings = ConnectionSettings::of(options);
+        let open = state.metrics.connections_open.clone();
+        open.inc();
         tokio::spawn(async move {
-            let _permit = permit;
-            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_read_timeout)
-                .keep_alive(true);
-            builder.http2().timer(TokioTimer::new());
-            let builder = if h2 {
-                builder.http2_only()
-            } else {
-                builder.http1_only()
-            };
-            let connection = builder.serve_connection(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(connection).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
+            let _held = (permit, peer_slot);
+            serve_connection(tcp, peer, acceptor, service, settings, draining).await;
+            open.dec();
         });
     }
+    let _ = drain.send(true);
     drop(listener);
     tracing::info!(
-        open = options.max_connections - connections.available_permits(),
+        open = max_connections - connections.available_permits(),
         "no longer accepting; closing idle connections and finishing requests in flight"
     );
+    // Every connection gives its permit back when it ends: all of them back means drained.
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections drained"),
+        _ = connections.acquire_many(all) => tracing::info!("all connections drained"),
         _ = tokio::time::sleep(options.drain_timeout) => {
             tracing::warn!(timeout = ?options.drain_timeout, "drain timeout reached; closing remaining connections");
+        }
+    }
+}
+
+/// What each connection task needs of the options.
+#[derive(Clone, Copy)]
+struct ConnectionSettings {
+    handshake_timeout: Duration,
+    header_read_timeout: Duration,
+    idle_timeout: Duration,
+    keepalive_interval: Duration,
+    keepalive_timeout: Duration,
+    drain_timeout: Duration,
+}
+
+impl ConnectionSettings {
+    fn of(options: &ServerOptions) -> Self {
+        ConnectionSettings {
+            handshake_timeout: options.tls_handshake_timeout,
+            header_read_timeout: options.header_read_timeout,
+            idle_timeout: options.idle_timeout,
+            keepalive_interval: options.http2_keepalive_interval,
+            keepalive_timeout: options.http2_keepalive_timeout,
+            drain_timeout: options.drain_timeout,
+        }
+    }
+}
+
+/// HTTP/2 flow-control windows: how much a peer may send that nobody has read yet. hyper's
+/// default of 1 MiB per connection would let every connection park a megabyte in memory
+/// while its body waits for the in-flight budget.
+const H2_WINDOW: u32 = 256 * 1024;
+
+async fn serve_connection<S>(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    service: S,
+    settings: ConnectionSettings,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = hyper::Response<axum::body::Body>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let tls = match tokio::time::timeout(settings.handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(settings.keepalive_interval)
+        .keep_alive_timeout(settings.keepalive_timeout)
+        .initial_connection_window_size(H2_WINDOW)
+        .initial_stream_window_size(H2_WINDOW);
+    let builder = if h2 {
+        builder.http2_only()
+    } else {
+        builder.http1_only()
+    };
+    let activity = Activity::new();
+    let connection =
+        builder.serve_connection(TokioIo::new(tls), Tracked::new(service, activity.clone()));
+    tokio::pin!(connection);
+    let mut closing: Option<tokio::time::Instant> = None;
+    loop {
+        // When to look at the connection's idleness next.
+        let wake = match (closing, activity.idle_for(Instant::now())) {
+            (Some(at), _) => at,
+            (None, Some(idle)) => {
+                tokio::time::Instant::now() + settings.idle_timeout.saturating_sub(idle)
+            }
+            (None, None) => tokio::time::Instant::now() + settings.idle_timeout,
+        };
+        tokio::select! {
+            ended = connection.as_mut() => {
+                if let Err(e) = ended {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = stopped(&mut shutdown), if closing.is_none() => {
+                connection.as_mut().graceful_shutdown();
+                closing = Some(tokio::time::Instant::now() + settings.drain_timeout);
+            }
+            _ = tokio::time::sleep_until(wake) => {
+                if closing.is_some() {
+                    // A peer that neither finishes its requests nor reads the GOAWAY.
+                    tracing::debug!(%peer, "connection did not close in time; dropping it");
+                    return;
+                }
+                if activity
+                    .idle_for(Instant::now())
+                    .is_some_and(|idle| idle >= settings.idle_timeout)
+                {
+                    tracing::debug!(%peer, "closing idle connection");
+                    connection.as_mut().graceful_shutdown();
+                    closing = Some(tokio::time::Instant::now() + settings.drain_timeout);
+                }
+            }
         }
     }
 }

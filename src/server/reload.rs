@@ -63,7 +63,9 @@ pub(super) fn load_config(path: &std::path::Path) -> Result<(Config, u64), Confi
 pub fn reload_config_once(state: &AppState, path: &std::path::Path) -> bool {
     match Config::from_file(path) {
         Ok(config) => {
-            state.view.reconfigure(&config);
+            state
+                .view
+                .reconfigure(config.policies.single_agent.detector());
             state.engine.set_config(config);
             state
                 .metrics

@@ -7,13 +7,16 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 
 use super::AppState;
+use super::inflight::BodyPermit;
+use super::pool::PoolError;
 use crate::admission;
+use crate::budget::{Budget, Exceeded, Limits};
 use crate::engine::{Endpoint, verdict};
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -110,11 +113,35 @@ fn is_json(request: &Request) -> bool {
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
-async fn read_body(state: &AppState, body: Body) -> Result<bytes::Bytes, Response> {
-    let limited = Limited::new(body, state.max_body_bytes);
-    match tokio::time::timeout(state.body_read_timeout, limited.collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(state)),
+/// Reads a body admitted for `capacity` bytes. Over `--max-body-bytes` (a body that declared
+/// no length, or lied about it) it is a 413, after draining a bounded amount so that an
+/// HTTP/1.1 client still reads the answer.
+async fn read_body(
+    state: &AppState,
+    body: Body,
+    capacity: usize,
+    version: Version,
+) -> Result<bytes::Bytes, Response> {
+    let mut body = std::pin::pin!(body);
+    let read = async {
+        let mut out = bytes::BytesMut::with_capacity(capacity.min(state.max_body_bytes));
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                if out.len() + data.len() > state.max_body_bytes {
+                    return Ok(None);
+                }
+                out.extend_from_slice(&data);
+            }
+        }
+        Ok::<_, axum::Error>(Some(out.freeze()))
+    };
+    match tokio::time::timeout(state.body_read_timeout, read).await {
+        Ok(Ok(Some(bytes))) => Ok(bytes),
+        Ok(Ok(None)) => {
+            let response = too_large(state, version);
+            drain(state, body, version).await;
+            Err(response)
+        }
         Ok(Err(e)) => Err(error(
             Some(state),
             StatusCode::BAD_REQUEST,
@@ -133,8 +160,36 @@ async fn read_body(state: &AppState, body: Body) -> Result<bytes::Bytes, Respons
     }
 }
 
-fn too_large(state: &AppState) -> Response {
-    error(
+/// Reads and drops what is left of a refused body, up to [`DRAIN_BYTES`] and the body read
+/// timeout. An HTTP/1.1 server that answers before the client has sent its body and then
+/// closes the connection makes the client's kernel see a reset before the client reads
+/// the answer: the 413 is lost. HTTP/2 refuses the stream alone, so nothing is drained.
+async fn drain<B: axum::body::HttpBody>(state: &AppState, body: B, version: Version) {
+    if version >= Version::HTTP_2 {
+        return;
+    }
+    let mut body = std::pin::pin!(body);
+    let mut drained = 0usize;
+    let _ = tokio::time::timeout(state.body_read_timeout, async {
+        while drained < DRAIN_BYTES {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    drained += frame.data_ref().map_or(0, bytes::Buf::remaining);
+                }
+                _ => break,
+            }
+        }
+    })
+    .await;
+}
+
+/// The most of a refused body that is read to deliver its 413: the API server never sends
+/// more than its own 3 MiB limit (twice, for an UPDATE), so an over-large review from it is
+/// drained whole, and anything larger is not worth reading.
+const DRAIN_BYTES: usize = 16 * 1024 * 1024;
+
+fn too_large(state: &AppState, version: Version) -> Response {
+    let mut response = error(
         Some(state),
         StatusCode::PAYLOAD_TOO_LARGE,
         "too-large",
@@ -142,10 +197,22 @@ fn too_large(state: &AppState) -> Response {
             "the request body is larger than {} bytes (--max-body-bytes)",
             state.max_body_bytes
         ),
-    )
+    );
+    if version < Version::HTTP_2 {
+        // What was not drained is not read: the connection cannot carry another request.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 async fn review(state: Arc<AppState>, endpoint: Endpoint, request: Request) -> Response {
+    // The deadline counts from the request's arrival: the API server's timeout covers the
+    // body's transfer too.
+    let arrived = Instant::now();
+    let deadline = arrived + state.eval_timeout;
+    let version = request.version();
     if !is_json(&request) {
         return error(
             Some(&state),
@@ -160,46 +227,184 @@ async fn review(state: Arc<AppState>, endpoint: Endpoint, request: Request) -> R
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared_length.is_some_and(|len| len > state.max_body_bytes as u64) {
-        return too_large(&state);
+        let response = too_large(&state, version);
+        if declared_length.is_some_and(|len| len <= DRAIN_BYTES as u64) {
+            drain(&state, request.into_body(), version).await;
+        }
+        return response;
     }
-    let body = match read_body(&state, request.into_body()).await {
+    // A body that declares no length may be as large as any.
+    let capacity = declared_length.map_or(state.max_body_bytes, |len| len as usize);
+    let wait = state
+        .body_admit_wait
+        .min(deadline.saturating_duration_since(Instant::now()));
+    let Ok(permit) = state.bodies.admit(capacity, wait).await else {
+        let mut response = error(
+            Some(&state),
+            StatusCode::TOO_MANY_REQUESTS,
+            "inflight-budget",
+            format!(
+                "fluxgate is reading and judging as many request bodies as its memory budget allows ({} bytes, --max-inflight-body-bytes); retry shortly",
+                state.bodies.total_bytes()
+            ),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        drain(&state, request.into_body(), version).await;
+        return response;
+    };
+    let body = match read_body(&state, request.into_body(), capacity, version).await {
         Ok(body) => body,
         Err(response) => return response,
     };
-    let started = Instant::now();
+    if body.len() > state.inline_body_bytes {
+        state
+            .metrics
+            .pool_reviews
+            .with_label_values(&["large-body"])
+            .inc();
+        return on_pool(state, endpoint, body, permit, arrived, false).await;
+    }
     let request = match admission::decode(&body) {
         Ok(request) => request,
-        Err(e) => {
-            return error(
-                Some(&state),
-                StatusCode::BAD_REQUEST,
-                "not-a-review",
-                e.to_string(),
-            );
-        }
+        Err(e) => return not_a_review(&state, &e),
     };
-    let wanted = state.engine.prefetch(&request);
+    refresh_view(&state, &request, deadline).await;
+    let budget = Budget::default().inline(Limits::INLINE);
+    if let Some(answer) = answer(&state, endpoint, &request, &budget, arrived, &Late::new()) {
+        return answer;
+    }
+    drop(request);
+    state
+        .metrics
+        .pool_reviews
+        .with_label_values(&["offloaded"])
+        .inc();
+    on_pool(state, endpoint, body, permit, arrived, true).await
+}
+
+fn not_a_review(state: &AppState, e: &admission::DecodeError) -> Response {
+    error(
+        Some(state),
+        StatusCode::BAD_REQUEST,
+        "not-a-review",
+        e.to_string(),
+    )
+}
+
+/// Lets the cluster view fetch what the matching policies will look up, until the deadline.
+async fn refresh_view(state: &AppState, request: &admission::Request<'_>, deadline: Instant) {
+    let wanted = state.engine.prefetch(request);
     if !wanted.is_empty()
-        && tokio::time::timeout(state.eval_timeout, state.view.refresh(&wanted))
+        && tokio::time::timeout_at(deadline.into(), state.view.refresh(&wanted))
             .await
             .is_err()
     {
         tracing::warn!(uid = %request.uid, "cluster view refresh hit the evaluation deadline; judging with what the view has");
     }
-    let (verdict, exemptions) = state.engine.review(endpoint, &request, state.view.as_ref());
-    if started.elapsed() > state.eval_timeout {
-        // Policies are not interruptible, but an answer this late may already have been given
-        // up on by the API server; let its failurePolicy decide rather than pretend.
-        return error(
+}
+
+/// Judges a review on the evaluation pool, under the full budget and the review's deadline.
+/// The body and its share of the in-flight budget go with it: the memory is in use until
+/// the job ends, even when the answer (a 503 at the deadline) has gone before.
+async fn on_pool(
+    state: Arc<AppState>,
+    endpoint: Endpoint,
+    body: bytes::Bytes,
+    permit: BodyPermit,
+    arrived: Instant,
+    refreshed: bool,
+) -> Response {
+    let deadline = arrived + state.eval_timeout;
+    let runtime = tokio::runtime::Handle::current();
+    let job_state = Arc::clone(&state);
+    // The job may finish after the handler has answered at the deadline: one 503 counted.
+    let late = Arc::new(Late::new());
+    let job_late = Arc::clone(&late);
+    let job = move || {
+        let _permit = permit;
+        let state = job_state;
+        let request = match admission::decode(&body) {
+            Ok(request) => request,
+            Err(e) => return not_a_review(&state, &e),
+        };
+        if !refreshed {
+            runtime.block_on(refresh_view(&state, &request, deadline));
+        }
+        let budget = Budget::default().with_deadline(arrived, state.eval_timeout);
+        answer(&state, endpoint, &request, &budget, arrived, &job_late)
+            .unwrap_or_else(|| past_deadline(&state, arrived, &job_late))
+    };
+    match state.pool.run(deadline, job).await {
+        Ok(response) => response,
+        Err(PoolError::Deadline) => past_deadline(&state, arrived, &late),
+        Err(PoolError::Panicked) => error(
             Some(&state),
-            StatusCode::SERVICE_UNAVAILABLE,
-            "deadline",
-            format!(
-                "evaluation took {:?}, over the {:?} deadline (--eval-timeout)",
-                started.elapsed(),
-                state.eval_timeout
-            ),
-        );
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "panic",
+            "evaluation failed unexpectedly; the error is in fluxgate's log".into(),
+        ),
+    }
+}
+
+/// Whether a review's 503 at the deadline has been counted.
+struct Late(std::sync::atomic::AtomicBool);
+
+impl Late {
+    fn new() -> Self {
+        Late(std::sync::atomic::AtomicBool::new(false))
+    }
+
+    /// True the first time only.
+    fn first(&self) -> bool {
+        !self.0.swap(true, std::sync::atomic::Ordering::AcqRel)
+    }
+}
+
+fn past_deadline(state: &AppState, arrived: Instant, late: &Late) -> Response {
+    let first = late.first();
+    if first {
+        state.metrics.budget_stopped(Exceeded::Deadline {
+            timeout: state.eval_timeout,
+        });
+    }
+    error(
+        first.then_some(state),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "deadline",
+        format!(
+            "no answer within the {:?} deadline (--eval-timeout-ms; {:?} since the request arrived): the webhook's failurePolicy decides",
+            state.eval_timeout,
+            arrived.elapsed()
+        ),
+    )
+}
+
+/// Judges a decoded review within `budget` and answers it; `None` when an inline budget
+/// asks for the pool.
+fn answer(
+    state: &AppState,
+    endpoint: Endpoint,
+    request: &admission::Request<'_>,
+    budget: &Budget,
+    arrived: Instant,
+    late: &Late,
+) -> Option<Response> {
+    let started = Instant::now();
+    let (verdict, exemptions) =
+        state
+            .engine
+            .review_within(endpoint, request, state.view.as_ref(), budget);
+    if let Some(Exceeded::Offload { .. }) = verdict.unjudged {
+        return None;
+    }
+    if arrived.elapsed() > state.eval_timeout
+        || matches!(verdict.unjudged, Some(Exceeded::Deadline { .. }))
+    {
+        // An answer this late may already have been given up on by the API server; let
+        // its failurePolicy decide rather than pretend.
+        return Some(past_deadline(state, arrived, late));
     }
     let encoded = verdict::encode(&request.uid, &verdict);
     // Kinds are whatever the client says: only judged kinds become label values, so that
@@ -216,16 +421,18 @@ async fn review(state: Arc<AppState>, endpoint: Endpoint, request: Request) -> R
         &exemptions,
         started.elapsed().as_secs_f64(),
     );
-    log_decision(endpoint, &request, &verdict, &exemptions);
-    (
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        encoded,
+    log_decision(endpoint, request, &verdict, &exemptions);
+    Some(
+        (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            encoded,
+        )
+            .into_response(),
     )
-        .into_response()
 }
 
 pub fn log_decision(

@@ -56,8 +56,33 @@ const ATTACKER_GITLAB_SUBJECT: &str = "project//.gitlab-ci.yml@refs/heads/main";
 
 /// Judges one `matchOIDCIdentity` issuer or subject pattern.
 pub fn analyze(pattern: &str, field: IdentityField) -> Breadth {
+    match analyze_within(pattern, field, MAX_COMPILED_SIZE) {
+        Some(analysis) => analysis.breadth,
+        None => Breadth::Invalid("it compiles to a program that is too big".into()),
+    }
+}
+
+/// A pattern's verdict and what judging it took.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    pub breadth: Breadth,
+    /// Bytes of the compiled program (0 when nothing was compiled; the size limit for a
+    /// program that outgrew it).
+    pub compiled_bytes: usize,
+}
+
+/// [`analyze`], compiling the pattern into at most `size_limit` bytes: `None` when its
+/// program would need more than that but no more than any pattern may take (the review's
+/// budget is spent, not the pattern wrong).
+pub fn analyze_within(pattern: &str, field: IdentityField, size_limit: usize) -> Option<Analysis> {
+    let done = |breadth| {
+        Some(Analysis {
+            breadth,
+            compiled_bytes: 0,
+        })
+    };
     if pattern.is_empty() {
-        return Breadth::Broad {
+        return done(Breadth::Broad {
             example: match field {
                 IdentityField::Issuer => format!("https://{ATTACKER_HOST}"),
                 IdentityField::Subject => {
@@ -65,15 +90,27 @@ pub fn analyze(pattern: &str, field: IdentityField) -> Breadth {
                 }
             },
             reason: "it is empty, and cosign treats an empty pattern as no constraint".into(),
-        };
+        });
     }
     if pattern.len() > MAX_PATTERN_LEN {
-        return Breadth::Invalid(format!("it is longer than {MAX_PATTERN_LEN} characters"));
+        return done(Breadth::Invalid(format!(
+            "it is longer than {MAX_PATTERN_LEN} characters"
+        )));
     }
-    let (regex, hir) = match compile(pattern) {
+    let limit = size_limit.min(MAX_COMPILED_SIZE);
+    let (regex, hir) = match compile_measured(pattern, limit) {
         Ok(compiled) => compiled,
-        Err(e) => return Breadth::Invalid(e),
+        Err(CompileError::TooBig) if limit < MAX_COMPILED_SIZE => return None,
+        Err(CompileError::TooBig) => {
+            // Building up to the limit took the work of a program that size.
+            return Some(Analysis {
+                breadth: Breadth::Invalid("it compiles to a program that is too big".into()),
+                compiled_bytes: MAX_COMPILED_SIZE,
+            });
+        }
+        Err(CompileError::Invalid(e)) => return done(Breadth::Invalid(e)),
     };
+    let compiled_bytes = regex.memory_usage();
     let anchored_start = hir.properties().look_set_prefix().contains(Look::Start);
     let anchored_end = hir.properties().look_set_suffix().contains(Look::End);
     // The empty identity is no certificate's: a pattern accepting only that never verifies,
@@ -82,15 +119,56 @@ pub fn analyze(pattern: &str, field: IdentityField) -> Breadth {
         .into_iter()
         .filter(|s| !s.is_empty() && regex.is_match(s))
         .collect();
+    let mut breadth = None;
     for probe in probes(field, &accepts) {
         if regex.is_match(&probe.identity) {
-            return Breadth::Broad {
+            breadth = Some(Breadth::Broad {
                 reason: probe.why.explain(field, anchored_start, anchored_end),
                 example: probe.identity,
-            };
+            });
+            break;
         }
     }
-    Breadth::Specific { accepts }
+    Some(Analysis {
+        breadth: breadth.unwrap_or(Breadth::Specific { accepts }),
+        compiled_bytes,
+    })
+}
+
+enum CompileError {
+    Invalid(String),
+    TooBig,
+}
+
+/// [`compile`] into regex's own engine, whose heap size is known: what a review's
+/// `regex-bytes` budget is charged. The same configuration as `regex::Regex`.
+fn compile_measured(
+    pattern: &str,
+    size_limit: usize,
+) -> Result<(regex_automata::meta::Regex, Hir), CompileError> {
+    use regex_automata::{MatchKind, meta, util::syntax};
+    let translated = translate_go_quotes(pattern);
+    let hir = regex_syntax::ParserBuilder::new()
+        .build()
+        .parse(&translated)
+        .map_err(|e| CompileError::Invalid(syntax_error(&e)))?;
+    let config = meta::Config::new()
+        .nfa_size_limit(Some(size_limit))
+        .hybrid_cache_capacity(2 * (1 << 20))
+        .match_kind(MatchKind::LeftmostFirst)
+        .utf8_empty(true);
+    let regex = meta::Builder::new()
+        .configure(config)
+        .syntax(syntax::Config::new().utf8(true))
+        .build_from_hir(&hir)
+        .map_err(|e| {
+            if e.size_limit().is_some() {
+                CompileError::TooBig
+            } else {
+                CompileError::Invalid(e.to_string())
+            }
+        })?;
+    Ok((regex, hir))
 }
 
 /// Compiles a Go (RE2) pattern with the regex crate, whose syntax is RE2's with few

@@ -306,10 +306,12 @@ impl Compiled {
         };
         // A mutated object must pass validation: judge every default block by the rules it
         // will be judged by, with sample placeholder values.
+        let budget = crate::budget::Budget::default();
         let judge = Judge {
             settings,
             compiled: &compiled,
-            analyze: &|pattern, field| Arc::new(identity::analyze(pattern, field)),
+            budget: &budget,
+            analyze: &|pattern, field| Ok(Arc::new(identity::analyze(pattern, field))),
         };
         let samples = Placeholders {
             group: Some("group"),
