@@ -17,8 +17,9 @@ use fluxgate::check::{self, CheckArgs, ColorChoice};
 use fluxgate::cluster::Lookup;
 use fluxgate::config::Config;
 use fluxgate::engine::Engine;
+use fluxgate::engine::registry;
 use fluxgate::finding::{Finding, Mode, PolicyId, Severity};
-use fluxgate::policy::{CREATE_UPDATE, Context, KindRule, Policy, registry};
+use fluxgate::policy::{CREATE_UPDATE, Context, KindRule, Policy};
 use fluxgate::report::{Action, Format, Report, SubjectType};
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/corpus");
@@ -54,6 +55,8 @@ const OCI_KINDS: &[KindRule] = &[KindRule {
 }];
 
 impl Policy for VerifiedOci {
+    type Settings = ();
+
     fn id(&self) -> PolicyId {
         PolicyId::SignedOciSources
     }
@@ -98,6 +101,8 @@ const CHART_KINDS: &[KindRule] = &[KindRule {
 }];
 
 impl Policy for ChartSourceExists {
+    type Settings = ();
+
     fn id(&self) -> PolicyId {
         PolicyId::SingleAgent
     }
@@ -124,7 +129,7 @@ impl Policy for ChartSourceExists {
     }
 }
 
-fn test_policies() -> Vec<Box<dyn Policy>> {
+fn test_policies() -> Vec<Box<dyn fluxgate::engine::AnyPolicy>> {
     vec![Box::new(VerifiedOci), Box::new(ChartSourceExists)]
 }
 
@@ -188,7 +193,11 @@ struct Run {
     stderr: String,
 }
 
-fn run_with(argv: &[&str], stdin: &str, policies: Vec<Box<dyn Policy>>) -> Run {
+fn run_with(
+    argv: &[&str],
+    stdin: &str,
+    policies: Vec<Box<dyn fluxgate::engine::AnyPolicy>>,
+) -> Run {
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
     let code = check::run_with_policies(

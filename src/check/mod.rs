@@ -15,10 +15,9 @@ use crate::admission::ObjectHead;
 use crate::cluster::{ClusterView, MemoryView};
 use crate::config::Config;
 use crate::engine::verdict;
-use crate::engine::{Endpoint, Engine};
+use crate::engine::{AnyPolicy, Endpoint, Engine, registry};
 use crate::finding::{Mode, PolicyId, Severity};
 use crate::gitlab::agent_config;
-use crate::policy::{Policy, registry};
 use crate::report::codequality::Fingerprints;
 use crate::report::{
     self, Action, Format, InputErrorEntry, Report, ReportFinding, SCHEMA_VERSION, Skipped, Subject,
@@ -92,7 +91,7 @@ pub fn run(args: &CheckArgs, stdin: impl Read, stdout: impl Write, stderr: impl 
 /// [`run`] with a given set of policies.
 pub fn run_with_policies(
     args: &CheckArgs,
-    policies: Vec<Box<dyn Policy>>,
+    policies: Vec<Box<dyn AnyPolicy>>,
     mut stdin: impl Read,
     stdout: impl Write,
     mut stderr: impl Write,

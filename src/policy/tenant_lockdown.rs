@@ -150,6 +150,8 @@ impl Settings {
 pub struct TenantLockdown;
 
 impl Policy for TenantLockdown {
+    type Settings = Settings;
+
     fn id(&self) -> PolicyId {
         ID
     }
@@ -158,8 +160,8 @@ impl Policy for TenantLockdown {
         KINDS
     }
 
-    fn validate(&self, ctx: &Context<'_>) -> Vec<Finding> {
-        let settings = &ctx.config.policies.tenant_lockdown;
+    fn validate(&self, ctx: &Context<'_, Settings>) -> Vec<Finding> {
+        let settings = ctx.settings;
         let request = ctx.request;
         if (request.kind.group.as_ref(), request.kind.kind.as_ref()) == ("apps", "Deployment") {
             return match settings.controller_flags {

@@ -187,7 +187,7 @@ struct Container<'a> {
 
 /// Advisory findings for a Deployment that runs a Flux controller without the lockdown
 /// flags. Never a violation: blocking the Flux controllers would stop every reconciliation.
-pub fn judge(ctx: &Context<'_>) -> Vec<Finding> {
+pub fn judge(ctx: &Context<'_, super::Settings>) -> Vec<Finding> {
     // Every Deployment write passes here: skip the parse unless a controller image may be
     // in it (the API server and `fluxgate check` send plain, unescaped JSON strings).
     let may_run_a_controller = ctx.request.object.is_some_and(|raw| {
