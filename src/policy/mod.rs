@@ -34,9 +34,13 @@ pub struct KindRule {
     /// can send them.
     pub opt_in: bool,
     pub operations: &'static [Operation],
-    /// JSON pointers of the fields the verdict depends on. An UPDATE that leaves all of them
-    /// equal to `oldObject` is never blocked: controllers must be able to add finalizers and
-    /// labels to objects that predate the policy.
+    /// JSON pointers of the fields the verdict depends on: every field the policy reads of
+    /// an object of this kind (tests/judged_fields.rs holds each policy to its list). An
+    /// UPDATE that leaves all of them equal to `oldObject` is never blocked: controllers must
+    /// be able to add and remove finalizers and labels on objects that predate the policy. An
+    /// UPDATE that changes one is judged, whether or not the object is being deleted (a
+    /// finalizer keeps an object doing what it did). Empty: every UPDATE is judged, and the
+    /// policy compares old and new itself.
     pub judged_fields: &'static [&'static str],
 }
 
