@@ -989,9 +989,9 @@ fn join_subjects(subjects: &[&GitLabSubject]) -> String {
 /// The least-privilege alternative: a namespaced Role and one RoleBinding per project
 /// environment (or per project role, for dashboard users).
 fn least_privilege(binding: &BindingFacts, gitlab: &[GitLabSubject<'_>]) -> String {
-    let namespace = match &binding.namespace {
-        Some(ns) => ns.to_string(),
-        None => "<namespace>".into(),
+    let namespace = match binding.namespace.as_deref() {
+        Some(ns) if !ns.is_empty() => ns.to_string(),
+        _ => "<namespace>".into(),
     };
     let user_access = gitlab.iter().all(|s| {
         matches!(

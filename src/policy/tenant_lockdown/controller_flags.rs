@@ -122,6 +122,14 @@ fn flag_value<'a>(args: &[&'a str], flag: Flag) -> Option<Cow<'a, str>> {
     value
 }
 
+/// The ServiceAccount a controller's command line names with `--default-service-account`,
+/// read as the controller's flag parser reads it; `None` when the flag is absent or empty.
+pub fn default_service_account(args: &[&str]) -> Option<String> {
+    flag_value(args, Flag::DefaultServiceAccount)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
 /// Go's `strconv.ParseBool`, which pflag uses.
 fn go_bool(text: &str) -> Option<bool> {
     match text {
