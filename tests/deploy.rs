@@ -302,10 +302,10 @@ fn create_update(group: &str, resources: &[&str]) -> Vec<GroupResourceOp> {
 /// deploy/ to it; this list shows that the rules are right while the policies are written.
 fn documented_policy_kinds() -> BTreeSet<GroupResourceOp> {
     let mut kinds = Vec::new();
-    // signed-oci-sources
+    // signed-oci-sources (a HelmRepository too, when it turns OCI)
     kinds.extend(create_update(
         "source.toolkit.fluxcd.io",
-        &["ocirepositories", "helmcharts"],
+        &["ocirepositories", "helmcharts", "helmrepositories"],
     ));
     kinds.extend(create_update("helm.toolkit.fluxcd.io", &["helmreleases"]));
     // tenant-lockdown (also HelmRelease, and Deployments of the Flux controllers)

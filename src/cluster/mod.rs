@@ -55,6 +55,20 @@ pub struct HelmRepositoryFacts {
     pub insecure: bool,
 }
 
+/// A HelmChart, or a HelmRelease's chart template, that pulls its chart from a
+/// HelmRepository: what `signed-oci-sources` judges again when the repository turns OCI.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ChartReference {
+    /// `HelmChart` or `HelmRelease`.
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+    /// The chart's name in the repository (`spec.chart`, or `spec.chart.spec.chart`).
+    pub chart: String,
+    /// Its `verify` block as JSON, when it has one.
+    pub verify: Option<String>,
+}
+
 /// Identifies an object in the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectKey {
@@ -249,6 +263,13 @@ pub trait ClusterView: Send + Sync {
 
     /// A Flux HelmRepository (any served version).
     fn helm_repository(&self, namespace: &str, name: &str) -> Lookup<HelmRepositoryFacts>;
+
+    /// The HelmCharts and HelmRelease chart templates that pull from a HelmRepository,
+    /// sorted. `Unknown` when the view cannot tell (not synced, watch lost), and from
+    /// views that keep no chart references.
+    fn charts_of(&self, _namespace: &str, _name: &str) -> Lookup<Vec<ChartReference>> {
+        Lookup::Unknown
+    }
 
     /// The GitLab agent installations the cluster runs, each with its objects (see
     /// [`crate::gitlab::agent`] for what counts); `Unknown` until the view is synced.
