@@ -30,8 +30,8 @@ use serde::de::DeserializeOwned;
 
 use super::secrets::{FluxSecretReference, ROTATED_AT_ANNOTATION, SecretFacts};
 use super::{
-    AgentInstallation, ClusterView, HelmRepositoryFacts, Lookup, MemoryView, ObjectKey, Refresh,
-    WATCHED_KINDS, WatchedKind,
+    AgentInstallation, ChartReference, ClusterView, HelmRepositoryFacts, Lookup, MemoryView,
+    ObjectKey, Refresh, WATCHED_KINDS, WatchedKind,
 };
 use crate::gitlab::agent::{AgentDetector, InstallationId};
 use crate::rbac::objects::{BindingFacts, NamedRoles, RoleFacts, RoleKey};
@@ -355,6 +355,10 @@ impl ClusterView for KubeView {
 
     fn helm_repository(&self, namespace: &str, name: &str) -> Lookup<HelmRepositoryFacts> {
         self.store.helm_repository(namespace, name)
+    }
+
+    fn charts_of(&self, namespace: &str, name: &str) -> Lookup<Vec<ChartReference>> {
+        self.store.charts_of(namespace, name)
     }
 
     fn agent_installations(&self) -> Lookup<Vec<AgentInstallation>> {
