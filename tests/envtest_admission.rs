@@ -157,6 +157,25 @@ async fn a_chart_from_an_oci_helm_repository_in_the_cluster_must_be_verified() {
     assert_allowed(&apply(&env, &ns, &chart("verified", "oci-charts", GITLAB_VERIFY)).await);
     // Charts from an HTTP repository cannot be verified, and need not be.
     assert_allowed(&apply(&env, &ns, &chart("from-http", "http-charts", "")).await);
+    // But that repository turned into an OCI one would have them pulled unverified: denied,
+    // naming the chart, once the view has it.
+    let switched = repository("http-charts", "oci://ghcr.io/stefanprodan/charts", true);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        let out = apply(&env, &ns, &switched).await;
+        if !out.success || Instant::now() > deadline {
+            break out;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_denied(
+        &out,
+        &[
+            "[signed-oci-sources]",
+            &format!("HelmRepository {ns}/http-charts"),
+            "from-http",
+        ],
+    );
 }
 
 #[tokio::test]
