@@ -862,23 +862,25 @@ impl PatternCache {
 /// How many distinct issuer and subject patterns a list of identities has; short lists (all
 /// real ones) are compared pairwise, without a set.
 fn distinct_patterns(identities: &[OidcIdentityMatch<'_>]) -> u64 {
-    fn fields<'m>(m: &'m OidcIdentityMatch<'_>) -> [(IdentityField, &'m str); 2] {
-        [
-            (IdentityField::Issuer, m.issuer.as_ref()),
-            (IdentityField::Subject, m.subject.as_ref()),
-        ]
+    fn field<'m>(m: &'m OidcIdentityMatch<'_>, subject: bool) -> &'m str {
+        if subject { &m.subject } else { &m.issuer }
     }
     if identities.len() <= 8 {
-        let all: Vec<(IdentityField, &str)> = identities.iter().flat_map(fields).collect();
-        return all
-            .iter()
-            .enumerate()
-            .filter(|(i, p)| !all[..*i].contains(p))
-            .count() as u64;
+        let mut distinct = 0;
+        for subject in [false, true] {
+            for (i, m) in identities.iter().enumerate() {
+                let pattern = field(m, subject);
+                if !identities[..i].iter().any(|e| field(e, subject) == pattern) {
+                    distinct += 1;
+                }
+            }
+        }
+        return distinct;
     }
     let mut seen = foldhash::HashSet::default();
-    for pattern in identities.iter().flat_map(fields) {
-        seen.insert(pattern);
+    for m in identities {
+        seen.insert((false, field(m, false)));
+        seen.insert((true, field(m, true)));
     }
     seen.len() as u64
 }
