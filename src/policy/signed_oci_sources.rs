@@ -579,9 +579,13 @@ impl Judge<'_> {
         }
         let trusted_issuers = !self.compiled.trusted_issuers.is_empty();
         // Every distinct pattern is compiled: their number is bounded before any is.
+        let room = self.budget.limit(Resource::IdentityPatterns);
         if self
             .budget
-            .charge(Resource::IdentityPatterns, distinct_patterns(identities))
+            .charge(
+                Resource::IdentityPatterns,
+                distinct_patterns(identities, room),
+            )
             .is_err()
         {
             return;
@@ -805,10 +809,33 @@ struct PatternCache {
 }
 
 /// A pattern's verdict and the size of its compiled program, which every review that judges
-/// the pattern is charged, found in the memo or not.
-type Memo = (Arc<Breadth>, u64);
+/// the pattern is charged, found in the memo or not; and how often it was found.
+struct Memo {
+    breadth: Arc<Breadth>,
+    bytes: u64,
+    hits: u32,
+}
 
 const PATTERN_CACHE_CAPACITY: usize = 1024;
+
+/// Makes room in a full memo: keeps the half found most often (halving their counts, so that
+/// old popularity fades), drops the rest. The patterns of the objects Flux applies again and
+/// again stay; a flood of new patterns, each judged once, replaces only its own kind.
+fn make_room(map: &mut foldhash::HashMap<Box<str>, Memo>) {
+    let mut hits: Vec<u32> = map.values().map(|m| m.hits).collect();
+    let keep = map.len() / 2;
+    let (_, &mut threshold, _) = hits.select_nth_unstable_by(keep, |a, b| b.cmp(a));
+    let mut kept = 0;
+    map.retain(|_, memo| {
+        let stays =
+            memo.hits > threshold || (memo.hits == threshold && memo.hits > 0 && kept < keep);
+        if stays {
+            kept += 1;
+            memo.hits /= 2;
+        }
+        stays
+    });
+}
 
 impl PatternCache {
     fn analyze(
@@ -821,9 +848,10 @@ impl PatternCache {
             IdentityField::Issuer => &self.issuers,
             IdentityField::Subject => &self.subjects,
         };
-        let hit = lock(map)
-            .get(pattern)
-            .map(|(breadth, bytes)| (Arc::clone(breadth), *bytes));
+        let hit = lock(map).get_mut(pattern).map(|memo| {
+            memo.hits = memo.hits.saturating_add(1);
+            (Arc::clone(&memo.breadth), memo.bytes)
+        });
         if let Some((breadth, bytes)) = hit {
             budget.charge(Resource::RegexBytes, bytes)?;
             return Ok(breadth);
@@ -850,18 +878,26 @@ impl PatternCache {
             let mut map = lock(map);
             // A flood of distinct patterns costs compilations, never unbounded memory.
             if map.len() >= PATTERN_CACHE_CAPACITY {
-                map.clear();
+                make_room(&mut map);
             }
-            map.insert(pattern.into(), (Arc::clone(&breadth), bytes));
+            map.insert(
+                pattern.into(),
+                Memo {
+                    breadth: Arc::clone(&breadth),
+                    bytes,
+                    hits: 0,
+                },
+            );
         }
         budget.charge(Resource::RegexBytes, bytes)?;
         Ok(breadth)
     }
 }
 
-/// How many distinct issuer and subject patterns a list of identities has; short lists (all
-/// real ones) are compared pairwise, without a set.
-fn distinct_patterns(identities: &[OidcIdentityMatch<'_>]) -> u64 {
+/// How many distinct issuer and subject patterns a list of identities has, counted up to one
+/// past `room` (a hostile list of thousands is over the budget, however many more it has);
+/// short lists (all real ones) are compared pairwise, without a set.
+fn distinct_patterns(identities: &[OidcIdentityMatch<'_>], room: u64) -> u64 {
     fn field<'m>(m: &'m OidcIdentityMatch<'_>, subject: bool) -> &'m str {
         if subject { &m.subject } else { &m.issuer }
     }
@@ -881,6 +917,9 @@ fn distinct_patterns(identities: &[OidcIdentityMatch<'_>]) -> u64 {
     for m in identities {
         seen.insert((false, field(m, false)));
         seen.insert((true, field(m, true)));
+        if seen.len() as u64 > room {
+            break;
+        }
     }
     seen.len() as u64
 }
@@ -890,4 +929,41 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memo(hits: u32) -> Memo {
+        Memo {
+            breadth: Arc::new(Breadth::Specific {
+                accepts: Vec::new(),
+            }),
+            bytes: 1,
+            hits,
+        }
+    }
+
+    #[test]
+    fn a_full_memo_keeps_the_patterns_found_again_and_again() {
+        let mut map = foldhash::HashMap::default();
+        map.insert(Box::from("hot"), memo(40));
+        map.insert(Box::from("warm"), memo(3));
+        for i in 0..PATTERN_CACHE_CAPACITY - 2 {
+            map.insert(format!("flood-{i}").into_boxed_str(), memo(0));
+        }
+        make_room(&mut map);
+        assert_eq!(map.len(), 2, "patterns never found again are dropped");
+        assert_eq!(map.get("hot").map(|m| m.hits), Some(20), "counts fade");
+        assert!(map.contains_key("warm"));
+
+        // A flood of patterns found as often as the real ones still leaves half the room.
+        let mut map = foldhash::HashMap::default();
+        for i in 0..PATTERN_CACHE_CAPACITY {
+            map.insert(format!("busy-{i}").into_boxed_str(), memo(5));
+        }
+        make_room(&mut map);
+        assert_eq!(map.len(), PATTERN_CACHE_CAPACITY / 2);
+    }
 }
