@@ -178,6 +178,15 @@ fn post_from_a_thread(
     ca: Vec<u8>,
     body: Vec<u8>,
 ) -> std::thread::JoinHandle<Result<common::Response, String>> {
+    post_to_from_a_thread(addr, ca, "/validate", body)
+}
+
+fn post_to_from_a_thread(
+    addr: SocketAddr,
+    ca: Vec<u8>,
+    path: &'static str,
+    body: Vec<u8>,
+) -> std::thread::JoinHandle<Result<common::Response, String>> {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -188,7 +197,7 @@ fn post_from_a_thread(
                 .await
                 .map_err(|e| e.to_string())?;
             client
-                .request("POST", "/validate", Some("application/json"), body)
+                .request("POST", path, Some("application/json"), body)
                 .await
                 .map_err(|e| e.to_string())
         })
@@ -300,6 +309,42 @@ async fn a_review_held_on_the_pool_gets_a_503_at_its_deadline_while_others_are_a
         ),
         Some(1.0)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deadline_follows_the_timeout_the_api_server_sends() {
+    let (gate, view) = gated();
+    let server = TestServer::start_with(ServerSetup {
+        view,
+        // Far longer than the test waits: only the API server's timeout can end the review.
+        tweak: |o| o.eval_timeout = Duration::from_secs(3600),
+        ..ServerSetup::default()
+    })
+    .await;
+    let _open = OpenOnDrop(gate.clone());
+    // The API server adds `?timeout=` (its timeoutSeconds, as a Go duration) to every call.
+    let held = post_to_from_a_thread(
+        server.addr,
+        server.ca_pem.clone(),
+        "/validate?timeout=2s",
+        helm_chart_review(200_000),
+    );
+    let answer = held.join().expect("thread").expect("an answer, not a hang");
+    assert_eq!(
+        answer.status,
+        503,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let error = answer.json()["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.contains("no answer within the 1s deadline"),
+        "{error}"
+    );
+    assert!(error.contains("the API server's timeout"), "{error}");
 }
 
 #[tokio::test]
