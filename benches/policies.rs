@@ -9,10 +9,11 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use fluxgate::admission;
 use fluxgate::cluster::MemoryView;
 use fluxgate::config::Config;
+use fluxgate::engine::AnyPolicy;
 use fluxgate::engine::{Endpoint, Engine};
 use fluxgate::policy::{
-    Policy, ci_impersonation, oci_version_pinning, secret_rotation, signed_oci_sources,
-    single_agent, tenant_lockdown,
+    ci_impersonation, oci_version_pinning, secret_rotation, signed_oci_sources, single_agent,
+    tenant_lockdown,
 };
 use serde_json::{Value, json};
 
@@ -62,7 +63,7 @@ fn cluster_role_binding(role: &str, group: &str) -> Value {
 fn bench_case(
     c: &mut Criterion,
     name: &str,
-    policy: Box<dyn Policy>,
+    policy: Box<dyn AnyPolicy>,
     view: &MemoryView,
     body: &[u8],
     allowed: bool,

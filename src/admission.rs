@@ -675,6 +675,12 @@ impl ObjectHead {
         self.namespace.as_deref()
     }
 
+    /// Sets the namespace the review names (the API server's: none for a cluster-scoped
+    /// kind, whatever the manifest says).
+    pub fn set_namespace(&mut self, namespace: Option<String>) {
+        self.namespace = namespace.filter(|ns| !ns.is_empty());
+    }
+
     /// A CREATE review of `object`, whose head this is, as fluxgate makes them up: a dry run
     /// by no user in particular.
     pub fn create<'a>(&'a self, object: &'a RawValue, uid: &'a str) -> Request<'a> {

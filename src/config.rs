@@ -1,4 +1,6 @@
-//! The policy configuration file: per-policy mode and parameters, and exemptions.
+//! The policy configuration file: per-policy mode and parameters, and exemptions. It gathers
+//! each policy's block of settings ([`Policies`]); a policy is handed its own block only
+//! ([`Section`]).
 //!
 //! It is parsed, validated and precompiled once (regexes, selectors) and then shared
 //! read-only; a reload builds a whole new [`Config`] and swaps it in, so a broken file never
@@ -75,6 +77,55 @@ pub struct Policies {
     pub tenant_lockdown: tenant_lockdown::Settings,
     #[serde(rename = "oci-version-pinning", default)]
     pub oci_version_pinning: oci_version_pinning::Settings,
+}
+
+/// Where a policy's settings are in the configuration: the engine hands each policy its own
+/// block ([`crate::policy::Context::settings`]) and never the whole file.
+pub trait Section: Sync + 'static {
+    fn of(config: &Config) -> &Self;
+}
+
+/// A policy without settings of its own.
+impl Section for () {
+    fn of(_: &Config) -> &Self {
+        &()
+    }
+}
+
+impl Section for signed_oci_sources::Settings {
+    fn of(config: &Config) -> &Self {
+        &config.policies.signed_oci_sources
+    }
+}
+
+impl Section for single_agent::Settings {
+    fn of(config: &Config) -> &Self {
+        &config.policies.single_agent
+    }
+}
+
+impl Section for ci_impersonation::Settings {
+    fn of(config: &Config) -> &Self {
+        &config.policies.ci_impersonation
+    }
+}
+
+impl Section for secret_rotation::Settings {
+    fn of(config: &Config) -> &Self {
+        &config.policies.secret_rotation
+    }
+}
+
+impl Section for tenant_lockdown::Settings {
+    fn of(config: &Config) -> &Self {
+        &config.policies.tenant_lockdown
+    }
+}
+
+impl Section for oci_version_pinning::Settings {
+    fn of(config: &Config) -> &Self {
+        &config.policies.oci_version_pinning
+    }
 }
 
 impl Policies {
@@ -389,5 +440,34 @@ policies:
         let err = Config::from_yaml("exemptions:\n- name: oops\n", "c.yaml")
             .expect_err("empty exemption");
         assert!(err.to_string().contains("exemptions[0]"), "{err}");
+    }
+
+    #[test]
+    fn oci_version_pinnings_tag_patterns_are_compiled_once_not_per_request() {
+        // Compiling them costs about as much as 100 reviews; the engine precompiles a
+        // configuration built in code, as Config::from_yaml does for a file.
+        let mut config = Config::default();
+        assert!(
+            config
+                .policies
+                .oci_version_pinning
+                .compiled_patterns()
+                .is_none()
+        );
+        config.precompile();
+        assert!(
+            config
+                .policies
+                .oci_version_pinning
+                .compiled_patterns()
+                .is_some()
+        );
+        let from_file = Config::from_yaml(
+            "policies:\n  oci-version-pinning:\n    immutableTags: ['build-[0-9]+']\n    movingTagPattern: 'nightly-.*'\n",
+            "test",
+        )
+        .expect("valid");
+        let compiled = from_file.policies.oci_version_pinning.compiled_patterns();
+        assert!(compiled.is_some_and(|(immutable, moving)| immutable && moving));
     }
 }

@@ -32,6 +32,8 @@ const RULES: &[KindRule] = &[
 ];
 
 impl Policy for BadLabel {
+    type Settings = ();
+
     fn id(&self) -> PolicyId {
         PolicyId::SignedOciSources
     }

@@ -25,6 +25,8 @@ const RULES: &[KindRule] = &[KindRule {
 }];
 
 impl Policy for LabelPolicy {
+    type Settings = ();
+
     fn id(&self) -> PolicyId {
         PolicyId::SignedOciSources
     }
@@ -212,6 +214,8 @@ fn an_advisory_never_denies() {
 fn long_warnings_are_cut_for_the_api_server() {
     struct Verbose;
     impl Policy for Verbose {
+        type Settings = ();
+
         fn id(&self) -> PolicyId {
             PolicyId::SingleAgent
         }
@@ -482,6 +486,8 @@ fn a_malformed_object_is_denied_with_what_is_malformed() {
         labels: std::collections::BTreeMap<String, String>,
     }
     impl Policy for Typed {
+        type Settings = ();
+
         fn id(&self) -> PolicyId {
             PolicyId::CiImpersonation
         }

@@ -12,9 +12,10 @@ mod common;
 use fluxgate::admission;
 use fluxgate::cluster::MemoryView;
 use fluxgate::config::Config;
+use fluxgate::engine::{AnyPolicy, registry};
 use fluxgate::engine::{Endpoint, Engine};
 use fluxgate::finding::{PolicyId, Severity};
-use fluxgate::policy::{KindRule, Policy, registry};
+use fluxgate::policy::KindRule;
 use serde_json::{Value, json};
 
 /// Objects of every judged kind: what a real API server sent, and objects each policy denies.
@@ -218,7 +219,7 @@ fn verdict(engine: &Engine, object: &Value) -> (bool, Vec<(PolicyId, Severity)>)
     (verdict.allowed, findings)
 }
 
-fn rule_for<'p>(policy: &'p dyn Policy, object: &Value) -> Option<&'p KindRule> {
+fn rule_for<'p>(policy: &'p dyn AnyPolicy, object: &Value) -> Option<&'p KindRule> {
     let api_version = object["apiVersion"].as_str().unwrap_or("");
     let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
     let kind = object["kind"].as_str().unwrap_or("");

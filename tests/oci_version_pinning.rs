@@ -504,6 +504,33 @@ fn moving_tags_and_their_pattern_still_deny_what_they_name() {
     assert_clean(&validate_with(&no_pattern, &tag("1.0.0-SNAPSHOT")));
 }
 
+/// The oci-version-pinning block `fluxgate config default` printed while tags were judged by a
+/// denylist: files copied from it keep loading.
+const DENYLIST_DEFAULTS: &str = "policies:
+  oci-version-pinning:
+    movingTags: [latest, stable, edge, main, master, develop, dev, nightly, canary, next,
+      head, trunk, snapshot, release, production, prod, staging, test, qa, uat, preview, local]
+    movingTagPattern: 'v?[0-9]{1,3}(\\.[0-9]+)?(-[A-Za-z][0-9A-Za-z.]*)?|(.+[-_.])?(?i:latest)([-_.].+)?|.+-SNAPSHOT'
+";
+
+#[test]
+fn a_file_written_for_the_denylist_still_loads_and_judges_by_the_allowlist() {
+    let old = engine(DENYLIST_DEFAULTS);
+    for moving in [
+        "latest",
+        "stable",
+        "v1.25",
+        "1.0.0-SNAPSHOT",
+        "feature-login",
+        "lts",
+    ] {
+        assert_denied(&validate_with(&old, &tag(moving)), &["is a moving tag"]);
+    }
+    for pinned in ["1.4.2", "v1.4.2-rc.1", "3f2a1b9c"] {
+        assert_clean(&validate_with(&old, &tag(pinned)));
+    }
+}
+
 #[test]
 fn bad_settings_are_refused_with_the_key() {
     for (yaml, key) in [

@@ -150,7 +150,7 @@ fn a_tenant_kustomization_without_a_service_account_is_denied() {
         )),
         &[
             "Kustomization team-a/apps has no spec.serviceAccountName",
-            "kustomize-controller applies it with its own cluster-admin rights",
+            "without it with the controller's own cluster-admin rights",
             "tenant namespace team-a",
             "--default-service-account",
             "a ServiceAccount of namespace team-a",

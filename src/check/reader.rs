@@ -95,6 +95,12 @@ pub struct Inputs {
     pub files: usize,
     /// Non-empty YAML or JSON documents parsed, before `List`s are expanded.
     pub parsed_documents: usize,
+    /// Every file read, as reports name them (empty ones too: `flux bootstrap` leaves an
+    /// empty `gotk-sync.yaml` in some repositories).
+    pub file_names: Vec<Arc<str>>,
+    /// The kustomization files read (skipped as documents, kept for what they say of the
+    /// other files).
+    pub kustomizations: Vec<super::kustomize::KustomizationFile>,
 }
 
 /// Reads manifests from paths. Standard input (`-`) is read at most once per reader.
@@ -267,6 +273,7 @@ fn read_path(path: &Path, explicit: bool, inputs: &mut Inputs, visited: &mut Has
         }
     };
     inputs.files += 1;
+    inputs.file_names.push(Arc::from(name.as_str()));
     if is_helm_chart_template(path) {
         inputs.skipped.push(Skip {
             file: name,
@@ -371,6 +378,16 @@ fn classify(file: &Arc<str>, agent: Option<&str>, doc: Parsed, inputs: &mut Inpu
         && let Ok(head) = ObjectHead::from_raw(&Indexed::skimmed(&value))
     {
         if let Some(reason) = not_a_cluster_object(head.api_version(), head.kind()) {
+            if is_kustomization(file, head.api_version(), head.kind())
+                && let Ok(tree) = tree(&value)
+            {
+                inputs
+                    .kustomizations
+                    .push(super::kustomize::KustomizationFile::read(
+                        file.clone(),
+                        &tree,
+                    ));
+            }
             skip(reason, inputs);
         } else if is_list(head.kind(), &value) {
             match tree(&value) {
@@ -420,6 +437,14 @@ fn classify(file: &Arc<str>, agent: Option<&str>, doc: Parsed, inputs: &mut Inpu
     match (api_version, kind) {
         (Some(api_version), Some(kind)) => {
             if let Some(reason) = not_a_cluster_object(api_version, kind) {
+                if is_kustomization(file, api_version, kind) {
+                    inputs
+                        .kustomizations
+                        .push(super::kustomize::KustomizationFile::read(
+                            file.clone(),
+                            &Value::Object(map),
+                        ));
+                }
                 skip(reason, inputs);
                 return;
             }
@@ -438,11 +463,32 @@ fn classify(file: &Arc<str>, agent: Option<&str>, doc: Parsed, inputs: &mut Inpu
                 },
             });
         }
+        // kustomize reads a kustomization file without apiVersion and kind too.
+        _ if super::kustomize::is_kustomization_file(file) => {
+            inputs
+                .kustomizations
+                .push(super::kustomize::KustomizationFile::read(
+                    file.clone(),
+                    &Value::Object(map),
+                ));
+            skip(
+                "kustomization file, not a cluster object (check `kustomize build` output to judge patched objects)".to_string(),
+                inputs,
+            )
+        }
         _ => skip(
             "not a Kubernetes object (no apiVersion and kind)".to_string(),
             inputs,
         ),
     }
+}
+
+/// A kustomization (or kustomize Component) document: by its kind, or by the file name
+/// kustomize reads for a directory.
+fn is_kustomization(file: &str, api_version: &str, kind: &str) -> bool {
+    let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+    (group == "kustomize.config.k8s.io" && matches!(kind, "Kustomization" | "Component"))
+        || super::kustomize::is_kustomization_file(file)
 }
 
 /// A `List` to expand: as [`push_object`] tells one from a tree.

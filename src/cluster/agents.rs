@@ -40,9 +40,13 @@ pub struct AgentObject {
 }
 
 impl AgentObject {
-    /// `Kind namespace/name`.
+    /// `Kind namespace/name` (`Kind name` for a manifest without a namespace).
     pub fn object_ref(&self) -> String {
-        format!("{} {}/{}", self.kind, self.namespace, self.name)
+        if self.namespace.is_empty() {
+            format!("{} {}", self.kind, self.name)
+        } else {
+            format!("{} {}/{}", self.kind, self.namespace, self.name)
+        }
     }
 }
 

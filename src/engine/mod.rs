@@ -8,10 +8,14 @@ use serde_json::value::RawValue;
 
 use crate::admission::{Operation, Request};
 use crate::budget::{Budget, Exceeded};
-use crate::cluster::ClusterView;
-use crate::config::Config;
+use crate::cluster::{ClusterView, ObjectKey};
+use crate::config::{Config, Section};
 use crate::finding::{Finding, Mode, PolicyId, Severity};
-use crate::policy::{Context, KindRule, Policy, SubresourceRule, registry};
+use crate::json_view::Skims;
+use crate::policy::{
+    Context, KindRule, Policy, SubresourceRule, ci_impersonation, oci_version_pinning,
+    secret_rotation, signed_oci_sources, single_agent, tenant_lockdown,
+};
 
 pub mod exemption;
 pub mod verdict;
@@ -41,9 +45,68 @@ pub struct ExemptionUse {
     pub exemption: String,
 }
 
+/// A policy as the engine holds it, whatever its settings: each call finds the policy's own
+/// settings in the configuration ([`Section`]) and hands it those alone. Every [`Policy`]
+/// whose settings the configuration gathers is one.
+pub trait AnyPolicy: Send + Sync {
+    fn id(&self) -> PolicyId;
+    fn kinds(&self) -> &'static [KindRule];
+    fn subresources(&self) -> &'static [SubresourceRule];
+    fn prefetch(&self, request: &Request<'_>) -> Vec<ObjectKey>;
+    /// [`Policy::validate`] with the policy's settings from `config`.
+    fn validate<'a>(&self, ctx: &Context<'a>, config: &'a Config) -> Vec<Finding>;
+    /// [`Policy::mutate`] with the policy's settings from `config`.
+    fn mutate<'a>(&self, ctx: &Context<'a>, config: &'a Config) -> Vec<json_patch::PatchOperation>;
+}
+
+impl<P> AnyPolicy for P
+where
+    P: Policy,
+    P::Settings: Section,
+{
+    fn id(&self) -> PolicyId {
+        Policy::id(self)
+    }
+
+    fn kinds(&self) -> &'static [KindRule] {
+        Policy::kinds(self)
+    }
+
+    fn subresources(&self) -> &'static [SubresourceRule] {
+        Policy::subresources(self)
+    }
+
+    fn prefetch(&self, request: &Request<'_>) -> Vec<ObjectKey> {
+        Policy::prefetch(self, request)
+    }
+
+    fn validate<'a>(&self, ctx: &Context<'a>, config: &'a Config) -> Vec<Finding> {
+        Policy::validate(self, &ctx.with_settings(P::Settings::of(config)))
+    }
+
+    fn mutate<'a>(&self, ctx: &Context<'a>, config: &'a Config) -> Vec<json_patch::PatchOperation> {
+        Policy::mutate(self, &ctx.with_settings(P::Settings::of(config)))
+    }
+}
+
+/// Every policy fluxgate has, by id.
+// Placeholder policies are unit structs until their issues land; `::default()` keeps this list
+// unchanged when they gain state.
+#[allow(clippy::default_constructed_unit_structs)]
+pub fn registry() -> Vec<Box<dyn AnyPolicy>> {
+    vec![
+        Box::new(signed_oci_sources::SignedOciSources::default()),
+        Box::new(single_agent::SingleAgent::default()),
+        Box::new(ci_impersonation::CiImpersonation),
+        Box::new(secret_rotation::SecretRotation),
+        Box::new(tenant_lockdown::TenantLockdown::default()),
+        Box::new(oci_version_pinning::OciVersionPinning::default()),
+    ]
+}
+
 /// Holds the policies and the current configuration.
 pub struct Engine {
-    policies: Vec<Box<dyn Policy>>,
+    policies: Vec<Box<dyn AnyPolicy>>,
     config: ArcSwap<Config>,
     mode_override: Option<Mode>,
 }
@@ -56,7 +119,7 @@ impl Engine {
     }
 
     pub fn with_policies(
-        policies: Vec<Box<dyn Policy>>,
+        policies: Vec<Box<dyn AnyPolicy>>,
         mut config: Config,
         mode_override: Option<Mode>,
     ) -> Self {
@@ -78,7 +141,7 @@ impl Engine {
         self.config.store(Arc::new(config));
     }
 
-    pub fn policies(&self) -> &[Box<dyn Policy>] {
+    pub fn policies(&self) -> &[Box<dyn AnyPolicy>] {
         &self.policies
     }
 
@@ -117,7 +180,7 @@ impl Engine {
 
     /// The objects the matching policies want refreshed in the cluster view before
     /// [`Engine::review`] (see [`ClusterView::refresh`]).
-    pub fn prefetch(&self, request: &Request<'_>) -> Vec<crate::cluster::ObjectKey> {
+    pub fn prefetch(&self, request: &Request<'_>) -> Vec<ObjectKey> {
         let canonical = self.canonical_kind(request);
         let request = canonical.as_ref().unwrap_or(request);
         self.policies
@@ -196,7 +259,8 @@ impl Engine {
             verdict.skipped = Some(Skip::Subresource);
             return (verdict, exemptions_used);
         }
-        let ctx = Context::new(request, &config, view, budget);
+        let skims = Skims::indexed(request.index.clone());
+        let ctx = Context::new(request, view, budget, &skims);
 
         // An UPDATE is judged by each policy only when it changes a field that policy's verdict
         // depends on (its kind rule's `judged_fields`), whatever the object's deletion state:
@@ -253,7 +317,7 @@ impl Engine {
             match endpoint {
                 Endpoint::Validate => {
                     let findings = if before.is_none() {
-                        policy.validate(&ctx)
+                        policy.validate(&ctx, &config)
                     } else {
                         Vec::new()
                     };
@@ -282,7 +346,7 @@ impl Engine {
                         && exemption.is_none()
                         && matches!(mode, Mode::Enforce | Mode::Warn)
                     {
-                        let patch = policy.mutate(&ctx);
+                        let patch = policy.mutate(&ctx, &config);
                         if let Some(Exceeded::Offload { .. }) = budget.exceeded() {
                             verdict.unjudged = budget.exceeded();
                             return (verdict, exemptions_used);

@@ -14,6 +14,8 @@ pub mod helm_repository;
 pub mod kustomization;
 pub mod meta;
 pub mod oci_repository;
+pub mod operator;
+pub mod patch;
 pub mod reference;
 pub mod secret_refs;
 pub mod semver;

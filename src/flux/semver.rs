@@ -1154,8 +1154,8 @@ fn alternative_hint(alternative: &str, text: &str, rewritten: bool) -> String {
     let op_chars = |c: char| matches!(c, '=' | '!' | '<' | '>' | '~' | '^');
     for token in tokens {
         let version = token.trim_start_matches(op_chars);
-        if version.is_empty() && Op::parse(token).is_some() {
-            continue; // an operator, its version after a space
+        if (version.is_empty() && Op::parse(token).is_some()) || token == "-" {
+            continue; // an operator, its version after a space; a hyphen range's `-`
         }
         let op = &token[..token.len() - version.len()];
         if Op::parse(op).is_none() {
@@ -1176,6 +1176,9 @@ fn alternative_hint(alternative: &str, text: &str, rewritten: bool) -> String {
             return format!(
                 "`{token}`: a single `|` is not an operator; alternatives are separated by `||`{note}"
             );
+        }
+        if version.starts_with('V') && is_version(&version[1..]) {
+            return format!("`{token}`: only a lower-case `v` may come before a version{note}");
         }
         if !is_version(version) {
             return format!("`{token}` is not a comparison: {COMPARISON}{note}");
@@ -1199,6 +1202,10 @@ fn version_hint(version: &str) -> String {
     let numbers = version.split(['-', '+']).next().unwrap_or(version);
     let numbers = numbers.strip_prefix('v').unwrap_or(numbers);
     for part in numbers.split('.') {
+        // A wildcard ends the version: Masterminds ignores what follows it.
+        if is_x(part) {
+            break;
+        }
         if part.bytes().all(|b| b.is_ascii_digit()) {
             if part.parse::<u64>().is_err() {
                 return format!("`{version}`: `{part}` is too large for a version number");

@@ -171,9 +171,18 @@ impl InstallationId {
 impl fmt::Display for InstallationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // An empty namespace is a manifest's that sets none (fluxgate check).
+            InstallationId::Release { namespace, release } if namespace.is_empty() => {
+                write!(f, "Helm release {release}")
+            }
             InstallationId::Release { namespace, release } => {
                 write!(f, "Helm release {namespace}/{release}")
             }
+            InstallationId::Workload {
+                namespace,
+                kind,
+                name,
+            } if namespace.is_empty() => write!(f, "{kind} {name}"),
             InstallationId::Workload {
                 namespace,
                 kind,
@@ -258,9 +267,13 @@ impl AgentFacts {
         }
     }
 
-    /// `Kind namespace/name`, as messages name objects.
+    /// `Kind namespace/name`, as messages name objects (`Kind name` without a namespace).
     pub fn object_ref(&self) -> String {
-        format!("{} {}/{}", self.kind, self.namespace, self.name)
+        if self.namespace.is_empty() {
+            format!("{} {}", self.kind, self.name)
+        } else {
+            format!("{} {}/{}", self.kind, self.namespace, self.name)
+        }
     }
 }
 

@@ -446,6 +446,8 @@ fn environment_identity(subjects: &[Subject]) -> Option<&str> {
 pub struct CiImpersonation;
 
 impl Policy for CiImpersonation {
+    type Settings = Settings;
+
     fn id(&self) -> PolicyId {
         ID
     }
@@ -454,8 +456,8 @@ impl Policy for CiImpersonation {
         KINDS
     }
 
-    fn validate(&self, ctx: &Context<'_>) -> Vec<Finding> {
-        let settings = &ctx.config.policies.ci_impersonation;
+    fn validate(&self, ctx: &Context<'_, Settings>) -> Vec<Finding> {
+        let settings = ctx.settings;
         match ctx.request.kind.kind.as_ref() {
             "RoleBinding" | "ClusterRoleBinding" => judge_binding(ctx, settings),
             "Role" | "ClusterRole" => judge_role(ctx, settings),
@@ -620,7 +622,7 @@ impl Problems {
 
 /// The finding for an object the API server would refuse: an input error when it names no
 /// GitLab identity, else a violation (it is meant for a GitLab identity: fail closed).
-fn malformed(ctx: &Context<'_>, what: &str) -> Finding {
+fn malformed(ctx: &Context<'_, Settings>, what: &str) -> Finding {
     let object = ctx.object_ref();
     if ctx.request.object.is_some_and(names_gitlab_identity) {
         Finding::violation(
@@ -664,7 +666,7 @@ fn names_gitlab_identity(raw: &RawValue) -> bool {
     }
 }
 
-fn judge_binding(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
+fn judge_binding(ctx: &Context<'_, Settings>, settings: &Settings) -> Vec<Finding> {
     let Some(raw) = ctx.request.object else {
         return vec![Finding::violation(
             ID,
@@ -987,9 +989,9 @@ fn join_subjects(subjects: &[&GitLabSubject]) -> String {
 /// The least-privilege alternative: a namespaced Role and one RoleBinding per project
 /// environment (or per project role, for dashboard users).
 fn least_privilege(binding: &BindingFacts, gitlab: &[GitLabSubject<'_>]) -> String {
-    let namespace = match &binding.namespace {
-        Some(ns) => ns.to_string(),
-        None => "<namespace>".into(),
+    let namespace = match binding.namespace.as_deref() {
+        Some(ns) if !ns.is_empty() => ns.to_string(),
+        _ => "<namespace>".into(),
     };
     let user_access = gitlab.iter().all(|s| {
         matches!(
@@ -1255,7 +1257,7 @@ struct Widened {
     impersonation: Vec<(Arc<BindingFacts>, Targets, Vec<String>)>,
 }
 
-fn judge_role(ctx: &Context<'_>, settings: &Settings) -> Vec<Finding> {
+fn judge_role(ctx: &Context<'_, Settings>, settings: &Settings) -> Vec<Finding> {
     let Some(raw) = ctx.request.object else {
         return vec![Finding::violation(
             ID,

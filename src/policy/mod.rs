@@ -1,6 +1,7 @@
 //! The policy interface: every rule fluxgate enforces is a [`Policy`], a pure function of
-//! (request, configuration, cluster view) that returns findings with reasons a human can act on.
-//! The webhook, the audit scan and `fluxgate check` all call policies through this module.
+//! (request, its own settings, cluster view) that returns findings with reasons a human can act
+//! on. A policy sees its own block of the configuration file and nothing else of it: the
+//! configuration gathers the blocks, the engine hands each policy its own (`engine::AnyPolicy`).
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -10,7 +11,6 @@ use serde_json::value::RawValue;
 use crate::admission::{Operation, Request};
 use crate::budget::Budget;
 use crate::cluster::ClusterView;
-use crate::config::Config;
 use crate::finding::{Finding, Mode, PolicyId, object_ref};
 use crate::json_view::{Skims, parse_raw};
 
@@ -34,9 +34,13 @@ pub struct KindRule {
     /// can send them.
     pub opt_in: bool,
     pub operations: &'static [Operation],
-    /// JSON pointers of the fields the verdict depends on. An UPDATE that leaves all of them
-    /// equal to `oldObject` is never blocked: controllers must be able to add finalizers and
-    /// labels to objects that predate the policy.
+    /// JSON pointers of the fields the verdict depends on: every field the policy reads of
+    /// an object of this kind (tests/judged_fields.rs holds each policy to its list). An
+    /// UPDATE that leaves all of them equal to `oldObject` is never blocked: controllers must
+    /// be able to add and remove finalizers and labels on objects that predate the policy. An
+    /// UPDATE that changes one is judged, whether or not the object is being deleted (a
+    /// finalizer keeps an object doing what it did). Empty: every UPDATE is judged, and the
+    /// policy compares old and new itself.
     pub judged_fields: &'static [&'static str],
 }
 
@@ -58,31 +62,48 @@ pub struct SubresourceRule {
     pub operations: &'static [Operation],
 }
 
-/// Everything a policy may read while judging one request.
-pub struct Context<'a> {
+/// Everything a policy may read while judging one request: the request, its own settings
+/// (`S`, its block of the configuration file) and the cluster view.
+pub struct Context<'a, S = ()> {
     pub request: &'a Request<'a>,
-    pub config: &'a Config,
+    /// The judging policy's settings.
+    pub settings: &'a S,
     pub view: &'a dyn ClusterView,
     /// The review's work budget: loops over what the requester controls charge it and stop
     /// at its first error (see [`crate::budget`]); the engine turns that into a denial.
     pub budget: &'a Budget,
     /// Shared by the views the policies read of this request's objects.
-    skims: Skims<'a>,
+    skims: &'a Skims<'a>,
 }
 
 impl<'a> Context<'a> {
+    /// A context without settings. `skims` is shared by every context made from it (see
+    /// [`Context::with_settings`]): one policy's view of an object finds what another's learnt.
     pub fn new(
         request: &'a Request<'a>,
-        config: &'a Config,
         view: &'a dyn ClusterView,
         budget: &'a Budget,
+        skims: &'a Skims<'a>,
     ) -> Self {
         Context {
             request,
-            config,
+            settings: &(),
             view,
             budget,
-            skims: Skims::indexed(request.index.clone()),
+            skims,
+        }
+    }
+}
+
+impl<'a, S> Context<'a, S> {
+    /// The same request, view, budget and shared skims, with one policy's settings.
+    pub fn with_settings<T>(&self, settings: &'a T) -> Context<'a, T> {
+        Context {
+            request: self.request,
+            settings,
+            view: self.view,
+            budget: self.budget,
+            skims: self.skims,
         }
     }
 
@@ -122,17 +143,21 @@ impl<'a> Context<'a> {
     /// the members the view declares; a malformed object is read again for a message that
     /// says where it is malformed.
     pub fn view_of<T: Deserialize<'a>>(&self, raw: &'a RawValue) -> Result<T, String> {
-        crate::json_view::from_raw_with(raw, &self.skims).or_else(|_| parse_raw(raw.get()))
+        crate::json_view::from_raw_with(raw, self.skims).or_else(|_| parse_raw(raw.get()))
     }
 
     /// [`Context::view_of`] where a malformed object is simply not of interest.
     pub fn skim<T: Deserialize<'a>>(&self, raw: &'a RawValue) -> Option<T> {
-        crate::json_view::from_raw_with(raw, &self.skims).ok()
+        crate::json_view::from_raw_with(raw, self.skims).ok()
     }
 }
 
 /// A rule fluxgate enforces.
 pub trait Policy: Send + Sync {
+    /// This policy's block of the configuration file (`()` for a policy without one), the
+    /// only part of the configuration it sees.
+    type Settings;
+
     fn id(&self) -> PolicyId;
 
     /// The kinds this policy judges. The webhook configurations in `deploy/` are checked
@@ -140,7 +165,7 @@ pub trait Policy: Send + Sync {
     fn kinds(&self) -> &'static [KindRule];
 
     /// Judges the request. An empty list means the object follows the rule.
-    fn validate(&self, ctx: &Context<'_>) -> Vec<Finding>;
+    fn validate(&self, ctx: &Context<'_, Self::Settings>) -> Vec<Finding>;
 
     /// Objects from the cluster this request will be judged against, so that the server can
     /// have the cluster view refresh them first (see [`ClusterView::refresh`]).
@@ -149,7 +174,7 @@ pub trait Policy: Send + Sync {
     }
 
     /// JSON Patch operations that make the object follow the rule, for `/mutate`.
-    fn mutate(&self, _ctx: &Context<'_>) -> Vec<json_patch::PatchOperation> {
+    fn mutate(&self, _ctx: &Context<'_, Self::Settings>) -> Vec<json_patch::PatchOperation> {
         Vec::new()
     }
 
@@ -157,21 +182,6 @@ pub trait Policy: Send + Sync {
     fn subresources(&self) -> &'static [SubresourceRule] {
         &[]
     }
-}
-
-/// Every policy fluxgate has, by id.
-// Placeholder policies are unit structs until their issues land; `::default()` keeps this list
-// unchanged when they gain state.
-#[allow(clippy::default_constructed_unit_structs)]
-pub fn registry() -> Vec<Box<dyn Policy>> {
-    vec![
-        Box::new(signed_oci_sources::SignedOciSources::default()),
-        Box::new(single_agent::SingleAgent::default()),
-        Box::new(ci_impersonation::CiImpersonation),
-        Box::new(secret_rotation::SecretRotation),
-        Box::new(tenant_lockdown::TenantLockdown::default()),
-        Box::new(oci_version_pinning::OciVersionPinning::default()),
-    ]
 }
 
 /// The settings block of one policy in the configuration file. Every policy has a `mode`;

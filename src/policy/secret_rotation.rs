@@ -651,6 +651,8 @@ pub fn judge_object(
 pub struct SecretRotation;
 
 impl Policy for SecretRotation {
+    type Settings = Settings;
+
     fn id(&self) -> PolicyId {
         ID
     }
@@ -659,7 +661,7 @@ impl Policy for SecretRotation {
         KINDS
     }
 
-    fn validate(&self, ctx: &Context<'_>) -> Vec<Finding> {
+    fn validate(&self, ctx: &Context<'_, Settings>) -> Vec<Finding> {
         let Some(object) = ctx.request.object else {
             return Vec::new();
         };
@@ -674,7 +676,7 @@ impl Policy for SecretRotation {
             ctx.request.namespace().unwrap_or(""),
             &references,
             ctx.view,
-            &ctx.config.policies.secret_rotation,
+            ctx.settings,
             unix_now(),
         )
     }

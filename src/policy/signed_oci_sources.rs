@@ -76,6 +76,8 @@ pub struct SignedOciSources {
 }
 
 impl Policy for SignedOciSources {
+    type Settings = Settings;
+
     fn id(&self) -> PolicyId {
         ID
     }
@@ -84,8 +86,8 @@ impl Policy for SignedOciSources {
         KINDS
     }
 
-    fn validate(&self, ctx: &Context<'_>) -> Vec<Finding> {
-        let settings = &ctx.config.policies.signed_oci_sources;
+    fn validate(&self, ctx: &Context<'_, Settings>) -> Vec<Finding> {
+        let settings = ctx.settings;
         let compiled = match settings.compiled() {
             Ok(compiled) => compiled,
             Err(e) => {
@@ -119,8 +121,8 @@ impl Policy for SignedOciSources {
         helm_repository_of(request).into_iter().collect()
     }
 
-    fn mutate(&self, ctx: &Context<'_>) -> Vec<PatchOperation> {
-        let settings = &ctx.config.policies.signed_oci_sources;
+    fn mutate(&self, ctx: &Context<'_, Settings>) -> Vec<PatchOperation> {
+        let settings = ctx.settings;
         if settings.verify_defaults.is_empty() {
             return Vec::new();
         }
@@ -170,7 +172,7 @@ impl Policy for SignedOciSources {
 }
 
 /// Parses the request's object into a typed view; a malformed one is a violation.
-fn read<'a, T: Deserialize<'a>>(ctx: &Context<'a>) -> Result<T, Finding> {
+fn read<'a, T: Deserialize<'a>>(ctx: &Context<'a, Settings>) -> Result<T, Finding> {
     ctx.read_object(ID)
 }
 
@@ -210,7 +212,7 @@ fn helm_repository_of(request: &Request<'_>) -> Option<ObjectKey> {
 
 /// The chart's OCI URL when its HelmRepository is known to be OCI.
 fn oci_chart_url(
-    ctx: &Context<'_>,
+    ctx: &Context<'_, Settings>,
     namespace: &str,
     source: &SourceReference<'_>,
     chart: &str,
@@ -319,7 +321,7 @@ struct Judge<'j> {
 type Analyze<'a> = dyn Fn(&str, IdentityField) -> Result<Arc<Breadth>, Exceeded> + 'a;
 
 impl Judge<'_> {
-    fn oci_repository(&self, ctx: &Context<'_>) -> Result<Vec<Finding>, Finding> {
+    fn oci_repository(&self, ctx: &Context<'_, Settings>) -> Result<Vec<Finding>, Finding> {
         let repo: OciRepository = read(ctx)?;
         let url = repo.spec.url.as_ref();
         // Named only in a finding: most requests have none.
@@ -338,7 +340,7 @@ impl Judge<'_> {
         Ok(findings)
     }
 
-    fn helm_chart(&self, ctx: &Context<'_>) -> Result<Vec<Finding>, Finding> {
+    fn helm_chart(&self, ctx: &Context<'_, Settings>) -> Result<Vec<Finding>, Finding> {
         let chart: HelmChart = read(ctx)?;
         let Some(source) = chart.spec.source_ref.as_ref() else {
             return Ok(Vec::new());
@@ -355,7 +357,7 @@ impl Judge<'_> {
         ))
     }
 
-    fn helm_release(&self, ctx: &Context<'_>) -> Result<Vec<Finding>, Finding> {
+    fn helm_release(&self, ctx: &Context<'_, Settings>) -> Result<Vec<Finding>, Finding> {
         let release: HelmRelease = read(ctx)?;
         // A chartRef names an OCIRepository, HelmChart or ExternalArtifact, judged on its own.
         let Some(template) = release.spec.chart.as_ref() else {
@@ -379,7 +381,7 @@ impl Judge<'_> {
     /// verified.
     fn helm_source(
         &self,
-        ctx: &Context<'_>,
+        ctx: &Context<'_, Settings>,
         site: Site,
         namespace: &str,
         source: &SourceReference<'_>,

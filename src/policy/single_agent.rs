@@ -291,6 +291,8 @@ struct Candidate<'a> {
 }
 
 impl Policy for SingleAgent {
+    type Settings = Settings;
+
     fn id(&self) -> PolicyId {
         ID
     }
@@ -333,12 +335,12 @@ impl Policy for SingleAgent {
             .collect()
     }
 
-    fn validate(&self, ctx: &Context<'_>) -> Vec<Finding> {
+    fn validate(&self, ctx: &Context<'_, Settings>) -> Vec<Finding> {
         let request = ctx.request;
         let Some(kind) = AgentKind::of(&request.kind.group, &request.kind.kind) else {
             return Vec::new();
         };
-        let settings = &ctx.config.policies.single_agent;
+        let settings = ctx.settings;
         let detector = settings.detector();
         let Some(raw) = request.object else {
             return vec![Finding::violation(
@@ -394,7 +396,7 @@ fn installation_of(facts: &AgentFacts, known: Option<&[AgentInstallation]>) -> I
 fn judge_sanctioned(
     candidate: &Candidate<'_>,
     sanctioned: &Sanctioned,
-    ctx: &Context<'_>,
+    ctx: &Context<'_, Settings>,
 ) -> Vec<Finding> {
     // The view only helps to follow owners; without it, the object's own labels and owner
     // references decide, so this path never waits for a sync.
@@ -432,7 +434,11 @@ fn keeps_its_installation(
 }
 
 impl SingleAgent {
-    fn judge_against_cluster(&self, candidate: &Candidate<'_>, ctx: &Context<'_>) -> Vec<Finding> {
+    fn judge_against_cluster(
+        &self,
+        candidate: &Candidate<'_>,
+        ctx: &Context<'_, Settings>,
+    ) -> Vec<Finding> {
         // One lock around reading the view and reserving: a second request sees either the
         // first one's reservation or its installation in the view, never neither.
         let mut reservations = self.reservations.lock().unwrap_or_else(|p| p.into_inner());

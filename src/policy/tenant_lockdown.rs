@@ -46,7 +46,7 @@ use crate::flux::kustomization::{self, Kustomization};
 use crate::flux::reference::{KubeConfigReference, SourceReference};
 use crate::flux::{HELM_GROUP, KUSTOMIZE_GROUP};
 
-use controller_flags::Controller;
+pub use controller_flags::{Controller, default_service_account};
 
 const ID: PolicyId = PolicyId::TenantLockdown;
 
@@ -150,6 +150,8 @@ impl Settings {
 pub struct TenantLockdown;
 
 impl Policy for TenantLockdown {
+    type Settings = Settings;
+
     fn id(&self) -> PolicyId {
         ID
     }
@@ -158,8 +160,8 @@ impl Policy for TenantLockdown {
         KINDS
     }
 
-    fn validate(&self, ctx: &Context<'_>) -> Vec<Finding> {
-        let settings = &ctx.config.policies.tenant_lockdown;
+    fn validate(&self, ctx: &Context<'_, Settings>) -> Vec<Finding> {
+        let settings = ctx.settings;
         let request = ctx.request;
         if (request.kind.group.as_ref(), request.kind.kind.as_ref()) == ("apps", "Deployment") {
             return match settings.controller_flags {
@@ -234,10 +236,12 @@ impl Tenant<'_> {
         let mut findings = Vec::new();
         if service_account.is_none_or(|sa| sa.trim().is_empty()) {
             let own = self.namespace.unwrap_or("<namespace>");
+            // What it runs as depends on a flag of the controller this object cannot show:
+            // say both, so that the message is true on a locked-down cluster too.
             findings.push(Finding::violation(
                 ID,
                 format!(
-                    "{subject} has no spec.serviceAccountName, so {controller} applies it with its own cluster-admin rights. In {}, every Kustomization and HelmRelease must name the ServiceAccount the controller impersonates (Flux's --default-service-account lockdown, per object). Set `spec.serviceAccountName` to a ServiceAccount of namespace {own} bound to the rights the tenant may use.",
+                    "{subject} has no spec.serviceAccountName, so what {controller} applies it as depends on the controller's flags: with Flux's multi-tenancy lockdown (--default-service-account=<name>) as ServiceAccount {own}/<name>, without it with the controller's own cluster-admin rights. In {}, every Kustomization and HelmRelease must name the ServiceAccount the controller impersonates (Flux's --default-service-account lockdown, per object), so that a lost flag cannot turn it into cluster-admin. Set `spec.serviceAccountName` to a ServiceAccount of namespace {own} bound to the rights the tenant may use.",
                     self.place(),
                     controller = controller.name(),
                 ),

@@ -666,6 +666,11 @@ impl Reach {
     pub fn describe(self, namespace: Option<&str>) -> String {
         match (self, namespace) {
             (Reach::Cluster, _) | (_, None) => "in every namespace".into(),
+            // A RoleBinding without metadata.namespace (a manifest fluxgate check reads).
+            (_, Some("")) => {
+                "in the namespace it is applied to (the RoleBinding sets no metadata.namespace)"
+                    .into()
+            }
             (Reach::Protected, Some(ns)) => format!("in the protected namespace {ns}"),
             (Reach::Environment, Some(ns)) => {
                 format!("in namespace {ns}, the environment's own")

@@ -212,7 +212,9 @@ impl BindingFacts {
 
 impl fmt::Display for BindingFacts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.namespace {
+        // A RoleBinding without metadata.namespace (a manifest fluxgate check reads) is keyed
+        // by the empty namespace, which names nothing.
+        match self.namespace.as_deref().filter(|ns| !ns.is_empty()) {
             Some(ns) => write!(f, "{} {ns}/{}", self.kind.as_str(), self.name),
             None => write!(f, "{} {}", self.kind.as_str(), self.name),
         }

@@ -43,7 +43,8 @@ pub struct Summary {
     pub files: usize,
     /// YAML or JSON documents parsed (a `List` counts once).
     pub documents: usize,
-    /// Kubernetes objects checked (`List` items counted one by one).
+    /// Kubernetes objects checked (`List` items counted one by one, and every generated object
+    /// and applied instance).
     pub objects: usize,
     /// GitLab agent configuration files checked.
     pub agent_configs: usize,
@@ -91,6 +92,111 @@ pub struct Subject {
     /// Policies that judged this subject.
     pub evaluated: Vec<PolicyId>,
     pub findings: Vec<ReportFinding>,
+    /// Whether the kind lives in a namespace, when fluxgate knows the kind (built-in kinds,
+    /// Flux's, and CustomResourceDefinitions in the manifest set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
+    /// For an object no manifest holds but another object makes the cluster create (a Flux
+    /// Operator ResourceSet's resources, a FluxInstance's sync source): that object. `file`
+    /// and `line` are then the generating object's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated_by: Option<GeneratedBy>,
+    /// For an object a Flux Kustomization of the set applies changed (into its
+    /// `targetNamespace`, with its `spec.patches`): that Kustomization (`field` is its
+    /// `spec.path`). The subject is the object as that Kustomization applies it; an object
+    /// several Kustomizations apply is a subject once for each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_by: Option<GeneratedBy>,
+    /// What fluxgate did or found out beyond the findings: the mutations it applied before
+    /// judging, what the object would run as, a configuration to consider.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<Note>,
+}
+
+/// Whether a kind is namespaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Scope {
+    Namespaced,
+    Cluster,
+}
+
+/// The object that makes the cluster create a generated subject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GeneratedBy {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+    /// Where in that object: `spec.resources[2]`, `spec.sync`.
+    pub field: String,
+}
+
+impl GeneratedBy {
+    /// `ResourceSet flux-system/apps spec.resources[2]`.
+    pub fn display(&self) -> String {
+        format!(
+            "{} {}",
+            crate::finding::object_ref(&self.kind, self.namespace.as_deref(), &self.name),
+            self.field
+        )
+    }
+}
+
+/// What a note is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum NoteType {
+    /// fluxgate's mutating webhook changes the object before the API server validates it;
+    /// the findings are for the mutated object, as the cluster would judge it.
+    Mutated,
+    /// The manifest sets `metadata.namespace` on a cluster-scoped kind: the API server
+    /// drops it.
+    ClusterScoped,
+    /// The identity a Flux controller would apply the object with, as far as the manifest
+    /// set tells.
+    RunsAs,
+    /// The namespace looks like the platform team's: a configuration to consider.
+    PlatformNamespace,
+    /// How a generated object was made (a FluxInstance patch applied to it).
+    Generated,
+    /// The namespace a kustomization build sets on the object.
+    Namespace,
+    /// How a Flux Kustomization of the set applies the object (its targetNamespace and
+    /// patches).
+    AppliedBy,
+    /// A generating object (ResourceSet, FluxInstance): what it makes, judged or not.
+    Generates,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Note {
+    #[serde(rename = "type")]
+    pub note_type: NoteType,
+    pub message: String,
+}
+
+impl NoteType {
+    /// Notes that explain findings rather than stand on their own: the text report shows
+    /// them only beside a finding or another note.
+    pub fn is_context(self) -> bool {
+        matches!(
+            self,
+            NoteType::Generated | NoteType::Namespace | NoteType::AppliedBy
+        )
+    }
+}
+
+impl Note {
+    pub fn new(note_type: NoteType, message: impl Into<String>) -> Self {
+        Note {
+            note_type,
+            message: message.into(),
+        }
+    }
 }
 
 impl Subject {
@@ -98,7 +204,25 @@ impl Subject {
     pub fn display_name(&self) -> String {
         match self.subject_type {
             SubjectType::Object => {
-                crate::finding::object_ref(&self.kind, self.namespace.as_deref(), &self.name)
+                let mut name =
+                    crate::finding::object_ref(&self.kind, self.namespace.as_deref(), &self.name);
+                if self.namespace.is_none() && self.scope == Some(Scope::Namespaced) {
+                    name.push_str(" (no namespace set)");
+                }
+                if let Some(origin) = &self.generated_by {
+                    name.push_str(&format!(" (generated by {})", origin.display()));
+                }
+                if let Some(applier) = &self.applied_by {
+                    name.push_str(&format!(
+                        " (as {} applies it)",
+                        crate::finding::object_ref(
+                            &applier.kind,
+                            applier.namespace.as_deref(),
+                            &applier.name
+                        )
+                    ));
+                }
+                name
             }
             SubjectType::GitlabAgentConfig if self.name.is_empty() => {
                 "GitLab agent configuration".to_string()

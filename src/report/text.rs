@@ -1,5 +1,6 @@
-//! The report for people: findings grouped by file, then a one-line summary. Clean objects
-//! are not listed. Colour is the caller's decision (a terminal, and `NO_COLOR` unset).
+//! The report for people: findings and notes grouped by file, then a one-line summary.
+//! Objects with neither are not listed. Colour is the caller's decision (a terminal, and
+//! `NO_COLOR` unset).
 
 use std::io::{self, Write};
 
@@ -43,6 +44,17 @@ fn write_subject(subject: &Subject, style: &Style, out: &mut String) {
         subject.line,
         subject.display_name()
     ));
+    for note in &subject.notes {
+        let mut lines = note.message.lines();
+        out.push_str(&format!(
+            "    {} {}\n",
+            style.paint("2", "NOTE  "),
+            lines.next().unwrap_or("")
+        ));
+        for line in lines {
+            out.push_str(&format!("           {line}\n"));
+        }
+    }
     for finding in &subject.findings {
         let mut head = format!("[{}]", finding.policy);
         if finding.entry.is_some() && finding.line != subject.line {
@@ -68,7 +80,9 @@ pub fn write(report: &Report, color: bool, out: &mut dyn Write) -> io::Result<()
     let style = Style { color };
     let mut text = String::new();
     let mut current_file: Option<&str> = None;
-    for subject in report.results.iter().filter(|s| !s.findings.is_empty()) {
+    let listed =
+        |s: &&Subject| !s.findings.is_empty() || s.notes.iter().any(|n| !n.note_type.is_context());
+    for subject in report.results.iter().filter(listed) {
         if current_file != Some(subject.file.as_str()) {
             if current_file.is_some() {
                 text.push('\n');

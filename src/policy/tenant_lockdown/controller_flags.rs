@@ -122,6 +122,14 @@ fn flag_value<'a>(args: &[&'a str], flag: Flag) -> Option<Cow<'a, str>> {
     value
 }
 
+/// The ServiceAccount a controller's command line names with `--default-service-account`,
+/// read as the controller's flag parser reads it; `None` when the flag is absent or empty.
+pub fn default_service_account(args: &[&str]) -> Option<String> {
+    flag_value(args, Flag::DefaultServiceAccount)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
 /// Go's `strconv.ParseBool`, which pflag uses.
 fn go_bool(text: &str) -> Option<bool> {
     match text {
@@ -187,7 +195,7 @@ struct Container<'a> {
 
 /// Advisory findings for a Deployment that runs a Flux controller without the lockdown
 /// flags. Never a violation: blocking the Flux controllers would stop every reconciliation.
-pub fn judge(ctx: &Context<'_>) -> Vec<Finding> {
+pub fn judge(ctx: &Context<'_, super::Settings>) -> Vec<Finding> {
     // Every Deployment write passes here: skip the parse unless a controller image may be
     // in it (the API server and `fluxgate check` send plain, unescaped JSON strings).
     let may_run_a_controller = ctx.request.object.is_some_and(|raw| {
