@@ -220,15 +220,46 @@ fn unsigned_oci_repository_is_denied() {
 }
 
 #[test]
-fn the_denial_suggests_gitlab_keyless_verification_for_the_project_of_the_url() {
-    let message = assert_denied(&validate(&oci_repository("")), &[]);
+fn the_denial_suggests_gitlab_keyless_verification_without_guessing_the_project_path() {
+    let message = assert_denied(
+        &validate(&oci_repository("")),
+        &[
+            "replace <group>/<project> with the full path",
+            "does not say where the project path ends",
+            "`acme/app`, `acme/app/manifests`",
+        ],
+    );
     let spec = suggested_spec(&message);
     assert_eq!(
         spec["verify"],
         json!({
             "provider": "cosign",
-            "matchOIDCIdentity": [{"issuer": GITLAB_ISSUER, "subject": APP_SUBJECT}],
+            "matchOIDCIdentity": [{
+                "issuer": GITLAB_ISSUER,
+                "subject": r"^https://gitlab\.com/<group>/<project>//\.gitlab-ci\.yml@refs/heads/main$",
+            }],
         })
+    );
+}
+
+/// GitLab's own example registry path: the project is `gitlab-org/configure/examples/flux`,
+/// which nothing in the path says. A subject naming `gitlab-org/configure` (a group) would
+/// break the deployment of whoever copied it.
+#[test]
+fn a_registry_path_with_subgroups_names_every_project_path_it_may_stand_for() {
+    let mut repo = oci_repository("");
+    repo["spec"]["url"] =
+        json!("oci://registry.gitlab.com/gitlab-org/configure/examples/flux/web-app-manifests-oci");
+    let message = assert_denied(
+        &validate(&repo),
+        &[
+            "`gitlab-org/configure`, `gitlab-org/configure/examples`, `gitlab-org/configure/examples/flux`, `gitlab-org/configure/examples/flux/web-app-manifests-oci`",
+        ],
+    );
+    let subject = &suggested_spec(&message)["verify"]["matchOIDCIdentity"][0]["subject"];
+    assert_eq!(
+        subject,
+        r"^https://gitlab\.com/<group>/<project>//\.gitlab-ci\.yml@refs/heads/main$"
     );
 }
 
@@ -580,6 +611,389 @@ fn without_require_identity_keyless_verification_may_accept_any_signer() {
     assert_denied(
         &validate_with(&lenient, &oci_repository(""), &view),
         &["spec.verify is missing"],
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// A HelmRepository that turns OCI takes its charts with it
+
+/// A HelmChart of `charts` without verify, and a HelmRelease in another namespace pulling
+/// from it with `release_verify`.
+fn charts_of_the_repository(chart_verify: &str, release_verify: &str) -> MemoryView {
+    let mut chart = helm_chart(chart_verify);
+    chart["metadata"]["name"] = json!("podinfo");
+    let release = helm_release(
+        "{kind: HelmRepository, name: charts, namespace: flux-system}",
+        release_verify,
+    );
+    view_with(&[chart, release])
+}
+
+fn https_repository() -> Value {
+    helm_repository(
+        "flux-system",
+        "charts",
+        "default",
+        "https://charts.example.com",
+    )
+}
+
+fn oci_repository_of_charts() -> Value {
+    helm_repository(
+        "flux-system",
+        "charts",
+        "oci",
+        "oci://registry.gitlab.com/acme/charts",
+    )
+}
+
+#[test]
+fn a_helm_repository_turning_oci_is_denied_while_its_charts_do_not_verify() {
+    let view = charts_of_the_repository("", "");
+    let body = update_body(&oci_repository_of_charts(), &https_repository(), None);
+    let verdict = review_body(&default_engine(), Endpoint::Validate, &body, &view);
+    assert_denied(
+        &verdict,
+        &[
+            "HelmRepository flux-system/charts (oci://registry.gitlab.com/acme/charts) becomes an OCI repository",
+            "HelmChart flux-system/podinfo (spec.verify is missing)",
+            "HelmRelease apps/podinfo (spec.chart.spec.verify is missing)",
+            "then change the repository",
+        ],
+    );
+    // Created as OCI, the same.
+    assert_denied(
+        &validate_with(&default_engine(), &oci_repository_of_charts(), &view),
+        &["is an OCI repository", "HelmChart flux-system/podinfo"],
+    );
+}
+
+#[test]
+fn a_helm_repository_turning_oci_passes_once_its_charts_verify() {
+    let view = charts_of_the_repository(
+        &format!(
+            "  verify:\n    provider: cosign\n    matchOIDCIdentity:\n      - issuer: '{GITLAB_ISSUER}'\n        subject: '{APP_SUBJECT}'"
+        ),
+        "      verify: {provider: cosign, secretRef: {name: cosign-pub}}",
+    );
+    let body = update_body(&oci_repository_of_charts(), &https_repository(), None);
+    let verdict = review_body(&default_engine(), Endpoint::Validate, &body, &view);
+    assert!(verdict.allowed, "{}", verdict.denial_message());
+    // A chart whose keyless identity is broad still holds the repository back.
+    let broad = charts_of_the_repository(
+        "  verify:\n    provider: cosign\n    matchOIDCIdentity:\n      - {issuer: '.*', subject: '.*'}",
+        "      verify: {provider: cosign, secretRef: {name: cosign-pub}}",
+    );
+    assert_denied(
+        &review_body(&default_engine(), Endpoint::Validate, &body, &broad),
+        &[
+            "HelmChart flux-system/podinfo (spec.verify.matchOIDCIdentity[0].issuer `.*` is too broad",
+        ],
+    );
+}
+
+#[test]
+fn a_helm_repository_that_stays_http_or_has_no_charts_passes() {
+    let view = charts_of_the_repository("", "");
+    assert_clean(&validate_with(
+        &default_engine(),
+        &https_repository(),
+        &view,
+    ));
+    assert_clean(&validate_with(
+        &default_engine(),
+        &oci_repository_of_charts(),
+        &MemoryView::new(),
+    ));
+    // Charts of another repository do not count.
+    let mut other = oci_repository_of_charts();
+    other["metadata"]["name"] = json!("other");
+    assert_clean(&validate_with(&default_engine(), &other, &view));
+}
+
+#[test]
+fn a_helm_repository_whose_charts_cannot_be_told_follows_unknown_helm_repository() {
+    let view = charts_of_the_repository("", "");
+    view.set_synced(false);
+    assert_denied(
+        &validate_with(&default_engine(), &oci_repository_of_charts(), &view),
+        &[
+            "cannot tell which HelmCharts and HelmReleases pull from it",
+            "unknownHelmRepository: deny",
+        ],
+    );
+    let lenient = engine("policies:\n  signed-oci-sources:\n    unknownHelmRepository: warn\n");
+    let verdict = validate_with(&lenient, &oci_repository_of_charts(), &view);
+    assert!(verdict.allowed, "{}", verdict.denial_message());
+}
+
+#[test]
+fn check_judges_a_helm_repository_by_the_charts_of_its_manifest_set() {
+    let dir = std::env::temp_dir().join(format!("fluxgate-i21-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let file = dir.join("charts.yaml");
+    let manifests = format!(
+        "{}---\n{}",
+        serde_yaml_ng::to_string(&oci_repository_of_charts()).expect("yaml"),
+        serde_yaml_ng::to_string(&helm_chart("")).expect("yaml"),
+    );
+    std::fs::write(&file, manifests).expect("writes");
+    let report = fluxgate::check::check(
+        &default_engine(),
+        std::slice::from_ref(&file),
+        &[],
+        &mut std::io::empty(),
+    );
+    let text = serde_json::to_string(&report).expect("json");
+    assert!(
+        text.contains("is an OCI repository") && text.contains("HelmChart flux-system/podinfo"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------------------------------
+// Identities are judged by the language of their patterns (issue 21's families)
+
+const GITHUB_ISSUER: &str = r"^https://token\.actions\.githubusercontent\.com$";
+const GOOGLE_ISSUER: &str = r"^https://accounts\.google\.com$";
+
+/// `<group>` in a GitLab CI subject of project `app`, branch main.
+fn gitlab_subject(group: &str) -> String {
+    format!(r"^https://gitlab\.com/{group}/app//\.gitlab-ci\.yml@refs/heads/main$")
+}
+
+#[track_caller]
+fn assert_identity_denied(issuer: &str, subject: &str, phrases: &[&str]) -> String {
+    let mut all = vec!["is too broad"];
+    all.extend_from_slice(phrases);
+    assert_denied(&validate(&keyless(issuer, subject)), &all)
+}
+
+#[track_caller]
+fn assert_identity_passes(issuer: &str, subject: &str) {
+    let verdict = validate(&keyless(issuer, subject));
+    assert!(
+        verdict.allowed && verdict.outcomes.is_empty(),
+        "{issuer} / {subject}: {}",
+        verdict.denial_message()
+    );
+}
+
+/// The issue's example: anyone can create a group whose name is made of the letters b to z.
+#[test]
+fn a_group_spelled_as_a_class_anyone_can_register_is_denied_and_named() {
+    let message = assert_identity_denied(
+        GITLAB_ISSUER,
+        &gitlab_subject("[b-z]+"),
+        &["does not pin the group", "`[b-z]+`", "https://gitlab.com/b"],
+    );
+    assert!(message.contains("subject"), "{message}");
+    assert_identity_passes(GITLAB_ISSUER, &gitlab_subject("acme"));
+}
+
+/// Classes, ranges and bounded repetitions: finite is not enough, the groups must be few
+/// enough to be written out; their twins name the same one or two groups in other
+/// spellings.
+#[test]
+fn classes_ranges_and_bounded_repetitions_name_groups_only_when_few() {
+    for open in [
+        "[b-z]",
+        "[a-z]{1,3}",
+        r"\w{2}",
+        "[[:alpha:]][[:digit:]]",
+        r"\pL",
+        "acme[0-9]?",
+        "(?:a|b|c|d|e|f|g|h|i)",
+        "[^/]{1,64}",
+    ] {
+        assert_identity_denied(GITLAB_ISSUER, &gitlab_subject(open), &["group or owner"]);
+    }
+    for named in [
+        "acme",
+        "[a]cme",
+        "ac{1}me",
+        "(?:acme)",
+        "(?:acme|web)",
+        "(?i:ACME)",
+        "[Aa]cme",
+        r"\x61cme",
+        r"\Qacme\E",
+    ] {
+        assert_identity_passes(GITLAB_ISSUER, &gitlab_subject(named));
+    }
+}
+
+#[test]
+fn a_word_boundary_does_not_end_a_group_name() {
+    // `\b` holds between `acme` and `-evil`: group acme-evil signs.
+    assert_identity_denied(
+        GITLAB_ISSUER,
+        r"^https://gitlab\.com/acme\b.*$",
+        &["does not pin the group"],
+    );
+    assert_identity_passes(GITLAB_ISSUER, r"^https://gitlab\.com/acme\b/.*$");
+}
+
+#[test]
+fn an_alternative_past_the_eighth_is_judged_too() {
+    let eight = "(?:t1|t2|t3|t4|t5|t6|t7|t8)";
+    assert_identity_passes(GITLAB_ISSUER, &gitlab_subject(eight));
+    let opened = "(?:t1|t2|t3|t4|t5|t6|t7|t8|[^/]+)";
+    assert_identity_denied(GITLAB_ISSUER, &gitlab_subject(opened), &["any group"]);
+}
+
+#[test]
+fn github_owners_must_be_named() {
+    let subject = |owner: &str| {
+        format!(r"^https://github\.com/{owner}/app/\.github/workflows/release\.yml@refs/tags/v.*$")
+    };
+    for (open, fragment) in [
+        ("[a-z]+", "`[a-z]+`"),
+        ("[^/]+", "`[^/]+`"),
+        ("acme.*", "`.*`"),
+        ("acme-?[a-z]?", "group or owner"),
+    ] {
+        assert_identity_denied(GITHUB_ISSUER, &subject(open), &["group or owner", fragment]);
+    }
+    assert_identity_passes(GITHUB_ISSUER, &subject("acme"));
+    // Flux's documented example, unescaped dots and an open repository name included.
+    assert_identity_passes(
+        "^https://token.actions.githubusercontent.com$",
+        "^https://github.com/stefanprodan/podinfo.*$",
+    );
+}
+
+#[test]
+fn a_google_subject_at_a_public_webmail_domain_is_denied() {
+    assert_identity_denied(
+        GOOGLE_ISSUER,
+        r"^[a-z0-9.]+@gmail\.com$",
+        &["every address at gmail.com", "public email domain"],
+    );
+    // One named person is specific, wherever their mailbox is.
+    assert_identity_passes(GOOGLE_ISSUER, r"^jane\.doe@gmail\.com$");
+    // Listing a public webmail domain is refused outright.
+    let error = config_error(
+        "policies:\n  signed-oci-sources:\n    trustedEmailDomains: [acme.com, gmail.com]\n",
+    );
+    assert!(
+        error.contains("policies.signed-oci-sources.trustedEmailDomains[1]")
+            && error.contains("public email domain"),
+        "{error}"
+    );
+}
+
+/// The opposite error: two spellings of "every address at acme.com" got two verdicts.
+#[test]
+fn every_address_of_a_domain_is_one_verdict_however_spelled() {
+    let spellings = [r"^[^@]+@acme\.com$", r"^[a-z0-9._-]+@acme\.com$"];
+    for subject in spellings {
+        assert_identity_denied(
+            GOOGLE_ISSUER,
+            subject,
+            &["every address at acme.com", "trustedEmailDomains"],
+        );
+    }
+    let trusting =
+        engine("policies:\n  signed-oci-sources:\n    trustedEmailDomains: [acme.com]\n");
+    for subject in spellings {
+        assert_clean(&validate_with(
+            &trusting,
+            &keyless(GOOGLE_ISSUER, subject),
+            &MemoryView::new(),
+        ));
+    }
+    // A trusted domain does not open another one.
+    assert_denied(
+        &validate_with(
+            &trusting,
+            &keyless(GOOGLE_ISSUER, r"^[^@]+@acme\.com\.evil$"),
+            &MemoryView::new(),
+        ),
+        &["every address at acme.com.evil"],
+    );
+}
+
+#[test]
+fn bad_trusted_email_domains_are_refused() {
+    for (domain, phrase) in [
+        ("''", "is empty"),
+        ("'*.acme.com'", "not a domain name"),
+        ("release@acme.com", "is an address"),
+        ("users.noreply.github.com", "public email domain"),
+        ("localhost", "not a domain name"),
+    ] {
+        let error = config_error(&format!(
+            "policies:\n  signed-oci-sources:\n    trustedEmailDomains: [{domain}]\n"
+        ));
+        assert!(
+            error.contains("trustedEmailDomains[0]") && error.contains(phrase),
+            "{domain}: {error}"
+        );
+    }
+}
+
+/// cosign compiles with Go's regexp: what Go refuses never verifies, and what Go reads
+/// differently from Rust is judged as Go reads it.
+#[test]
+fn patterns_are_read_as_go_reads_them() {
+    for (subject, go_error) in [
+        (
+            r"(?x)^https://gitlab\.com/acme/",
+            "invalid or unsupported Perl syntax",
+        ),
+        (
+            r"^https://gitlab\.com/\p{Alphabetic}/",
+            "invalid character class range",
+        ),
+        (
+            r"^https://gitlab\.com/acme/.**",
+            "invalid nested repetition operator",
+        ),
+        (r"^https://gitlab\.com/a{1001}/", "invalid repeat count"),
+    ] {
+        assert_denied(
+            &validate(&keyless(GITLAB_ISSUER, subject)),
+            &["is not a valid Go regular expression", go_error],
+        );
+    }
+    // Go reads `{` that starts no repeat as a literal, where Rust refuses the pattern.
+    assert_identity_passes(GITLAB_ISSUER, r"^https://gitlab\.com/acme/{app}//.*$");
+    // Go's \w is ASCII: `\w+` is still infinitely many groups.
+    assert_identity_denied(
+        GITLAB_ISSUER,
+        &gitlab_subject(r"\w+"),
+        &["group or owner", r"`\w+`"],
+    );
+    // In Go `[[:word:]]` is a POSIX class, `[[a]]` a class followed by `]`.
+    assert_identity_passes(GITLAB_ISSUER, &gitlab_subject("acm[[e]]"));
+}
+
+#[test]
+fn a_self_managed_gitlab_listed_in_trusted_issuers_is_read_by_group() {
+    let issuer = r"^https://gitlab\.example\.com$";
+    let subject = r"^https://gitlab\.example\.com/platform/.*$";
+    let mut repo = keyless(issuer, subject);
+    repo["spec"]["verify"]["trustedRootSecretRef"] = json!({"name": "sigstore-trusted-root"});
+    // Unknown to fluxgate, its subjects must be written out whole.
+    let message = assert_denied(
+        &validate(&repo),
+        &["subject", "is too broad", "trustedIssuers"],
+    );
+    assert!(
+        message.contains("reads the subjects of https://gitlab.example.com whole"),
+        "{message}"
+    );
+    let trusting = engine(
+        "policies:\n  signed-oci-sources:\n    trustedIssuers: ['https://gitlab\\.example\\.com']\n",
+    );
+    assert_clean(&validate_with(&trusting, &repo, &MemoryView::new()));
+    repo["spec"]["verify"]["matchOIDCIdentity"][0]["subject"] =
+        json!(r"^https://gitlab\.example\.com/[a-z]+/.*$");
+    assert_denied(
+        &validate_with(&trusting, &repo, &MemoryView::new()),
+        &["group or owner", "`[a-z]+`"],
     );
 }
 
@@ -1073,6 +1487,11 @@ fn the_policy_judges_creates_and_updates_of_its_kinds_in_every_version() {
         kinds,
         BTreeSet::from([
             ("helm.toolkit.fluxcd.io", "HelmRelease", "helmreleases"),
+            (
+                "source.toolkit.fluxcd.io",
+                "HelmRepository",
+                "helmrepositories"
+            ),
             ("source.toolkit.fluxcd.io", "HelmChart", "helmcharts"),
             (
                 "source.toolkit.fluxcd.io",
@@ -1337,6 +1756,7 @@ policies:
     trustedIssuers:
       - 'https://gitlab\.com'
       - 'https://gitlab\.example\.com'
+    trustedEmailDomains: [acme.com]
     allowedRegistries: [oci://registry.gitlab.com/acme, oci://ghcr.io/acme]
     verifyDefaults:
       - name: acme-gitlab
@@ -1353,6 +1773,7 @@ policies:
     let default = fluxgate::config::DEFAULT_CONFIG_YAML;
     for line in [
         r"#     - 'https://gitlab\.com'",
+        "#   trustedEmailDomains: [acme.com]",
         "#   allowedRegistries: [oci://registry.gitlab.com/acme, oci://ghcr.io/acme]",
         "#       match: oci://registry.gitlab.com/acme/**",
         r"#             subject: '^https://gitlab\.com/{group}/{project}//\.gitlab-ci\.yml@refs/heads/main$'",
@@ -1370,7 +1791,7 @@ policies:
 #[derive(Debug, Clone, Copy)]
 enum Decision {
     Allow,
-    /// Not a kind this policy judges (HelmRepository).
+    /// A HelmRepository none of whose charts (in its scope) would pull unverified.
     NotJudged,
     Deny(&'static [&'static str]),
 }
@@ -1380,6 +1801,9 @@ const MISSING: Decision = Decision::Deny(&["spec.verify is missing"]);
 const TEMPLATE_MISSING: Decision = Decision::Deny(&["spec.chart.spec.verify is missing"]);
 const NO_IDENTITY: Decision = Decision::Deny(&["without matchOIDCIdentity"]);
 const BROAD: Decision = Decision::Deny(&["too broad"]);
+/// An OCI HelmRepository whose charts in the same scope pull unverified.
+const OCI_CHARTS_UNVERIFIED: Decision =
+    Decision::Deny(&["is an OCI repository", "would not pass signed-oci-sources"]);
 const INSECURE_UNVERIFIED: Decision = Decision::Deny(&["spec.verify is missing", "plain HTTP"]);
 /// Documentation snippets that show only `status`, or `spec:` with nothing under it.
 const MALFORMED: Decision = Decision::Deny(&["is malformed", "spec"]);
@@ -1392,8 +1816,11 @@ const UNKNOWN_REPO: Decision = Decision::Deny(&[
 /// Every OCIRepository, HelmChart, HelmRepository and HelmRelease under `corpus/flux/`
 /// (path, kind, name), with the decision under the default configuration, checked by hand.
 /// Objects are judged as `fluxgate check` would judge their directory: the cluster view holds
-/// the HelmRepositories of the same directory (of the same file for `docs-extracted/`, whose
+/// the HelmRepositories, HelmCharts and HelmReleases of the same directory (of the same file for `docs-extracted/`, whose
 /// snippets are unrelated to each other).
+///
+/// HelmRepositories are judged too: an OCI one is denied while charts of its scope pull from
+/// it unverified (OCI_CHARTS_UNVERIFIED).
 ///
 /// Reading guide: chartRef releases and kustomize patches without a chart are left to their
 /// source (ALLOW); charts from Git, Bucket or HTTP repositories need no verify (ALLOW); the
@@ -1946,7 +2373,7 @@ const CORPUS_TABLE: &[(&str, &str, &str, Decision)] = &[
         "fluxcd+flux2-hub-spoke-example/deploy/apps/podinfo.yaml",
         "HelmRepository",
         "podinfo",
-        NOT_JUDGED,
+        OCI_CHARTS_UNVERIFIED,
     ),
     (
         "fluxcd+flux2-hub-spoke-example/deploy/apps/podinfo.yaml",
@@ -2096,7 +2523,7 @@ const CORPUS_TABLE: &[(&str, &str, &str, Decision)] = &[
         "fluxcd+source-controller/config/samples/source_v1_helmrepository-oci.yaml",
         "HelmRepository",
         "helmrepository-sample-oci",
-        NOT_JUDGED,
+        OCI_CHARTS_UNVERIFIED,
     ),
     (
         "fluxcd+source-controller/config/samples/source_v1_helmrepository.yaml",
@@ -2144,7 +2571,7 @@ const CORPUS_TABLE: &[(&str, &str, &str, Decision)] = &[
         "fluxcd+source-controller/config/testdata/helmchart-from-oci/source.yaml",
         "HelmRepository",
         "podinfo",
-        NOT_JUDGED,
+        OCI_CHARTS_UNVERIFIED,
     ),
     (
         "fluxcd+source-controller/config/testdata/helmchart-from-oci/source.yaml",
@@ -2234,7 +2661,7 @@ const CORPUS_TABLE: &[(&str, &str, &str, Decision)] = &[
         "stefanprodan+flux-local-dev/kubernetes/apps/podinfo.yaml",
         "HelmRepository",
         "podinfo",
-        NOT_JUDGED,
+        OCI_CHARTS_UNVERIFIED,
     ),
     (
         "stefanprodan+flux-local-dev/kubernetes/apps/podinfo.yaml",
@@ -2318,7 +2745,7 @@ const CORPUS_TABLE: &[(&str, &str, &str, Decision)] = &[
         "stefanprodan+flux-local-dev/kubernetes/infra/controllers/weave-gitops.yaml",
         "HelmRepository",
         "weave-gitops",
-        NOT_JUDGED,
+        OCI_CHARTS_UNVERIFIED,
     ),
     (
         "stefanprodan+flux-local-dev/kubernetes/infra/controllers/weave-gitops.yaml",
@@ -2389,12 +2816,15 @@ fn every_flux_object_of_the_corpus_gets_its_hand_checked_decision() {
         "HelmRepository",
         "HelmRelease",
     ];
-    // The cluster view of each scope: its HelmRepositories.
+    // The cluster view of each scope: its HelmRepositories, HelmCharts and HelmReleases.
     let mut views: BTreeMap<String, MemoryView> = BTreeMap::new();
     for (path, object) in &objects {
         // Two documentation snippets elide the spec (`spec:` with nothing under it): they
         // describe no repository a chart could come from.
-        if kind_of(object) == "HelmRepository" && object["spec"].is_object() {
+        let kind = kind_of(object);
+        if ["HelmRepository", "HelmChart", "HelmRelease"].contains(&kind.as_str())
+            && object["spec"].is_object()
+        {
             views
                 .entry(scope_of(path))
                 .or_default()
@@ -2426,9 +2856,10 @@ fn every_flux_object_of_the_corpus_gets_its_hand_checked_decision() {
         let context = format!("{kind} {name} in {path}");
         match decision {
             Decision::NotJudged => {
-                // Other policies (secret-rotation) may look at it; this one does not.
+                // A HelmRepository: judged, and clean unless it is OCI and charts of its
+                // scope pull from it unverified.
                 assert!(
-                    verdict.allowed && !verdict.evaluated.contains(&POLICY),
+                    verdict.allowed && verdict.outcomes.is_empty(),
                     "{context}: {verdict:#?}"
                 );
             }

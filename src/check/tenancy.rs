@@ -151,6 +151,19 @@ impl<'k> Tenancy<'k> {
     /// Learns what an object of the set says: a Flux Kustomization applies a path, a Flux
     /// controller's Deployment or a FluxInstance tells the lockdown.
     pub fn learn(&mut self, kind: &str, group: &str, object: &Value, file: &str, line: usize) {
+        // `Kind namespace/name` of the object, for messages.
+        let named = |kind: &str, object: &Value| {
+            crate::finding::object_ref(
+                kind,
+                object
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str),
+                object
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or(""),
+            )
+        };
         let whence = format!("{file}:{line}");
         let text = |pointer: &str| {
             object
@@ -197,16 +210,7 @@ impl<'k> Tenancy<'k> {
                         .flatten()
                         .filter_map(Value::as_str)
                         .collect();
-                    let name = crate::finding::object_ref(
-                        "Deployment",
-                        object
-                            .pointer("/metadata/namespace")
-                            .and_then(Value::as_str),
-                        object
-                            .pointer("/metadata/name")
-                            .and_then(Value::as_str)
-                            .unwrap_or(""),
-                    );
+                    let name = named("Deployment", object);
                     self.lockdown.push(Lockdown {
                         controller,
                         service_account: default_service_account(&args),
@@ -219,16 +223,7 @@ impl<'k> Tenancy<'k> {
             }
             (crate::flux::operator::GROUP, crate::flux::operator::FLUX_INSTANCE) => {
                 if let Some(sa) = crate::flux::operator::tenant_default_service_account(object) {
-                    let name = crate::finding::object_ref(
-                        "FluxInstance",
-                        object
-                            .pointer("/metadata/namespace")
-                            .and_then(Value::as_str),
-                        object
-                            .pointer("/metadata/name")
-                            .and_then(Value::as_str)
-                            .unwrap_or(""),
-                    );
+                    let name = named("FluxInstance", object);
                     for controller in [Controller::Kustomize, Controller::Helm] {
                         self.lockdown.push(Lockdown {
                             controller,

@@ -15,10 +15,13 @@ use crate::json_view::Indexed;
 use super::agents::AgentIndex;
 use super::rbac::{self, RbacIndex};
 use super::secrets::{self, FluxSecretReference, SecretFacts};
-use super::{AgentInstallation, ClusterView, HelmRepositoryFacts, Lookup, ObjectKey};
+use super::{
+    AgentInstallation, ChartReference, ClusterView, HelmRepositoryFacts, Lookup, ObjectKey,
+};
 use crate::flux::secret_refs;
 use crate::flux::secret_refs::SecretUse;
-use crate::gitlab::agent::{AgentDetector, InstallationId};
+use crate::gitlab::agent::AgentDetector;
+use crate::gitlab::installation::InstallationId;
 use crate::rbac::objects::{BindingFacts, NamedRoles, RoleFacts, RoleKey};
 use crate::selector::LabelSelector;
 
@@ -39,6 +42,24 @@ struct Store {
     secrets: ByNamespace<SecretFacts>,
     /// The Secret references of Flux objects; objects without any are not kept.
     secret_references: HashMap<FluxObjectKey, Vec<SecretReference>>,
+    /// HelmCharts and HelmRelease chart templates by the HelmRepository they pull from
+    /// (namespace, name), and each chart object's repository, to move or drop it.
+    charts: HashMap<(String, String), Vec<ChartReference>>,
+    chart_sources: HashMap<FluxObjectKey, (String, String)>,
+}
+
+impl Store {
+    fn forget_chart(&mut self, key: &FluxObjectKey) {
+        let Some(repository) = self.chart_sources.remove(key) else {
+            return;
+        };
+        if let Some(list) = self.charts.get_mut(&repository) {
+            list.retain(|c| !(c.kind == key.0 && c.namespace == key.1 && c.name == key.2));
+            if list.is_empty() {
+                self.charts.remove(&repository);
+            }
+        }
+    }
 }
 
 /// Facts by namespace and name, found with borrowed strings: the webhook looks a Secret or
@@ -103,6 +124,8 @@ const ROLE_KINDS: &[&str] = &["Role"];
 const CLUSTER_ROLE_KINDS: &[&str] = &["ClusterRole"];
 const BINDING_KINDS: &[&str] = &["RoleBinding", "ClusterRoleBinding"];
 const SECRET_KINDS: &[&str] = &["Secret"];
+const CHART_KINDS: &[&str] = &["HelmChart", "HelmRelease"];
+const HELM_GROUP: &str = "helm.toolkit.fluxcd.io";
 /// The Flux kinds whose Secret references the view keeps (`flux::secret_refs::KINDS`).
 const SECRET_REFERENCE_KINDS: &[&str] = &[
     "GitRepository",
@@ -225,6 +248,72 @@ struct HelmRepositorySpec {
     url: String,
     #[serde(default)]
     insecure: Option<bool>,
+}
+
+/// The fields of a HelmChart or HelmRelease that say where its chart comes from.
+#[derive(Deserialize, Default)]
+struct ChartDoc {
+    #[serde(default)]
+    spec: Option<ChartSpecDoc>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ChartSpecDoc {
+    /// HelmChart: the chart name; HelmRelease: the chart template.
+    #[serde(default)]
+    chart: Option<Value>,
+    #[serde(default)]
+    source_ref: Option<SourceRefDoc>,
+    #[serde(default)]
+    verify: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+struct SourceRefDoc {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: String,
+}
+
+/// The HelmRepository (namespace, name) a chart object pulls from, and its reference.
+fn chart_reference(
+    kind: &'static str,
+    namespace: &str,
+    name: &str,
+    doc: ChartDoc,
+) -> Option<((String, String), ChartReference)> {
+    let spec = doc.spec?;
+    let (chart, source, verify, own_namespace_only) = if kind == "HelmChart" {
+        let chart = spec.chart.as_ref()?.as_str()?.to_string();
+        (chart, spec.source_ref?, spec.verify, true)
+    } else {
+        let template: ChartSpecDoc =
+            serde_json::from_value(spec.chart?.get("spec")?.clone()).ok()?;
+        let chart = template.chart.as_ref()?.as_str()?.to_string();
+        (chart, template.source_ref?, template.verify, false)
+    };
+    if source.kind != "HelmRepository" {
+        return None;
+    }
+    let repo_namespace = if own_namespace_only || source.namespace.is_empty() {
+        namespace.to_string()
+    } else {
+        source.namespace
+    };
+    Some((
+        (repo_namespace, source.name),
+        ChartReference {
+            kind,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            chart,
+            verify: verify.filter(|v| !v.is_null()).map(|v| v.to_string()),
+        },
+    ))
 }
 
 impl MemoryView {
@@ -371,6 +460,8 @@ impl MemoryView {
             .map(|(g, _)| g)
             .unwrap_or("");
         let references = self.apply_secret_references(group, &head, object);
+        let charts = self.apply_chart_reference(group, &head, object);
+        let references = references.and(charts);
         if AgentIndex::indexes(group, &head.kind) {
             let meta = &head.metadata;
             return self
@@ -419,6 +510,38 @@ impl MemoryView {
         references
     }
 
+    /// Keeps where a HelmChart or HelmRelease pulls its chart from. One that cannot be read
+    /// is dropped (its own review explains it).
+    fn apply_chart_reference(
+        &self,
+        group: &str,
+        head: &Head,
+        object: &Indexed<'_>,
+    ) -> Result<(), String> {
+        let kind = match (group, head.kind.as_str()) {
+            (FLUX_SOURCE_GROUP, "HelmChart") => "HelmChart",
+            (HELM_GROUP, "HelmRelease") => "HelmRelease",
+            _ => return Ok(()),
+        };
+        let namespace = head.metadata.namespace.clone().unwrap_or_default();
+        let name = head.metadata.name.clone();
+        let found = match object.read::<ChartDoc>() {
+            Ok(doc) => chart_reference(kind, &namespace, &name, doc),
+            Err(_) => None,
+        };
+        let mut store = self.write();
+        store.forget_chart(&(kind, namespace.clone(), name.clone()));
+        if let Some((repository, reference)) = found {
+            store
+                .chart_sources
+                .insert((kind, namespace, name), repository.clone());
+            let list = store.charts.entry(repository).or_default();
+            list.push(reference);
+            list.sort();
+        }
+        Ok(())
+    }
+
     /// Keeps the Secret references of a Flux object (see [`secret_refs`]). An object whose
     /// references cannot be read keeps none.
     fn apply_secret_references(
@@ -459,6 +582,18 @@ impl MemoryView {
 
     /// Forgets an object.
     pub fn delete(&self, key: &ObjectKey) {
+        let chart_kind = match (key.group.as_str(), key.kind.as_str()) {
+            (FLUX_SOURCE_GROUP, "HelmChart") => Some("HelmChart"),
+            (HELM_GROUP, "HelmRelease") => Some("HelmRelease"),
+            _ => None,
+        };
+        if let Some(kind) = chart_kind {
+            self.write().forget_chart(&(
+                kind,
+                key.namespace.clone().unwrap_or_default(),
+                key.name.clone(),
+            ));
+        }
         if let Some(kind) = secret_refs::flux_kind(&key.group, &key.kind) {
             self.write().secret_references.remove(&(
                 kind,
@@ -533,6 +668,16 @@ impl ClusterView for MemoryView {
             HELM_REPOSITORY_KINDS,
             store.helm_repositories.get(namespace, name),
         )
+    }
+
+    fn charts_of(&self, namespace: &str, name: &str) -> Lookup<Vec<ChartReference>> {
+        self.listing(CHART_KINDS, |store| {
+            store
+                .charts
+                .get(&(namespace.to_string(), name.to_string()))
+                .cloned()
+                .unwrap_or_default()
+        })
     }
 
     fn secret(&self, namespace: &str, name: &str) -> Lookup<SecretFacts> {
@@ -655,6 +800,7 @@ mod tests {
             BINDING_KINDS,
             SECRET_KINDS,
             SECRET_REFERENCE_KINDS,
+            CHART_KINDS,
         ] {
             for kind in kinds {
                 assert!(

@@ -13,8 +13,10 @@ use std::time::Instant;
 
 pub mod agents;
 pub mod kube;
+pub mod lease;
 mod memory;
 pub mod rbac;
+pub mod reservation;
 pub mod secrets;
 
 pub use agents::{AgentInstallation, AgentObject};
@@ -24,7 +26,8 @@ pub use secrets::{FluxSecretReference, SecretFacts};
 use crate::rbac::objects::{BindingFacts, NamedRoles, RoleFacts, RoleKey};
 use crate::selector::LabelSelector;
 
-use crate::gitlab::agent::{AgentDetector, InstallationId};
+use crate::gitlab::agent::AgentDetector;
+use crate::gitlab::installation::InstallationId;
 
 /// The answer to a lookup in the cluster view.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +56,20 @@ pub struct HelmRepositoryFacts {
     pub url: String,
     /// `spec.insecure: true`: charts are pulled over plain HTTP.
     pub insecure: bool,
+}
+
+/// A HelmChart, or a HelmRelease's chart template, that pulls its chart from a
+/// HelmRepository: what `signed-oci-sources` judges again when the repository turns OCI.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ChartReference {
+    /// `HelmChart` or `HelmRelease`.
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+    /// The chart's name in the repository (`spec.chart`, or `spec.chart.spec.chart`).
+    pub chart: String,
+    /// Its `verify` block as JSON, when it has one.
+    pub verify: Option<String>,
 }
 
 /// Identifies an object in the cluster.
@@ -178,6 +195,13 @@ pub const WATCHED_KINDS: &[WatchedKind] = &[
         namespaced: true,
     },
     WatchedKind {
+        group: "",
+        version: "v1",
+        kind: "ReplicationController",
+        plural: "replicationcontrollers",
+        namespaced: true,
+    },
+    WatchedKind {
         group: "batch",
         version: "v1",
         kind: "CronJob",
@@ -249,6 +273,13 @@ pub trait ClusterView: Send + Sync {
 
     /// A Flux HelmRepository (any served version).
     fn helm_repository(&self, namespace: &str, name: &str) -> Lookup<HelmRepositoryFacts>;
+
+    /// The HelmCharts and HelmRelease chart templates that pull from a HelmRepository,
+    /// sorted. `Unknown` when the view cannot tell (not synced, watch lost), and from
+    /// views that keep no chart references.
+    fn charts_of(&self, _namespace: &str, _name: &str) -> Lookup<Vec<ChartReference>> {
+        Lookup::Unknown
+    }
 
     /// The GitLab agent installations the cluster runs, each with its objects (see
     /// [`crate::gitlab::agent`] for what counts); `Unknown` until the view is synced.

@@ -1,7 +1,30 @@
 //! `source.toolkit.fluxcd.io` HelmRepository: whether charts come from an OCI registry.
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
 pub const KIND: &str = "HelmRepository";
 pub const RESOURCE: &str = "helmrepositories";
+
+/// The fields of a HelmRepository that say where its charts come from.
+#[derive(Debug, Deserialize)]
+pub struct HelmRepository<'a> {
+    /// A repository without one (a documentation snippet) is no OCI repository.
+    #[serde(borrow, default)]
+    pub spec: Option<HelmRepositorySpec<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct HelmRepositorySpec<'a> {
+    /// `default` (HTTP/S index) or `oci`.
+    #[serde(borrow, default, rename = "type")]
+    pub repo_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub url: Cow<'a, str>,
+    #[serde(default)]
+    pub insecure: Option<bool>,
+}
 
 /// Whether a HelmRepository serves charts from an OCI registry: `spec.type: oci` (the CRD
 /// then requires an `oci://` URL; an `oci://` URL alone counts too, for manifests that

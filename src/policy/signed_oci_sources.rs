@@ -7,7 +7,7 @@
 //! from OCI HelmRepositories (HelmChart, HelmRelease chart templates); its `/mutate` side adds
 //! the organisation's `verify` block (`verifyDefaults`) where one is missing.
 
-mod identity;
+pub mod identity;
 mod settings;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,16 +21,17 @@ pub use settings::{
     IdentityPattern, SecretName, Settings, UnknownHelmRepository, VerifyBlock, VerifyDefault,
 };
 
-use self::identity::{Breadth, IdentityField};
+use self::identity::{Breadth, IdentityField, IssuerKind, SubjectBreadth, SubjectRule};
 use self::settings::Compiled;
 use super::{CREATE_UPDATE, Context, KindRule, Policy};
+use crate::admission::Operation;
 use crate::admission::Request;
 use crate::budget::{Budget, Exceeded, Resource};
 use crate::cluster::{Lookup, ObjectKey};
 use crate::finding::{Finding, PolicyId, object_ref};
 use crate::flux::helm_chart::{self, HelmChart};
 use crate::flux::helm_release::{self, HelmRelease};
-use crate::flux::helm_repository;
+use crate::flux::helm_repository::{self, HelmRepository};
 use crate::flux::meta::ObjectMeta;
 use crate::flux::oci_repository::{self, OciRepository};
 use crate::flux::reference::SourceReference;
@@ -55,6 +56,15 @@ const KINDS: &[KindRule] = &[
         group: SOURCE_GROUP,
         kind: helm_chart::KIND,
         resource: helm_chart::RESOURCE,
+        opt_in: false,
+        operations: CREATE_UPDATE,
+        judged_fields: &["/spec"],
+    },
+    // A repository that turns OCI changes what its charts pull: they must verify first.
+    KindRule {
+        group: SOURCE_GROUP,
+        kind: helm_repository::KIND,
+        resource: helm_repository::RESOURCE,
         opt_in: false,
         operations: CREATE_UPDATE,
         judged_fields: &["/spec"],
@@ -106,12 +116,14 @@ impl Policy for SignedOciSources {
             settings,
             compiled: &compiled,
             budget: ctx.budget,
-            analyze: &|pattern, field| self.patterns.analyze(pattern, field, ctx.budget),
+            issuer: &|pattern| self.patterns.issuer(pattern, ctx.budget),
+            subject: &|pattern, hosts| self.patterns.subject(pattern, hosts, ctx.budget),
         };
         let judged = match ctx.request.kind.kind.as_ref() {
             oci_repository::KIND => judge.oci_repository(ctx),
             helm_chart::KIND => judge.helm_chart(ctx),
             helm_release::KIND => judge.helm_release(ctx),
+            helm_repository::KIND => judge.helm_repository(ctx),
             _ => Ok(Vec::new()),
         };
         judged.unwrap_or_else(|malformed| vec![malformed])
@@ -314,11 +326,14 @@ struct Judge<'j> {
     compiled: &'j Compiled,
     /// Stops the identity loop of a hostile object (see [`crate::budget`]).
     budget: &'j Budget,
-    analyze: &'j Analyze<'j>,
+    issuer: &'j AnalyzeIssuer<'j>,
+    subject: &'j AnalyzeSubject<'j>,
 }
 
-/// Judges one pattern (through the memo, within the review's budget).
-type Analyze<'a> = dyn Fn(&str, IdentityField) -> Result<Arc<Breadth>, Exceeded> + 'a;
+/// Judges one issuer pattern (through the memo, within the review's budget).
+type AnalyzeIssuer<'a> = dyn Fn(&str) -> Result<Arc<Breadth>, Exceeded> + 'a;
+/// Judges one subject pattern for the GitLab/GitHub hosts of its issuers.
+type AnalyzeSubject<'a> = dyn Fn(&str, &[&str]) -> Result<Arc<SubjectBreadth>, Exceeded> + 'a;
 
 impl Judge<'_> {
     fn oci_repository(&self, ctx: &Context<'_, Settings>) -> Result<Vec<Finding>, Finding> {
@@ -375,6 +390,114 @@ impl Judge<'_> {
             &template.spec.chart,
             template.spec.verify.as_ref(),
         ))
+    }
+
+    /// A HelmRepository that is (or becomes) OCI: every HelmChart and HelmRelease chart
+    /// template that pulls from it must then pass this policy, or it would pull unverified
+    /// charts, and with its own `spec` unchanged, its later updates would not be judged.
+    fn helm_repository(&self, ctx: &Context<'_, Settings>) -> Result<Vec<Finding>, Finding> {
+        let repo: HelmRepository = read(ctx)?;
+        let Some(spec) = repo.spec else {
+            return Ok(Vec::new());
+        };
+        let url = spec.url.as_ref();
+        if !helm_repository::is_oci(spec.repo_type.as_deref(), url) {
+            return Ok(Vec::new());
+        }
+        let namespace = ctx.request.namespace().unwrap_or("");
+        let name = ctx.request.name();
+        let becomes = match ctx.request.operation {
+            Operation::Update => {
+                let was_oci = ctx
+                    .request
+                    .old_object
+                    .and_then(|old| flux::parse_raw::<HelmRepository>(old).ok())
+                    .and_then(|old| old.spec)
+                    .is_some_and(|old| helm_repository::is_oci(old.repo_type.as_deref(), &old.url));
+                if was_oci {
+                    "is an OCI repository"
+                } else {
+                    "becomes an OCI repository"
+                }
+            }
+            _ => "is an OCI repository",
+        };
+        let charts = match ctx.view.charts_of(namespace, name) {
+            Lookup::Found(charts) => charts,
+            Lookup::Missing => Vec::new(),
+            Lookup::Unknown => {
+                let message = format!(
+                    "{} ({url}) {becomes}, whose charts must be verified by Flux, and fluxgate cannot tell which HelmCharts and HelmReleases pull from it (its view of the cluster is not synced yet, or its watch of the API server is lost; unknownHelmRepository: {})",
+                    ctx.object_ref(),
+                    match self.settings.unknown_helm_repository {
+                        UnknownHelmRepository::Deny => "deny",
+                        UnknownHelmRepository::Warn => "warn",
+                    }
+                );
+                return Ok(vec![match self.settings.unknown_helm_repository {
+                    UnknownHelmRepository::Deny => Finding::violation(ID, message),
+                    UnknownHelmRepository::Warn => Finding::advisory(ID, message),
+                }]);
+            }
+        };
+        let insecure = spec.insecure == Some(true) && !self.settings.allow_insecure;
+        let mut failing = Vec::new();
+        for chart in &charts {
+            let site = if chart.kind == helm_chart::KIND {
+                Site::HelmChart
+            } else {
+                Site::HelmReleaseTemplate
+            };
+            let verify: Option<Verification<'_>> = match chart.verify.as_deref() {
+                None => None,
+                Some(json) => match serde_json::from_str(json) {
+                    Ok(verify) => Some(verify),
+                    Err(_) => {
+                        failing.push(format!(
+                            "{} ({} is malformed)",
+                            object_ref(chart.kind, Some(&chart.namespace), &chart.name),
+                            site.path()
+                        ));
+                        continue;
+                    }
+                },
+            };
+            let mut problems = match &verify {
+                None => vec![format!("{} is missing", site.path())],
+                Some(verify) => self.verification(verify, site).violations,
+            };
+            let chart_url = helm_repository::chart_url(url, &chart.chart);
+            if insecure {
+                problems.push("the repository has spec.insecure: true".into());
+            }
+            if !self.compiled.registry_allowed(&chart_url) {
+                problems.push(format!("{chart_url} is outside allowedRegistries"));
+            }
+            if !problems.is_empty() {
+                failing.push(format!(
+                    "{} ({})",
+                    object_ref(chart.kind, Some(&chart.namespace), &chart.name),
+                    problems.join("; ")
+                ));
+            }
+        }
+        if failing.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![Finding::violation(
+            ID,
+            format!(
+                "{} ({url}) {becomes}, whose charts must be verified by Flux, but {} that pull{} from it would not pass signed-oci-sources: {}. Give each a passing verify first (a HelmRelease's chart template can only verify with a cosign public key, spec.chart.spec.verify.secretRef), then change the repository",
+                ctx.object_ref(),
+                if failing.len() == 1 {
+                    "a chart"
+                } else {
+                    "charts"
+                },
+                if failing.len() == 1 { "s" } else { "" },
+                failing.join(", ")
+            ),
+        )])
     }
 
     /// A chart from a source: only charts from OCI HelmRepositories can be (and must be)
@@ -580,7 +703,10 @@ impl Judge<'_> {
             return;
         }
         let trusted_issuers = !self.compiled.trusted_issuers.is_empty();
-        // Every distinct pattern is compiled: their number is bounded before any is.
+        // Only an OCIRepository can name another trust root; elsewhere the field is pruned
+        // by the API server and ignored by Flux.
+        let trusted_root = site.has_trusted_root() && verify.has_trusted_root();
+        // Every distinct pattern is analysed: their number is bounded before any is.
         let room = self.budget.limit(Resource::IdentityPatterns);
         if self
             .budget
@@ -592,80 +718,207 @@ impl Judge<'_> {
         {
             return;
         }
+        // An identity repeated says nothing new: judged (and charged) once.
+        let mut seen: foldhash::HashSet<(&str, &str)> = foldhash::HashSet::default();
         for (i, matcher) in identities.iter().enumerate() {
             if judgement.violations.len() >= MAX_VIOLATIONS {
-                judgement.unjudged_identities = identities.len() - i;
+                judgement.unjudged_identities += identities.len() - i;
                 return;
             }
-            // A stopped budget ends the loop; the engine denies with the budget's reason.
-            let Ok(issuer) = (self.analyze)(&matcher.issuer, IdentityField::Issuer) else {
-                return;
-            };
-            let Ok(subject) = (self.analyze)(&matcher.subject, IdentityField::Subject) else {
-                return;
-            };
-            for (field, pattern, breadth) in [
-                (IdentityField::Issuer, &matcher.issuer, &issuer),
-                (IdentityField::Subject, &matcher.subject, &subject),
-            ] {
-                // Named only in a finding: most requests have none.
-                let at = || format!("{path}.matchOIDCIdentity[{i}].{}", field.as_str());
-                match breadth.as_ref() {
-                    Breadth::Invalid(e) => judgement.violations.push(format!(
-                        "{} `{pattern}` is not a valid Go regular expression ({e}), so every verification fails",
-                        at()
-                    )),
-                    Breadth::Broad { example, reason }
-                        if require || (field == IdentityField::Issuer && trusted_issuers) =>
-                    {
-                        judgement.violations.push(format!(
-                            "{} `{pattern}` is too broad: {reason} (it accepts `{example}`)",
-                            at()
-                        ))
-                    }
-                    _ => {}
-                }
-            }
-            let Breadth::Specific { accepts } = issuer.as_ref() else {
-                continue;
-            };
-            let at = || format!("{path}.matchOIDCIdentity[{i}].issuer `{}`", matcher.issuer);
-            if trusted_issuers {
-                let trusted = self.settings.trusted_issuers.join(", ");
-                if accepts.is_empty() {
-                    judgement.violations.push(format!(
-                        "{} accepts issuers fluxgate cannot tell apart from untrusted ones; spell out one of the trusted issuers ({trusted})",
- at()
-                    ));
-                } else if let Some(untrusted) =
-                    accepts.iter().find(|a| !self.compiled.trusts_issuer(a))
-                {
-                    judgement.violations.push(format!(
-                        "{} accepts {untrusted}, which is not a trusted issuer ({trusted})",
-                        at()
-                    ));
-                }
-            }
-            // Only an OCIRepository can name another trust root; elsewhere the field is
-            // pruned by the API server and ignored by Flux.
-            let trusted_root = site.has_trusted_root() && verify.has_trusted_root();
-            if !trusted_root
-                && let Some(private) = accepts
+            let repeated = if identities.len() <= 16 {
+                identities[..i]
                     .iter()
-                    .find(|a| !identity::is_public_sigstore_issuer(a))
-            {
-                judgement.violations.push(if site.has_trusted_root() {
-                    format!(
-                        "{} accepts {private}, which the public Sigstore instance does not certify (a self-managed GitLab signs through its own Sigstore): set {path}.trustedRootSecretRef to a Secret holding that Sigstore's trusted_root.json",
- at()
-                    )
-                } else {
-                    format!(
-                        "{} accepts {private}, which the public Sigstore instance does not certify, and a HelmChart cannot name another Sigstore trust root: verify with a public key (secretRef), or pull the chart through an OCIRepository with trustedRootSecretRef",
- at()
-                    )
-                });
+                    .any(|m| m.issuer == matcher.issuer && m.subject == matcher.subject)
+            } else {
+                !seen.insert((&matcher.issuer, &matcher.subject))
+            };
+            if repeated {
+                // Listed with the entries past the violation cap, when any deny.
+                judgement.unjudged_identities += 1;
+                continue;
             }
+            // Named only in a finding: most requests have none.
+            let at =
+                |field: IdentityField| format!("{path}.matchOIDCIdentity[{i}].{}", field.as_str());
+            let invalid = |field: IdentityField, pattern: &str, e: &str| {
+                format!(
+                    "{} `{pattern}` is not a valid Go regular expression ({e}), so every verification fails",
+                    at(field)
+                )
+            };
+            // A stopped budget ends the loop; the engine denies with the budget's reason.
+            let Ok(issuer) = (self.issuer)(&matcher.issuer) else {
+                return;
+            };
+            // The issuers whose certificates can reach the subject check: the public
+            // Sigstore instance's, or with a trusted root every issuer the pattern accepts
+            // (`None`: more than fluxgate lists).
+            let certifiable: Option<&[String]> = match issuer.as_ref() {
+                Breadth::Invalid(e) => {
+                    judgement
+                        .violations
+                        .push(invalid(IdentityField::Issuer, &matcher.issuer, e));
+                    Some(&[])
+                }
+                Breadth::Broad(broad) => {
+                    if require || trusted_issuers {
+                        judgement.violations.push(format!(
+                            "{} `{}` is too broad: {}{}",
+                            at(IdentityField::Issuer),
+                            matcher.issuer,
+                            broad.reason,
+                            accepts_example(&broad.example)
+                        ));
+                    }
+                    Some(&[])
+                }
+                Breadth::Specific(issuers) => {
+                    let at = || format!("{} `{}`", at(IdentityField::Issuer), matcher.issuer);
+                    if !trusted_root && issuers.public.is_empty() && !issuers.example.is_empty() {
+                        let private = &issuers.example;
+                        judgement.violations.push(if site.has_trusted_root() {
+                            format!(
+                                "{} accepts {private}, which the public Sigstore instance does not certify (a self-managed GitLab signs through its own Sigstore): set {path}.trustedRootSecretRef to a Secret holding that Sigstore's trusted_root.json",
+                                at()
+                            )
+                        } else {
+                            format!(
+                                "{} accepts {private}, which the public Sigstore instance does not certify, and a HelmChart cannot name another Sigstore trust root: verify with a public key (secretRef), or pull the chart through an OCIRepository with trustedRootSecretRef",
+                                at()
+                            )
+                        });
+                    }
+                    let certifiable = if trusted_root {
+                        issuers.listed.as_deref()
+                    } else {
+                        Some(issuers.public.as_slice())
+                    };
+                    if trusted_issuers {
+                        let trusted = self.settings.trusted_issuers.join(", ");
+                        // Every issuer the pattern names must be trusted, certifiable or not;
+                        // past the listing bound, those the configured Sigstore certifies.
+                        let named = match (&issuers.listed, trusted_root) {
+                            (Some(listed), _) => Some(listed.as_slice()),
+                            (None, true) => None,
+                            (None, false) => Some(issuers.public.as_slice()),
+                        };
+                        match &named {
+                            None => judgement.violations.push(format!(
+                                "{} accepts more than {} issuers (an unescaped `.` accepts any character), which fluxgate cannot tell apart from untrusted ones; spell out one of the trusted issuers ({trusted})",
+                                at(),
+                                identity::MAX_LISTED
+                            )),
+                            Some(list) if list.is_empty() && issuers.example.is_empty() => {
+                                judgement.violations.push(format!(
+                                    "{} accepts no issuer, so no signature verifies; spell out one of the trusted issuers ({trusted})",
+                                    at()
+                                ))
+                            }
+                            Some(list) => {
+                                if let Some(untrusted) =
+                                    list.iter().find(|a| !self.compiled.trusts_issuer(a))
+                                {
+                                    judgement.violations.push(format!(
+                                        "{} accepts {untrusted}, which is not a trusted issuer ({trusted})",
+                                        at()
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                    certifiable
+                }
+            };
+            if !require {
+                let Ok(subject) = (self.subject)(&matcher.subject, &[]) else {
+                    return;
+                };
+                if let SubjectBreadth::Invalid(e) = subject.as_ref() {
+                    judgement
+                        .violations
+                        .push(invalid(IdentityField::Subject, &matcher.subject, e));
+                }
+                continue;
+            }
+            // How each issuer's subjects are read.
+            let rules: Vec<(Option<&str>, SubjectRule<'_>)> = match certifiable {
+                None => vec![(None, SubjectRule::Whole)],
+                Some([]) => vec![(None, SubjectRule::AnyIssuer)],
+                Some(list) => list
+                    .iter()
+                    .map(|issuer| (Some(issuer.as_str()), self.subject_rule(issuer)))
+                    .collect(),
+            };
+            let mut hosts: Vec<&str> = rules
+                .iter()
+                .filter_map(|(_, rule)| match rule {
+                    SubjectRule::Namespaces { host } => Some(*host),
+                    _ => None,
+                })
+                .collect();
+            hosts.sort_unstable();
+            hosts.dedup();
+            let Ok(subject) = (self.subject)(&matcher.subject, &hosts) else {
+                return;
+            };
+            match subject.as_ref() {
+                SubjectBreadth::Invalid(e) => {
+                    judgement
+                        .violations
+                        .push(invalid(IdentityField::Subject, &matcher.subject, e))
+                }
+                SubjectBreadth::Judged(subjects) => {
+                    let trusted_domain = |domain: &str| self.compiled.trusts_email_domain(domain);
+                    let several = rules.len() > 1;
+                    for (issuer, rule) in &rules {
+                        let Some(mut broad) = subjects.broad(*rule, &trusted_domain) else {
+                            continue;
+                        };
+                        if let (Some(issuer), SubjectRule::Whole) = (issuer, rule)
+                            && identity::issuer_kind(issuer) == IssuerKind::Other
+                            && !identity::is_public_sigstore_issuer(issuer)
+                        {
+                            broad.reason.push_str(&format!(
+                                "; fluxgate reads the subjects of {issuer} whole, as it knows nothing of their format (a self-managed GitLab's are read by group once its issuer is listed in trustedIssuers)"
+                            ));
+                        }
+                        let for_issuer = match issuer {
+                            Some(issuer) if several => format!(" for issuer {issuer}"),
+                            _ => String::new(),
+                        };
+                        judgement.violations.push(format!(
+                            "{} `{}` is too broad{for_issuer}: {}{}",
+                            at(IdentityField::Subject),
+                            matcher.subject,
+                            broad.reason,
+                            accepts_example(&broad.example)
+                        ));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// How an issuer's subjects are read: by namespace for GitLab and GitHub (and a
+    /// self-managed GitLab the operator lists in `trustedIssuers`), as email addresses for
+    /// email issuers, whole for the rest.
+    fn subject_rule<'i>(&self, issuer: &'i str) -> SubjectRule<'i> {
+        let host = || {
+            let rest = issuer.strip_prefix("https://").unwrap_or(issuer);
+            rest.split('/').next().unwrap_or(rest)
+        };
+        match identity::issuer_kind(issuer) {
+            IssuerKind::GitLab => SubjectRule::Namespaces { host: host() },
+            IssuerKind::GitHub => SubjectRule::Namespaces { host: "github.com" },
+            IssuerKind::Email => SubjectRule::Emails,
+            IssuerKind::Other
+                if !identity::is_public_sigstore_issuer(issuer)
+                    && self.compiled.trusts_issuer(issuer) =>
+            {
+                SubjectRule::Namespaces { host: host() }
+            }
+            IssuerKind::Other => SubjectRule::Whole,
         }
     }
 
@@ -704,6 +957,15 @@ impl Judge<'_> {
     }
 }
 
+/// ` (it accepts `…`)` after a reason, when there is an example to show.
+fn accepts_example(example: &str) -> String {
+    if example.is_empty() {
+        String::new()
+    } else {
+        format!(" (it accepts `{example}`)")
+    }
+}
+
 fn key_block() -> VerifyBlock {
     VerifyBlock {
         provider: "cosign".into(),
@@ -715,14 +977,21 @@ fn key_block() -> VerifyBlock {
     }
 }
 
-/// The GitLab project that probably signs an artifact, from its registry URL: GitLab's
-/// container registry lays images out as `<registry>/<group>/<project>[/<image>]`.
+/// The GitLab instance that probably signs an artifact, from its registry URL, and the
+/// project paths the URL may stand for. GitLab's container registry lays images out as
+/// `<registry>/<project path>[/<image name>]`, with up to three segments of image name after
+/// a project path that may itself have any number of subgroups: the URL does not say where
+/// the project path ends, so the suggestion never fills it in.
 struct KeylessGuess {
     /// `https://gitlab.com` or a self-managed instance.
     server: String,
-    project: Option<(String, String)>,
+    /// Every project path the registry path can stand for (GitLab registries only).
+    candidates: Vec<String>,
     public: bool,
 }
+
+/// Segments of image name GitLab allows after a project path.
+const MAX_IMAGE_SEGMENTS: usize = 3;
 
 impl KeylessGuess {
     fn new(url: Option<&str>, compiled: &Compiled) -> Self {
@@ -739,33 +1008,44 @@ impl KeylessGuess {
         } else {
             None
         };
-        let mut segments = parts.filter(|s| !s.is_empty());
-        let project = match (&gitlab_host, segments.next(), segments.next()) {
-            (Some(_), Some(group), Some(project)) => Some((group.to_string(), project.to_string())),
-            _ => None,
-        };
+        let segments: Vec<&str> = parts.filter(|s| !s.is_empty()).collect();
+        let mut candidates = Vec::new();
+        if gitlab_host.is_some() && segments.len() >= 2 {
+            let shortest = segments.len().saturating_sub(MAX_IMAGE_SEGMENTS).max(2);
+            for end in shortest..=segments.len() {
+                candidates.push(segments[..end].join("/"));
+            }
+        }
         let mut server = format!("https://{}", gitlab_host.as_deref().unwrap_or("gitlab.com"));
-        let mut project = project;
         if !compiled.trusted_issuers.is_empty()
             && !compiled.trusts_issuer(&server)
             && let Some(trusted) = compiled.trusted_issuer_examples.first()
         {
             server = trusted.clone();
-            project = None;
+            candidates.clear();
         }
         let public = identity::is_public_sigstore_issuer(&server);
         KeylessGuess {
             server,
-            project,
+            candidates,
             public,
         }
     }
 
     fn note(&self) -> String {
-        let mut note = match &self.project {
-            Some(_) => "main being the branch whose pipeline signs".to_string(),
-            None => "replace <group>/<project> with the GitLab project whose pipeline signs the artifact, and main with its signing branch".to_string(),
-        };
+        let mut note = "replace <group>/<project> with the full path (subgroups included) of the GitLab project whose pipeline signs the artifact, and main with its signing branch".to_string();
+        match self.candidates.as_slice() {
+            [] => {}
+            [only] => note.push_str(&format!(" (`{only}`, by the registry path)")),
+            candidates => note.push_str(&format!(
+                "; the registry path does not say where the project path ends, so it is one of {}",
+                candidates
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
         if !self.public {
             note.push_str(
                 "; a self-managed GitLab signs through its own Sigstore, whose trusted_root.json goes in the Secret sigstore-trusted-root",
@@ -776,18 +1056,14 @@ impl KeylessGuess {
 
     fn block(&self) -> VerifyBlock {
         let server = regex::escape(&self.server);
-        let project = match &self.project {
-            Some((group, project)) => {
-                format!("{}/{}", regex::escape(group), regex::escape(project))
-            }
-            None => "<group>/<project>".into(),
-        };
         VerifyBlock {
             provider: "cosign".into(),
             secret_ref: None,
             match_oidc_identity: vec![IdentityPattern {
                 issuer: format!("^{server}$"),
-                subject: format!("^{server}/{project}//\\.gitlab-ci\\.yml@refs/heads/main$"),
+                subject: format!(
+                    "^{server}/<group>/<project>//\\.gitlab-ci\\.yml@refs/heads/main$"
+                ),
             }],
             trusted_root_secret_ref: (!self.public).then(|| SecretName {
                 name: "sigstore-trusted-root".into(),
@@ -797,102 +1073,143 @@ impl KeylessGuess {
 }
 
 /// Identity patterns repeat across requests (the same objects are applied again at every
-/// Flux reconciliation), and compiling one costs far more than the rest of a review: their
+/// Flux reconciliation), and analysing one costs far more than the rest of a review: their
 /// verdicts are kept, up to a bound.
 ///
-/// Hashed with foldhash, four lookups a review: SipHash's resistance to chosen collisions
+/// Hashed with foldhash, two lookups per identity: SipHash's resistance to chosen collisions
 /// is not needed where the map never holds more than [`PATTERN_CACHE_CAPACITY`] patterns (a
 /// flood of colliding ones costs comparisons within that bound), and foldhash is still
 /// seeded per map.
 #[derive(Default)]
 struct PatternCache {
-    issuers: Mutex<foldhash::HashMap<Box<str>, Memo>>,
-    subjects: Mutex<foldhash::HashMap<Box<str>, Memo>>,
-}
-
-/// A pattern's verdict and the size of its compiled program, which every review that judges
-/// the pattern is charged, found in the memo or not; and how often it was found.
-struct Memo {
-    breadth: Arc<Breadth>,
-    bytes: u64,
-    hits: u32,
+    issuers: Memo<Breadth>,
+    subjects: Memo<SubjectBreadth>,
 }
 
 const PATTERN_CACHE_CAPACITY: usize = 1024;
 
-/// Makes room in a full memo: keeps the half found most often (halving their counts, so that
-/// old popularity fades), drops the rest. The patterns of the objects Flux applies again and
-/// again stay; a flood of new patterns, each judged once, replaces only its own kind.
-fn make_room(map: &mut foldhash::HashMap<Box<str>, Memo>) {
-    let mut hits: Vec<u32> = map.values().map(|m| m.hits).collect();
-    let keep = map.len() / 2;
-    let (_, &mut threshold, _) = hits.select_nth_unstable_by(keep, |a, b| b.cmp(a));
-    let mut kept = 0;
-    map.retain(|_, memo| {
-        let stays =
-            memo.hits > threshold || (memo.hits == threshold && memo.hits > 0 && kept < keep);
-        if stays {
-            kept += 1;
-            memo.hits /= 2;
-        }
-        stays
-    });
-}
-
 impl PatternCache {
-    fn analyze(
+    fn issuer(&self, pattern: &str, budget: &Budget) -> Result<Arc<Breadth>, Exceeded> {
+        self.issuers
+            .get("", pattern, budget, identity::analyze_issuer_costed)
+    }
+
+    /// Keyed by the hosts whose namespaces are counted too (usually just `gitlab.com`).
+    fn subject(
         &self,
         pattern: &str,
-        field: IdentityField,
+        hosts: &[&str],
         budget: &Budget,
-    ) -> Result<Arc<Breadth>, Exceeded> {
-        let map = match field {
-            IdentityField::Issuer => &self.issuers,
-            IdentityField::Subject => &self.subjects,
-        };
-        let hit = lock(map).get_mut(pattern).map(|memo| {
-            memo.hits = memo.hits.saturating_add(1);
-            (Arc::clone(&memo.breadth), memo.bytes)
-        });
-        if let Some((breadth, bytes)) = hit {
-            budget.charge(Resource::RegexBytes, bytes)?;
-            return Ok(breadth);
-        }
-        // Inline reviews stop here and are judged again on the evaluation pool.
-        budget.charge(Resource::RegexCompilations, 1)?;
-        let left = budget
-            .limit(Resource::RegexBytes)
-            .saturating_sub(budget.used(Resource::RegexBytes));
-        let limit = usize::try_from(left).unwrap_or(usize::MAX);
-        let Some(analysis) = identity::analyze_within(pattern, field, limit) else {
-            // Bigger than what the review has left: that is the budget's failure.
-            return Err(budget
-                .charge(Resource::RegexBytes, left.saturating_add(1))
-                .err()
-                .unwrap_or(Exceeded::Limit {
-                    resource: Resource::RegexBytes,
-                    limit: budget.limit(Resource::RegexBytes),
-                }));
-        };
-        let bytes = analysis.compiled_bytes as u64;
-        let breadth = Arc::new(analysis.breadth);
-        {
-            let mut map = lock(map);
-            // A flood of distinct patterns costs compilations, never unbounded memory.
-            if map.len() >= PATTERN_CACHE_CAPACITY {
-                make_room(&mut map);
+    ) -> Result<Arc<SubjectBreadth>, Exceeded> {
+        // One host, the common case, is its own key: no key is built per review.
+        let joined;
+        let key = match hosts {
+            [] => "",
+            [host] => host,
+            _ => {
+                joined = hosts.join(",");
+                &joined
             }
-            map.insert(
+        };
+        self.subjects.get(key, pattern, budget, |p| {
+            identity::analyze_subject_costed(p, hosts)
+        })
+    }
+}
+
+/// Verdicts by host set (empty for issuers), then by pattern, each with the bytes its
+/// analysis took: every review that judges the pattern is charged them, found in the memo or
+/// not, so that a verdict does not depend on what the memo holds.
+struct Memo<T>(Mutex<MemoMaps<T>>);
+
+type MemoMaps<T> = foldhash::HashMap<Box<str>, foldhash::HashMap<Box<str>, Entry<T>>>;
+
+/// A verdict, the bytes its analysis took, and how often it was found again.
+struct Entry<T> {
+    verdict: Arc<T>,
+    bytes: u64,
+    hits: u32,
+}
+
+/// Makes room in a full memo: keeps the half of its entries found most often (halving their
+/// counts, so that old popularity fades) and drops the rest. The patterns of the objects Flux
+/// applies again and again stay; a flood of new patterns, each judged once, replaces only its
+/// own kind, so that the reviews of real objects stay inline (and off the evaluation pool
+/// the flood is queued on).
+fn make_room<T>(maps: &mut MemoMaps<T>) {
+    let mut hits: Vec<u32> = maps
+        .values()
+        .flat_map(|m| m.values().map(|e| e.hits))
+        .collect();
+    let keep = hits.len() / 2;
+    if keep == 0 {
+        maps.clear();
+        return;
+    }
+    let (_, &mut threshold, _) = hits.select_nth_unstable_by(keep, |a, b| b.cmp(a));
+    let mut kept = 0;
+    for map in maps.values_mut() {
+        map.retain(|_, entry| {
+            let stays = entry.hits > threshold
+                || (entry.hits == threshold && entry.hits > 0 && kept < keep);
+            if stays {
+                kept += 1;
+                entry.hits /= 2;
+            }
+            stays
+        });
+    }
+    maps.retain(|_, map| !map.is_empty());
+}
+
+impl<T> Default for Memo<T> {
+    fn default() -> Self {
+        Memo(Mutex::default())
+    }
+}
+
+impl<T> Memo<T> {
+    fn get(
+        &self,
+        hosts: &str,
+        pattern: &str,
+        budget: &Budget,
+        analyze: impl FnOnce(&str) -> (T, usize),
+    ) -> Result<Arc<T>, Exceeded> {
+        let hit = lock(&self.0)
+            .get_mut(hosts)
+            .and_then(|m| m.get_mut(pattern))
+            .map(|entry| {
+                entry.hits = entry.hits.saturating_add(1);
+                (Arc::clone(&entry.verdict), entry.bytes)
+            });
+        if let Some((verdict, bytes)) = hit {
+            budget.charge(Resource::RegexBytes, bytes)?;
+            return Ok(verdict);
+        }
+        // Inline reviews stop here and are judged again on the evaluation pool. One
+        // analysis is bounded by identity::LIMITS whatever the budget has left.
+        budget.charge(Resource::RegexCompilations, 1)?;
+        let (verdict, bytes) = analyze(pattern);
+        let verdict = Arc::new(verdict);
+        let bytes = bytes as u64;
+        {
+            let mut maps = lock(&self.0);
+            // A flood of distinct patterns costs analyses, never unbounded memory.
+            if maps.values().map(|m| m.len()).sum::<usize>() >= PATTERN_CACHE_CAPACITY {
+                make_room(&mut maps);
+            }
+            maps.entry(hosts.into()).or_default().insert(
                 pattern.into(),
-                Memo {
-                    breadth: Arc::clone(&breadth),
+                Entry {
+                    verdict: Arc::clone(&verdict),
                     bytes,
                     hits: 0,
                 },
             );
         }
         budget.charge(Resource::RegexBytes, bytes)?;
-        Ok(breadth)
+        Ok(verdict)
     }
 }
 
@@ -934,14 +1251,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 #[cfg(test)]
-mod tests {
+mod memo_tests {
     use super::*;
 
-    fn memo(hits: u32) -> Memo {
-        Memo {
-            breadth: Arc::new(Breadth::Specific {
-                accepts: Vec::new(),
-            }),
+    fn entry(hits: u32) -> Entry<()> {
+        Entry {
+            verdict: Arc::new(()),
             bytes: 1,
             hits,
         }
@@ -949,23 +1264,28 @@ mod tests {
 
     #[test]
     fn a_full_memo_keeps_the_patterns_found_again_and_again() {
-        let mut map = foldhash::HashMap::default();
-        map.insert(Box::from("hot"), memo(40));
-        map.insert(Box::from("warm"), memo(3));
+        let mut maps: MemoMaps<()> = foldhash::HashMap::default();
+        let gitlab = maps.entry("gitlab.com".into()).or_default();
+        gitlab.insert("hot".into(), entry(40));
+        gitlab.insert("warm".into(), entry(3));
         for i in 0..PATTERN_CACHE_CAPACITY - 2 {
-            map.insert(format!("flood-{i}").into_boxed_str(), memo(0));
+            gitlab.insert(format!("flood-{i}").into_boxed_str(), entry(0));
         }
-        make_room(&mut map);
-        assert_eq!(map.len(), 2, "patterns never found again are dropped");
-        assert_eq!(map.get("hot").map(|m| m.hits), Some(20), "counts fade");
-        assert!(map.contains_key("warm"));
+        make_room(&mut maps);
+        let gitlab = &maps["gitlab.com"];
+        assert_eq!(gitlab.len(), 2, "patterns never found again are dropped");
+        assert_eq!(gitlab.get("hot").map(|e| e.hits), Some(20), "counts fade");
+        assert!(gitlab.contains_key("warm"));
 
         // A flood of patterns found as often as the real ones still leaves half the room.
-        let mut map = foldhash::HashMap::default();
+        let mut maps: MemoMaps<()> = foldhash::HashMap::default();
         for i in 0..PATTERN_CACHE_CAPACITY {
-            map.insert(format!("busy-{i}").into_boxed_str(), memo(5));
+            maps.entry(format!("host-{}", i % 3).into_boxed_str())
+                .or_default()
+                .insert(format!("busy-{i}").into_boxed_str(), entry(5));
         }
-        make_room(&mut map);
-        assert_eq!(map.len(), PATTERN_CACHE_CAPACITY / 2);
+        make_room(&mut maps);
+        let left: usize = maps.values().map(|m| m.len()).sum();
+        assert_eq!(left, PATTERN_CACHE_CAPACITY / 2);
     }
 }

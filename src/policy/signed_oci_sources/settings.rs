@@ -37,6 +37,10 @@ pub struct Settings {
     /// Regexes of the OIDC issuers keyless signatures may come from, each matched against the
     /// whole issuer (anchored). Empty: any issuer.
     pub trusted_issuers: Vec<String>,
+    /// Email domains whose every address may sign (`acme.com`: the organisation's own), for
+    /// issuers that certify email addresses (Google, Sigstore's Dex). Without it, an email
+    /// subject must name its addresses. Public webmail domains are refused.
+    pub trusted_email_domains: Vec<String>,
     /// OCI URL prefixes (`oci://registry.gitlab.com/acme`) sources may pull from, matched at
     /// a path boundary. Empty: any registry.
     pub allowed_registries: Vec<String>,
@@ -56,6 +60,7 @@ impl Default for Settings {
             mode: None,
             require_identity: true,
             trusted_issuers: Vec::new(),
+            trusted_email_domains: Vec::new(),
             allowed_registries: Vec::new(),
             allow_insecure: false,
             unknown_helm_repository: UnknownHelmRepository::Deny,
@@ -257,6 +262,8 @@ pub struct Compiled {
     pub trusted_issuers: Vec<Regex>,
     /// An issuer each trusted pattern accepts, for suggestions.
     pub trusted_issuer_examples: Vec<String>,
+    /// `trustedEmailDomains`, lower case.
+    pub trusted_email_domains: Vec<String>,
     pub registries: Vec<RegistryPrefix>,
     pub defaults: Vec<UrlGlob>,
 }
@@ -271,15 +278,22 @@ impl Compiled {
                 return Err(SettingError::new(key, "is empty: it would trust no issuer"));
             }
             let anchored = format!("^(?:{pattern})$");
-            let (regex, hir) = identity::compile(&anchored)
+            let regex = Regex::new(&anchored)
                 .map_err(|e| SettingError::new(&key, format!("is not a valid regex: {e}")))?;
-            trusted_issuer_examples.extend(
-                identity::samples(&hir)
-                    .into_iter()
-                    .find(|s| regex.is_match(s)),
-            );
+            let hir = regex_syntax::parse(&anchored)
+                .map_err(|e| SettingError::new(&key, format!("is not a valid regex: {e}")))?;
+            trusted_issuer_examples.extend(identity::an_accepted_string(&hir));
             trusted_issuers.push(regex);
         }
+        let trusted_email_domains = settings
+            .trusted_email_domains
+            .iter()
+            .enumerate()
+            .map(|(i, domain)| {
+                email_domain(domain)
+                    .map_err(|e| SettingError::new(format!("trustedEmailDomains[{i}]"), e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let registries = settings
             .allowed_registries
             .iter()
@@ -301,6 +315,7 @@ impl Compiled {
         let compiled = Compiled {
             trusted_issuers,
             trusted_issuer_examples,
+            trusted_email_domains,
             registries,
             defaults,
         };
@@ -311,7 +326,8 @@ impl Compiled {
             settings,
             compiled: &compiled,
             budget: &budget,
-            analyze: &|pattern, field| Ok(Arc::new(identity::analyze(pattern, field))),
+            issuer: &|pattern| Ok(Arc::new(identity::analyze_issuer(pattern))),
+            subject: &|pattern, hosts| Ok(Arc::new(identity::analyze_subject(pattern, hosts))),
         };
         let samples = Placeholders {
             group: Some("group"),
@@ -341,6 +357,14 @@ impl Compiled {
         self.trusted_issuers
             .iter()
             .any(|re| re.is_match(issuer) || re.is_match(bare) || re.is_match(&lower))
+    }
+
+    /// Whether every address at `domain` may sign (`trustedEmailDomains`).
+    pub fn trusts_email_domain(&self, domain: &str) -> bool {
+        let domain = domain.trim_end_matches('.');
+        self.trusted_email_domains
+            .iter()
+            .any(|trusted| trusted.eq_ignore_ascii_case(domain))
     }
 
     pub fn registry_allowed(&self, url: &str) -> bool {
@@ -380,6 +404,42 @@ impl Settings {
                 Some((self.rule_label(i), block))
             })
     }
+}
+
+/// A `trustedEmailDomains` entry: a domain name (lower-cased), never a public one.
+fn email_domain(text: &str) -> Result<String, String> {
+    let domain = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    if domain.is_empty() {
+        return Err("is empty".into());
+    }
+    if let Some(at) = domain.find('@') {
+        return Err(format!(
+            "is an address, not a domain: write {}",
+            &domain[at + 1..]
+        ));
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    let valid = labels.len() >= 2
+        && labels.iter().all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if !valid {
+        return Err(format!(
+            "`{text}` is not a domain name (such as acme.com; no wildcards, schemes or paths)"
+        ));
+    }
+    if identity::is_public_email_domain(&domain) {
+        return Err(format!(
+            "{domain} is a public email domain, where anyone can register an address: it would let anyone sign; name the addresses in matchOIDCIdentity instead"
+        ));
+    }
+    Ok(domain)
 }
 
 fn strip_oci(url: &str) -> &str {

@@ -1,0 +1,3 @@
+module fluxgate.test/goregexp
+
+go 1.21
