@@ -383,6 +383,47 @@ async fn over_https_a_review_over_its_budget_is_denied_naming_the_budget() {
 }
 
 #[tokio::test]
+async fn a_denial_naming_long_patterns_is_cut_and_the_cut_is_counted() {
+    let server = TestServer::start().await;
+    // Ten broad subjects of 2.7 KiB each: the message quoting them would be about 25 KiB.
+    let identities: Vec<_> = (0..10)
+        .map(|i| {
+            let words: Vec<String> = (0..400).map(|j| format!("w{i}x{j}")).collect();
+            json!({"issuer": r"^https://gitlab\.com$", "subject": format!(".*(?:{})?", words.join("|"))})
+        })
+        .collect();
+    let repo = json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1beta2",
+        "kind": "OCIRepository",
+        "metadata": {"name": "app", "namespace": "flux-system"},
+        "spec": {
+            "interval": "5m",
+            "url": "oci://registry.gitlab.com/acme/app/manifests",
+            "ref": {"semver": "1.x"},
+            "verify": {"provider": "cosign", "matchOIDCIdentity": identities},
+        }
+    });
+    let answer = server
+        .post("/validate", review_of(&repo, "CREATE", "uid-long"))
+        .await;
+    assert_eq!(answer.status, 200);
+    let response = &answer.json()["response"];
+    assert_eq!(response["allowed"], false);
+    let message = response["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.len() <= fluxgate::engine::verdict::MAX_MESSAGE_BYTES,
+        "{} bytes",
+        message.len()
+    );
+    assert!(message.contains("bytes cut)"), "{message}");
+    let cut = metric_value(
+        &server.metrics().await,
+        r#"fluxgate_output_cut_total{what="message-bytes"}"#,
+    );
+    assert!(cut.is_some_and(|bytes| bytes > 10_000.0), "{cut:?}");
+}
+
+#[tokio::test]
 async fn a_review_that_needs_a_regex_compiled_is_judged_on_the_pool_once() {
     let server = TestServer::start().await;
     let repo = json!({
