@@ -277,8 +277,13 @@ def attack_huge_body(args, deadline):
 
     def body(w, n):
         salt = f"{w}-{n}-{time.time_ns()}"
-        per = len(json.dumps(heavy_identities(1, salt)[0])) + 1
-        return review(oci_repository(heavy_identities(limit // per - 20, salt)), f"huge-{w}-{n}")
+        count = limit // (len(json.dumps(heavy_identities(1, salt)[0])) + 1)
+        while True:
+            body = review(oci_repository(heavy_identities(count, salt)), f"huge-{w}-{n}")
+            if len(body) <= limit:
+                return body
+            # Later patterns have longer numbers: shrink by what is over, and a little more.
+            count -= (len(body) - limit) * count // len(body) + 20
 
     return senders(args, 2, body, deadline)
 
