@@ -504,73 +504,6 @@ async fn a_role_applied_a_moment_ago_is_fetched_on_a_miss() {
 }
 
 #[tokio::test]
-async fn the_audit_scan_lists_judges_and_writes_reports_and_events() {
-    let (addr, fake) = start_fake(vec![
-        ("deployments", agent("gitlab-agent", "gitlab-agent")),
-        ("deployments", agent("team-b", "second-agent")),
-        (
-            "ocirepositories",
-            json!({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository",
-                   "metadata": {"name": "app", "namespace": "team-b", "uid": "uid-app"},
-                   "spec": {"interval": "5m", "url": "oci://ghcr.io/acme/app", "ref": {"tag": "1.0.0"}}}),
-        ),
-    ])
-    .await;
-    let client = client(addr);
-    let view = KubeView::start(client.clone());
-    view.reconfigure(Config::default().policies.single_agent.detector());
-    wait_synced(&view).await;
-    let engine = Engine::new(Config::default(), None);
-    let metrics = Metrics::new();
-    let auditor = ClusterAuditor::new(client, AuditOptions::default());
-    let report = auditor
-        .run_once(&engine, view.as_ref(), &metrics)
-        .await
-        .expect("scan");
-
-    assert_eq!(report.objects_scanned, 3);
-    let found: Vec<(String, String)> = report
-        .findings
-        .iter()
-        .map(|f| (f.policy.to_string(), f.name.clone()))
-        .collect();
-    assert!(
-        found.contains(&("single-agent".into(), "second-agent-v2".into())),
-        "{found:?}"
-    );
-    assert!(
-        found.contains(&("single-agent".into(), "gitlab-agent-v2".into())),
-        "{found:?}"
-    );
-    assert!(
-        found.contains(&("signed-oci-sources".into(), "app".into())),
-        "{found:?}"
-    );
-
-    let fake = fake.lock().expect("lock");
-    let report_b = fake
-        .objects
-        .get(&("policyreports".into(), "team-b".into(), "fluxgate".into()))
-        .expect("a PolicyReport in team-b, written by server-side apply");
-    assert_eq!(report_b["summary"]["fail"], 2, "{report_b}");
-    assert!(
-        fake.requests.iter().any(|r| r.starts_with(
-            "PATCH /apis/wgpolicyk8s.io/v1alpha2/namespaces/team-b/policyreports/fluxgate?"
-        ) && r.contains("fieldManager=fluxgate")),
-        "{:?}",
-        fake.requests
-    );
-    let events = fake
-        .objects
-        .keys()
-        .filter(|(plural, _, _)| plural == "events")
-        .count();
-    assert!(events >= 3, "an Event per object in violation: {events}");
-    let text = String::from_utf8(metrics.encode()).expect("utf-8");
-    assert!(text.contains("fluxgate_audit_violations{kind=\"OCIRepository\",namespace=\"team-b\",policy=\"signed-oci-sources\"} 1"), "{text}");
-}
-
-#[tokio::test]
 async fn a_kind_fluxgate_may_not_list_is_reported_and_the_scan_goes_on() {
     let (addr, fake) = start_fake(vec![
         ("deployments", agent("gitlab-agent", "gitlab-agent")),
@@ -589,7 +522,7 @@ async fn a_kind_fluxgate_may_not_list_is_reported_and_the_scan_goes_on() {
     let report = auditor
         .run_once(&engine, &view, &Metrics::new())
         .await
-        .expect("the scan completes");
+        .report;
     assert!(
         report.unreadable.iter().any(|u| u.contains("RoleBinding")),
         "{:?}",
@@ -633,4 +566,78 @@ async fn a_review_that_waits_on_a_slow_api_server_past_the_deadline_gets_a_clear
     );
     let error = response.json()["error"].as_str().unwrap_or("").to_string();
     assert!(error.contains("deadline"), "{error}");
+}
+
+/// GETs of one object the fake has answered whose path ends with `suffix`.
+fn gets_ending(fake: &Shared, suffix: &str) -> usize {
+    fake.lock()
+        .expect("lock")
+        .requests
+        .iter()
+        .filter(|r| {
+            r.starts_with("GET ") && r.split('?').next().is_some_and(|p| p.ends_with(suffix))
+        })
+        .count()
+}
+
+fn cluster_role_key(name: &str) -> ObjectKey {
+    ObjectKey {
+        group: "rbac.authorization.k8s.io".into(),
+        kind: "ClusterRole".into(),
+        namespace: None,
+        name: name.into(),
+    }
+}
+
+#[tokio::test]
+async fn an_object_the_view_holds_costs_no_request_however_many_reviews_name_it() {
+    let (addr, fake) = start_fake(vec![
+        (
+            "clusterroles",
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                   "metadata": {"name": "ci-deployer"},
+                   "rules": [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get"]}]}),
+        ),
+        // Not an agent: the view keeps nothing of it, but its watch delivered it.
+        (
+            "deployments",
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                   "metadata": {"name": "web", "namespace": "team-a"},
+                   "spec": {"template": {"spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}}),
+        ),
+    ])
+    .await;
+    let view = KubeView::start(client(addr));
+    wait_synced(&view).await;
+    let web = ObjectKey {
+        group: "apps".into(),
+        kind: "Deployment".into(),
+        namespace: Some("team-a".into()),
+        name: "web".into(),
+    };
+    for _ in 0..100 {
+        view.refresh(&[cluster_role_key("ci-deployer"), web.clone()])
+            .await;
+    }
+    assert_eq!(gets_ending(&fake, "/clusterroles/ci-deployer"), 0);
+    assert_eq!(gets_ending(&fake, "/deployments/web"), 0);
+    assert!(matches!(view.cluster_role("ci-deployer"), Lookup::Found(_)));
+}
+
+#[tokio::test]
+async fn a_burst_of_reviews_naming_an_absent_role_makes_one_request() {
+    let (addr, fake) = start_fake(vec![]).await;
+    let view = KubeView::start(client(addr));
+    wait_synced(&view).await;
+    fake.lock().expect("lock").get_delay = Duration::from_millis(100);
+    let key = cluster_role_key("absent");
+    let burst = (0..50).map(|_| view.refresh(std::slice::from_ref(&key)));
+    futures_util::future::join_all(burst).await;
+    // And the same again, one after another, within the TTL.
+    for _ in 0..20 {
+        view.refresh(std::slice::from_ref(&key)).await;
+    }
+    assert_eq!(gets_ending(&fake, "/clusterroles/absent"), 1);
+    assert_eq!(view.cluster_role("absent"), Lookup::Missing);
+    assert_eq!(view.remembered_misses(), 1);
 }
