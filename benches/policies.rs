@@ -118,7 +118,7 @@ fn policies(c: &mut Criterion) {
     bench_case(
         c,
         "single-agent/pass (ordinary Deployment)",
-        Box::new(single_agent::SingleAgent::default()),
+        Box::new(single_agent::SingleAgent),
         &with_agent,
         &support::review("CREATE", &web_deployment(), None),
         true,
@@ -129,7 +129,7 @@ fn policies(c: &mut Criterion) {
     bench_case(
         c,
         "single-agent/pass (the installed agent scaled)",
-        Box::new(single_agent::SingleAgent::default()),
+        Box::new(single_agent::SingleAgent),
         &with_agent,
         &support::review("UPDATE", &scaled, Some(&same)),
         true,
@@ -137,7 +137,7 @@ fn policies(c: &mut Criterion) {
     bench_case(
         c,
         "single-agent/fail (a second agent installation)",
-        Box::new(single_agent::SingleAgent::default()),
+        Box::new(single_agent::SingleAgent),
         &with_agent,
         &support::review("CREATE", &agent_deployment("agent-two", "second"), None),
         false,

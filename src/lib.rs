@@ -18,6 +18,7 @@ pub mod finding;
 pub mod flux;
 pub mod gitlab;
 pub mod json_view;
+pub mod kubelet;
 pub mod logging;
 pub mod metrics;
 pub mod policy;

@@ -41,6 +41,7 @@ pub struct Metrics {
     pub connections_refused: IntCounterVec,
     pub connections_open: IntGauge,
     pub inflight_body_bytes: IntGauge,
+    pub agent_reservations: IntCounterVec,
     handles: Arc<Handles>,
 }
 
@@ -236,6 +237,12 @@ impl Metrics {
         )
         .unwrap_or_else(|e| panic!("gauge: {e}"));
         let _ = registry.register(Box::new(inflight_body_bytes.clone()));
+        let agent_reservations = counter(
+            &registry,
+            "fluxgate_agent_reservations_total",
+            "Reservations of a new GitLab agent installation (single-agent), by result: granted, refused (another installation holds it), unknown (the reservation could not be read or written).",
+            &["result"],
+        );
         Metrics {
             registry,
             admission_requests,
@@ -257,6 +264,7 @@ impl Metrics {
             connections_refused,
             connections_open,
             inflight_body_bytes,
+            agent_reservations,
             handles: Arc::default(),
         }
     }

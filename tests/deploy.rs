@@ -320,6 +320,7 @@ fn documented_policy_kinds() -> BTreeSet<GroupResourceOp> {
         &["deployments", "statefulsets", "daemonsets"],
     ));
     kinds.extend(create_update("batch", &["cronjobs", "jobs"]));
+    kinds.extend(create_update("", &["replicationcontrollers"]));
     // secret-rotation (warnings only; ocirepositories, helmcharts and helmreleases above)
     kinds.extend(create_update(
         "source.toolkit.fluxcd.io",
@@ -484,6 +485,29 @@ fn webhooks_never_intercept_pods_leases_events_or_nodes_and_use_no_wildcards() {
     }
 }
 
+/// Whether a webhook sends a kind `single-agent` judges (the one policy that writes: it
+/// reserves new agent installations through a Lease).
+fn sends_claiming_kinds(webhook: &Value) -> bool {
+    let engine = Engine::new(Config::default(), None);
+    let claiming: BTreeSet<(String, String)> = engine
+        .kinds()
+        .into_iter()
+        .filter(|(policy, _)| *policy == fluxgate::finding::PolicyId::SingleAgent)
+        .map(|(_, rule)| (rule.group.to_string(), rule.resource.to_string()))
+        .collect();
+    webhook["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|rule| {
+            strings(&rule["apiGroups"]).iter().any(|group| {
+                strings(&rule["resources"])
+                    .iter()
+                    .any(|resource| claiming.contains(&(group.to_string(), resource.to_string())))
+            })
+        })
+}
+
 #[test]
 fn webhooks_are_safe_to_call() {
     for overlay in overlays() {
@@ -513,7 +537,17 @@ fn webhooks_are_safe_to_call() {
             for webhook in hooks {
                 let name = webhook["name"].as_str().unwrap_or("?");
                 let context = format!("{}: {kind} webhook {name}", overlay.name);
-                assert_eq!(webhook["sideEffects"], "None", "{context}: sideEffects");
+                // A webhook that sends single-agent a kind it judges may reserve a new agent
+                // installation (a Lease write), never for a dry run; the others write nothing.
+                let side_effects = if sends_claiming_kinds(webhook) {
+                    "NoneOnDryRun"
+                } else {
+                    "None"
+                };
+                assert_eq!(
+                    webhook["sideEffects"], side_effects,
+                    "{context}: sideEffects"
+                );
                 assert_eq!(
                     strings(&webhook["admissionReviewVersions"]),
                     ["v1"],
@@ -792,27 +826,76 @@ fn cluster_role_grants_exactly_reads_of_the_watched_kinds_and_report_and_event_w
             );
         }
         let binding = the(&overlay.objects, "ClusterRoleBinding", "fluxgate");
-        assert_eq!(binding["roleRef"]["name"], "fluxgate");
-        assert_eq!(binding["roleRef"]["kind"], "ClusterRole");
-        let subjects = binding["subjects"].as_array().expect("subjects");
-        assert_eq!(subjects.len(), 1, "{}: one subject", overlay.name);
-        assert_eq!(subjects[0]["kind"], "ServiceAccount");
-        assert_eq!(subjects[0]["namespace"], NAMESPACE);
+        assert_binds_fluxgate(overlay, binding, "ClusterRole", "fluxgate");
         assert_eq!(
-            subjects[0]["name"],
-            *at(
-                deployment(&overlay.objects),
-                "/spec/template/spec/serviceAccountName"
-            )
-        );
-        assert_eq!(
-            all_of(&overlay.objects, "ClusterRoleBinding").len()
-                + all_of(&overlay.objects, "RoleBinding").len(),
+            all_of(&overlay.objects, "ClusterRoleBinding").len(),
             1,
-            "{}: fluxgate's only binding is to its own ClusterRole",
+            "{}: fluxgate's only cluster-wide binding is to its own ClusterRole",
             overlay.name
         );
     }
+}
+
+/// What `single-agent`'s reservation does with Leases (cluster::reservation): read, create
+/// and replace one Lease in fluxgate's namespace. RBAC cannot restrict a create by name, so
+/// create is namespace-wide; get and update name the Lease. Nothing else, nowhere else.
+#[test]
+fn the_lease_role_grants_exactly_the_reservation_and_only_in_fluxgates_namespace() {
+    use fluxgate::cluster::reservation::LEASE_NAME;
+    for overlay in overlays() {
+        let role = the(&overlay.objects, "Role", "fluxgate-leases");
+        assert_eq!(namespace_of(role), Some(NAMESPACE), "{}", overlay.name);
+        let mut granted: BTreeSet<(Vec<&str>, &str)> = BTreeSet::new();
+        for rule in role["rules"].as_array().into_iter().flatten() {
+            assert_eq!(
+                strings(&rule["apiGroups"]),
+                ["coordination.k8s.io"],
+                "{}",
+                overlay.name
+            );
+            assert_eq!(strings(&rule["resources"]), ["leases"], "{}", overlay.name);
+            let names = strings(&rule["resourceNames"]);
+            for verb in strings(&rule["verbs"]) {
+                granted.insert((names.clone(), verb));
+            }
+        }
+        let expected: BTreeSet<(Vec<&str>, &str)> = BTreeSet::from([
+            (vec![], "create"),
+            (vec![LEASE_NAME], "get"),
+            (vec![LEASE_NAME], "update"),
+        ]);
+        assert_eq!(granted, expected, "{}: Role fluxgate-leases", overlay.name);
+
+        let bindings = all_of(&overlay.objects, "RoleBinding");
+        assert_eq!(bindings.len(), 1, "{}: one RoleBinding", overlay.name);
+        let binding = bindings[0];
+        assert_eq!(namespace_of(binding), Some(NAMESPACE));
+        assert_binds_fluxgate(overlay, binding, "Role", "fluxgate-leases");
+        assert_eq!(
+            all_of(&overlay.objects, "Role").len(),
+            1,
+            "{}",
+            overlay.name
+        );
+    }
+}
+
+/// The binding gives `role` to fluxgate's ServiceAccount (the one its Deployment runs as), and
+/// to nobody else.
+fn assert_binds_fluxgate(overlay: &Overlay, binding: &Value, kind: &str, role: &str) {
+    assert_eq!(binding["roleRef"]["kind"], kind, "{}", overlay.name);
+    assert_eq!(binding["roleRef"]["name"], role, "{}", overlay.name);
+    let subjects = binding["subjects"].as_array().expect("subjects");
+    assert_eq!(subjects.len(), 1, "{}: one subject", overlay.name);
+    assert_eq!(subjects[0]["kind"], "ServiceAccount");
+    assert_eq!(subjects[0]["namespace"], NAMESPACE);
+    assert_eq!(
+        subjects[0]["name"],
+        *at(
+            deployment(&overlay.objects),
+            "/spec/template/spec/serviceAccountName"
+        )
+    );
 }
 
 /// What fluxgate may do with Secrets: exactly get, list and watch. secret-rotation watches
@@ -2034,6 +2117,38 @@ fn flux_kustomization_applies_an_overlay_as_a_least_privilege_service_account() 
                 "the installer cannot grant {group}/{resource} {verb} to fluxgate"
             );
         }
+        // The same for fluxgate's namespaced Role, rule by rule (names included).
+        let leases = the(&overlay.objects, "Role", "fluxgate-leases");
+        let in_namespace: Vec<Value> = cluster_rules
+            .iter()
+            .cloned()
+            .chain(namespaced_rules.get(NAMESPACE).cloned().unwrap_or_default())
+            .collect();
+        for rule in leases["rules"].as_array().into_iter().flatten() {
+            let names = strings(&rule["resourceNames"]);
+            for group in strings(&rule["apiGroups"]) {
+                for resource in strings(&rule["resources"]) {
+                    for verb in strings(&rule["verbs"]) {
+                        let held = if names.is_empty() {
+                            in_namespace.iter().any(|r| {
+                                strings(&r["apiGroups"]).contains(&group)
+                                    && strings(&r["resources"]).contains(&resource)
+                                    && strings(&r["verbs"]).contains(&verb)
+                                    && r.get("resourceNames").is_none()
+                            })
+                        } else {
+                            names
+                                .iter()
+                                .all(|n| allows(&in_namespace, group, resource, n, verb))
+                        };
+                        assert!(
+                            held,
+                            "the installer cannot grant {group}/{resource} {verb} {names:?} to fluxgate"
+                        );
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -2137,6 +2252,7 @@ const METRICS: &[&str] = &[
     "fluxgate_audit_violations",
     "fluxgate_secret_age_seconds",
     "fluxgate_secret_rotation_overdue",
+    "fluxgate_agent_reservations_total",
 ];
 
 fn metric_names(expr: &str) -> BTreeSet<String> {
@@ -2412,7 +2528,7 @@ fn the_agent_pods_component_sends_exactly_the_opt_in_kinds_and_fails_open() {
     let hooks = webhook["webhooks"].as_array().expect("webhooks");
     assert_eq!(hooks.len(), 1);
     assert_eq!(hooks[0]["failurePolicy"], "Ignore");
-    assert_eq!(hooks[0]["sideEffects"], "None");
+    assert_eq!(hooks[0]["sideEffects"], "NoneOnDryRun");
     assert_eq!(hooks[0]["clientConfig"]["service"]["path"], "/validate");
     assert!(
         webhook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"].is_string(),

@@ -94,7 +94,7 @@ impl ClusterView for GatedView {
     }
     fn agent_installation_applied_since(
         &self,
-        id: &fluxgate::gitlab::agent::InstallationId,
+        id: &fluxgate::gitlab::installation::InstallationId,
         since: Instant,
     ) -> bool {
         self.inner.agent_installation_applied_since(id, since)

@@ -746,4 +746,15 @@ async fn a_dry_run_gets_the_real_answer_and_reserves_nothing() {
     // ...and after that real one, a dry run of another install gets the real answer: denied.
     let answer = server.post("/validate", dry(&first, "d2")).await.json();
     assert_eq!(answer["response"]["allowed"], false, "{answer}");
+    let metrics = server.metrics().await;
+    for (result, count) in [("granted", 2.0), ("refused", 1.0)] {
+        assert_eq!(
+            metric_value(
+                &metrics,
+                &format!("fluxgate_agent_reservations_total{{result=\"{result}\"}}")
+            ),
+            Some(count),
+            "{result}"
+        );
+    }
 }

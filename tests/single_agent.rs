@@ -7,11 +7,12 @@ use std::path::PathBuf;
 use std::sync::Barrier;
 use std::time::Duration;
 
-use fluxgate::admission::decode;
+use fluxgate::admission::{Request, decode};
+use fluxgate::cluster::reservation::LocalReservations;
 use fluxgate::cluster::{MemoryView, ObjectKey};
 use fluxgate::config::Config;
 use fluxgate::engine::verdict::Verdict;
-use fluxgate::engine::{Endpoint, Engine};
+use fluxgate::engine::{Endpoint, Engine, settle_claims_locally};
 use fluxgate::finding::PolicyId;
 use serde_json::{Value, json};
 
@@ -103,20 +104,37 @@ fn corpus_installs() -> Vec<Install> {
     ]
 }
 
-/// An engine with this policy alone: other policies judge some of the same kinds (a
-/// HelmRelease's chart source, for one) and would blur what these tests check.
-fn engine() -> Engine {
+/// An engine with this policy alone (other policies judge some of the same kinds, a
+/// HelmRelease's chart source for one, and would blur what these tests check), and the
+/// reservation of one process: what `fluxgate serve` without a cluster answers with.
+struct Judge {
+    engine: Engine,
+    reservations: LocalReservations,
+}
+
+impl Judge {
+    fn prefetch(&self, request: &Request<'_>) -> Vec<ObjectKey> {
+        self.engine.prefetch(request)
+    }
+
+    fn config(&self) -> std::sync::Arc<Config> {
+        self.engine.config()
+    }
+}
+
+fn engine() -> Judge {
     engine_with("")
 }
 
-fn engine_with(yaml: &str) -> Engine {
-    Engine::with_policies(
-        vec![Box::new(
-            fluxgate::policy::single_agent::SingleAgent::default(),
-        )],
-        Config::from_yaml(yaml, "test.yaml").expect("valid config"),
-        None,
-    )
+fn engine_with(yaml: &str) -> Judge {
+    Judge {
+        engine: Engine::with_policies(
+            vec![Box::new(fluxgate::policy::single_agent::SingleAgent)],
+            Config::from_yaml(yaml, "test.yaml").expect("valid config"),
+            None,
+        ),
+        reservations: LocalReservations::default(),
+    }
 }
 
 fn review_body(operation: &str, object: &Value, old: Option<&Value>, dry_run: bool) -> String {
@@ -147,20 +165,22 @@ fn review_body(operation: &str, object: &Value, old: Option<&Value>, dry_run: bo
     .to_string()
 }
 
-fn judge_body(engine: &Engine, view: &MemoryView, body: &str) -> Verdict {
+fn judge_body(judge: &Judge, view: &MemoryView, body: &str) -> Verdict {
     let request = decode(body.as_bytes()).expect("a valid AdmissionReview");
-    engine.review(Endpoint::Validate, &request, view).0
+    let mut verdict = judge.engine.review(Endpoint::Validate, &request, view).0;
+    settle_claims_locally(&mut verdict, &judge.reservations, view);
+    verdict
 }
 
-fn create(engine: &Engine, view: &MemoryView, object: &Value) -> Verdict {
+fn create(engine: &Judge, view: &MemoryView, object: &Value) -> Verdict {
     judge_body(engine, view, &review_body("CREATE", object, None, false))
 }
 
-fn create_dry_run(engine: &Engine, view: &MemoryView, object: &Value) -> Verdict {
+fn create_dry_run(engine: &Judge, view: &MemoryView, object: &Value) -> Verdict {
     judge_body(engine, view, &review_body("CREATE", object, None, true))
 }
 
-fn update(engine: &Engine, view: &MemoryView, old: &Value, new: &Value) -> Verdict {
+fn update(engine: &Judge, view: &MemoryView, old: &Value, new: &Value) -> Verdict {
     judge_body(engine, view, &review_body("UPDATE", new, Some(old), false))
 }
 
@@ -305,19 +325,49 @@ fn the_denial_names_the_new_object_what_makes_it_an_agent_and_the_existing_objec
     );
 }
 
+/// The chart's Deployment as Helm stores it: the release annotations Helm adds on install.
+fn as_helm_stores_it(mut object: Value, release: &str, namespace: &str) -> Value {
+    object["metadata"]["annotations"]["meta.helm.sh/release-name"] = json!(release);
+    object["metadata"]["annotations"]["meta.helm.sh/release-namespace"] = json!(namespace);
+    object
+}
+
 #[test]
 fn the_charts_upgrade_from_name_to_name_v2_is_the_same_installation() {
+    // Chart versions before the epoch suffix named the Deployment <fullname>, later ones
+    // <fullname>-v1; 2.6.2 names it <fullname>-v2 (templates/deployment.yaml), and Helm deletes
+    // the old one after creating the new one.
     let install = corpus_installs().remove(0);
-    let mut v1 = install.deployment();
-    v1["metadata"]["name"] = json!("gitlab-agent");
-    let view = MemoryView::new();
-    view.apply(&stored(v1, "uid-v1")).expect("applies");
-    assert_allowed(
-        &create(&engine(), &view, &install.deployment()),
-        "chart -v2",
-    );
+    for old_name in ["gitlab-agent", "gitlab-agent-v1"] {
+        for helm in [false, true] {
+            let mut old = install.deployment();
+            old["metadata"]["name"] = json!(old_name);
+            let mut new = install.deployment();
+            if helm {
+                old = as_helm_stores_it(old, "gitlab-agent", "gitlab-agent");
+                new = as_helm_stores_it(new, "gitlab-agent", "gitlab-agent");
+            }
+            let view = MemoryView::new();
+            view.apply(&stored(old, "uid-old")).expect("applies");
+            let judge = engine();
+            assert_allowed(
+                &create(&judge, &view, &new),
+                &format!("{old_name} -> gitlab-agent-v2 (helm: {helm})"),
+            );
+            // Mid-upgrade, a third Deployment of the release is not the chart's doing.
+            view.apply(&stored(new.clone(), "uid-new"))
+                .expect("applies");
+            let mut third = new.clone();
+            third["metadata"]["name"] = json!("gitlab-agent-v3");
+            let message = assert_denied(&create(&judge, &view, &third), "a third");
+            assert!(message.contains("third"), "{message}");
+        }
+    }
+}
 
-    // The same without Helm's labels: the epoch suffix alone ties them.
+#[test]
+fn a_rename_outside_the_chart_is_a_second_installation() {
+    // The kpt manifests never renamed their Deployment: a -v2 next to them is another agent.
     let legacy = manifests(LEGACY, "gitlab-agent");
     let old = legacy
         .iter()
@@ -327,8 +377,15 @@ fn the_charts_upgrade_from_name_to_name_v2_is_the_same_installation() {
     let mut renamed = old.clone();
     renamed["metadata"]["name"] = json!("gitlab-agent-v2");
     let view = MemoryView::new();
-    view.apply(&old).expect("applies");
-    assert_allowed(&create(&engine(), &view, &renamed), "kpt -v2");
+    view.apply(&stored(old, "uid-kpt")).expect("applies");
+    assert_denied(&create(&engine(), &view, &renamed), "kpt -v2");
+
+    // The chart's labels, but another release: not a rename either.
+    let (view, install) = cluster_with_the_gitlab_agent_chart();
+    let mut other = install.deployment();
+    other["metadata"]["name"] = json!("gitlab-agent-v3");
+    other["metadata"]["labels"]["app.kubernetes.io/instance"] = json!("other");
+    assert_denied(&create(&engine(), &view, &other), "another release");
 }
 
 #[test]
@@ -398,11 +455,8 @@ fn replicasets_and_pods_of_the_existing_install_are_allowed() {
             },
             "spec": template["spec"]
         });
-        // Before the ReplicaSet reaches the view (its watch event may lag) and after.
-        assert_allowed(
-            &create(&engine, &view, &pod),
-            &format!("{}: Pod, ReplicaSet not seen yet", install.name),
-        );
+        // The ReplicaSet confirms the Pod's ownerReference once the view has it (the
+        // webhook's prefetch asks the API server for it first: see the next test).
         view.apply(&replicaset).expect("applies");
         assert_allowed(
             &create(&engine, &view, &pod),
@@ -431,6 +485,21 @@ fn a_new_agent_pod_has_the_view_fetch_its_owner_first() {
             kind: "ReplicaSet".into(),
             namespace: Some("gitlab-agent".into()),
             name: "gitlab-agent-v2-5d4f8b".into(),
+        }]
+    );
+
+    // The Deployment helm-controller renders names its HelmRelease: the view fetches that.
+    let mut rendered = install.deployment();
+    rendered["metadata"]["labels"]["helm.toolkit.fluxcd.io/name"] = json!("gitlab-agent");
+    rendered["metadata"]["labels"]["helm.toolkit.fluxcd.io/namespace"] = json!("flux-system");
+    let body = review_body("CREATE", &rendered, None, false);
+    assert_eq!(
+        engine().prefetch(&decode(body.as_bytes()).expect("review")),
+        vec![ObjectKey {
+            group: "helm.toolkit.fluxcd.io".into(),
+            kind: "HelmRelease".into(),
+            namespace: Some("flux-system".into()),
+            name: "gitlab-agent".into(),
         }]
     );
 
@@ -803,17 +872,33 @@ fn the_sanctioned_installation_is_the_only_one_allowed_and_needs_no_cluster_stat
         );
         assert!(message.contains(other.id), "{message}");
     }
-    // Its ReplicaSets and Pods, known only by their labels and owner references.
-    let deployment = installs[0].deployment();
+    // Its ReplicaSets and Pods belong to it when their owner is confirmed: without a
+    // cluster view that cannot be, and whenUnknown decides; with the view, they are.
+    let deployment = stored(installs[0].deployment(), "uid-deployment");
     let mut labels = deployment["spec"]["template"]["metadata"]["labels"].clone();
     labels["pod-template-hash"] = json!("5d4f8b");
+    let replicaset = json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "gitlab-agent-v2-5d4f8b", "namespace": "gitlab-agent", "uid": "uid-rs", "labels": labels,
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "gitlab-agent-v2", "uid": "uid-deployment", "controller": true}]},
+        "spec": {"template": deployment["spec"]["template"]}
+    });
     let pod = json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "gitlab-agent-v2-5d4f8b-x7k2p", "namespace": "gitlab-agent", "labels": labels,
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "gitlab-agent-v2-5d4f8b", "uid": "u", "controller": true}]},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "gitlab-agent-v2-5d4f8b", "uid": "uid-rs", "controller": true}]},
         "spec": deployment["spec"]["template"]["spec"]
     });
-    assert_allowed(&create(&engine, &view, &pod), "sanctioned Pod");
+    let message = assert_denied(&create(&engine, &view, &pod), "Pod, view not synced");
+    assert!(message.contains("cannot confirm its owner"), "{message}");
+    let synced = MemoryView::new();
+    synced.apply(&deployment).expect("applies");
+    synced.apply(&replicaset).expect("applies");
+    assert_allowed(&create(&engine, &synced, &pod), "sanctioned Pod");
+    // A Pod that only claims the ReplicaSet (another uid) is judged by its own name.
+    let mut forged = pod.clone();
+    forged["metadata"]["ownerReferences"][0]["uid"] = json!("forged");
+    assert_denied(&create(&engine, &synced, &forged), "forged owner");
 
     // The kpt install, sanctioned by its Deployment's name.
     let engine = engine_with(
@@ -947,14 +1032,16 @@ fn a_helmrelease_and_the_deployment_it_installs_are_one_installation() {
             .expect("synced")[0]
             .id
             .clone();
-        assert_eq!(id.namespace(), release_namespace);
+        let (installs_into, release_name) = id.release.clone().expect("a release");
+        assert_eq!(installs_into, release_namespace);
 
-        // The Deployment helm-controller renders for that release.
+        // The Deployment helm-controller renders for that release, as Helm stores it.
         let mut rendered = corpus_installs().remove(0).deployment();
         rendered["metadata"]["namespace"] = json!(release_namespace);
-        rendered["metadata"]["labels"]["app.kubernetes.io/instance"] = json!(id.name());
+        rendered["metadata"]["labels"]["app.kubernetes.io/instance"] = json!(release_name);
         rendered["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/instance"] =
-            json!(id.name());
+            json!(release_name);
+        let rendered = as_helm_stores_it(rendered, &release_name, release_namespace);
         assert_allowed(
             &create(&engine, &view, &rendered),
             &format!("{name}: its Deployment"),
@@ -1033,4 +1120,449 @@ fn bad_settings_point_at_the_key() {
     )
     .expect_err("sanctioned without release");
     assert!(err.to_string().contains("release"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------
+// An installation is known by facts the requester cannot forge: the hostile forms an
+// adversarial review found, each beside the form that must still pass.
+
+/// The chart's Deployment as the cluster stores it, and the second agent an attacker with
+/// rights in `team-a` only writes by copying what makes it look like that one.
+fn existing_chart_install() -> (MemoryView, Value) {
+    let existing = stored(
+        as_helm_stores_it(
+            corpus_installs().remove(0).deployment(),
+            "gitlab-agent",
+            "gitlab-agent",
+        ),
+        "uid-existing",
+    );
+    let view = MemoryView::new();
+    view.apply(&existing).expect("applies");
+    (view, existing)
+}
+
+fn second_agent(namespace: &str, name: &str) -> Value {
+    let mut evil = deployment(
+        namespace,
+        name,
+        json!([{"name": "agent", "image": format!("{AGENTK}:v17.3.1"),
+            "args": ["--token-file=/t/token", "--kas-address=wss://kas.gitlab.example"]}]),
+    );
+    evil["metadata"]["labels"]["helm.sh/chart"] = json!("gitlab-agent-2.6.2");
+    evil
+}
+
+const SANCTIONED: &str = "policies:\n  single-agent:\n    sanctioned: {namespace: gitlab-agent, release: gitlab-agent}\n";
+
+#[test]
+fn copied_helm_release_annotations_do_not_make_another_namespace_the_release() {
+    let (view, existing) = existing_chart_install();
+    let evil = as_helm_stores_it(
+        second_agent("team-a", "agent"),
+        "gitlab-agent",
+        "gitlab-agent",
+    );
+    let message = assert_denied(&create(&engine(), &view, &evil), "copied annotations");
+    assert!(message.contains("Deployment team-a/agent"), "{message}");
+    assert!(
+        message.contains("Helm release gitlab-agent/gitlab-agent"),
+        "{message}"
+    );
+    // Also where `sanctioned` names the release the annotations point at.
+    let message = assert_denied(
+        &create(&engine_with(SANCTIONED), &view, &evil),
+        "copied annotations, sanctioned",
+    );
+    assert!(message.contains("sanctioned"), "{message}");
+    // The real one is still allowed to change.
+    let mut bumped = existing.clone();
+    bumped["spec"]["replicas"] = json!(3);
+    assert_allowed(&update(&engine(), &view, &existing, &bumped), "scale");
+    assert_allowed(
+        &update(&engine_with(SANCTIONED), &view, &existing, &bumped),
+        "scale, sanctioned",
+    );
+}
+
+#[test]
+fn a_copied_instance_label_does_not_join_the_release() {
+    let (view, _) = existing_chart_install();
+    let mut evil = second_agent("team-a", "agent");
+    evil["metadata"]["labels"]["app.kubernetes.io/instance"] = json!("gitlab-agent");
+    evil["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/instance"] =
+        json!("gitlab-agent");
+    assert_denied(&create(&engine(), &view, &evil), "instance label");
+    assert_denied(
+        &create(&engine_with(SANCTIONED), &view, &evil),
+        "instance label, sanctioned",
+    );
+}
+
+#[test]
+fn a_second_workload_in_the_agents_own_namespace_is_a_second_installation() {
+    let (view, _) = existing_chart_install();
+    let evil = as_helm_stores_it(
+        second_agent("gitlab-agent", "helper"),
+        "gitlab-agent",
+        "gitlab-agent",
+    );
+    let message = assert_denied(&create(&engine(), &view, &evil), "same namespace");
+    assert!(
+        message.contains("Deployment gitlab-agent/helper"),
+        "{message}"
+    );
+    // With `sanctioned`: its name is not the release's.
+    assert_denied(
+        &create(&engine_with(SANCTIONED), &view, &evil),
+        "same namespace, sanctioned",
+    );
+    // A StatefulSet named like the chart's Deployment is not the chart's rename either.
+    let mut statefulset = as_helm_stores_it(
+        second_agent("gitlab-agent", "gitlab-agent-v3"),
+        "gitlab-agent",
+        "gitlab-agent",
+    );
+    statefulset["kind"] = json!("StatefulSet");
+    assert_denied(&create(&engine(), &view, &statefulset), "statefulset");
+}
+
+#[test]
+fn an_owner_reference_to_the_running_agent_is_confirmed_or_ignored() {
+    let (view, existing) = existing_chart_install();
+    let reference = json!([{"apiVersion": "apps/v1", "kind": "Deployment", "name": "gitlab-agent-v2",
+        "uid": "uid-existing", "controller": true, "blockOwnerDeletion": true}]);
+    // From another namespace: the owner is not there.
+    let mut elsewhere = second_agent("team-a", "agent");
+    elsewhere["metadata"]["ownerReferences"] = reference.clone();
+    assert_denied(
+        &create(&engine(), &view, &elsewhere),
+        "owner in another namespace",
+    );
+    assert_denied(
+        &create(&engine_with(SANCTIONED), &view, &elsewhere),
+        "owner in another namespace, sanctioned",
+    );
+    // In the same namespace, a Deployment claiming a Deployment as its controller (nothing
+    // makes Deployments), and a Pod claiming it (Deployments make ReplicaSets, not Pods).
+    let mut deployment_child = second_agent("gitlab-agent", "child");
+    deployment_child["metadata"]["ownerReferences"] = reference.clone();
+    assert_denied(
+        &create(&engine(), &view, &deployment_child),
+        "deployment child",
+    );
+    let pod_child = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "child", "namespace": "gitlab-agent", "ownerReferences": reference},
+        "spec": existing["spec"]["template"]["spec"]
+    });
+    assert_denied(&create(&engine(), &view, &pod_child), "pod child");
+    assert_denied(
+        &create(&engine_with(SANCTIONED), &view, &pod_child),
+        "pod child, sanctioned",
+    );
+    // A uid nobody has, with the owner's name.
+    let mut replicaset = json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "gitlab-agent-v2-abc", "namespace": "gitlab-agent",
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "gitlab-agent-v2",
+                "uid": "not-the-owner", "controller": true}]},
+        "spec": {"template": existing["spec"]["template"]}
+    });
+    assert_denied(&create(&engine(), &view, &replicaset), "forged uid");
+    // The true owner: its ReplicaSet.
+    replicaset["metadata"]["ownerReferences"][0]["uid"] = json!("uid-existing");
+    assert_allowed(&create(&engine(), &view, &replicaset), "its ReplicaSet");
+}
+
+fn gitlab_agent_helm_release(name: &str, namespace: &str, values: Value) -> Value {
+    helm_release(
+        name,
+        namespace,
+        json!({"interval": "10m", "releaseName": "gitlab-agent", "targetNamespace": "gitlab-agent",
+            "install": {"createNamespace": true},
+            "chart": {"spec": {"chart": "gitlab-agent", "version": "2.6.2",
+                "sourceRef": {"kind": "HelmRepository", "name": "gitlab", "namespace": "flux-system"}}},
+            "values": values}),
+    )
+}
+
+#[test]
+fn a_second_helmrelease_of_the_running_release_is_a_second_installation() {
+    // The running agent, installed the way `glab cluster agent bootstrap` does it: a
+    // HelmRelease in flux-system that installs release gitlab-agent into gitlab-agent.
+    let running = stored(
+        gitlab_agent_helm_release(
+            "gitlab-agent",
+            "flux-system",
+            json!({"config": {"kasAddress": "wss://kas.gitlab.com", "secretName": "gitlab-agent-token"}}),
+        ),
+        "uid-hr",
+    );
+    let view = MemoryView::new();
+    add_helm_repositories(&view);
+    view.apply(&running).expect("applies");
+    let rendered = stored(
+        as_helm_stores_it(
+            corpus_installs().remove(0).deployment(),
+            "gitlab-agent",
+            "gitlab-agent",
+        ),
+        "uid-rendered",
+    );
+    assert_allowed(&create(&engine(), &view, &rendered), "its Deployment");
+    assert_allowed(
+        &create(&engine_with(SANCTIONED), &view, &running),
+        "the HelmRelease, sanctioned",
+    );
+    view.apply(&rendered).expect("applies");
+
+    // A tenant's HelmRelease reusing releaseName and targetNamespace, with a
+    // fullnameOverride so that its Deployment gets another name.
+    let evil = gitlab_agent_helm_release(
+        "agent",
+        "team-a",
+        json!({"fullnameOverride": "evil", "config": {"kasAddress": "wss://kas.gitlab.com"}}),
+    );
+    let message = assert_denied(&create(&engine(), &view, &evil), "second HelmRelease");
+    assert!(message.contains("HelmRelease team-a/agent"), "{message}");
+    assert_denied(
+        &create(&engine_with(SANCTIONED), &view, &evil),
+        "second HelmRelease, sanctioned",
+    );
+    // And the Deployment it would render next to the running one.
+    let mut evil_deployment = rendered.clone();
+    evil_deployment["metadata"]["name"] = json!("evil-v2");
+    evil_deployment["metadata"]["uid"] = json!("uid-evil");
+    assert_denied(
+        &create(&engine(), &view, &evil_deployment),
+        "its Deployment",
+    );
+    assert_denied(
+        &create(&engine_with(SANCTIONED), &view, &evil_deployment),
+        "its Deployment, sanctioned",
+    );
+    // The running HelmRelease itself can still be upgraded.
+    let mut upgraded = running.clone();
+    upgraded["spec"]["chart"]["spec"]["version"] = json!("2.7.0");
+    assert_allowed(&update(&engine(), &view, &running, &upgraded), "upgrade");
+}
+
+fn agent_under_another_name(args: Value, env: Value) -> Value {
+    let mut object = deployment(
+        "team-a",
+        "tools",
+        json!([{"name": "tools", "image": "harbor.example/library/tools@sha256:3b0c1d9e8f7a6b5c",
+            "args": args, "env": env}]),
+    );
+    object["spec"]["template"]["spec"]["containers"][0]["command"] =
+        json!(["/usr/local/bin/tools"]);
+    object
+}
+
+#[test]
+fn flags_are_read_after_the_kubelets_variable_expansion() {
+    let (view, _) = existing_chart_install();
+    for (what, args, env) in [
+        (
+            "whole flag",
+            json!(["$(KAS_FLAG)=wss://kas.gitlab.example"]),
+            json!([{"name": "KAS_FLAG", "value": "--kas-address"}]),
+        ),
+        (
+            "flag and value",
+            json!(["$(KAS)"]),
+            json!([{"name": "URL", "value": "wss://kas.gitlab.example"}, {"name": "KAS", "value": "--kas-address=$(URL)"}]),
+        ),
+        (
+            "half a flag",
+            json!(["--kas-$(WHICH)", "wss://kas.gitlab.example"]),
+            json!([{"name": "WHICH", "value": "address"}]),
+        ),
+    ] {
+        let object = agent_under_another_name(args, env);
+        let message = assert_denied(&create(&engine(), &view, &object), what);
+        assert!(message.contains("expansion"), "{what}: {message}");
+    }
+    // What the kubelet leaves alone is not the flag: `$$` escapes, an undefined variable
+    // stays as written, an env value sees only the entries before it.
+    for (what, args, env) in [
+        (
+            "escaped",
+            json!(["$$(KAS_FLAG)=x"]),
+            json!([{"name": "KAS_FLAG", "value": "--kas-address"}]),
+        ),
+        ("undefined", json!(["$(KAS_FLAG)=x"]), json!([])),
+        (
+            "defined later",
+            json!(["$(KAS)"]),
+            json!([{"name": "KAS", "value": "$(F)=x"}, {"name": "F", "value": "--kas-address"}]),
+        ),
+    ] {
+        let object = agent_under_another_name(args, env);
+        assert_allowed(&create(&engine(), &view, &object), what);
+    }
+}
+
+#[test]
+fn a_flag_from_a_config_map_is_undecided_and_follows_when_unknown() {
+    let (view, _) = existing_chart_install();
+    let object = agent_under_another_name(
+        json!(["$(KAS_FLAG)=wss://kas.gitlab.example"]),
+        json!([{"name": "KAS_FLAG", "valueFrom": {"configMapKeyRef": {"name": "tools", "key": "flag"}}}]),
+    );
+    let message = assert_denied(&create(&engine(), &view, &object), "deny");
+    assert!(message.contains("ConfigMap tools key flag"), "{message}");
+    let lenient = engine_with("policies:\n  single-agent:\n    whenUnknown: allow\n");
+    let verdict = create(&lenient, &view, &object);
+    assert!(verdict.allowed, "{}", verdict.denial_message());
+    assert!(
+        verdict.warnings.iter().any(|w| w.contains("cannot tell")),
+        "{:?}",
+        verdict.warnings
+    );
+    // Alone in the cluster, a possible agent is no second one.
+    assert_allowed(&create(&engine(), &MemoryView::new(), &object), "alone");
+    // Where the value cannot spell the flag, nothing is undecided.
+    let benign = agent_under_another_name(
+        json!(["--namespace=$(NS)", "--config=$(CFG)"]),
+        json!([{"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+               {"name": "CFG", "valueFrom": {"configMapKeyRef": {"name": "tools", "key": "cfg"}}}]),
+    );
+    assert_allowed(&create(&engine(), &view, &benign), "benign");
+}
+
+#[test]
+fn a_shell_entrypoint_runs_agentk_too() {
+    let (view, _) = existing_chart_install();
+    for (what, command, args) in [
+        (
+            "sh -c",
+            json!(["sh", "-c"]),
+            json!(["exec agentk --kas-address=wss://kas.gitlab.example --token-file=/t"]),
+        ),
+        (
+            "bash -c",
+            json!(["/bin/bash", "-c", "/usr/bin/agentk --kas-address wss://kas"]),
+            json!([]),
+        ),
+        (
+            "sh -ec",
+            json!(["/bin/sh", "-ec"]),
+            json!(["set -x\nexec /agentk \\\n  --kas-address=\"${KAS}\""]),
+        ),
+        (
+            "env wrapper",
+            json!(["/usr/bin/env", "-i", "sh", "-c"]),
+            json!(["exec agentk '--kas-address=wss://kas'"]),
+        ),
+        (
+            "quoted pieces",
+            json!(["sh", "-c"]),
+            json!(["exec agentk --kas-'addr'\"ess\"=wss://kas"]),
+        ),
+        (
+            "split over variables",
+            json!(["sh", "-c"]),
+            json!(["K=--kas; exec agentk ${K}-address=wss://kas"]),
+        ),
+        (
+            "env for the shell",
+            json!(["sh", "-c"]),
+            json!(["exec agentk $FLAGS"]),
+        ),
+        (
+            "image entrypoint is a shell",
+            json!(null),
+            json!(["exec agentk --kas-address=wss://kas"]),
+        ),
+    ] {
+        let mut object = agent_under_another_name(
+            args,
+            json!([{"name": "FLAGS", "value": "--token-file=/t --kas-address=wss://kas"}]),
+        );
+        object["spec"]["template"]["spec"]["containers"][0]["command"] = command;
+        let message = assert_denied(&create(&engine(), &view, &object), what);
+        assert!(
+            message.contains("Deployment team-a/tools"),
+            "{what}: {message}"
+        );
+    }
+    // A shell that starts something else passes.
+    let mut web = agent_under_another_name(
+        json!(["echo \"start $(date)\"; exec nginx -g 'daemon off;'"]),
+        json!([]),
+    );
+    web["spec"]["template"]["spec"]["containers"][0]["command"] = json!(["sh", "-c"]);
+    assert_allowed(&create(&engine(), &view, &web), "nginx");
+}
+
+#[test]
+fn a_replication_controller_runs_agentk_like_a_replicaset() {
+    let (view, existing) = existing_chart_install();
+    let rc = json!({
+        "apiVersion": "v1", "kind": "ReplicationController",
+        "metadata": {"name": "agent", "namespace": "team-a"},
+        "spec": {"replicas": 1, "selector": {"app": "agent"},
+            "template": {"metadata": {"labels": {"app": "agent"}}, "spec": existing["spec"]["template"]["spec"]}}
+    });
+    let message = assert_denied(&create(&engine(), &view, &rc), "rc");
+    assert!(
+        message.contains("ReplicationController team-a/agent"),
+        "{message}"
+    );
+    // Alone, it is an installation like any other, and its Pods belong to it.
+    let view = MemoryView::new();
+    assert_allowed(&create(&engine(), &view, &rc), "alone");
+    view.apply(&stored(rc.clone(), "uid-rc")).expect("applies");
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "agent-x7k2p", "namespace": "team-a",
+            "ownerReferences": [{"apiVersion": "v1", "kind": "ReplicationController", "name": "agent", "uid": "uid-rc", "controller": true}]},
+        "spec": existing["spec"]["template"]["spec"]
+    });
+    view.apply(&existing).expect("applies");
+    assert_allowed(&create(&engine(), &view, &pod), "its Pod");
+}
+
+#[test]
+fn fluxgate_check_reports_the_forged_second_installation() {
+    let dir = std::env::temp_dir().join(format!("fluxgate-single-agent-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let existing = as_helm_stores_it(
+        corpus_installs().remove(0).deployment(),
+        "gitlab-agent",
+        "gitlab-agent",
+    );
+    let evil = as_helm_stores_it(
+        second_agent("team-a", "agent"),
+        "gitlab-agent",
+        "gitlab-agent",
+    );
+    let text = format!(
+        "{}\n---\n{}\n",
+        serde_yaml_ng::to_string(&existing).expect("yaml"),
+        serde_yaml_ng::to_string(&evil).expect("yaml")
+    );
+    let file = dir.join("agents.yaml");
+    std::fs::write(&file, text).expect("write");
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: fluxgate::check::CheckArgs,
+    }
+    let args = <Cli as clap::Parser>::try_parse_from([
+        "check",
+        "--color",
+        "never",
+        file.to_str().expect("utf-8"),
+    ])
+    .expect("args")
+    .args;
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = fluxgate::check::run(&args, std::io::empty(), &mut out, &mut err);
+    let out = String::from_utf8_lossy(&out);
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("team-a/agent"), "{out}");
 }

@@ -148,6 +148,11 @@ pub struct ServeArgs {
     /// cluster, and a printed example request.
     #[arg(long)]
     pub demo: bool,
+    /// Namespace of the Lease (`fluxgate-single-agent`) through which every replica reserves
+    /// a new GitLab agent installation before allowing it. Default: the namespace of
+    /// fluxgate's service account in a cluster, else the kubeconfig context's.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub reservation_namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, Default)]
@@ -543,6 +548,21 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
     }
     options.drain_timeout = Duration::from_secs(args.drain_timeout);
     options.reload_interval = Duration::from_millis(args.reload_interval_ms.max(10));
+    if let Some(client) = &client {
+        let namespace = args
+            .reservation_namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_string());
+        tracing::info!(
+            namespace = %namespace,
+            lease = crate::cluster::reservation::LEASE_NAME,
+            "new GitLab agent installations are reserved through a Lease shared by every replica"
+        );
+        options.reservations = Arc::new(crate::cluster::reservation::LeaseReservations::new(
+            client.clone(),
+            &namespace,
+        ));
+    }
     let server = BoundServer::bind(options, args.mode, view, Metrics::new())
         .await
         .map_err(|e| e.to_string())?;

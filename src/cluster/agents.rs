@@ -1,22 +1,23 @@
 //! The cluster view's index of GitLab agent objects: only objects that run or install agentk
-//! are kept (a few dozen in a cluster with one agent), each as a projection of a few
-//! strings, so that the `single-agent` policy never scans the cluster's workloads.
+//! (or may: [`AgentFacts::undecided`]) are kept (a few dozen in a cluster with one agent),
+//! each as a projection of a few strings, so that the `single-agent` policy never scans the
+//! cluster's workloads.
 //!
 //! Non-agent workloads are dropped when they are applied, and a workload that stops being an
-//! agent (an image bump away from agentk, a label removed) is dropped on that update. Pods of
-//! a ReplicaSet, StatefulSet, DaemonSet or Job are represented by their owner and not kept,
-//! so a DaemonSet on a thousand nodes is one entry.
+//! agent (an image bump away from agentk, a label removed) is dropped on that update. A Pod
+//! whose controller is already in the index with the uid, namespace and name it claims (and
+//! of a kind that makes Pods) is represented by that controller and not kept, so a DaemonSet
+//! on a thousand nodes is one entry; a Pod whose claimed owner is not there is kept, and
+//! counts as an installation of its own until the owner arrives (see
+//! [`crate::gitlab::installation`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use crate::gitlab::agent::{AgentDetector, AgentFacts, AgentKind, InstallationId};
+use crate::gitlab::agent::{AgentDetector, AgentFacts, AgentKind};
+use crate::gitlab::installation::{self, InstallationId};
 use crate::json_view::Indexed;
-
-/// How far ownership chains are followed (Pod -> ReplicaSet -> Deployment is two); a longer
-/// or cyclic chain stops here and the object counts by its own release or owner.
-const MAX_OWNER_DEPTH: usize = 8;
 
 /// How long the index remembers when an installation was last applied: at least the longest
 /// reservation `single-agent` allows.
@@ -24,31 +25,8 @@ const APPLIED_MEMORY: Duration = Duration::from_secs(3600);
 /// Below this many remembered installations, none are forgotten.
 const APPLIED_PRUNE_ABOVE: usize = 64;
 
-/// An object of an agent installation, as messages name it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct AgentObject {
-    pub kind: AgentKind,
-    pub namespace: String,
-    pub name: String,
-    pub uid: Option<String>,
-    /// The Secret (in `namespace`) agentk reads its token from, when the object has a pod
-    /// spec that mounts it ([`crate::gitlab::agent::token_secret`]).
-    pub token_secret: Option<String>,
-    /// The ServiceAccount (in `namespace`) its pods run as
-    /// ([`crate::gitlab::agent::service_account`]).
-    pub service_account: Option<String>,
-}
-
-impl AgentObject {
-    /// `Kind namespace/name` (`Kind name` for a manifest without a namespace).
-    pub fn object_ref(&self) -> String {
-        if self.namespace.is_empty() {
-            format!("{} {}", self.kind, self.name)
-        } else {
-            format!("{} {}/{}", self.kind, self.namespace, self.name)
-        }
-    }
-}
+/// An object of an agent installation: the facts identity needs.
+pub type AgentObject = AgentFacts;
 
 /// One installation the cluster runs, with its objects (top-level kinds first).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +39,24 @@ impl AgentInstallation {
     pub fn contains_uid(&self, uid: &str) -> bool {
         self.objects.iter().any(|o| o.uid.as_deref() == Some(uid))
     }
+
+    /// Whether every object of it only may run agentk ([`AgentFacts::undecided`]).
+    pub fn undecided(&self) -> bool {
+        self.objects.iter().all(|o| o.undecided)
+    }
+}
+
+/// Groups agent objects into installations (see [`crate::gitlab::installation`]).
+pub fn installations_of(objects: &[AgentFacts]) -> Vec<AgentInstallation> {
+    let grouping = installation::group(objects);
+    grouping
+        .installations()
+        .iter()
+        .map(|i| AgentInstallation {
+            id: i.id.clone(),
+            objects: i.members.iter().map(|&m| objects[m].clone()).collect(),
+        })
+        .collect()
 }
 
 type EntryKey = (AgentKind, String, String);
@@ -69,7 +65,8 @@ type EntryKey = (AgentKind, String, String);
 struct Entries {
     by_key: HashMap<EntryKey, AgentFacts>,
     by_uid: HashMap<String, EntryKey>,
-    /// When an object of each installation was last applied.
+    /// When an object of each installation was last applied, by the installation the
+    /// object makes on its own ([`InstallationId::of_top`]): what a reservation names.
     applied: HashMap<InstallationId, Instant>,
 }
 
@@ -88,25 +85,47 @@ impl Entries {
         self.remove(&key);
         if let Some(uid) = &facts.uid {
             self.by_uid.insert(uid.clone(), key.clone());
+            // Pods kept before their controller arrived are represented by it now.
+            if facts.kind.controls(AgentKind::Pod) {
+                let represented: Vec<EntryKey> = self
+                    .by_key
+                    .iter()
+                    .filter(|(_, pod)| pod.kind == AgentKind::Pod && self.represents(&facts, pod))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for pod in represented {
+                    self.remove(&pod);
+                }
+            }
         }
         let now = Instant::now();
-        let id = self.installation_of(&facts, 0);
         if self.applied.len() > APPLIED_PRUNE_ABOVE {
             self.applied
                 .retain(|_, at| now.saturating_duration_since(*at) < APPLIED_MEMORY);
         }
-        self.applied.insert(id, now);
+        self.applied.insert(InstallationId::of_top(&facts), now);
         self.by_key.insert(key, facts);
     }
 
-    fn installation_of(&self, facts: &AgentFacts, depth: usize) -> InstallationId {
-        facts.installation(|owner_uid| {
-            if depth >= MAX_OWNER_DEPTH {
-                return None;
-            }
-            let owner = self.by_key.get(self.by_uid.get(owner_uid)?)?;
-            Some(self.installation_of(owner, depth + 1))
+    /// Whether `owner` is the controller `object` claims, confirmed.
+    fn represents(&self, owner: &AgentFacts, object: &AgentFacts) -> bool {
+        object.owner.as_ref().is_some_and(|claim| {
+            AgentKind::of(&claim.group, &claim.kind) == Some(owner.kind)
+                && owner.kind.controls(object.kind)
+                && claim.name == owner.name
+                && object.namespace == owner.namespace
+                && claim.uid.is_some()
+                && claim.uid == owner.uid
         })
+    }
+
+    /// Whether the index already has the controller that stands for this Pod.
+    fn has_owner_of(&self, pod: &AgentFacts) -> bool {
+        pod.owner
+            .as_ref()
+            .and_then(|claim| claim.uid.as_ref())
+            .and_then(|uid| self.by_key.get(self.by_uid.get(uid)?))
+            .is_some_and(|owner| self.represents(owner, pod))
     }
 }
 
@@ -147,20 +166,15 @@ impl AgentIndex {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .recognise_with(kind, object.raw(), object.skims(), None)?;
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         let kept = recognised
             .map(|(facts, _evidence)| facts)
-            .filter(|facts| {
-                let represented_by_owner = kind == AgentKind::Pod
-                    && facts.owner.is_some()
-                    && crate::gitlab::agent::pod_represented_by_owner(object);
-                !represented_by_owner
-            })
+            .filter(|facts| !(kind == AgentKind::Pod && entries.has_owner_of(facts)))
             .map(|facts| AgentFacts {
                 token_secret: crate::gitlab::agent::token_secret(object),
                 service_account: crate::gitlab::agent::service_account(object),
                 ..facts
             });
-        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         match kept {
             Some(facts) => entries.insert(facts),
             None => {
@@ -182,28 +196,15 @@ impl AgentIndex {
 
     /// Every installation, each with its objects; ordered by installation.
     pub fn installations(&self) -> Vec<AgentInstallation> {
-        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        let mut grouped: BTreeMap<InstallationId, Vec<AgentObject>> = BTreeMap::new();
-        for facts in entries.by_key.values() {
-            grouped
-                .entry(entries.installation_of(facts, 0))
-                .or_default()
-                .push(AgentObject {
-                    kind: facts.kind,
-                    namespace: facts.namespace.clone(),
-                    name: facts.name.clone(),
-                    uid: facts.uid.clone(),
-                    token_secret: facts.token_secret.clone(),
-                    service_account: facts.service_account.clone(),
-                });
-        }
-        grouped
-            .into_iter()
-            .map(|(id, mut objects)| {
-                objects.sort();
-                AgentInstallation { id, objects }
-            })
-            .collect()
+        let objects: Vec<AgentFacts> = {
+            let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+            let mut objects: Vec<AgentFacts> = entries.by_key.values().cloned().collect();
+            objects.sort_by(|a, b| {
+                (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name))
+            });
+            objects
+        };
+        installations_of(&objects)
     }
 
     /// Whether an object of this installation was applied at or after `since`.
@@ -294,14 +295,43 @@ mod tests {
     #[test]
     fn pods_of_a_replicaset_are_represented_by_it() {
         let index = AgentIndex::default();
+        let rs = json!({
+            "apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "agent-5d4", "namespace": "agents", "uid": "rs-1"},
+            "spec": {"template": {"spec": {"containers": [{"name": "agent", "image": AGENTK}]}}}
+        });
         let pod = json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "agent-5d4-x", "namespace": "agents", "uid": "pod-1",
                 "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "agent-5d4", "uid": "rs-1", "controller": true}]},
             "spec": {"containers": [{"name": "agent", "image": AGENTK}]}
         });
+        // Listed before its ReplicaSet: kept until the ReplicaSet arrives.
         index.apply_value("", "Pod", &pod).expect("applies");
-        assert!(index.is_empty());
+        assert_eq!(index.len(), 1);
+        index
+            .apply_value("apps", "ReplicaSet", &rs)
+            .expect("applies");
+        assert_eq!(index.len(), 1);
+        index.apply_value("", "Pod", &pod).expect("applies");
+        assert_eq!(index.len(), 1);
+        assert_eq!(index.installations().len(), 1);
+    }
+
+    #[test]
+    fn a_pod_claiming_an_owner_that_is_not_there_is_its_own_installation() {
+        let index = AgentIndex::default();
+        index
+            .apply_value("apps", "Deployment", &agentk_deployment("agent", AGENTK))
+            .expect("applies");
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "sneaky", "namespace": "agents", "uid": "pod-2",
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "agent", "uid": "uid-agent", "controller": true}]},
+            "spec": {"containers": [{"name": "agent", "image": AGENTK}]}
+        });
+        index.apply_value("", "Pod", &pod).expect("applies");
+        assert_eq!(index.installations().len(), 2);
     }
 
     #[test]

@@ -33,7 +33,8 @@ use super::{
     AgentInstallation, ClusterView, HelmRepositoryFacts, Lookup, MemoryView, ObjectKey, Refresh,
     WATCHED_KINDS, WatchedKind,
 };
-use crate::gitlab::agent::{AgentDetector, InstallationId};
+use crate::gitlab::agent::AgentDetector;
+use crate::gitlab::installation::InstallationId;
 use crate::rbac::objects::{BindingFacts, NamedRoles, RoleFacts, RoleKey};
 use crate::selector::LabelSelector;
 

@@ -20,7 +20,8 @@ use super::{
 };
 use crate::flux::secret_refs;
 use crate::flux::secret_refs::SecretUse;
-use crate::gitlab::agent::{AgentDetector, InstallationId};
+use crate::gitlab::agent::AgentDetector;
+use crate::gitlab::installation::InstallationId;
 use crate::rbac::objects::{BindingFacts, NamedRoles, RoleFacts, RoleKey};
 use crate::selector::LabelSelector;
 

@@ -13,8 +13,10 @@ use std::time::Instant;
 
 pub mod agents;
 pub mod kube;
+pub mod lease;
 mod memory;
 pub mod rbac;
+pub mod reservation;
 pub mod secrets;
 
 pub use agents::{AgentInstallation, AgentObject};
@@ -24,7 +26,8 @@ pub use secrets::{FluxSecretReference, SecretFacts};
 use crate::rbac::objects::{BindingFacts, NamedRoles, RoleFacts, RoleKey};
 use crate::selector::LabelSelector;
 
-use crate::gitlab::agent::{AgentDetector, InstallationId};
+use crate::gitlab::agent::AgentDetector;
+use crate::gitlab::installation::InstallationId;
 
 /// The answer to a lookup in the cluster view.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,6 +192,13 @@ pub const WATCHED_KINDS: &[WatchedKind] = &[
         version: "v1",
         kind: "ReplicaSet",
         plural: "replicasets",
+        namespaced: true,
+    },
+    WatchedKind {
+        group: "",
+        version: "v1",
+        kind: "ReplicationController",
+        plural: "replicationcontrollers",
         namespaced: true,
     },
     WatchedKind {

@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 
 use crate::admission::{Operation, Request};
 use crate::budget::{Budget, Exceeded};
+use crate::cluster::reservation::{LocalReservations, Reservations, Reserved};
 use crate::cluster::{ClusterView, ObjectKey};
 use crate::config::{Config, Section};
 use crate::finding::{Finding, Mode, PolicyId, Severity};
@@ -20,7 +21,7 @@ use crate::policy::{
 pub mod exemption;
 pub mod verdict;
 
-use verdict::{Action, Skip, Verdict};
+use verdict::{Action, PendingClaim, Skip, Verdict};
 
 /// Which endpoint a request arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,7 +261,8 @@ impl Engine {
             return (verdict, exemptions_used);
         }
         let skims = Skims::indexed(request.index.clone());
-        let ctx = Context::new(request, view, budget, &skims);
+        let claims = std::cell::RefCell::new(Vec::new());
+        let ctx = Context::new(request, view, budget, &skims).collecting_claims(&claims);
 
         // An UPDATE is judged by each policy only when it changes a field that policy's verdict
         // depends on (its kind rule's `judged_fields`), whatever the object's deletion state:
@@ -321,6 +323,21 @@ impl Engine {
                     } else {
                         Vec::new()
                     };
+                    // Almost no review claims anything: nothing to move then.
+                    let mut claimed = claims.borrow_mut();
+                    if !claimed.is_empty() {
+                        let claimed = std::mem::take(&mut *claimed);
+                        if exemption.is_none() && matches!(mode, Mode::Enforce | Mode::Warn) {
+                            verdict
+                                .claims
+                                .extend(claimed.into_iter().map(|claim| PendingClaim {
+                                    policy: policy.id(),
+                                    mode,
+                                    claim,
+                                }));
+                        }
+                    }
+                    drop(claimed);
                     if let Some(Exceeded::Offload { .. }) = budget.exceeded() {
                         verdict.unjudged = budget.exceeded();
                         return (verdict, exemptions_used);
@@ -362,6 +379,73 @@ impl Engine {
         verdict.unjudged = budget.exceeded();
         (verdict, exemptions_used)
     }
+}
+
+/// Settles the claims an allowed verdict depends on (see [`crate::cluster::reservation`]):
+/// reserves each, and turns a refused reservation into the claiming policy's denial (or
+/// warning, in `warn`), like one of its findings. A reservation that cannot be read or
+/// written does the same unless the claim says to allow then (with a warning). A verdict
+/// that denies anyway reserves nothing. Answers each reservation's result, for metrics.
+pub async fn settle_claims(
+    verdict: &mut Verdict,
+    reservations: &dyn Reservations,
+    view: &dyn ClusterView,
+) -> Vec<&'static str> {
+    let pending = std::mem::take(&mut verdict.claims);
+    let mut results = Vec::new();
+    for claim in pending {
+        if !verdict.allowed {
+            break;
+        }
+        let reserved = reservations.reserve(&claim.claim, view).await;
+        results.push(apply_reservation(verdict, &claim, reserved));
+    }
+    results
+}
+
+/// [`settle_claims`] with the reservation of a single process, which answers at once: for
+/// callers without an async runtime (tests, embedding).
+pub fn settle_claims_locally(
+    verdict: &mut Verdict,
+    reservations: &LocalReservations,
+    view: &dyn ClusterView,
+) -> Vec<&'static str> {
+    use futures_util::FutureExt as _;
+    settle_claims(verdict, reservations, view)
+        .now_or_never()
+        .unwrap_or_default()
+}
+
+/// Applies one reservation's answer; its result for the metric (`granted`, `refused`,
+/// `unknown`).
+fn apply_reservation(
+    verdict: &mut Verdict,
+    pending: &PendingClaim,
+    reserved: Reserved,
+) -> &'static str {
+    let claim = &pending.claim;
+    let result = reserved.result();
+    let finding = match reserved {
+        Reserved::Granted => return result,
+        Reserved::Refused(held) => Finding::violation(
+            pending.policy,
+            (claim.refused_text)(claim, &held, std::time::SystemTime::now()),
+        ),
+        Reserved::Unknown(why) => {
+            let text = (claim.unknown_text)(claim, &why);
+            if claim.allow_when_unknown {
+                Finding::advisory(pending.policy, text)
+            } else {
+                Finding::violation(pending.policy, text)
+            }
+        }
+    };
+    let action = match (pending.mode, finding.severity) {
+        (Mode::Enforce, Severity::Violation) => Action::Deny,
+        _ => Action::Warn,
+    };
+    verdict.record(finding, pending.mode, action);
+    result
 }
 
 fn matching_rule<'r>(rules: &'r [KindRule], request: &Request<'_>) -> Option<&'r KindRule> {

@@ -54,6 +54,20 @@ pub struct Verdict {
     pub cut_findings: usize,
     /// Bytes cut from findings' messages past [`MAX_FINDING_BYTES`].
     pub cut_message_bytes: usize,
+    /// Reservations this verdict depends on: an allowed request that adds a new agent
+    /// installation stands only once the installation is reserved cluster-wide
+    /// ([`crate::engine::settle_claims`]). Empty for almost every request.
+    #[serde(skip)]
+    pub claims: Vec<PendingClaim>,
+}
+
+/// A claim a policy made, with the mode the policy ran in: a refused reservation denies
+/// (enforce) or warns (warn) like the policy's own findings.
+#[derive(Debug, Clone)]
+pub struct PendingClaim {
+    pub policy: PolicyId,
+    pub mode: Mode,
+    pub claim: crate::cluster::reservation::Claim,
 }
 
 /// Warnings longer than this are cut; the full text is in the log.

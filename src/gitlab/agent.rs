@@ -1,28 +1,35 @@
-//! Recognising a GitLab agent (agentk) installation, and naming the installation an object
-//! belongs to.
+//! Recognising a GitLab agent (agentk) object, and the facts about it that identity needs.
 //!
-//! An object is part of an agent installation when it is one of the kinds that run or install
-//! agentk ([`AgentKind`]) and
+//! An object is an agent object when it is one of the kinds that run or install agentk
+//! ([`AgentKind`]) and
 //! - one of its containers (regular, init or ephemeral, in the object or its pod template)
 //!   runs an image whose repository ends with `gitlab-agent/agentk` (any registry or mirror,
 //!   any tag or digest) or matches a configured pattern ([`AgentDetector`]), or
-//! - one of its containers is started with agentk's `--kas-address` flag: agentk pulled by
+//! - one of its containers passes agentk's `--kas-address` flag to the program it runs, as the
+//!   kubelet and a shell read its command line ([`crate::kubelet::find_flag`]: after `$(VAR)`
+//!   expansion from the container's `env`, and inside `sh -c` scripts): agentk pulled by
 //!   digest from a mirror under another name is still the program that connects to GitLab, or
 //! - it carries the labels of GitLab's `gitlab-agent` Helm chart (`helm.sh/chart:
 //!   gitlab-agent-<version>`) or of the 2021 kpt manifests (`app: gitlab-agent`), on itself or
 //!   on its pod template, or
 //! - it is a Flux HelmRelease of the `gitlab-agent` chart ([`chart_says_gitlab_agent`]).
 //!
-//! Its installation ([`InstallationId`]) is, in this order: the installation of its controller
-//! owner when that owner is known to be an agent object; else its Helm release (namespace +
-//! release name, from Helm's `meta.helm.sh/release-*` annotations or the
-//! `app.kubernetes.io/instance` label); else its top-level owner; else itself.
+//! When the flag may come from text fluxgate cannot read (a ConfigMap or Secret key behind
+//! `$(VAR)`, a script taken from one), the object is [`Evidence::Undecided`]: a possible agent.
+//!
+//! What an object says about where it belongs (its namespace in the admission request aside)
+//! is kept as a claim: its controller `ownerReference`, the Helm release its annotations or
+//! `app.kubernetes.io/instance` label name, the chart label. Which of these claims hold is
+//! decided against the other objects the cluster runs, in [`super::installation`].
 
 use std::borrow::Cow;
 use std::fmt;
 
 use regex::Regex;
 use serde::Deserialize;
+
+use crate::kubelet::expansion::{Budget, EnvFromSource, EnvVar, Environment};
+use crate::kubelet::{FlagPlace, FlagSearch, find_flag};
 
 /// The chart GitLab publishes for agentk.
 pub const CHART_NAME: &str = "gitlab-agent";
@@ -49,6 +56,7 @@ pub enum AgentKind {
     Deployment,
     StatefulSet,
     DaemonSet,
+    ReplicationController,
     CronJob,
     Job,
     ReplicaSet,
@@ -58,11 +66,12 @@ pub enum AgentKind {
 pub const FLUX_HELM_GROUP: &str = "helm.toolkit.fluxcd.io";
 
 impl AgentKind {
-    pub const ALL: [AgentKind; 8] = [
+    pub const ALL: [AgentKind; 9] = [
         AgentKind::HelmRelease,
         AgentKind::Deployment,
         AgentKind::StatefulSet,
         AgentKind::DaemonSet,
+        AgentKind::ReplicationController,
         AgentKind::CronJob,
         AgentKind::Job,
         AgentKind::ReplicaSet,
@@ -77,7 +86,7 @@ impl AgentKind {
             | AgentKind::DaemonSet
             | AgentKind::ReplicaSet => "apps",
             AgentKind::CronJob | AgentKind::Job => "batch",
-            AgentKind::Pod => "",
+            AgentKind::Pod | AgentKind::ReplicationController => "",
         }
     }
 
@@ -87,6 +96,7 @@ impl AgentKind {
             AgentKind::Deployment => "Deployment",
             AgentKind::StatefulSet => "StatefulSet",
             AgentKind::DaemonSet => "DaemonSet",
+            AgentKind::ReplicationController => "ReplicationController",
             AgentKind::CronJob => "CronJob",
             AgentKind::Job => "Job",
             AgentKind::ReplicaSet => "ReplicaSet",
@@ -104,14 +114,27 @@ impl AgentKind {
     /// Controllers whose pods are always represented by the controller itself: the
     /// controller's pod template is what its pods run.
     fn represents_its_pods(group: &str, kind: &str) -> bool {
+        AgentKind::of(group, kind).is_some_and(|owner| owner.controls(AgentKind::Pod))
+    }
+
+    /// Whether a controller of this kind creates objects of `child`'s kind from its template,
+    /// so that an `ownerReference` from such a child to such an owner can be true: a
+    /// Deployment makes ReplicaSets; ReplicaSets, StatefulSets, DaemonSets, Jobs and
+    /// ReplicationControllers make Pods; a CronJob makes Jobs. Nothing makes Deployments,
+    /// HelmReleases or CronJobs.
+    pub fn controls(self, child: AgentKind) -> bool {
         matches!(
-            AgentKind::of(group, kind),
-            Some(
-                AgentKind::ReplicaSet
-                    | AgentKind::StatefulSet
-                    | AgentKind::DaemonSet
-                    | AgentKind::Job
-            )
+            (self, child),
+            (AgentKind::Deployment, AgentKind::ReplicaSet)
+                | (
+                    AgentKind::ReplicaSet
+                        | AgentKind::StatefulSet
+                        | AgentKind::DaemonSet
+                        | AgentKind::Job
+                        | AgentKind::ReplicationController,
+                    AgentKind::Pod
+                )
+                | (AgentKind::CronJob, AgentKind::Job)
         )
     }
 }
@@ -122,112 +145,38 @@ impl fmt::Display for AgentKind {
     }
 }
 
-/// Which agent installation an object belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum InstallationId {
-    /// A Helm release, however it was installed (`helm install`, a Flux HelmRelease, a
-    /// GitOps tool that sets `app.kubernetes.io/instance`).
-    Release { namespace: String, release: String },
-    /// An installation without a release, by its top-level owner. A Deployment's name is
-    /// kept without the chart's epoch suffix (`-v1`, `-v2`): the chart upgrades `<name>` to
-    /// `<name>-v2`, and that is the same installation.
-    Workload {
-        namespace: String,
-        kind: String,
-        name: String,
-    },
-}
-
-impl InstallationId {
-    pub fn namespace(&self) -> &str {
-        match self {
-            InstallationId::Release { namespace, .. }
-            | InstallationId::Workload { namespace, .. } => namespace,
-        }
-    }
-
-    /// The release name, or for an installation without one, its top-level workload's name.
-    pub fn name(&self) -> &str {
-        match self {
-            InstallationId::Release { release, .. } => release,
-            InstallationId::Workload { name, .. } => name,
-        }
-    }
-
-    fn workload(namespace: &str, kind: &str, name: &str) -> Self {
-        let name = if kind == "Deployment" {
-            without_epoch_suffix(name)
-        } else {
-            name
-        };
-        InstallationId::Workload {
-            namespace: namespace.to_string(),
-            kind: kind.to_string(),
-            name: name.to_string(),
-        }
-    }
-}
-
-impl fmt::Display for InstallationId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            // An empty namespace is a manifest's that sets none (fluxgate check).
-            InstallationId::Release { namespace, release } if namespace.is_empty() => {
-                write!(f, "Helm release {release}")
-            }
-            InstallationId::Release { namespace, release } => {
-                write!(f, "Helm release {namespace}/{release}")
-            }
-            InstallationId::Workload {
-                namespace,
-                kind,
-                name,
-            } if namespace.is_empty() => write!(f, "{kind} {name}"),
-            InstallationId::Workload {
-                namespace,
-                kind,
-                name,
-            } => write!(f, "{kind} {namespace}/{name}"),
-        }
-    }
-}
-
-/// `gitlab-agent-v2` -> `gitlab-agent`: the chart's Deployment name epochs.
-fn without_epoch_suffix(name: &str) -> &str {
-    match name.rsplit_once("-v") {
-        Some((base, epoch))
-            if !base.is_empty()
-                && !epoch.is_empty()
-                && epoch.bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            base
-        }
-        _ => name,
-    }
-}
-
-/// The controller that owns an object, as far as the object itself can tell.
+/// The controller an object names in its `ownerReferences` (`controller: true`): a claim,
+/// which holds only when that owner exists in the same namespace with that uid (see
+/// [`super::installation`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Owner {
-    /// The uid of the direct controller (`ownerReferences[controller=true].uid`).
+pub struct OwnerClaim {
+    pub group: String,
+    pub kind: String,
+    pub name: String,
     pub uid: Option<String>,
-    /// The top-level owner's kind and name, as far as the object can tell: a Pod of a
-    /// Deployment's ReplicaSet names its Deployment (the ReplicaSet is `<deployment>-<hash>`
-    /// and the Pod carries the hash as `pod-template-hash`).
-    pub top_kind: String,
-    pub top_name: String,
 }
 
 /// The compact facts about one agent object that identity needs; what the cluster view keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentFacts {
     pub kind: AgentKind,
+    /// The object's namespace: in admission, the namespace of the request.
     pub namespace: String,
     pub name: String,
     pub uid: Option<String>,
-    pub owner: Option<Owner>,
-    /// (namespace, release name) of the Helm release it belongs to, if any.
-    pub release: Option<(String, String)>,
+    /// Its controller, as the object claims it.
+    pub owner: Option<OwnerClaim>,
+    /// The Helm release the object claims to be part of (Helm's `meta.helm.sh/release-name`,
+    /// else the `app.kubernetes.io/instance` label), always a release in `namespace`: a
+    /// `meta.helm.sh/release-namespace` naming another namespace is a claim about a release
+    /// elsewhere, which the object's own namespace contradicts, so it is dropped.
+    pub release_claim: Option<String>,
+    /// It carries the `gitlab-agent` chart's label (`helm.sh/chart: gitlab-agent-<version>`).
+    pub chart_label: bool,
+    /// For a HelmRelease: the (namespace, name) of the Helm release helm-controller installs.
+    pub installs: Option<(String, String)>,
+    /// Whether it runs agentk depends on text fluxgate cannot read ([`Evidence::Undecided`]).
+    pub undecided: bool,
     /// The Secret (in `namespace`) holding agentk's token, for `secret-rotation`. Only the
     /// cluster view fills it ([`token_secret`]); admission does not need it.
     pub token_secret: Option<String>,
@@ -238,36 +187,7 @@ pub struct AgentFacts {
 }
 
 impl AgentFacts {
-    /// The installation this object belongs to. `owner_installation` answers with the
-    /// installation of a known agent object by uid (from the cluster view).
-    pub fn installation(
-        &self,
-        owner_installation: impl Fn(&str) -> Option<InstallationId>,
-    ) -> InstallationId {
-        if let Some(id) = self
-            .owner
-            .as_ref()
-            .and_then(|o| o.uid.as_deref())
-            .filter(|uid| self.uid.as_deref() != Some(*uid))
-            .and_then(owner_installation)
-        {
-            return id;
-        }
-        if let Some((namespace, release)) = &self.release {
-            return InstallationId::Release {
-                namespace: namespace.clone(),
-                release: release.clone(),
-            };
-        }
-        match &self.owner {
-            Some(owner) => {
-                InstallationId::workload(&self.namespace, &owner.top_kind, &owner.top_name)
-            }
-            None => InstallationId::workload(&self.namespace, self.kind.kind(), &self.name),
-        }
-    }
-
-    /// `Kind namespace/name`, as messages name objects (`Kind name` without a namespace).
+    /// `Kind namespace/name`, as messages name objects.
     pub fn object_ref(&self) -> String {
         if self.namespace.is_empty() {
             format!("{} {}", self.kind, self.name)
@@ -275,17 +195,56 @@ impl AgentFacts {
             format!("{} {}/{}", self.kind, self.namespace, self.name)
         }
     }
+
+    /// Whether two facts are about the same object: by uid when both have one, else by kind,
+    /// namespace and name.
+    pub fn same_object(&self, other: &AgentFacts) -> bool {
+        match (&self.uid, &other.uid) {
+            (Some(a), Some(b)) => a == b,
+            _ => {
+                self.kind == other.kind
+                    && self.namespace == other.namespace
+                    && self.name == other.name
+            }
+        }
+    }
 }
 
 /// Why an object counts as an agent installation, for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Evidence {
-    Image { container: String, image: String },
-    KasAddress { container: String, image: String },
-    ChartLabel { chart: String },
+    Image {
+        container: String,
+        image: String,
+    },
+    KasAddress {
+        container: String,
+        image: String,
+        place: FlagPlace,
+    },
+    ChartLabel {
+        chart: String,
+    },
     LegacyLabel,
-    HelmChart { chart: String },
-    HelmChartRef { kind: String, name: String },
+    HelmChart {
+        chart: String,
+    },
+    HelmChartRef {
+        kind: String,
+        name: String,
+    },
+    /// A container may pass agentk's flag, depending on text fluxgate cannot read.
+    Undecided {
+        container: String,
+        image: String,
+        reason: String,
+    },
+}
+
+impl Evidence {
+    pub fn is_undecided(&self) -> bool {
+        matches!(self, Evidence::Undecided { .. })
+    }
 }
 
 impl fmt::Display for Evidence {
@@ -294,10 +253,21 @@ impl fmt::Display for Evidence {
             Evidence::Image { container, image } => {
                 write!(f, "container {container} runs {image}")
             }
-            Evidence::KasAddress { container, image } => write!(
-                f,
-                "container {container} runs {image} with agentk's {KAS_ADDRESS_FLAG} flag"
-            ),
+            Evidence::KasAddress {
+                container,
+                image,
+                place,
+            } => {
+                let how = match place {
+                    FlagPlace::Argument => "",
+                    FlagPlace::Expanded => " (after the kubelet's $(VAR) expansion)",
+                    FlagPlace::Script => " in the shell script it runs",
+                };
+                write!(
+                    f,
+                    "container {container} runs {image} with agentk's {KAS_ADDRESS_FLAG} flag{how}"
+                )
+            }
             Evidence::ChartLabel { chart } => {
                 write!(f, "it carries the chart label helm.sh/chart: {chart}")
             }
@@ -306,6 +276,15 @@ impl fmt::Display for Evidence {
             Evidence::HelmChartRef { kind, name } => {
                 write!(f, "its chartRef names {kind} {name}")
             }
+            Evidence::Undecided {
+                container,
+                image,
+                reason,
+            } => write!(
+                f,
+                "container {container} ({image}) may run agentk: {reason}, which fluxgate \
+                 cannot read"
+            ),
         }
     }
 }
@@ -481,13 +460,21 @@ struct Labels<'a> {
         deserialize_with = "crate::json_view::borrowed::option"
     )]
     app: Option<Cow<'a, str>>,
+    /// The HelmRelease helm-controller rendered the object from.
     #[serde(
-        rename = "pod-template-hash",
+        rename = "helm.toolkit.fluxcd.io/name",
         borrow,
         default,
         deserialize_with = "crate::json_view::borrowed::option"
     )]
-    pod_template_hash: Option<Cow<'a, str>>,
+    flux_name: Option<Cow<'a, str>>,
+    #[serde(
+        rename = "helm.toolkit.fluxcd.io/namespace",
+        borrow,
+        default,
+        deserialize_with = "crate::json_view::borrowed::option"
+    )]
+    flux_namespace: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -590,18 +577,29 @@ struct Container<'a> {
         deserialize_with = "crate::json_view::borrowed::option_vec"
     )]
     args: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow, default)]
+    env: Option<Vec<EnvVar<'a>>>,
+    #[serde(borrow, default)]
+    env_from: Option<Vec<EnvFromSource<'a>>>,
 }
 
 impl Container<'_> {
-    /// Whether the container starts a program with agentk's `--kas-address` flag.
-    fn passes_kas_address(&self) -> bool {
-        [&self.command, &self.args]
-            .into_iter()
-            .flat_map(|list| list.as_deref().unwrap_or_default())
-            .any(|arg| {
-                arg.strip_prefix(KAS_ADDRESS_FLAG)
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('='))
-            })
+    /// Whether the container passes agentk's `--kas-address` flag to what it runs, as the
+    /// kubelet expands its command line in a Pod of `namespace` and a shell reads it.
+    fn kas_address(&self, namespace: &str) -> FlagSearch {
+        find_flag(
+            self.command.as_deref().unwrap_or_default(),
+            self.args.as_deref().unwrap_or_default(),
+            |budget: &mut Budget| {
+                Environment::new(
+                    self.env.as_deref().unwrap_or_default(),
+                    self.env_from.as_deref().unwrap_or_default(),
+                    namespace,
+                    budget,
+                )
+            },
+            KAS_ADDRESS_FLAG,
+        )
     }
 }
 
@@ -742,6 +740,19 @@ impl<'a> Meta<'a> {
             .iter()
             .find(|o| o.controller == Some(true))
     }
+
+    fn owner_claim(&self) -> Option<OwnerClaim> {
+        self.controller().map(|o| OwnerClaim {
+            group: group_of(&o.api_version).to_string(),
+            kind: o.kind.to_string(),
+            name: o.name.to_string(),
+            uid: o
+                .uid
+                .as_deref()
+                .filter(|u| !u.is_empty())
+                .map(str::to_string),
+        })
+    }
 }
 
 fn group_of(api_version: &str) -> &str {
@@ -805,9 +816,11 @@ impl<'a> WorkloadDoc<'a> {
             );
         }
 
-        let evidence = container_lists
-            .iter()
-            .flat_map(|list| list.iter())
+        let namespace = meta.namespace(default_namespace);
+        let containers = || container_lists.iter().flat_map(|list| list.iter());
+        let image_of = |c: &Container<'_>| c.image.as_deref().unwrap_or("").to_string();
+        let mut undecided: Option<Evidence> = None;
+        let evidence = containers()
             .find_map(|c| {
                 let image = c.image.as_deref()?;
                 detector.is_agent_image(image).then(|| Evidence::Image {
@@ -816,14 +829,22 @@ impl<'a> WorkloadDoc<'a> {
                 })
             })
             .or_else(|| {
-                container_lists
-                    .iter()
-                    .flat_map(|list| list.iter())
-                    .find(|c| c.passes_kas_address())
-                    .map(|c| Evidence::KasAddress {
+                containers().find_map(|c| match c.kas_address(&namespace) {
+                    FlagSearch::Found(place) => Some(Evidence::KasAddress {
                         container: c.name.to_string(),
-                        image: c.image.as_deref().unwrap_or("").to_string(),
-                    })
+                        image: image_of(c),
+                        place,
+                    }),
+                    FlagSearch::Undecided(reason) => {
+                        undecided.get_or_insert(Evidence::Undecided {
+                            container: c.name.to_string(),
+                            image: image_of(c),
+                            reason,
+                        });
+                        None
+                    }
+                    FlagSearch::Absent => None,
+                })
             })
             .or_else(|| {
                 label_sets.iter().find_map(|labels| {
@@ -841,60 +862,37 @@ impl<'a> WorkloadDoc<'a> {
                     .iter()
                     .any(|labels| labels.app.as_deref() == Some(CHART_NAME))
                     .then_some(Evidence::LegacyLabel)
-            })?;
-
-        let namespace = meta.namespace(default_namespace);
-        let annotations = meta.annotations.as_ref();
-        let release = annotations
-            .and_then(|a| non_empty(&a.release_name))
-            .map(|release| {
-                let ns = annotations
-                    .and_then(|a| non_empty(&a.release_namespace))
-                    .unwrap_or(&namespace);
-                (ns.to_string(), release.to_string())
             })
-            .or_else(|| {
-                label_sets
-                    .iter()
-                    .find_map(|labels| non_empty(&labels.instance))
-                    .map(|release| (namespace.clone(), release.to_string()))
-            });
+            .or(undecided)?;
 
-        let own_hash = meta
-            .labels
-            .as_ref()
-            .and_then(|l| non_empty(&l.pod_template_hash));
-        let owner = meta.controller().map(|o| {
-            let group = group_of(&o.api_version);
-            let deployment = (group == "apps" && o.kind == "ReplicaSet")
-                .then(|| own_hash.and_then(|hash| o.name.strip_suffix(&format!("-{hash}"))))
-                .flatten()
-                .filter(|name| !name.is_empty());
-            let (top_kind, top_name) = match deployment {
-                Some(name) => ("Deployment".to_string(), name.to_string()),
-                None => (o.kind.to_string(), o.name.to_string()),
-            };
-            Owner {
-                uid: o
-                    .uid
-                    .as_deref()
-                    .filter(|u| !u.is_empty())
-                    .map(str::to_string),
-                top_kind,
-                top_name,
-            }
-        });
+        let annotations = meta.annotations.as_ref();
+        let release_claim = match annotations.and_then(|a| non_empty(&a.release_name)) {
+            Some(release) => annotations
+                .and_then(|a| non_empty(&a.release_namespace))
+                .is_none_or(|ns| ns == namespace)
+                .then(|| release.to_string()),
+            None => label_sets
+                .iter()
+                .find_map(|labels| non_empty(&labels.instance))
+                .map(str::to_string),
+        };
+        let chart_label = label_sets
+            .iter()
+            .any(|labels| labels.chart.as_deref().is_some_and(is_agent_chart_label));
 
         Some((
             AgentFacts {
                 kind,
                 name: meta.name(),
-                namespace,
                 uid: non_empty(&meta.uid).map(str::to_string),
-                owner,
-                release,
+                owner: meta.owner_claim(),
+                release_claim,
+                chart_label,
+                installs: None,
+                undecided: evidence.is_undecided(),
                 token_secret: None,
                 service_account: None,
+                namespace,
             },
             evidence,
         ))
@@ -932,24 +930,18 @@ impl HelmReleaseDoc<'_> {
         let target = non_empty(&spec.target_namespace);
         let release = flux_release_name(&name, target, non_empty(&spec.release_name));
         let release_namespace = target.unwrap_or(&namespace).to_string();
-        let owner = meta.controller().map(|o| Owner {
-            uid: o
-                .uid
-                .as_deref()
-                .filter(|u| !u.is_empty())
-                .map(str::to_string),
-            top_kind: o.kind.to_string(),
-            top_name: o.name.to_string(),
-        });
         Some((
             AgentFacts {
                 kind: AgentKind::HelmRelease,
                 uid: non_empty(&meta.uid).map(str::to_string),
+                owner: meta.owner_claim(),
+                release_claim: None,
+                chart_label: false,
+                installs: Some((release_namespace, release)),
+                undecided: false,
+                token_secret: None,
                 name,
                 namespace,
-                owner,
-                release: Some((release_namespace, release)),
-                token_secret: None,
                 service_account: None,
             },
             evidence,
@@ -985,19 +977,22 @@ pub fn agent_kind_controller(json: &str) -> Option<(AgentKind, String)> {
         })
 }
 
-/// Whether a Pod's controller owner is a kind that stands for its Pods
-/// ([`owner_represents_pod`]). A malformed list of owners names none.
-pub fn pod_represented_by_owner(pod: &crate::json_view::Indexed<'_>) -> bool {
-    let Ok(owners) = pod.view::<OwnersOnly<'_>>(pod.raw()) else {
-        return false;
-    };
-    owners
-        .metadata
-        .and_then(|m| m.owner_references)
-        .into_iter()
-        .flatten()
-        .filter(|o| o.controller == Some(true))
-        .any(|o| owner_represents_pod(group_of(&o.api_version), &o.kind))
+#[derive(Deserialize)]
+struct MetaOnly<'a> {
+    #[serde(borrow, default)]
+    metadata: Option<Meta<'a>>,
+}
+
+/// The HelmRelease helm-controller names as the origin of an object it rendered (its
+/// `helm.toolkit.fluxcd.io/name` and `/namespace` labels): `(namespace, name)`. A claim, used
+/// only to have the cluster view fetch that HelmRelease before the object is judged.
+pub fn flux_origin(json: &str) -> Option<(String, String)> {
+    let head: MetaOnly<'_> = serde_json::from_str(json).ok()?;
+    let labels = head.metadata?.labels?;
+    Some((
+        non_empty(&labels.flux_namespace)?.to_string(),
+        non_empty(&labels.flux_name)?.to_string(),
+    ))
 }
 
 /// Whether a controller owner of this kind always stands for the object: a Pod of a
@@ -1344,15 +1339,6 @@ mod tests {
     }
 
     #[test]
-    fn epoch_suffixes_are_one_installation() {
-        assert_eq!(without_epoch_suffix("gitlab-agent-v2"), "gitlab-agent");
-        assert_eq!(without_epoch_suffix("gitlab-agent-v10"), "gitlab-agent");
-        assert_eq!(without_epoch_suffix("gitlab-agent"), "gitlab-agent");
-        assert_eq!(without_epoch_suffix("agent-vx"), "agent-vx");
-        assert_eq!(without_epoch_suffix("-v2"), "-v2");
-    }
-
-    #[test]
     fn chart_references_to_the_agent_chart() {
         assert!(chart_says_gitlab_agent("gitlab-agent"));
         assert!(chart_says_gitlab_agent("./charts/gitlab-agent/"));
@@ -1421,23 +1407,73 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_pod_of_a_deployment_names_its_deployment_as_top_owner() {
-        let pod = r#"{"metadata":{"name":"gitlab-agent-7d9f8-abcde","namespace":"gitlab-agent",
-          "labels":{"app":"gitlab-agent","pod-template-hash":"7d9f8"},
-          "ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"gitlab-agent-7d9f8","uid":"rs-1","controller":true}]},
-          "spec":{"containers":[{"name":"agent","image":"registry.gitlab.com/gitlab-org/cluster-integration/gitlab-agent/agentk:latest"}]}}"#;
-        let (facts, _) = AgentDetector::default()
-            .recognise_json(AgentKind::Pod, pod, None)
+    fn recognise(kind: AgentKind, json: &str) -> Option<(AgentFacts, Evidence)> {
+        AgentDetector::default()
+            .recognise_json(kind, json, None)
             .expect("parses")
-            .expect("agent");
+    }
+
+    #[test]
+    fn claims_are_kept_as_claims_in_the_objects_own_namespace() {
+        let deployment = r#"{"metadata":{"name":"evil","namespace":"team-a",
+          "annotations":{"meta.helm.sh/release-name":"gitlab-agent","meta.helm.sh/release-namespace":"gitlab-agent"},
+          "labels":{"app.kubernetes.io/instance":"gitlab-agent","helm.sh/chart":"gitlab-agent-2.6.2"},
+          "ownerReferences":[{"apiVersion":"apps/v1","kind":"Deployment","name":"gitlab-agent-v2","uid":"u-1","controller":true}]},
+          "spec":{"template":{"spec":{"containers":[{"name":"a","image":"registry.gitlab.com/gitlab-org/cluster-integration/gitlab-agent/agentk:v17.3.1"}]}}}}"#;
+        let (facts, _) = recognise(AgentKind::Deployment, deployment).expect("agent");
+        assert_eq!(facts.namespace, "team-a");
+        // The release annotations name a release in another namespace: not this object's.
+        assert_eq!(facts.release_claim, None);
+        assert!(facts.chart_label);
         assert_eq!(
-            facts.installation(|_| None),
-            InstallationId::Workload {
-                namespace: "gitlab-agent".into(),
+            facts.owner,
+            Some(OwnerClaim {
+                group: "apps".into(),
                 kind: "Deployment".into(),
-                name: "gitlab-agent".into()
-            }
+                name: "gitlab-agent-v2".into(),
+                uid: Some("u-1".into())
+            })
         );
+        // Without the annotations, the instance label is the claim.
+        let labelled = deployment.replace("meta.helm.sh/release", "x-release");
+        let (facts, _) = recognise(AgentKind::Deployment, &labelled).expect("agent");
+        assert_eq!(facts.release_claim.as_deref(), Some("gitlab-agent"));
+    }
+
+    #[test]
+    fn a_replication_controller_is_a_workload_like_a_replicaset() {
+        let rc = r#"{"metadata":{"name":"agent","namespace":"team-a"},
+          "spec":{"replicas":1,"template":{"spec":{"containers":[{"name":"a","image":"mirror.example/x/agent:1","args":["--kas-address=wss://kas.example"]}]}}}}"#;
+        let (facts, evidence) = recognise(AgentKind::ReplicationController, rc).expect("agent");
+        assert_eq!(facts.kind.kind(), "ReplicationController");
+        assert_eq!(facts.kind.group(), "");
+        assert!(
+            matches!(evidence, Evidence::KasAddress { .. }),
+            "{evidence:?}"
+        );
+        assert!(AgentKind::ReplicationController.controls(AgentKind::Pod));
+        assert!(!AgentKind::Deployment.controls(AgentKind::Pod));
+        assert!(!AgentKind::Deployment.controls(AgentKind::Deployment));
+    }
+
+    #[test]
+    fn a_flag_from_a_config_map_makes_the_object_a_possible_agent() {
+        let pod = r#"{"metadata":{"name":"p","namespace":"team-a"},
+          "spec":{"containers":[{"name":"a","image":"mirror.example/x/agent:1","args":["$(FLAG)=wss://kas.example"],
+            "env":[{"name":"FLAG","valueFrom":{"configMapKeyRef":{"name":"cfg","key":"flag"}}}]}]}}"#;
+        let (facts, evidence) = recognise(AgentKind::Pod, pod).expect("possible agent");
+        assert!(facts.undecided);
+        assert!(
+            evidence.to_string().contains("ConfigMap cfg key flag"),
+            "{evidence}"
+        );
+        // With the flag literally in env, it is agentk for certain.
+        let literal = pod.replace(
+            r#""valueFrom":{"configMapKeyRef":{"name":"cfg","key":"flag"}}"#,
+            r#""value":"--kas-address""#,
+        );
+        let (facts, evidence) = recognise(AgentKind::Pod, &literal).expect("agent");
+        assert!(!facts.undecided);
+        assert!(evidence.to_string().contains("expansion"), "{evidence}");
     }
 }

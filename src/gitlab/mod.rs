@@ -3,3 +3,4 @@
 pub mod agent;
 pub mod agent_config;
 pub mod identity;
+pub mod installation;

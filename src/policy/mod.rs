@@ -3,6 +3,8 @@
 //! on. A policy sees its own block of the configuration file and nothing else of it: the
 //! configuration gathers the blocks, the engine hands each policy its own (`engine::AnyPolicy`).
 
+use std::cell::RefCell;
+
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -11,6 +13,7 @@ use serde_json::value::RawValue;
 use crate::admission::{Operation, Request};
 use crate::budget::Budget;
 use crate::cluster::ClusterView;
+use crate::cluster::reservation::Claim;
 use crate::finding::{Finding, Mode, PolicyId, object_ref};
 use crate::json_view::{Skims, parse_raw};
 
@@ -74,6 +77,9 @@ pub struct Context<'a, S = ()> {
     pub budget: &'a Budget,
     /// Shared by the views the policies read of this request's objects.
     skims: &'a Skims<'a>,
+    /// Where [`Context::claim`] puts what a policy needs reserved before its verdict stands;
+    /// none in a context that judges without reserving.
+    claims: Option<&'a RefCell<Vec<Claim>>>,
 }
 
 impl<'a> Context<'a> {
@@ -91,6 +97,16 @@ impl<'a> Context<'a> {
             view,
             budget,
             skims,
+            claims: None,
+        }
+    }
+
+    /// The same context, collecting the claims its policies make in `claims` (the engine
+    /// hands them to whoever answers the request).
+    pub fn collecting_claims(self, claims: &'a RefCell<Vec<Claim>>) -> Self {
+        Context {
+            claims: Some(claims),
+            ..self
         }
     }
 }
@@ -104,6 +120,18 @@ impl<'a, S> Context<'a, S> {
             view: self.view,
             budget: self.budget,
             skims: self.skims,
+            claims: self.claims,
+        }
+    }
+
+    /// Asks for a new agent installation to be reserved cluster-wide before this request is
+    /// allowed (see [`crate::cluster::reservation`]). The policy stays a pure function: the
+    /// engine hands the claim to whoever answers the request, which makes the reservation
+    /// and turns the verdict into a denial if another installation holds it. A context that
+    /// collects no claims (a judgement that reserves nothing) drops it.
+    pub fn claim(&self, claim: Claim) {
+        if let Some(claims) = self.claims {
+            claims.borrow_mut().push(claim);
         }
     }
 

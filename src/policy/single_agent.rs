@@ -14,57 +14,61 @@
 //! judged like a CREATE of its new installation. After the existing installation is deleted,
 //! a new one is allowed.
 //!
-//! What counts as an agent object and how installations are identified (Helm release, top
-//! owner, the chart's `<name>` -> `<name>-v2` upgrade, ReplicaSets and Pods by
-//! ownerReferences) is in [`crate::gitlab::agent`]. Flux HelmReleases of the `gitlab-agent`
-//! chart count, by `spec.chart.spec.chart` or by a `spec.chartRef` whose name contains
-//! `gitlab-agent` (the view does not know what an OCIRepository or HelmChart holds; a
-//! HelmRelease whose chartRef is named otherwise is caught when helm-controller creates the
-//! agent's Deployment, and the HelmRelease reports that denial in its status).
+//! What counts as an agent object is in [`crate::gitlab::agent`] (the image, agentk's
+//! `--kas-address` flag as the kubelet and a shell read the command line, the chart's labels,
+//! a Flux HelmRelease of the chart). Which installation it belongs to is decided from facts
+//! the requester cannot forge, in [`crate::gitlab::installation`]: the namespace the admission
+//! request names, kinds and names; labels, annotations, `ownerReferences` and a HelmRelease's
+//! naming fields are claims that join an object to an existing installation only when the
+//! cluster view confirms them. A second top-level workload running agentk in the same
+//! namespace is a second installation, except the chart's own `<name>` -> `<name>-v2` rename
+//! on upgrade; while that rename is under way, a third Deployment is denied.
+//!
+//! An object that may run agentk depending on text fluxgate cannot read (`$(FLAG)` from a
+//! ConfigMap key, a script from a Secret) is a possible installation: next to another
+//! installation it follows `whenUnknown`, like a view that cannot tell.
 //!
 //! A new ReplicaSet, Pod or Job of an installation the cluster already runs adds no
 //! installation and is allowed; [`Policy::prefetch`] has the view fetch the owner of a new
 //! agent object first, since a controller's children often arrive before its watch event.
 //!
-//! The default webhook rules should intercept the workload controllers and HelmRelease, not
-//! Pods, ReplicaSets or Jobs: a fail-closed webhook on Pods can lock a cluster. This policy
-//! also judges Pods, ReplicaSets and Jobs so that an opt-in webhook rule for them with
-//! `failurePolicy: Ignore`, the audit scan and `fluxgate check` catch ownerless ones.
+//! The default webhook rules intercept the workload controllers (ReplicationControllers
+//! too) and HelmRelease, not Pods, ReplicaSets or Jobs' Pods: a fail-closed webhook on Pods can
+//! lock a cluster. This policy also judges Pods and ReplicaSets so that an opt-in webhook rule
+//! for them with `failurePolicy: Ignore`, the audit scan and `fluxgate check` catch ownerless
+//! ones. Of the core API's other kinds with a pod template, a PodTemplate runs nothing.
 //!
 //! # Settings
 //! - `sanctioned: {namespace, release}` names the only installation allowed; every other one
-//!   is denied. With it the rule needs no cluster state at all.
+//!   is denied. It is matched against confirmed facts only: a top-level workload in
+//!   `namespace` named for `release` (the chart's `<fullname>[-v<N>]`, or `release` itself
+//!   for an installation without Helm), a HelmRelease that installs `release` into
+//!   `namespace`, or an object whose confirmed owner is one of those. A top-level object
+//!   needs no cluster state for this; an owned one needs the view to confirm its owner.
 //! - `imagePatterns`: more image repositories that count as agentk (anchored regexes).
 //! - `reservationTtlSeconds`: how long an allowed installation that has not yet appeared in
 //!   the cluster view keeps other installations out (default 30).
 //! - `whenUnknown: deny|allow`: what to do with an agent installation while the cluster view
-//!   cannot tell what runs: not synced yet, or its watch of the workloads lost for longer
-//!   than `serve --view-grace-seconds` (default `deny`, fail closed like Kyverno's default `failurePolicy: Fail`
-//!   for rules that need cluster data). Non-agent objects never depend on the view.
+//!   cannot tell what runs (not synced yet, or its watch of the workloads lost for longer
+//!   than `serve --view-grace-seconds`), when the cluster-wide reservation cannot be read or
+//!   written, and with a possible agent next to another installation (default `deny`, fail
+//!   closed like Kyverno's default `failurePolicy: Fail` for rules that need cluster data).
+//!   Non-agent objects never depend on the view.
 //!
-//! # Concurrency, and the race this policy cannot close alone
+//! # Exactly once, across replicas
 //! The cluster view learns about a new installation only when its watch event arrives, some
-//! milliseconds to seconds after the API server admitted it. Within one fluxgate process the
-//! gap is closed by a reservation table: the check of the view and the reservation of the
-//! installation happen under one lock, so of two concurrent CREATEs of different
-//! installations exactly one is allowed. A reservation ends when its installation appears in
-//! the view, or after `reservationTtlSeconds` if it never does (another fluxgate policy,
-//! another webhook or the API server rejected the request after this policy allowed it). Dry-run requests (server-side
-//! dry run, `fluxgate check`, the audit scan) are judged against reservations but never make
-//! one.
-//!
-//! Each webhook replica has its own view and its own reservations. Two CREATEs of different
-//! installations that reach two different replicas within the watch delay can therefore both
-//! be allowed. Two things close that gap:
-//! - `sanctioned`: the verdict is then a pure function of the request and the configuration,
-//!   identical on every replica, so there is nothing to race on;
-//! - the audit scan: it judges every agent object already in the cluster against the full
-//!   view and reports each installation that shares the cluster with another, so a duplicate
-//!   that slipped through the race (or predates fluxgate, or is an ownerless Pod the default
-//!   webhook rules do not intercept) is reported within one scan interval.
+//! milliseconds to seconds after the API server admitted it, and each replica has its own
+//! view. So when this policy allows a new installation it also makes a claim
+//! ([`Context::claim`]): the webhook reserves the installation through the API server (a
+//! `coordination.k8s.io` Lease in fluxgate's namespace, created atomically, taken over with a
+//! `resourceVersion` precondition) before it answers, and denies if the reservation names
+//! another installation that runs or has not had its `reservationTtlSeconds` yet (see
+//! [`crate::cluster::reservation`]). Dry runs (server-side dry run, `fluxgate check`, the audit
+//! scan) are judged against the reservation but never write one. With `sanctioned`, the
+//! verdict is a function of names that exist once per namespace, the same on every replica,
+//! and needs no reservation.
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -73,12 +77,17 @@ use super::{
 };
 use crate::admission::Operation;
 use crate::admission::Request;
-use crate::cluster::{AgentInstallation, AgentObject, Lookup, ObjectKey};
+use crate::cluster::reservation::{Claim, Held};
+use crate::cluster::{AgentInstallation, Lookup, ObjectKey};
 use crate::finding::{Finding, Mode, PolicyId};
 use crate::gitlab::agent::{
-    AgentDetector, AgentFacts, AgentKind, CHART_NAME, Evidence, InstallationId, KAS_ADDRESS_FLAG,
-    agent_kind_controller,
+    AgentDetector, AgentFacts, AgentKind, CHART_NAME, Evidence, KAS_ADDRESS_FLAG,
+    agent_kind_controller, flux_origin,
 };
+
+/// The label helm-controller puts on what it renders, naming the HelmRelease.
+const FLUX_ORIGIN_LABEL: &str = "helm.toolkit.fluxcd.io/name";
+use crate::gitlab::installation::{Grouping, InstallationId, group, named_for_release};
 
 const ID: PolicyId = PolicyId::SingleAgent;
 
@@ -116,8 +125,17 @@ pub struct Sanctioned {
 }
 
 impl Sanctioned {
+    /// Whether an installation is the sanctioned one, by what its top-level object is: a
+    /// HelmRelease that installs the release into the namespace, or a workload in the
+    /// namespace named for the release.
     fn allows(&self, id: &InstallationId) -> bool {
-        id.namespace() == self.namespace && id.name() == self.release
+        match id.kind {
+            AgentKind::HelmRelease => {
+                id.release.as_ref().map(|(ns, r)| (ns.as_str(), r.as_str()))
+                    == Some((self.namespace.as_str(), self.release.as_str()))
+            }
+            _ => id.namespace == self.namespace && named_for_release(&id.name, &self.release),
+        }
     }
 }
 
@@ -214,21 +232,10 @@ impl PolicySettings for Settings {
     }
 }
 
-/// An installation this process allowed that the cluster view has not shown yet.
-#[derive(Debug, Clone)]
-struct Reservation {
-    id: InstallationId,
-    /// The object whose request made it, as messages name it.
-    object: String,
-    made: Instant,
-    expires: Instant,
-}
-
-/// The policy. It holds the reservations of this process (see the module documentation).
+/// The policy. It keeps no state: what it allows across replicas is settled by the
+/// reservation its claims make (see the module documentation).
 #[derive(Default)]
-pub struct SingleAgent {
-    reservations: Mutex<Vec<Reservation>>,
-}
+pub struct SingleAgent;
 
 const fn rule(
     group: &'static str,
@@ -256,6 +263,7 @@ const KINDS: &[KindRule] = &[
     rule("apps", "StatefulSet", "statefulsets", false),
     rule("apps", "DaemonSet", "daemonsets", false),
     rule("apps", "ReplicaSet", "replicasets", true),
+    rule("", "ReplicationController", "replicationcontrollers", false),
     rule("batch", "CronJob", "cronjobs", false),
     rule("batch", "Job", "jobs", false),
     rule("", "Pod", "pods", true),
@@ -306,9 +314,11 @@ impl Policy for SingleAgent {
     }
 
     /// A ReplicaSet's or Job's Pods are created milliseconds after it, often before its watch
-    /// event: have the view fetch the owner of a new agent object so that the object joins
-    /// its owner's installation. A substring test keeps this free for every other workload
-    /// (agents by a configured image pattern fall back to their labels and owner names).
+    /// event, and helm-controller creates a HelmRelease's Deployment soon after the
+    /// HelmRelease: have the view fetch the owner (or the HelmRelease the object names as its
+    /// origin) of a new agent object first, so that the object joins that installation. A
+    /// substring test keeps this free for every other workload (an agent by a configured
+    /// image pattern is judged with what the view has).
     fn prefetch(&self, request: &Request<'_>) -> Vec<ObjectKey> {
         let (Operation::Create, Some(raw)) = (request.operation, request.object) else {
             return Vec::new();
@@ -316,7 +326,11 @@ impl Policy for SingleAgent {
         let Some(kind) = AgentKind::of(&request.kind.group, &request.kind.kind) else {
             return Vec::new();
         };
-        let is_agent = (raw.get().contains(CHART_NAME) || raw.get().contains(KAS_ADDRESS_FLAG))
+        let text = raw.get();
+        let owned = text.contains("ownerReferences");
+        let rendered = text.contains(FLUX_ORIGIN_LABEL);
+        let is_agent = (owned || rendered)
+            && (text.contains(CHART_NAME) || text.contains(KAS_ADDRESS_FLAG))
             && matches!(
                 AgentDetector::default().recognise_raw(kind, raw, request.namespace()),
                 Ok(Some(_))
@@ -324,15 +338,25 @@ impl Policy for SingleAgent {
         if !is_agent {
             return Vec::new();
         }
-        agent_kind_controller(raw.get())
+        let owner = owned
+            .then(|| agent_kind_controller(text))
+            .flatten()
             .map(|(kind, name)| ObjectKey {
                 group: kind.group().to_string(),
                 kind: kind.kind().to_string(),
                 namespace: request.namespace().map(str::to_string),
                 name,
-            })
-            .into_iter()
-            .collect()
+            });
+        let origin = rendered
+            .then(|| flux_origin(text))
+            .flatten()
+            .map(|(namespace, name)| ObjectKey {
+                group: AgentKind::HelmRelease.group().to_string(),
+                kind: AgentKind::HelmRelease.kind().to_string(),
+                namespace: Some(namespace),
+                name,
+            });
+        owner.into_iter().chain(origin).collect()
     }
 
     fn validate(&self, ctx: &Context<'_, Settings>) -> Vec<Finding> {
@@ -348,7 +372,14 @@ impl Policy for SingleAgent {
                 format!("{} has no object in the request", ctx.object_ref()),
             )];
         };
-        let (facts, evidence) = match detector.recognise_raw(kind, raw, request.namespace()) {
+        let recognise = |raw| {
+            detector
+                .recognise_raw(kind, raw, request.namespace())
+                .map(|found| {
+                    found.map(|(facts, evidence)| (in_request_namespace(facts, request), evidence))
+                })
+        };
+        let (facts, evidence) = match recognise(raw) {
             Ok(Some(found)) => found,
             // The common case, and the whole cost for workloads that are not agents.
             Ok(None) => return Vec::new(),
@@ -360,11 +391,7 @@ impl Policy for SingleAgent {
             }
         };
         let old = match (request.operation, request.old_object) {
-            (Operation::Update, Some(raw)) => detector
-                .recognise_raw(kind, raw, request.namespace())
-                .ok()
-                .flatten()
-                .map(|(facts, _)| facts),
+            (Operation::Update, Some(raw)) => recognise(raw).ok().flatten().map(|(facts, _)| facts),
             _ => None,
         };
         let candidate = Candidate {
@@ -378,19 +405,91 @@ impl Policy for SingleAgent {
         };
         match &settings.sanctioned {
             Some(sanctioned) => judge_sanctioned(&candidate, sanctioned, ctx),
-            None => self.judge_against_cluster(&candidate, ctx),
+            None => judge_against_cluster(&candidate, ctx),
         }
     }
 }
 
-/// The installation of an agent object, resolving its owner through the view's installations.
-fn installation_of(facts: &AgentFacts, known: Option<&[AgentInstallation]>) -> InstallationId {
-    facts.installation(|owner_uid| {
-        known?
+/// The namespace of an object under review is the one the admission request names: the
+/// API server refuses an object whose own `metadata.namespace` says otherwise, and fills it
+/// in when it is empty.
+fn in_request_namespace(mut facts: AgentFacts, request: &Request<'_>) -> AgentFacts {
+    if let Some(namespace) = request.namespace().filter(|ns| !ns.is_empty())
+        && facts.namespace != namespace
+    {
+        facts.namespace = namespace.to_string();
+        if let Some((release_ns, _)) = facts.installs.as_mut()
+            && facts.kind == AgentKind::HelmRelease
+            && release_ns.is_empty()
+        {
+            *release_ns = namespace.to_string();
+        }
+    }
+    facts
+}
+
+/// The cluster's agent objects with the one under review in place of its stored version
+/// (if any), grouped into installations.
+struct Placement {
+    objects: Vec<AgentFacts>,
+    /// The object under review: the last one.
+    candidate: usize,
+    /// The object is already in the cluster (`fluxgate check`, the audit scan).
+    already_stored: bool,
+    grouping: Grouping,
+}
+
+impl Placement {
+    fn new(installations: &[AgentInstallation], facts: &AgentFacts) -> Self {
+        let mut objects: Vec<AgentFacts> = Vec::new();
+        let mut already_stored = false;
+        for object in installations.iter().flat_map(|i| i.objects.iter()) {
+            if object.same_object(facts) {
+                already_stored = true;
+            } else {
+                objects.push(object.clone());
+            }
+        }
+        objects.push(facts.clone());
+        let grouping = group(&objects);
+        Placement {
+            candidate: objects.len() - 1,
+            objects,
+            already_stored,
+            grouping,
+        }
+    }
+
+    fn id(&self) -> &InstallationId {
+        &self.grouping.installation_of(self.candidate).id
+    }
+
+    /// The other installations, each with its objects.
+    fn others(&self) -> Vec<(&InstallationId, Vec<&AgentFacts>)> {
+        let own = self.id();
+        self.grouping
+            .installations()
             .iter()
-            .find(|i| i.contains_uid(owner_uid))
-            .map(|i| i.id.clone())
-    })
+            .filter(|i| i.id != *own)
+            .map(|i| (&i.id, i.members.iter().map(|&m| &self.objects[m]).collect()))
+            .collect()
+    }
+
+    /// The other top-level workloads of the object's own installation (a HelmRelease aside).
+    fn sibling_tops(&self) -> Vec<&AgentFacts> {
+        self.grouping
+            .installation_of(self.candidate)
+            .tops
+            .iter()
+            .filter(|&&t| t != self.candidate && self.objects[t].kind != AgentKind::HelmRelease)
+            .map(|&t| &self.objects[t])
+            .collect()
+    }
+
+    /// Whether the object joins objects the cluster already has.
+    fn joins_others(&self) -> bool {
+        self.grouping.installation_of(self.candidate).members.len() > 1
+    }
 }
 
 fn judge_sanctioned(
@@ -398,16 +497,64 @@ fn judge_sanctioned(
     sanctioned: &Sanctioned,
     ctx: &Context<'_, Settings>,
 ) -> Vec<Finding> {
-    // The view only helps to follow owners; without it, the object's own labels and owner
-    // references decide, so this path never waits for a sync.
     let view = ctx.view.agent_installations();
-    let known = match &view {
+    let installations = match &view {
         Lookup::Found(installations) => Some(installations.as_slice()),
-        _ => None,
+        Lookup::Missing => Some(&[][..]),
+        Lookup::Unknown => None,
     };
-    let id = installation_of(&candidate.facts, known);
-    if sanctioned.allows(&id) || keeps_its_installation(candidate, &id, known) {
+    let Some(installations) = installations else {
+        // A top-level object is judged by its own namespace, kind and name; whether an
+        // owner it claims exists needs the view.
+        if candidate.facts.owner.is_some() {
+            return when_unknown(
+                candidate,
+                &InstallationId::of_top(&candidate.facts),
+                "its owner",
+            );
+        }
+        let id = InstallationId::of_top(&candidate.facts);
+        return sanctioned_verdict(candidate, sanctioned, &id, None);
+    };
+    let placement = Placement::new(installations, &candidate.facts);
+    if keeps_its_installation(candidate, installations, placement.id()) {
         return Vec::new();
+    }
+    let id = placement.id().clone();
+    // Another object that also takes itself for the sanctioned installation.
+    let impostor = placement
+        .others()
+        .into_iter()
+        .find(|(other, _)| sanctioned.allows(other))
+        .map(|(other, objects)| (other.clone(), list_objects(&objects)));
+    sanctioned_verdict(candidate, sanctioned, &id, impostor)
+}
+
+fn sanctioned_verdict(
+    candidate: &Candidate<'_>,
+    sanctioned: &Sanctioned,
+    id: &InstallationId,
+    impostor: Option<(InstallationId, String)>,
+) -> Vec<Finding> {
+    if sanctioned.allows(id) {
+        return match impostor {
+            None => Vec::new(),
+            Some((other, objects)) => vec![Finding::violation(
+                ID,
+                format!(
+                    "{} would install a GitLab agent for Kubernetes ({}) as {id}, a second \
+                     installation named like the one policies.single-agent.sanctioned allows \
+                     ({}/{}), next to {other} ({objects}). {ONE_AGENT} {SHARE_ADVICE}",
+                    candidate.object_ref,
+                    candidate.evidence,
+                    sanctioned.namespace,
+                    sanctioned.release
+                ),
+            )],
+        };
+    }
+    if candidate.facts.undecided {
+        return when_unknown(candidate, id, "whether it runs agentk");
     }
     vec![Finding::violation(
         ID,
@@ -424,157 +571,160 @@ fn judge_sanctioned(
 /// how many agents the cluster runs.
 fn keeps_its_installation(
     candidate: &Candidate<'_>,
+    installations: &[AgentInstallation],
     id: &InstallationId,
-    known: Option<&[AgentInstallation]>,
 ) -> bool {
     candidate
         .old
         .as_ref()
-        .is_some_and(|old| installation_of(old, known) == *id)
+        .is_some_and(|old| Placement::new(installations, old).id() == id)
 }
 
-impl SingleAgent {
-    fn judge_against_cluster(
-        &self,
-        candidate: &Candidate<'_>,
-        ctx: &Context<'_, Settings>,
-    ) -> Vec<Finding> {
-        // One lock around reading the view and reserving: a second request sees either the
-        // first one's reservation or its installation in the view, never neither.
-        let mut reservations = self.reservations.lock().unwrap_or_else(|p| p.into_inner());
-        let view = ctx.view.agent_installations();
-        let known = match &view {
-            Lookup::Found(installations) => Some(installations.as_slice()),
-            Lookup::Missing => Some(&[][..]),
-            Lookup::Unknown => None,
-        };
-        let id = installation_of(&candidate.facts, known);
-        if keeps_its_installation(candidate, &id, known) {
-            return Vec::new();
-        }
-        let old_id = candidate
-            .old
-            .as_ref()
-            .map(|old| installation_of(old, known));
-        let is_own = |other: &InstallationId| *other == id || old_id.as_ref() == Some(other);
-
-        let mut findings = Vec::new();
-        let installations = match known {
-            Some(installations) => installations,
-            None => match candidate.settings.when_unknown {
+fn judge_against_cluster(candidate: &Candidate<'_>, ctx: &Context<'_, Settings>) -> Vec<Finding> {
+    let view = ctx.view.agent_installations();
+    let mut findings = Vec::new();
+    let installations = match &view {
+        Lookup::Found(installations) => installations.as_slice(),
+        Lookup::Missing => &[][..],
+        Lookup::Unknown => {
+            let id = InstallationId::of_top(&candidate.facts);
+            match candidate.settings.when_unknown {
                 WhenUnknown::Deny => return vec![unknown_view_denial(candidate, &id)],
                 WhenUnknown::Allow => {
                     findings.push(unknown_view_advisory(candidate, &id));
                     &[][..]
                 }
-            },
-        };
-
-        let now = Instant::now();
-        // A reservation has done its job once its installation reached the view, even if it
-        // has left it again since.
-        reservations.retain(|r| {
-            now < r.expires
-                && !installations.iter().any(|i| i.id == r.id)
-                && !ctx.view.agent_installation_applied_since(&r.id, r.made)
-        });
-
-        let is_this_object = |o: &AgentObject| candidate.is(o);
-        let others: Vec<(&InstallationId, Vec<&AgentObject>)> = installations
-            .iter()
-            .filter(|i| !is_own(&i.id))
-            .filter_map(|i| {
-                let objects: Vec<&AgentObject> =
-                    i.objects.iter().filter(|o| !is_this_object(o)).collect();
-                (!objects.is_empty()).then_some((&i.id, objects))
-            })
-            .collect();
-        let mine = installations.iter().find(|i| i.id == id);
-
-        // `fluxgate check` and the audit scan judge objects that are already in the cluster:
-        // such an object is a finding when its installation shares the cluster.
-        let already_stored = candidate.operation == Operation::Create
-            && mine.is_some_and(|i| i.objects.iter().any(is_this_object));
-        if already_stored {
-            if let Some((existing, objects)) = others.first() {
-                findings.push(Finding::violation(
-                    ID,
-                    format!(
-                        "{} belongs to {id} ({}), a second GitLab agent for Kubernetes in a \
-                         cluster that also runs {existing} ({}). {ONE_AGENT} {SHARE_ADVICE}",
-                        candidate.object_ref,
-                        candidate.evidence,
-                        list_objects(objects)
-                    ),
-                ));
             }
-            return findings;
         }
+    };
+    let placement = Placement::new(installations, &candidate.facts);
+    let id = placement.id().clone();
+    if keeps_its_installation(candidate, installations, &id) {
+        return findings;
+    }
+    let others = placement.others();
 
-        // A new ReplicaSet, Pod or Job of an installation the cluster already runs (a
-        // rollout, a scale-up, a scheduled run) adds no installation.
-        if mine.is_some_and(|i| i.objects.iter().any(|o| !is_this_object(o))) {
-            return findings;
+    // `fluxgate check` and the audit scan judge objects that are already in the cluster:
+    // such an object is a finding when its installation shares the cluster.
+    if placement.already_stored && candidate.operation == Operation::Create {
+        if let Some(finding) = second_installation(candidate, &id, &others, true) {
+            findings.push(finding);
         }
+        return findings;
+    }
 
-        if let Some((existing, objects)) = others.first() {
+    if placement.joins_others() {
+        // A new ReplicaSet, Pod or Job of an installation the cluster runs (a rollout, a
+        // scale-up, a scheduled run), the Deployment helm-controller renders for a
+        // HelmRelease, or the chart's rename: no new installation. A third top-level
+        // Deployment while a rename is under way is not the chart's doing.
+        let siblings = placement.sibling_tops();
+        if !placement.grouping.has_confirmed_owner(placement.candidate) && siblings.len() >= 2 {
             findings.push(Finding::violation(
                 ID,
                 format!(
-                    "{} would add a second GitLab agent for Kubernetes to this cluster: {id} \
-                     ({}), while the cluster already runs {existing} ({}). {ONE_AGENT} \
-                     {SHARE_ADVICE}",
+                    "{} would be a third agentk Deployment of {id} next to {}: the \
+                     gitlab-agent chart's upgrade renames its Deployment once (<name> -> \
+                     <name>-v2) and Helm then deletes the old one, so a third is a second \
+                     installation. {ONE_AGENT} {SHARE_ADVICE}",
                     candidate.object_ref,
-                    candidate.evidence,
-                    list_objects(objects)
+                    list_objects(&siblings),
                 ),
             ));
-            return findings;
         }
-        if let Some(r) = reservations.iter().find(|r| !is_own(&r.id)) {
-            let age = now.saturating_duration_since(r.made).as_secs();
-            let left = r.expires.saturating_duration_since(now).as_secs().max(1);
-            findings.push(Finding::violation(
-                ID,
-                format!(
-                    "{} would add a second GitLab agent for Kubernetes to this cluster: {id} \
-                     ({}), while {} ({}) was allowed {age}s ago and has not appeared in the \
-                     cluster yet. If that request failed, retry in {left}s. {ONE_AGENT} \
-                     {SHARE_ADVICE}",
-                    candidate.object_ref, candidate.evidence, r.object, r.id
-                ),
-            ));
-            return findings;
-        }
-        if !candidate.dry_run {
-            let ttl = Duration::from_secs(candidate.settings.reservation_ttl_seconds);
-            reservations.retain(|r| r.id != id);
-            reservations.push(Reservation {
-                id,
-                object: candidate.object_ref.clone(),
-                made: now,
-                expires: now + ttl,
+        return findings;
+    }
+
+    if let Some(finding) = second_installation(candidate, &id, &others, false) {
+        findings.push(finding);
+        return findings;
+    }
+    // A new installation in a cluster that runs none: reserve it cluster-wide first.
+    ctx.claim(Claim {
+        installation: id,
+        object: candidate.object_ref.clone(),
+        ttl: Duration::from_secs(candidate.settings.reservation_ttl_seconds),
+        dry_run: candidate.dry_run,
+        allow_when_unknown: candidate.settings.when_unknown == WhenUnknown::Allow,
+        refused_text: reservation_refused,
+        unknown_text: reservation_unknown,
+    });
+    findings
+}
+
+/// The finding for an installation next to others: a violation when both run agentk for
+/// certain; `whenUnknown` when one of them only may.
+fn second_installation(
+    candidate: &Candidate<'_>,
+    id: &InstallationId,
+    others: &[(&InstallationId, Vec<&AgentFacts>)],
+    stored: bool,
+) -> Option<Finding> {
+    let decided = others
+        .iter()
+        .find(|(_, objects)| objects.iter().any(|o| !o.undecided));
+    let (existing, objects) = match (candidate.facts.undecided, decided) {
+        (false, Some(found)) => found,
+        _ => {
+            let (other, objects) = others.first()?;
+            let possible = objects
+                .iter()
+                .find(|o| o.undecided)
+                .map(|o| format!("{} may run agentk", o.object_ref()))
+                .unwrap_or_else(|| candidate.evidence.to_string());
+            let text = format!(
+                "fluxgate cannot tell whether {} {} a second GitLab agent for Kubernetes ({id}) \
+                 next to {other} ({}): {possible}. Set the flags literally (not from a ConfigMap, \
+                 Secret or annotation), or add the image to policies.single-agent.imagePatterns \
+                 if it is agentk (policies.single-agent.whenUnknown).",
+                candidate.object_ref,
+                if stored { "is" } else { "would add" },
+                list_objects(objects)
+            );
+            return Some(match candidate.settings.when_unknown {
+                WhenUnknown::Deny => Finding::violation(ID, text),
+                WhenUnknown::Allow => Finding::advisory(ID, text),
             });
         }
-        findings
-    }
+    };
+    Some(Finding::violation(
+        ID,
+        if stored {
+            format!(
+                "{} belongs to {id} ({}), a second GitLab agent for Kubernetes in a cluster \
+                 that also runs {existing} ({}). {ONE_AGENT} {SHARE_ADVICE}",
+                candidate.object_ref,
+                candidate.evidence,
+                list_objects(objects)
+            )
+        } else {
+            format!(
+                "{} would add a second GitLab agent for Kubernetes to this cluster ({}), while \
+                 the cluster already runs {existing} ({}). {ONE_AGENT} {SHARE_ADVICE}",
+                named(&candidate.object_ref, id),
+                candidate.evidence,
+                list_objects(objects)
+            )
+        },
+    ))
 }
 
-impl Candidate<'_> {
-    /// Whether a view object is the object this request is about.
-    fn is(&self, o: &AgentObject) -> bool {
-        match (&o.uid, &self.facts.uid) {
-            (Some(a), Some(b)) => a == b,
-            _ => {
-                o.kind == self.facts.kind
-                    && o.namespace == self.facts.namespace
-                    && o.name == self.facts.name
-            }
-        }
-    }
+/// What `whenUnknown` answers when a fact cannot be confirmed.
+fn when_unknown(candidate: &Candidate<'_>, id: &InstallationId, what: &str) -> Vec<Finding> {
+    let text = format!(
+        "{} installs a GitLab agent for Kubernetes ({}) as {id}, and fluxgate cannot confirm \
+         {what}: its cluster view is not synced or has lost its watch of the API server, or \
+         the object's flags come from text fluxgate cannot read. Retry in a few seconds; if \
+         this persists, check fluxgate's /readyz and logs (policies.single-agent.whenUnknown).",
+        candidate.object_ref, candidate.evidence
+    );
+    vec![match candidate.settings.when_unknown {
+        WhenUnknown::Deny => Finding::violation(ID, text),
+        WhenUnknown::Allow => Finding::advisory(ID, text),
+    }]
 }
 
-fn list_objects(objects: &[&AgentObject]) -> String {
+fn list_objects(objects: &[&AgentFacts]) -> String {
     let mut listed: Vec<String> = objects
         .iter()
         .take(LISTED_OBJECTS)
@@ -612,4 +762,41 @@ fn unknown_view_advisory(candidate: &Candidate<'_>, id: &InstallationId) -> Find
             candidate.object_ref
         ),
     )
+}
+
+/// The denial when another installation holds the cluster-wide reservation.
+fn reservation_refused(claim: &Claim, held: &Held, now: std::time::SystemTime) -> String {
+    let age = now.duration_since(held.renewed).unwrap_or_default();
+    let left = held.ttl.saturating_sub(age).as_secs().max(1);
+    format!(
+        "{} would add a second GitLab agent for Kubernetes to this cluster, while {} was \
+         allowed {}s ago (by this or another fluxgate replica) and has not appeared in the \
+         cluster yet, or still runs. If that request failed, retry in {left}s. {ONE_AGENT} \
+         {SHARE_ADVICE}",
+        named(&claim.object, &claim.installation),
+        named(&held.object, &held.installation),
+        age.as_secs()
+    )
+}
+
+/// The answer when the cluster-wide reservation cannot be read or written.
+fn reservation_unknown(claim: &Claim, why: &str) -> String {
+    format!(
+        "{} would install a GitLab agent for Kubernetes as {}, and fluxgate cannot reserve it \
+         against a concurrent installation through another replica: {why}. Retry in a few \
+         seconds; if this persists, check fluxgate's logs and its rights on Leases in its \
+         namespace (policies.single-agent.whenUnknown).",
+        claim.object, claim.installation
+    )
+}
+
+/// An object and, when it says more, the installation it makes: `Deployment a/b (Helm
+/// release a/r)`.
+fn named(object: &str, id: &InstallationId) -> String {
+    let id = id.to_string();
+    if id == object {
+        id
+    } else {
+        format!("{object} ({id})")
+    }
 }

@@ -29,6 +29,7 @@ use self::inflight::BodyBudget;
 use self::pool::EvalPool;
 
 use crate::cluster::ClusterView;
+use crate::cluster::reservation::{LocalReservations, Reservations};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::metrics::Metrics;
@@ -103,6 +104,9 @@ pub struct ServerOptions {
     /// Bodies larger than this are judged on the evaluation pool from the start; smaller
     /// ones inline, unless their inline budget sends them there.
     pub inline_body_bytes: usize,
+    /// Where new agent installations are reserved before they are allowed: a Lease every
+    /// replica shares, or (without a cluster) this process alone.
+    pub reservations: Arc<dyn Reservations>,
 }
 
 impl ServerOptions {
@@ -129,6 +133,7 @@ impl ServerOptions {
             eval_timeout: Duration::from_secs(8),
             eval_threads: default_eval_threads(),
             inline_body_bytes: 128 * 1024,
+            reservations: Arc::new(LocalReservations::default()),
         }
     }
 }
@@ -159,6 +164,7 @@ pub struct AppState {
     pub(crate) body_admit_wait: Duration,
     pub(crate) pool: EvalPool,
     pub(crate) inline_body_bytes: usize,
+    pub reservations: Arc<dyn Reservations>,
 }
 
 /// A server with its sockets bound, ready to run.
@@ -230,6 +236,7 @@ impl BoundServer {
             body_admit_wait: options.body_admit_wait,
             pool: EvalPool::new(options.eval_threads),
             inline_body_bytes: options.inline_body_bytes,
+            reservations: options.reservations.clone(),
         });
         Ok(BoundServer {
             state,

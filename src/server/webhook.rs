@@ -17,7 +17,8 @@ use super::inflight::BodyPermit;
 use super::pool::PoolError;
 use crate::admission;
 use crate::budget::{Budget, Exceeded, Limits};
-use crate::engine::{Endpoint, verdict};
+use crate::engine::Endpoint;
+use crate::engine::verdict::{self, Verdict};
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -272,8 +273,18 @@ async fn review(state: Arc<AppState>, endpoint: Endpoint, request: Request) -> R
     };
     refresh_view(&state, &request, deadline).await;
     let budget = Budget::default().inline(Limits::INLINE);
-    if let Some(answer) = answer(&state, endpoint, &request, &budget, arrived, &Late::new()) {
-        return answer;
+    let started = Instant::now();
+    if let Some((mut verdict, exemptions)) = judge(&state, endpoint, &request, &budget) {
+        settle(&state, &mut verdict).await;
+        return respond(
+            &state,
+            endpoint,
+            &request,
+            &verdict,
+            &exemptions,
+            (arrived, started),
+            &Late::new(),
+        );
     }
     drop(request);
     state
@@ -333,8 +344,24 @@ async fn on_pool(
             runtime.block_on(refresh_view(&state, &request, deadline));
         }
         let budget = Budget::default().with_deadline(arrived, state.eval_timeout);
-        answer(&state, endpoint, &request, &budget, arrived, &job_late)
-            .unwrap_or_else(|| past_deadline(&state, arrived, &job_late))
+        let started = Instant::now();
+        match judge(&state, endpoint, &request, &budget) {
+            Some((mut verdict, exemptions)) => {
+                if !verdict.claims.is_empty() {
+                    runtime.block_on(settle(&state, &mut verdict));
+                }
+                respond(
+                    &state,
+                    endpoint,
+                    &request,
+                    &verdict,
+                    &exemptions,
+                    (arrived, started),
+                    &job_late,
+                )
+            }
+            None => past_deadline(&state, arrived, &job_late),
+        }
     };
     match state.pool.run(deadline, job).await {
         Ok(response) => response,
@@ -381,17 +408,13 @@ fn past_deadline(state: &AppState, arrived: Instant, late: &Late) -> Response {
     )
 }
 
-/// Judges a decoded review within `budget` and answers it; `None` when an inline budget
-/// asks for the pool.
-fn answer(
+/// Judges a decoded review within `budget`; `None` when an inline budget asks for the pool.
+fn judge(
     state: &AppState,
     endpoint: Endpoint,
     request: &admission::Request<'_>,
     budget: &Budget,
-    arrived: Instant,
-    late: &Late,
-) -> Option<Response> {
-    let started = Instant::now();
+) -> Option<(Verdict, Vec<crate::engine::ExemptionUse>)> {
     let (verdict, exemptions) =
         state
             .engine
@@ -399,14 +422,46 @@ fn answer(
     if let Some(Exceeded::Offload { .. }) = verdict.unjudged {
         return None;
     }
+    Some((verdict, exemptions))
+}
+
+/// Reserves what an allowed verdict claims (a new GitLab agent installation) before it is
+/// answered. Only such a review waits for the API server; the common one claims nothing.
+async fn settle(state: &AppState, verdict: &mut Verdict) {
+    if verdict.claims.is_empty() {
+        return;
+    }
+    let results =
+        crate::engine::settle_claims(verdict, state.reservations.as_ref(), state.view.as_ref())
+            .await;
+    for result in results {
+        state
+            .metrics
+            .agent_reservations
+            .with_label_values(&[result])
+            .inc();
+    }
+}
+
+/// Answers a judged review: the AdmissionReview, its metrics and its decision line.
+/// `(arrived, started)`: when the request arrived, and when its judging began.
+fn respond(
+    state: &AppState,
+    endpoint: Endpoint,
+    request: &admission::Request<'_>,
+    verdict: &Verdict,
+    exemptions: &[crate::engine::ExemptionUse],
+    (arrived, started): (Instant, Instant),
+    late: &Late,
+) -> Response {
     if arrived.elapsed() > state.eval_timeout
         || matches!(verdict.unjudged, Some(Exceeded::Deadline { .. }))
     {
         // An answer this late may already have been given up on by the API server; let
         // its failurePolicy decide rather than pretend.
-        return Some(past_deadline(state, arrived, late));
+        return past_deadline(state, arrived, late);
     }
-    let encoded = verdict::encode(&request.uid, &verdict);
+    let encoded = verdict::encode(&request.uid, verdict);
     // Kinds are whatever the client says: only judged kinds become label values, so that
     // made-up kinds cannot grow the metrics without bound.
     let kind_label = state
@@ -417,22 +472,20 @@ fn answer(
         endpoint,
         kind_label,
         request.operation.as_str(),
-        &verdict,
-        &exemptions,
+        verdict,
+        exemptions,
         started.elapsed().as_secs_f64(),
     );
-    log_decision(endpoint, request, &verdict, &exemptions);
-    Some(
-        (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            encoded,
-        )
-            .into_response(),
+    log_decision(endpoint, request, verdict, exemptions);
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        encoded,
     )
+        .into_response()
 }
 
 pub fn log_decision(
