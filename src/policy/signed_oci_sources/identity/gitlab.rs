@@ -32,7 +32,7 @@ use super::language::{Exceeded, Graph, Language, Limits, Part, Reader, START, Sh
 
 /// The reader's phases (`Shape::s`); `Shape::e` is the progress within one.
 pub mod g {
-    /// The full project path; `e` is 1 after a `/`.
+    /// The full project path; `e` is [`super::path::START`] and so on.
     pub const PATH: u8 = 0;
     /// The CI config path; `e` is how much of `@refs/` was just read.
     pub const CONFIG: u8 = 1;
@@ -44,6 +44,22 @@ pub mod g {
     pub const TAG: u8 = 4;
     /// No subject GitLab writes.
     pub const NONE: u8 = 5;
+}
+
+/// Progress within the full project path (`Shape::e` in [`g::PATH`]). A project path has at
+/// least two segments (a namespace and the project: GitLab has no project outside one), none
+/// of them empty.
+pub mod path {
+    /// Right after the host's `/`.
+    pub const START: u8 = 1;
+    /// In the first segment (the top-level namespace).
+    pub const FIRST: u8 = 0;
+    /// Right after the first segment's `/`: a second `/` would end a one-segment path.
+    pub const AFTER_FIRST: u8 = 4;
+    /// In a later segment.
+    pub const LATER: u8 = 3;
+    /// Right after a later segment's `/`: a second `/` ends the path.
+    pub const AFTER_LATER: u8 = 2;
 }
 
 /// The state right after `@refs/heads/`.
@@ -66,15 +82,25 @@ pub struct SubjectReader;
 
 impl Reader for SubjectReader {
     fn start(&self) -> Shape {
-        // The `/` after the host was read: a `/` now would end an empty project path.
-        Shape { s: g::PATH, e: 1 }
+        // The `/` after the host was read.
+        Shape {
+            s: g::PATH,
+            e: path::START,
+        }
     }
 
     fn step(&self, state: Shape, b: u8) -> Shape {
         let at = |s, e| Shape { s, e };
         match state.s {
-            g::PATH if b == b'/' && state.e == 1 => at(g::CONFIG, 0),
-            g::PATH => at(g::PATH, u8::from(b == b'/')),
+            g::PATH => match (state.e, b == b'/') {
+                // An empty segment, or `//` after one segment: no project path.
+                (path::START | path::AFTER_FIRST, true) => at(g::NONE, 0),
+                (path::AFTER_LATER, true) => at(g::CONFIG, 0),
+                (path::START | path::FIRST, false) => at(g::PATH, path::FIRST),
+                (path::FIRST, true) => at(g::PATH, path::AFTER_FIRST),
+                (_, false) => at(g::PATH, path::LATER),
+                (_, true) => at(g::PATH, path::AFTER_LATER),
+            },
             g::CONFIG => {
                 let read = usize::from(state.e);
                 if b == REFS[read] {
@@ -167,10 +193,7 @@ pub fn project_paths(g: &Graph) -> Part<'_> {
 /// starts the branch names of some project and config path.
 pub fn branch_entries(g: &Graph) -> Vec<u32> {
     (0..g.len() as u32)
-        .filter(|&n| {
-            g.shape[n as usize] == BRANCH_ENTRY
-                && g.live[n as usize] & BRANCH_END != 0
-        })
+        .filter(|&n| g.shape[n as usize] == BRANCH_ENTRY && g.live[n as usize] & BRANCH_END != 0)
         .collect()
 }
 
@@ -256,8 +279,9 @@ mod tests {
     use super::*;
 
     fn read(text: &str) -> Shape {
-        text.bytes()
-            .fold(SubjectReader.start(), |state, b| SubjectReader.step(state, b))
+        text.bytes().fold(SubjectReader.start(), |state, b| {
+            SubjectReader.step(state, b)
+        })
     }
 
     #[test]
@@ -267,12 +291,19 @@ mod tests {
         assert_eq!(end("acme/app//.gitlab-ci.yml@refs/tags/v1"), TAG_END);
         assert_eq!(end("acme/sub/app//ci/build.yml@refs/tags/v1"), TAG_END);
         // A branch named `x@refs/tags/v1` is a branch.
-        assert_eq!(end("acme/app//.gitlab-ci.yml@refs/heads/x@refs/tags/v1"), BRANCH_END);
+        assert_eq!(
+            end("acme/app//.gitlab-ci.yml@refs/heads/x@refs/tags/v1"),
+            BRANCH_END
+        );
         // `@@refs/` still finds `@refs/`.
         assert_eq!(end("acme/app//a@@refs/heads/main"), BRANCH_END);
         // No subject GitLab writes.
         for text in [
             "acme/app",
+            // A project path has a namespace and a project, no empty segment.
+            "acme//.gitlab-ci.yml@refs/heads/main",
+            "/acme/app//.gitlab-ci.yml@refs/heads/main",
+            "acme///.gitlab-ci.yml@refs/heads/main",
             "acme/app//.gitlab-ci.yml",
             "acme/app//.gitlab-ci.yml@main",
             "acme/app//.gitlab-ci.yml@refs/merge-requests/1/head",
@@ -283,7 +314,10 @@ mod tests {
         }
         assert_eq!(read("acme/app//").s, g::CONFIG);
         assert_eq!(read("acme/app/").s, g::PATH);
-        assert_eq!(read("acme/app//x@refs/heads/"), Shape { s: g::BRANCH, e: 1 });
+        assert_eq!(
+            read("acme/app//x@refs/heads/"),
+            Shape { s: g::BRANCH, e: 1 }
+        );
     }
 
     #[test]
@@ -294,7 +328,7 @@ mod tests {
             .filter(|state| {
                 // Reachable progress values only.
                 match state.s {
-                    g::PATH => state.e <= 1,
+                    g::PATH => state.e <= 4,
                     g::CONFIG => usize::from(state.e) < REFS.len(),
                     g::REF => {
                         usize::from(state.e) < HEADS.len()

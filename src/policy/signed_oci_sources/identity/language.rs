@@ -838,7 +838,12 @@ impl Part<'_> {
 /// The shortest continuation from `node` to a string accepted with one of the `shapes`,
 /// spelled readably.
 pub fn completion(graph: &Graph, node: u32, shapes: u8) -> Option<Vec<u8>> {
-    shortest(graph, node, |n| graph.accept[n as usize] & shapes != 0, shapes)
+    shortest(
+        graph,
+        node,
+        |n| graph.accept[n as usize] & shapes != 0,
+        shapes,
+    )
 }
 
 /// The shortest string from `node` to a node `target` accepts, through nodes from which a

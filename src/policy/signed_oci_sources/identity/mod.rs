@@ -273,12 +273,14 @@ impl Subjects {
                     .iter()
                     .find(|(h, _)| h.eq_ignore_ascii_case(host))
                 {
-                    Some((_, named)) => [&named.projects, &named.branches]
-                        .into_iter()
-                        .find_map(|n| match n {
-                            Named::Open(broad) => Some(broad.clone()),
-                            Named::Finite(_) => None,
-                        }),
+                    Some((_, named)) => {
+                        [&named.projects, &named.branches]
+                            .into_iter()
+                            .find_map(|n| match n {
+                                Named::Open(broad) => Some(broad.clone()),
+                                Named::Finite(_) => None,
+                            })
+                    }
                     None => Some(Broad {
                         reason: format!("fluxgate did not analyse it for GitLab host {host}"),
                         example: String::new(),
@@ -746,7 +748,10 @@ impl<'p> Analysed<'p> {
                 }
             }
         };
-        let branches = match self.plain().map(|plain| gitlab::graph(plain, host, &LIMITS)) {
+        let branches = match self
+            .plain()
+            .map(|plain| gitlab::graph(plain, host, &LIMITS))
+        {
             None | Some(Err(_)) => bounded("branches"),
             Some(Ok(None)) => Named::Finite(0),
             Some(Ok(Some(g))) => {
@@ -770,7 +775,9 @@ impl<'p> Analysed<'p> {
         for &entry in &entries {
             let part = gitlab::branch_names(g, entry);
             match part.count(MAX_NAMED as u64) {
-                Count::Finite(_) => names.extend(part.strings(MAX_NAMED).into_iter().map(|(s, _)| s)),
+                Count::Finite(_) => {
+                    names.extend(part.strings(MAX_NAMED).into_iter().map(|(s, _)| s))
+                }
                 count => return Named::Open(self.branch_broad(g, entry, count, prefix)),
             }
             if names.len() > MAX_NAMED {
@@ -787,27 +794,28 @@ impl<'p> Analysed<'p> {
             g.walk(START, format!("{path}//").as_bytes())
                 .filter(|&n| g.live[n as usize] & gitlab::SUBJECT != 0)
         };
-        let mut found: Vec<String> = part
-            .first_strings(6, 20_000)
+        let mut strings = part.first_strings(6, 20_000);
+        if strings.len() < 3 && count == Count::TooMany {
+            // Finite: the shortest paths may all be one spelling (`acme[0-9]?` gives `acme`
+            // only); walk the strings themselves.
+            strings = part.strings(6);
+        }
+        let found: Vec<String> = strings
             .into_iter()
             .map(|(text, _)| {
-                // The text ends with the `/` that makes `//`; the other is its last or the
-                // prefix's.
+                // The text ends with the `//` that ends the path.
                 let text = String::from_utf8_lossy(&text).into_owned();
-                let text = text.strip_suffix('/').unwrap_or(&text);
-                text.strip_suffix('/').unwrap_or(text).to_string()
+                text.strip_suffix("//").unwrap_or(&text).to_string()
             })
             .filter(|path| !path.is_empty())
             .collect();
-        // Paths with a group and a project first: a bare group signs nothing.
-        found.sort_by_key(|path| !path.contains('/'));
         let first = found.first().cloned().unwrap_or_default();
         let group = first.rsplit_once('/').map_or(first.as_str(), |(g, _)| g);
         let mut probes = vec!["attacker/project".to_string()];
         if !first.is_empty() {
             probes.extend([
-                format!("{first}/attacker"),
                 format!("{group}/attacker"),
+                format!("{first}/attacker"),
                 format!("{first}-attacker"),
                 format!("{group}/attacker/project"),
             ]);
@@ -815,10 +823,13 @@ impl<'p> Analysed<'p> {
         let mut paths: Vec<String> = probes
             .into_iter()
             .filter(|probe| after(probe).is_some())
-        .collect();
+            .collect();
         paths.dedup();
         paths.truncate(2);
         let any_group = paths.first().is_some_and(|p| p == "attacker/project");
+        // Without a probe, the example is a path past the first, which often skips the open
+        // part (`acme/app` for `acme[0-9]?/app`).
+        let skip_first = paths.is_empty() && found.len() > 1;
         for path in found {
             if paths.len() < 3 && !paths.contains(&path) {
                 paths.push(path);
@@ -830,7 +841,7 @@ impl<'p> Analysed<'p> {
             Some(self.show(&format!("{prefix}{path}//{rest}")))
         };
         let example = paths
-            .first()
+            .get(usize::from(skip_first))
             .and_then(|p| whole(p))
             .unwrap_or_default();
         let shown: Vec<String> = paths
@@ -927,23 +938,33 @@ impl<'p> Analysed<'p> {
                 if accepted(&named).is_some() { named } else { b }
             })
             .unwrap_or_default();
+        // A name that merely extends a named branch (`main-attacker`, a missing `$`) is
+        // told before the `@refs/` swallowing that such a name also allows.
+        let extended = (!first.contains("@refs/"))
+            .then(|| accepted(&format!("{first}-attacker")))
+            .flatten();
         let (example, why) = if let Some(example) = accepted("attacker") {
+            (example, None)
+        } else if let Some(example) = extended {
             (example, None)
         } else if let Some(example) = accepted(&swallowed).filter(|_| !swallowed.is_empty()) {
             let why = format!(
                 "the part before `@refs/` accepts `@` too, so a branch named `{swallowed}` makes a matching subject (git allows `@` in a branch name): write the CI config path without `@` (`[^@]+`) or spell it out"
             );
             (example, Some(why))
-        } else if let Some(example) = accepted(&first.to_uppercase()).filter(|_| first.to_uppercase() != first) {
+        } else if let Some(example) =
+            accepted(&first.to_uppercase()).filter(|_| first.to_uppercase() != first)
+        {
             let why = format!(
                 "it accepts `refs/heads/{}` as well as `refs/heads/{first}`, and git tells them apart (GitLab protects only the branch named): keep `(?i)` off the ref",
                 first.to_uppercase()
             );
             (example, Some(why))
-        } else if let Some(example) = accepted(&format!("{first}-attacker")) {
-            (example, None)
         } else {
-            (format!("{head}{}", names.last().map_or(first, String::as_str)), None)
+            (
+                format!("{head}{}", names.last().map_or(first, String::as_str)),
+                None,
+            )
         };
         let name_at = head.len().min(example.len());
         let open = self.open_part(&example, name_at..example.len());
@@ -954,7 +975,10 @@ impl<'p> Analysed<'p> {
             } else {
                 format!(", such as {}", shown.join(", "))
             };
-            format!("{open} accepts {}{such_as}", Self::how_many(count, "branches"))
+            format!(
+                "{open} accepts {}{such_as}",
+                Self::how_many(count, "branches")
+            )
         });
         // The fix: this project and config path, one branch; or its tags.
         let rest = head.get(prefix.len()..).unwrap_or("");
@@ -1429,7 +1453,10 @@ impl<'p> Analysed<'p> {
 
 /// The usual rest of a GitLab subject after `<path>//` from `node`, or the shortest.
 fn gitlab_tail(g: &Graph, node: u32) -> Option<String> {
-    for usual in [".gitlab-ci.yml@refs/heads/main", ".gitlab-ci.yml@refs/tags/v1"] {
+    for usual in [
+        ".gitlab-ci.yml@refs/heads/main",
+        ".gitlab-ci.yml@refs/tags/v1",
+    ] {
         if g.walk(node, usual.as_bytes())
             .is_some_and(|n| g.accept[n as usize] & gitlab::SUBJECT != 0)
         {

@@ -19,13 +19,6 @@ fn github(pattern: &str) -> Option<Broad> {
     subjects(pattern).broad(SubjectRule::Namespaces { host: "github.com" }, NO_DOMAIN)
 }
 
-#[test]
-fn zz_print() {
-    for p in std::env::var("PATS").unwrap_or_default().split('\n').filter(|p| !p.is_empty()) {
-        eprintln!("{p}\n  gitlab: {:?}\n  github: {:?}", gitlab(p), github(p));
-    }
-}
-
 fn email(pattern: &str) -> Option<Broad> {
     subjects(pattern).broad(SubjectRule::Emails, NO_DOMAIN)
 }
@@ -174,17 +167,25 @@ fn a_gitlab_group_is_not_a_principal_its_projects_are() {
         );
         assert!(
             broad.reason.contains(r"`^https://gitlab\.com/acme/")
-                && broad.reason.contains(r"<project>//\.gitlab-ci\.yml@refs/heads/main$`"),
+                && broad
+                    .reason
+                    .contains(r"<project>//\.gitlab-ci\.yml@refs/heads/main$`"),
             "{pattern}: the fix keeps the group: {broad:?}"
         );
     }
     // The open part is named, with paths it accepts and one accepted subject.
-    let broad = gitlab(r"^https://gitlab\.com/acme/.+//\.gitlab-ci\.yml@refs/heads/main$")
-        .expect("broad");
-    assert!(broad.reason.contains("`.+` accepts infinitely many project paths"), "{broad:?}");
+    let broad =
+        gitlab(r"^https://gitlab\.com/acme/.+//\.gitlab-ci\.yml@refs/heads/main$").expect("broad");
+    assert!(
+        broad
+            .reason
+            .contains("`.+` accepts infinitely many project paths"),
+        "{broad:?}"
+    );
     assert!(broad.reason.contains("`acme/attacker`"), "{broad:?}");
     assert!(
-        broad.example.starts_with("https://gitlab.com/acme/") && broad.example.ends_with("//.gitlab-ci.yml@refs/heads/main"),
+        broad.example.starts_with("https://gitlab.com/acme/")
+            && broad.example.ends_with("//.gitlab-ci.yml@refs/heads/main"),
         "{broad:?}"
     );
     // Nine projects are more than eight.
@@ -193,31 +194,67 @@ fn a_gitlab_group_is_not_a_principal_its_projects_are() {
         r"^https://gitlab\.com/acme/(?:{})//\.gitlab-ci\.yml@refs/heads/main$",
         nine.join("|")
     );
-    assert!(gitlab(&pattern).expect("broad").reason.contains("more than 8 project paths"));
+    assert!(
+        gitlab(&pattern)
+            .expect("broad")
+            .reason
+            .contains("more than 8 project paths")
+    );
     assert_eq!(gitlab(&pattern.replace("|app9", "")), None);
 }
 
 #[test]
 fn a_gitlab_branch_must_be_named_and_tags_may_stay_open() {
     for (pattern, why) in [
-        (r"^https://gitlab\.com/acme/app//\.gitlab-ci\.yml@refs/heads/.*$", "`.*` accepts infinitely many branches"),
-        (r"^https://gitlab\.com/acme/app//\.gitlab-ci\.yml@.*$", "`.*` accepts infinitely many branches"),
-        (r"^https://gitlab\.com/acme/app//\.gitlab-ci\.yml@refs/heads/main", "not anchored with $"),
-        (r"^https://gitlab\.com/acme/app//\.gitlab-ci\.yml@refs/heads/release-[0-9]$", "more than 8 branches"),
+        (
+            r"^https://gitlab\.com/acme/app//\.gitlab-ci\.yml@refs/heads/.*$",
+            "`.*` accepts infinitely many branches",
+        ),
+        (
+            r"^https://gitlab\.com/acme/app//\.gitlab-ci\.yml@.*$",
+            "`.*` accepts infinitely many branches",
+        ),
+        (
+            r"^https://gitlab\.com/acme/app//\.gitlab-ci\.yml@refs/heads/main",
+            "not anchored with $",
+        ),
+        (
+            r"^https://gitlab\.com/acme/app//\.gitlab-ci\.yml@refs/heads/release-[0-9]$",
+            "more than 8 branches",
+        ),
         // An open config path that swallows `@refs/heads/`: a branch named
         // `attacker@refs/heads/main` matches.
-        (r"^https://gitlab\.com/acme/app//.*@refs/heads/main$", "a branch named `attacker@refs/heads/main`"),
-        (r"^https://gitlab\.com/acme/app//.*@refs/tags/.*$", "a branch named `attacker@refs/tags/"),
-        (r"^https://gitlab\.com/acme/app//.+\.yml@refs/heads/main$", "a branch named `attacker.yml@refs/heads/main`"),
+        (
+            r"^https://gitlab\.com/acme/app//.*@refs/heads/main$",
+            "a branch named `attacker@refs/heads/main`",
+        ),
+        (
+            r"^https://gitlab\.com/acme/app//.*@refs/tags/.*$",
+            "a branch named `attacker@refs/tags/",
+        ),
+        (
+            r"^https://gitlab\.com/acme/app//.+\.yml@refs/heads/main$",
+            "a branch named `attacker.yml@refs/heads/main`",
+        ),
         // `(?i)` over the ref: `MAIN` is another branch.
-        (r"(?i)^https://gitlab\.com/acme/app//\.gitlab-ci\.yml@refs/heads/main$", "`refs/heads/MAIN`"),
+        (
+            r"(?i)^https://gitlab\.com/acme/app//\.gitlab-ci\.yml@refs/heads/main$",
+            "`refs/heads/MAIN`",
+        ),
     ] {
         let broad = gitlab(pattern).unwrap_or_else(|| panic!("{pattern} is specific"));
-        assert!(broad.reason.contains("does not pin the branch"), "{pattern}: {broad:?}");
+        assert!(
+            broad.reason.contains("does not pin the branch"),
+            "{pattern}: {broad:?}"
+        );
         assert!(broad.reason.contains(why), "{pattern}: {broad:?}");
         assert!(
-            broad.reason.contains(r"`^https://gitlab\.com/acme/app//\.gitlab-ci\.yml@refs/heads/main$`")
-                && broad.reason.contains(r"`^https://gitlab\.com/acme/app//\.gitlab-ci\.yml@refs/tags/.*$`"),
+            broad
+                .reason
+                .contains(r"`^https://gitlab\.com/acme/app//\.gitlab-ci\.yml@refs/heads/main$`")
+                && broad
+                    .reason
+                    .contains(r"`^https://gitlab\.com/acme/app//\.gitlab-ci\.yml@refs/tags/.*$`"),
             "{pattern}: the fix: {broad:?}"
         );
     }
@@ -228,7 +265,10 @@ fn a_group_anyone_can_create_is_broad_with_the_open_part_named() {
     // The issue's example: any group made of the letters b to z.
     let broad = gitlab(r"^https://gitlab\.com/[b-z]+/app//\.gitlab-ci\.yml@refs/heads/main$")
         .expect("broad");
-    assert!(broad.reason.contains("does not pin the full project path"), "{broad:?}");
+    assert!(
+        broad.reason.contains("does not pin the full project path"),
+        "{broad:?}"
+    );
     assert!(broad.reason.contains("`[b-z]+`"), "{broad:?}");
     assert!(
         broad.example.starts_with("https://gitlab.com/b"),
@@ -268,7 +308,10 @@ fn an_alternative_past_the_eighth_opens_the_group() {
         named.join("|")
     );
     let broad = gitlab(&open).expect("broad");
-    assert!(broad.reason.contains("does not pin the full project path"), "{broad:?}");
+    assert!(
+        broad.reason.contains("does not pin the full project path"),
+        "{broad:?}"
+    );
     let nine = format!(
         r"^https://gitlab\.com/(?:{}|team9)/app//\.gitlab-ci\.yml@refs/heads/main$",
         named.join("|")
@@ -281,7 +324,10 @@ fn a_word_boundary_does_not_end_a_group_name() {
     // `\b` holds between `acme` and `-evil`: project acme-evil/app matches.
     let broad = gitlab(r"^https://gitlab\.com/acme\b.*/app//\.gitlab-ci\.yml@refs/heads/main$")
         .expect("broad");
-    assert!(broad.reason.contains("does not pin the full project path"), "{broad:?}");
+    assert!(
+        broad.reason.contains("does not pin the full project path"),
+        "{broad:?}"
+    );
     assert_eq!(
         gitlab(r"^https://gitlab\.com/acme\b/app//\.gitlab-ci\.yml@refs/heads/main$"),
         None
