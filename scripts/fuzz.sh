@@ -20,11 +20,7 @@ cd "$(dirname "$0")/.."
 seconds="${FUZZ_SECONDS:-60}"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-<<<<<<< HEAD
-  targets=(admission_decode json_index policies check_reader config fast_yaml command_line)
-=======
-  targets=(admission_decode json_index policies check_reader config fast_yaml semver)
->>>>>>> main
+  targets=(admission_decode json_index policies check_reader config fast_yaml command_line semver)
 fi
 triple="$(rustc -vV | sed -n 's/^host: //p')"
 target_dir="${FUZZ_TARGET_DIR:-${CARGO_TARGET_DIR:-$PWD/target}/fuzz}"
@@ -73,19 +69,16 @@ seed() {
     config)
       cp src/default-config.yaml "$dir"/default.yaml
       cp deploy/base/config.yaml "$dir"/deploy.yaml ;;
-<<<<<<< HEAD
     command_line)
       # <command (0x01-separated)> NUL <args> NUL <NAME=value>...: shell entrypoints.
       printf 'sh\001-c\000exec agentk --kas-address=wss://kas\000' > "$dir/sh-c"
       printf '/bin/sh\001-ec\000F=--kas; exec agentk ${F}-address="$URL"\000URL=wss://kas' > "$dir/vars"
       printf '\000$(FLAG)=x\001--token-file=/t\000FLAG=--kas-address\000CM@' > "$dir/expansion"
       printf 'bash\001-c\000for f in a b; do eval "agentk $f"; done; echo $(date) `id`\000' > "$dir/loop" ;;
-=======
     semver)
       # Masterminds' table: every 15th of its constraints, one a file.
       zcat tests/fixtures/semver/masterminds-v3.4.0.jsonl.gz | tail -n +2 | awk 'NR % 15 == 1' \
         | jq -r .c | split -l 1 -a 4 - "$dir/seed-" ;;
->>>>>>> main
   esac
 }
 

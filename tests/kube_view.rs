@@ -634,3 +634,77 @@ async fn a_review_that_waits_on_a_slow_api_server_past_the_deadline_gets_a_clear
     let error = response.json()["error"].as_str().unwrap_or("").to_string();
     assert!(error.contains("deadline"), "{error}");
 }
+
+/// GETs of one object the fake has answered whose path ends with `suffix`.
+fn gets_ending(fake: &Shared, suffix: &str) -> usize {
+    fake.lock()
+        .expect("lock")
+        .requests
+        .iter()
+        .filter(|r| {
+            r.starts_with("GET ") && r.split('?').next().is_some_and(|p| p.ends_with(suffix))
+        })
+        .count()
+}
+
+fn cluster_role_key(name: &str) -> ObjectKey {
+    ObjectKey {
+        group: "rbac.authorization.k8s.io".into(),
+        kind: "ClusterRole".into(),
+        namespace: None,
+        name: name.into(),
+    }
+}
+
+#[tokio::test]
+async fn an_object_the_view_holds_costs_no_request_however_many_reviews_name_it() {
+    let (addr, fake) = start_fake(vec![
+        (
+            "clusterroles",
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                   "metadata": {"name": "ci-deployer"},
+                   "rules": [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get"]}]}),
+        ),
+        // Not an agent: the view keeps nothing of it, but its watch delivered it.
+        (
+            "deployments",
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                   "metadata": {"name": "web", "namespace": "team-a"},
+                   "spec": {"template": {"spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}}),
+        ),
+    ])
+    .await;
+    let view = KubeView::start(client(addr));
+    wait_synced(&view).await;
+    let web = ObjectKey {
+        group: "apps".into(),
+        kind: "Deployment".into(),
+        namespace: Some("team-a".into()),
+        name: "web".into(),
+    };
+    for _ in 0..100 {
+        view.refresh(&[cluster_role_key("ci-deployer"), web.clone()])
+            .await;
+    }
+    assert_eq!(gets_ending(&fake, "/clusterroles/ci-deployer"), 0);
+    assert_eq!(gets_ending(&fake, "/deployments/web"), 0);
+    assert!(matches!(view.cluster_role("ci-deployer"), Lookup::Found(_)));
+}
+
+#[tokio::test]
+async fn a_burst_of_reviews_naming_an_absent_role_makes_one_request() {
+    let (addr, fake) = start_fake(vec![]).await;
+    let view = KubeView::start(client(addr));
+    wait_synced(&view).await;
+    fake.lock().expect("lock").get_delay = Duration::from_millis(100);
+    let key = cluster_role_key("absent");
+    let burst = (0..50).map(|_| view.refresh(std::slice::from_ref(&key)));
+    futures_util::future::join_all(burst).await;
+    // And the same again, one after another, within the TTL.
+    for _ in 0..20 {
+        view.refresh(std::slice::from_ref(&key)).await;
+    }
+    assert_eq!(gets_ending(&fake, "/clusterroles/absent"), 1);
+    assert_eq!(view.cluster_role("absent"), Lookup::Missing);
+    assert_eq!(view.remembered_misses(), 1);
+}

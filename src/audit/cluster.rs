@@ -9,9 +9,8 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use serde_json::Value;
 
-use super::{AuditFinding, AuditReport, AuditResult, MANAGED_BY, policy_reports, scan, unix_now};
+use super::{AuditFinding, AuditReport, AuditResult, MANAGED_BY, Scan, policy_reports, unix_now};
 use crate::cluster::ClusterView;
 use crate::engine::Engine;
 use crate::finding::PolicyId;
@@ -46,53 +45,70 @@ pub enum AuditError {
     Report { name: String, source: kube::Error },
 }
 
+/// How many objects one list request asks for: the scan holds one page at a time.
+pub const LIST_PAGE_SIZE: u32 = 500;
+
 /// Lists every object of the kinds the engine's policies judge, in the version the cluster
-/// prefers. Kinds the cluster does not serve are skipped, and so are kinds only
+/// prefers, page by page (the API server's `limit` and `continue`), and judges each page into
+/// `scan` as it arrives: the scan never holds more than one page of objects, whatever the
+/// size of the cluster. Kinds the cluster does not serve are skipped, and so are kinds only
 /// `secret-rotation` judges: the scan reports Secrets from the cluster view, not from the
 /// objects that reference them. A kind that cannot be listed (forbidden to fluxgate's
-/// account, a transient error) is reported in the second list and the scan goes on with the
-/// rest: one missing permission must not blind the whole audit.
-pub async fn list_covered_objects(client: &Client, engine: &Engine) -> (Vec<Value>, Vec<String>) {
+/// account, a transient error) is reported as unreadable and the scan goes on with the rest:
+/// one missing permission must not blind the whole audit.
+pub async fn scan_covered_objects(client: &Client, engine: &Engine, scan: &mut Scan<'_>) {
+    scan_covered_objects_in_pages(client, engine, scan, LIST_PAGE_SIZE).await;
+}
+
+/// [`scan_covered_objects`] with `page_size` objects per list request.
+pub async fn scan_covered_objects_in_pages(
+    client: &Client,
+    engine: &Engine,
+    scan: &mut Scan<'_>,
+    page_size: u32,
+) {
     let kinds: BTreeSet<(&str, &str)> = engine
         .kinds()
         .into_iter()
         .filter(|(policy, _)| *policy != PolicyId::SecretRotation)
         .map(|(_, rule)| (rule.group, rule.kind))
         .collect();
-    let mut objects = Vec::new();
-    let mut unlisted = Vec::new();
     for (group, kind) in kinds {
         let Some(resource) = served_resource(client, group, kind).await else {
             tracing::debug!(group, kind, "not served by this cluster; nothing to audit");
             continue;
         };
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-        let mut params = ListParams::default().limit(500);
+        let mut params = ListParams::default().limit(page_size.max(1));
         loop {
             let page = match api.list(&params).await {
                 Ok(page) => page,
                 Err(e) => {
+                    // A page that fails after others were judged (an expired `continue`
+                    // token, a dropped connection) leaves the kind half-judged: said so.
                     tracing::warn!(group, kind, error = %e, "cannot list; this kind is left out of the audit");
-                    unlisted.push(format!("cannot list {kind} ({group}): {e}"));
+                    scan.unreadable(format!("cannot list {kind} ({group}): {e}"));
                     break;
                 }
             };
-            for item in &page.items {
-                if let Ok(mut value) = serde_json::to_value(item) {
-                    if let Some(map) = value.as_object_mut() {
-                        map.insert("apiVersion".into(), resource.api_version.clone().into());
-                        map.insert("kind".into(), resource.kind.clone().into());
-                    }
-                    objects.push(value);
+            let next = page.metadata.continue_.filter(|c| !c.is_empty());
+            for item in page.items {
+                let Ok(mut value) = serde_json::to_value(&item) else {
+                    continue;
+                };
+                drop(item);
+                if let Some(map) = value.as_object_mut() {
+                    map.insert("apiVersion".into(), resource.api_version.clone().into());
+                    map.insert("kind".into(), resource.kind.clone().into());
                 }
+                scan.judge(&value);
             }
-            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            match next {
                 Some(token) => params = params.continue_token(&token),
                 None => break,
             }
         }
     }
-    (objects, unlisted)
 }
 
 async fn served_resource(client: &Client, group: &str, kind: &str) -> Option<ApiResource> {
@@ -141,9 +157,9 @@ impl ClusterAuditor {
         view: &dyn ClusterView,
         metrics: &Metrics,
     ) -> Result<AuditReport, AuditError> {
-        let (objects, unlisted) = list_covered_objects(&self.client, engine).await;
-        let mut report = scan(engine, view, &objects);
-        report.unreadable.extend(unlisted);
+        let mut scan = Scan::new(engine, view);
+        scan_covered_objects(&self.client, engine, &mut scan).await;
+        let report = scan.finish();
         record_metrics(&report, metrics);
         if self.options.write_reports {
             self.write_reports(&report).await?;

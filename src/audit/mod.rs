@@ -134,19 +134,55 @@ pub fn scan_at<'a>(
     objects: impl IntoIterator<Item = &'a Value>,
     now_unix: i64,
 ) -> AuditReport {
-    let mut report = AuditReport::default();
+    let mut scan = Scan::new(engine, view);
     for object in objects {
+        scan.judge(object);
+    }
+    scan.finish_at(now_unix)
+}
+
+/// A scan in progress: objects are judged one at a time as they arrive (a page of a list) and
+/// only their findings are kept, so that memory follows the findings, not the number of
+/// objects scanned.
+pub struct Scan<'e> {
+    engine: &'e Engine,
+    view: &'e dyn ClusterView,
+    report: AuditReport,
+}
+
+impl<'e> Scan<'e> {
+    pub fn new(engine: &'e Engine, view: &'e dyn ClusterView) -> Self {
+        Scan {
+            engine,
+            view,
+            report: AuditReport::default(),
+        }
+    }
+
+    /// Objects judged so far.
+    pub fn objects_scanned(&self) -> usize {
+        self.report.objects_scanned
+    }
+
+    /// Says why some objects could not be judged (a kind that could not be listed).
+    pub fn unreadable(&mut self, why: String) {
+        self.report.unreadable.push(why);
+    }
+
+    /// Judges one object as a dry-run CREATE and keeps its findings.
+    pub fn judge(&mut self, object: &Value) {
+        let report = &mut self.report;
         let owned = match OwnedObject::from_value(object) {
             Ok(owned) => owned,
             Err(why) => {
                 report.unreadable.push(why);
-                continue;
+                return;
             }
         };
         report.objects_scanned += 1;
         let uid = text(object, "/metadata/uid");
         let request = owned.as_create(uid.as_deref().unwrap_or("audit"));
-        let (verdict, _) = engine.review(Endpoint::Validate, &request, view);
+        let (verdict, _) = self.engine.review(Endpoint::Validate, &request, self.view);
         for outcome in verdict
             .outcomes
             .into_iter()
@@ -172,11 +208,26 @@ pub fn scan_at<'a>(
             });
         }
     }
-    audit_secrets(engine, view, now_unix, &mut report);
-    report.findings.sort_by(|a, b| {
-        (&a.namespace, &a.kind, &a.name, a.policy).cmp(&(&b.namespace, &b.kind, &b.name, b.policy))
-    });
-    report
+
+    /// Adds the Secrets in use (at the current time) and sorts the findings.
+    pub fn finish(self) -> AuditReport {
+        self.finish_at(unix_now())
+    }
+
+    /// [`Scan::finish`] with the time Secrets' ages are measured at (Unix seconds).
+    pub fn finish_at(self, now_unix: i64) -> AuditReport {
+        let mut report = self.report;
+        audit_secrets(self.engine, self.view, now_unix, &mut report);
+        report.findings.sort_by(|a, b| {
+            (&a.namespace, &a.kind, &a.name, a.policy).cmp(&(
+                &b.namespace,
+                &b.kind,
+                &b.name,
+                b.policy,
+            ))
+        });
+        report
+    }
 }
 
 /// Adds the rotation table and the `secret-rotation` findings on Secrets.

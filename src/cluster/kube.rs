@@ -1,7 +1,11 @@
 //! The production cluster view: one kube-runtime watcher per watched kind feeds a
 //! [`MemoryView`]; policies read the memory view, never the API server, on the request path.
-//! The one exception is [`ClusterView::refresh`], which asks the API server for objects a
-//! request names but the watch has not delivered yet.
+//! The one exception is [`ClusterView::refresh`], for an object a request names that the view
+//! does not hold: one created a moment before the request (a Role applied just before its
+//! RoleBinding) whose watch event has not arrived, or any while its kind's watch has not
+//! listed yet or is failing. An object the view holds costs no request, whatever the number
+//! of reviews naming it; an absent one is asked once at a time and its miss remembered
+//! briefly ([`super::misses`]).
 //!
 //! Secrets are watched through their metadata only: kube-runtime's `metadata_watcher`, which
 //! kube 3.1 folded into [`watcher::watcher`] over an `Api<PartialObjectMeta<Secret>>` (every
@@ -11,10 +15,10 @@
 //! passed on ([`secret_value`]); the other annotations, which for a `kubectl apply`-created
 //! Secret include its data in `last-applied-configuration`, are dropped as they arrive.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -28,6 +32,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
+use super::misses::{Fetched, Misses};
 use super::secrets::{FluxSecretReference, ROTATED_AT_ANNOTATION, SecretFacts};
 use super::{
     AgentInstallation, ClusterView, HelmRepositoryFacts, Lookup, MemoryView, ObjectKey, Refresh,
@@ -47,8 +52,75 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub struct KubeView {
-    store: Arc<MemoryView>,
+    shared: Arc<Shared>,
+}
+
+/// What the reflectors and the fetches of [`ClusterView::refresh`] share.
+struct Shared {
+    store: MemoryView,
     client: Client,
+    /// One per [`WATCHED_KINDS`] entry, in its order.
+    kinds: Vec<Delivered>,
+    misses: Arc<Misses>,
+}
+
+impl Shared {
+    fn delivered(&self, kind: &WatchedKind) -> &Delivered {
+        let index = WATCHED_KINDS
+            .iter()
+            .position(|k| k == kind)
+            .expect("a watched kind");
+        &self.kinds[index]
+    }
+}
+
+/// The objects of one kind the view has been delivered (by its watch, or by a refresh) and
+/// not seen deleted, whether or not the view keeps anything of them (it drops workloads that
+/// are not agents): what the view "holds" for [`ClusterView::refresh`]. Keys are
+/// `namespace/name` (`/name` when cluster-scoped), each with the listing that last saw it, so
+/// that a re-list forgets the ones it no longer sees without a second set of every key.
+#[derive(Default)]
+struct Delivered {
+    objects: RwLock<Objects>,
+}
+
+#[derive(Default)]
+struct Objects {
+    keys: HashMap<Box<str>, u32>,
+    /// Counts the watch's listings; an object applied outside a listing gets the current one.
+    listing: u32,
+    /// Counts the deletions the watch delivered: a fetch that saw a deletion happen while it
+    /// waited for the API server does not put its (possibly older) answer in the view.
+    deletions: u64,
+}
+
+impl Delivered {
+    fn read(&self) -> RwLockReadGuard<'_, Objects> {
+        // Plain keys and counters: still whole after a panic elsewhere.
+        self.objects.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Objects> {
+        self.objects.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn holds(&self, key: &ObjectKey) -> bool {
+        self.read().keys.contains_key(path_of(key).as_str())
+    }
+}
+
+fn path_of(key: &ObjectKey) -> String {
+    format!("{}/{}", key.namespace.as_deref().unwrap_or(""), key.name)
+}
+
+fn key_from_path(kind: &WatchedKind, path: &str) -> ObjectKey {
+    let (namespace, name) = path.split_once('/').unwrap_or(("", path));
+    ObjectKey {
+        group: kind.group.to_string(),
+        kind: kind.kind.to_string(),
+        namespace: (!namespace.is_empty()).then(|| namespace.to_string()),
+        name: name.to_string(),
+    }
 }
 
 fn api_resource(kind: &WatchedKind) -> ApiResource {
@@ -121,9 +193,15 @@ impl KubeView {
     /// of a lost kind answer `Unknown` (each policy's fail-open or fail-closed setting
     /// decides) and readiness turns false until the watch works again.
     pub fn start_with_grace(client: Client, grace: Duration) -> Arc<KubeView> {
-        let store = Arc::new(MemoryView::new());
+        let store = MemoryView::new();
         store.set_synced(false);
         store.set_view_grace(grace);
+        let shared = Arc::new(Shared {
+            store,
+            client: client.clone(),
+            kinds: WATCHED_KINDS.iter().map(|_| Delivered::default()).collect(),
+            misses: Arc::new(Misses::default()),
+        });
         let remaining = Arc::new(AtomicUsize::new(WATCHED_KINDS.len()));
         for kind in WATCHED_KINDS {
             if kind.metadata_only() {
@@ -131,7 +209,7 @@ impl KubeView {
                     Api::<PartialObjectMeta<Secret>>::all(client.clone()),
                     *kind,
                     secret_value,
-                    store.clone(),
+                    shared.clone(),
                     remaining.clone(),
                 ));
             } else {
@@ -139,12 +217,12 @@ impl KubeView {
                     Api::<DynamicObject>::all_with(client.clone(), &api_resource(kind)),
                     *kind,
                     to_value,
-                    store.clone(),
+                    shared.clone(),
                     remaining.clone(),
                 ));
             }
         }
-        Arc::new(KubeView { store, client })
+        Arc::new(KubeView { shared })
     }
 }
 
@@ -162,11 +240,13 @@ async fn reflect<K>(
     api: Api<K>,
     kind: WatchedKind,
     project: Project<K>,
-    store: Arc<MemoryView>,
+    shared: Arc<Shared>,
     remaining: Arc<AtomicUsize>,
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
+    let store = &shared.store;
+    let delivered = shared.delivered(&kind);
     let mut first_listing = true;
     // A kind the cluster does not serve can never be listed; waiting for it would keep
     // fluxgate unready forever.
@@ -178,11 +258,9 @@ async fn reflect<K>(
             group = kind.group,
             "not served by this cluster; the view holds none"
         );
-        mark_listed(&store, &remaining, &mut first_listing);
+        mark_listed(store, &remaining, &mut first_listing);
         return;
     }
-    let mut known: HashSet<ObjectKey> = HashSet::new();
-    let mut listing: HashSet<ObjectKey> = HashSet::new();
     let stream = watcher::watcher(api.clone(), watcher::Config::default()).default_backoff();
     futures_util::pin_mut!(stream);
     let mut probe = tokio::time::interval(PROBE_INTERVAL);
@@ -211,29 +289,46 @@ async fn reflect<K>(
             store.watch_healthy(kind.kind);
         }
         match event {
-            Ok(Event::Init) => listing.clear(),
-            Ok(Event::InitApply(object)) => {
+            Ok(Event::Init) => {
+                let mut objects = delivered.write();
+                objects.listing = objects.listing.wrapping_add(1);
+            }
+            Ok(Event::InitApply(object)) | Ok(Event::Apply(object)) => {
                 let key = key_of(&kind, &object);
-                apply(&store, &kind, project(&kind, &object), &key);
-                listing.insert(key);
+                let value = project(&kind, &object);
+                drop(object);
+                let mut objects = delivered.write();
+                apply(store, &kind, value, &key);
+                let listing = objects.listing;
+                objects.keys.insert(path_of(&key).into_boxed_str(), listing);
             }
             Ok(Event::InitDone) => {
                 // Objects deleted while the watch was down are absent from the new listing.
-                for gone in known.difference(&listing) {
-                    store.delete(gone);
+                let mut objects = delivered.write();
+                let listing = objects.listing;
+                let mut gone = Vec::new();
+                objects.keys.retain(|path, seen| {
+                    let kept = *seen == listing;
+                    if !kept {
+                        gone.push(key_from_path(&kind, path));
+                    }
+                    kept
+                });
+                if !gone.is_empty() {
+                    objects.deletions += 1;
                 }
-                known = std::mem::take(&mut listing);
-                mark_listed(&store, &remaining, &mut first_listing);
-            }
-            Ok(Event::Apply(object)) => {
-                let key = key_of(&kind, &object);
-                apply(&store, &kind, project(&kind, &object), &key);
-                known.insert(key);
+                for key in &gone {
+                    store.delete(key);
+                }
+                drop(objects);
+                mark_listed(store, &remaining, &mut first_listing);
             }
             Ok(Event::Delete(object)) => {
                 let key = key_of(&kind, &object);
+                let mut objects = delivered.write();
                 store.delete(&key);
-                known.remove(&key);
+                objects.keys.remove(path_of(&key).as_str());
+                objects.deletions += 1;
             }
             Err(e) => {
                 store.watch_failed(kind.kind, Instant::now());
@@ -301,9 +396,16 @@ where
 impl KubeView {
     /// The health of each watched kind's watch (see [`MemoryView::watch_health`]).
     pub fn watch_health(&self) -> Vec<super::KindHealth> {
-        self.store.watch_health()
+        self.shared.store.watch_health()
     }
 
+    /// Misses the API server could not answer that are remembered now.
+    pub fn remembered_misses(&self) -> usize {
+        self.shared.misses.remembered()
+    }
+
+    /// Makes sure the view has what the API server has of `key`, unless it holds it already
+    /// (then the watch keeps it current, and nothing is asked).
     async fn refresh_one(&self, key: &ObjectKey) {
         let Some(kind) = WATCHED_KINDS
             .iter()
@@ -311,71 +413,103 @@ impl KubeView {
         else {
             return;
         };
-        let fetched = if kind.metadata_only() {
-            let api: Api<PartialObjectMeta<Secret>> = match &key.namespace {
-                Some(ns) => Api::namespaced(self.client.clone(), ns),
-                None => Api::all(self.client.clone()),
-            };
-            fetch(&api, key)
-                .await
-                .map(|found| found.map(|o| secret_value(kind, &o)))
-        } else {
-            let resource = api_resource(kind);
-            let api: Api<DynamicObject> = match (&key.namespace, kind.namespaced) {
-                (Some(ns), true) => Api::namespaced_with(self.client.clone(), ns, &resource),
-                _ => Api::all_with(self.client.clone(), &resource),
-            };
-            fetch(&api, key)
-                .await
-                .map(|found| found.map(|o| to_value(kind, &o)))
-        };
-        match fetched {
-            Some(Some(value)) => apply(&self.store, kind, value, key),
-            Some(None) => self.store.delete(key),
-            None => {}
+        if self.shared.delivered(kind).holds(key) {
+            return;
         }
+        let shared = Arc::clone(&self.shared);
+        let owned = key.clone();
+        self.shared
+            .misses
+            .resolve(key, move || fetch_into_view(shared, *kind, owned))
+            .await;
+    }
+}
+
+/// Asks the API server for one object the view does not hold, and puts what it answers in the
+/// view, unless the watch delivered a deletion of this kind meanwhile (the answer may predate
+/// it; the watch delivers the object again if it still exists).
+async fn fetch_into_view(shared: Arc<Shared>, kind: WatchedKind, key: ObjectKey) -> Fetched {
+    let delivered = shared.delivered(&kind);
+    let deletions = delivered.read().deletions;
+    let fetched = if kind.metadata_only() {
+        let api: Api<PartialObjectMeta<Secret>> = match &key.namespace {
+            Some(ns) => Api::namespaced(shared.client.clone(), ns),
+            None => Api::all(shared.client.clone()),
+        };
+        fetch(&api, &key)
+            .await
+            .map(|found| found.map(|o| secret_value(&kind, &o)))
+    } else {
+        let resource = api_resource(&kind);
+        let api: Api<DynamicObject> = match (&key.namespace, kind.namespaced) {
+            (Some(ns), true) => Api::namespaced_with(shared.client.clone(), ns, &resource),
+            _ => Api::all_with(shared.client.clone(), &resource),
+        };
+        fetch(&api, &key)
+            .await
+            .map(|found| found.map(|o| to_value(&kind, &o)))
+    };
+    match fetched {
+        Some(Some(value)) => {
+            let mut objects = delivered.write();
+            if objects.deletions != deletions {
+                return Fetched::Failed;
+            }
+            apply(&shared.store, &kind, value, &key);
+            let listing = objects.listing;
+            objects.keys.insert(path_of(&key).into_boxed_str(), listing);
+            tracing::debug!(
+                ?key,
+                "fetched from the API server: the watch had not delivered it yet"
+            );
+            Fetched::Found
+        }
+        Some(None) => Fetched::Missing,
+        None => Fetched::Failed,
     }
 }
 
 impl ClusterView for KubeView {
     fn synced(&self) -> bool {
-        self.store.synced()
+        self.shared.store.synced()
     }
 
     fn namespace_labels(&self, namespace: &str) -> Lookup<BTreeMap<String, String>> {
-        self.store.namespace_labels(namespace)
+        self.shared.store.namespace_labels(namespace)
     }
 
     fn helm_repository(&self, namespace: &str, name: &str) -> Lookup<HelmRepositoryFacts> {
-        self.store.helm_repository(namespace, name)
+        self.shared.store.helm_repository(namespace, name)
     }
 
     fn agent_installations(&self) -> Lookup<Vec<AgentInstallation>> {
-        self.store.agent_installations()
+        self.shared.store.agent_installations()
     }
 
     fn agent_installation_applied_since(&self, id: &InstallationId, since: Instant) -> bool {
-        self.store.agent_installation_applied_since(id, since)
+        self.shared
+            .store
+            .agent_installation_applied_since(id, since)
     }
 
     fn role(&self, namespace: &str, name: &str) -> Lookup<Arc<RoleFacts>> {
-        self.store.role(namespace, name)
+        self.shared.store.role(namespace, name)
     }
 
     fn cluster_role(&self, name: &str) -> Lookup<Arc<RoleFacts>> {
-        self.store.cluster_role(name)
+        self.shared.store.cluster_role(name)
     }
 
     fn cluster_roles_matching(&self, selector: &LabelSelector) -> Lookup<NamedRoles> {
-        self.store.cluster_roles_matching(selector)
+        self.shared.store.cluster_roles_matching(selector)
     }
 
     fn cluster_roles_aggregating(&self, labels: &BTreeMap<String, String>) -> Lookup<NamedRoles> {
-        self.store.cluster_roles_aggregating(labels)
+        self.shared.store.cluster_roles_aggregating(labels)
     }
 
     fn bindings_to(&self, role: &RoleKey) -> Lookup<Vec<Arc<BindingFacts>>> {
-        self.store.bindings_to(role)
+        self.shared.store.bindings_to(role)
     }
 
     fn other_gitlab_identity_in(
@@ -384,7 +518,8 @@ impl ClusterView for KubeView {
         except_identity: &str,
         except_binding: &str,
     ) -> Lookup<Option<(String, String)>> {
-        self.store
+        self.shared
+            .store
             .other_gitlab_identity_in(namespace, except_identity, except_binding)
     }
 
@@ -394,25 +529,30 @@ impl ClusterView for KubeView {
         name: &str,
         namespace: Option<&str>,
     ) -> Lookup<Vec<Arc<BindingFacts>>> {
-        self.store.bindings_naming(kind, name, namespace)
+        self.shared.store.bindings_naming(kind, name, namespace)
     }
 
     fn secret(&self, namespace: &str, name: &str) -> Lookup<SecretFacts> {
-        self.store.secret(namespace, name)
+        self.shared.store.secret(namespace, name)
     }
 
     fn flux_secret_references(&self) -> Lookup<Vec<FluxSecretReference>> {
-        self.store.flux_secret_references()
+        self.shared.store.flux_secret_references()
     }
 
     fn reconfigure(&self, agents: &AgentDetector) {
-        self.store.reconfigure(agents);
+        self.shared.store.reconfigure(agents);
     }
 
     fn refresh<'a>(&'a self, keys: &'a [ObjectKey]) -> Refresh<'a> {
         Box::pin(async move {
-            for key in keys {
-                self.refresh_one(key).await;
+            match keys {
+                [] => {}
+                [key] => self.refresh_one(key).await,
+                keys => {
+                    futures_util::future::join_all(keys.iter().map(|key| self.refresh_one(key)))
+                        .await;
+                }
             }
         })
     }

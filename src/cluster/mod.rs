@@ -15,6 +15,7 @@ pub mod agents;
 pub mod kube;
 pub mod lease;
 mod memory;
+pub mod misses;
 pub mod rbac;
 pub mod reservation;
 pub mod secrets;
@@ -346,7 +347,9 @@ pub trait ClusterView: Send + Sync {
     /// Makes sure the view knows these objects before a policy asks, for objects that often
     /// arrive just before the request that needs them (a Role applied together with its
     /// RoleBinding may not have reached the watch yet). The production view asks the API
-    /// server for keys it misses; the in-memory view already knows all it can.
+    /// server only for keys it does not hold, one request at a time per key, and remembers
+    /// for a moment what the API server does not have either (see [`misses`]); an object it
+    /// holds costs nothing. The in-memory view already knows all it can.
     fn refresh<'a>(&'a self, _keys: &'a [ObjectKey]) -> Refresh<'a> {
         Box::pin(async {})
     }
