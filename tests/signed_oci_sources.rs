@@ -432,7 +432,7 @@ fn pinned_identities_in_their_usual_spellings_pass() {
         // GitLab's documented keyless setup ("Use Sigstore for keyless signing"): one project's
         // `.gitlab-ci.yml` on main, written as a literal with its dots unescaped.
         (
-            "^https://gitlab.com/acme/app//.gitlab-ci.yml@refs/heads/main$",
+            "^https://gitlab.com$",
             "^https://gitlab.com/acme/app//.gitlab-ci.yml@refs/heads/main$",
         ),
         // A project in nested subgroups, any of its tags.

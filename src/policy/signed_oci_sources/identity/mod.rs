@@ -827,9 +827,9 @@ impl<'p> Analysed<'p> {
         paths.dedup();
         paths.truncate(2);
         let any_group = paths.first().is_some_and(|p| p == "attacker/project");
-        // Without a probe, the example is a path past the first, which often skips the open
-        // part (`acme/app` for `acme[0-9]?/app`).
-        let skip_first = paths.is_empty() && found.len() > 1;
+        // Without a probe, the example of a finite set is a path past the first, which often
+        // skips the open part (`acme/app` for `acme[0-9]?/app`).
+        let skip_first = paths.is_empty() && found.len() > 1 && count == Count::TooMany;
         for path in found {
             if paths.len() < 3 && !paths.contains(&path) {
                 paths.push(path);
