@@ -35,6 +35,7 @@ pub struct Metrics {
     pub audit_last_run: Gauge,
     pub secret_age: IntGaugeVec,
     pub secret_rotation_overdue: IntGaugeVec,
+    pub audit_report_writes: IntCounterVec,
     pub budget_exceeded: IntCounterVec,
     pub pool_reviews: IntCounterVec,
     pub output_cut: IntCounterVec,
@@ -195,6 +196,15 @@ impl Metrics {
             "1 when a Secret is older than the secret-rotation limit for its use, at the last audit scan; else 0.",
             &["namespace", "secret", "use"],
         );
+        let audit_report_writes = counter(
+            &registry,
+            "fluxgate_audit_report_writes_total",
+            "Reports (PolicyReport, ClusterPolicyReport, Report, ClusterReport) the audit scan wrote, by result (written, failed).",
+            &["result"],
+        );
+        for result in ["written", "failed"] {
+            audit_report_writes.with_label_values(&[result]);
+        }
         let budget_exceeded = counter(
             &registry,
             "fluxgate_budget_exceeded_total",
@@ -258,6 +268,7 @@ impl Metrics {
             audit_last_run,
             secret_age,
             secret_rotation_overdue,
+            audit_report_writes,
             budget_exceeded,
             pool_reviews,
             output_cut,

@@ -776,13 +776,16 @@ fn fluxgate_role_expected() -> BTreeSet<GroupResourceVerb> {
             ));
         }
     }
-    for resource in ["policyreports", "clusterpolicyreports"] {
-        for verb in ["get", "list", "create", "update", "patch", "delete"] {
-            expected.insert((
-                "wgpolicyk8s.io".to_string(),
-                resource.to_string(),
-                verb.to_string(),
-            ));
+    // The audit scan's reports: server-side apply (patch, create), its own listed, those of
+    // the report API it no longer writes deleted.
+    for (group, resource) in [
+        ("wgpolicyk8s.io", "policyreports"),
+        ("wgpolicyk8s.io", "clusterpolicyreports"),
+        ("openreports.io", "reports"),
+        ("openreports.io", "clusterreports"),
+    ] {
+        for verb in ["list", "create", "patch", "delete"] {
+            expected.insert((group.to_string(), resource.to_string(), verb.to_string()));
         }
     }
     for verb in ["create", "patch"] {

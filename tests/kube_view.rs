@@ -504,73 +504,6 @@ async fn a_role_applied_a_moment_ago_is_fetched_on_a_miss() {
 }
 
 #[tokio::test]
-async fn the_audit_scan_lists_judges_and_writes_reports_and_events() {
-    let (addr, fake) = start_fake(vec![
-        ("deployments", agent("gitlab-agent", "gitlab-agent")),
-        ("deployments", agent("team-b", "second-agent")),
-        (
-            "ocirepositories",
-            json!({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository",
-                   "metadata": {"name": "app", "namespace": "team-b", "uid": "uid-app"},
-                   "spec": {"interval": "5m", "url": "oci://ghcr.io/acme/app", "ref": {"tag": "1.0.0"}}}),
-        ),
-    ])
-    .await;
-    let client = client(addr);
-    let view = KubeView::start(client.clone());
-    view.reconfigure(Config::default().policies.single_agent.detector());
-    wait_synced(&view).await;
-    let engine = Engine::new(Config::default(), None);
-    let metrics = Metrics::new();
-    let auditor = ClusterAuditor::new(client, AuditOptions::default());
-    let report = auditor
-        .run_once(&engine, view.as_ref(), &metrics)
-        .await
-        .expect("scan");
-
-    assert_eq!(report.objects_scanned, 3);
-    let found: Vec<(String, String)> = report
-        .findings
-        .iter()
-        .map(|f| (f.policy.to_string(), f.name.clone()))
-        .collect();
-    assert!(
-        found.contains(&("single-agent".into(), "second-agent-v2".into())),
-        "{found:?}"
-    );
-    assert!(
-        found.contains(&("single-agent".into(), "gitlab-agent-v2".into())),
-        "{found:?}"
-    );
-    assert!(
-        found.contains(&("signed-oci-sources".into(), "app".into())),
-        "{found:?}"
-    );
-
-    let fake = fake.lock().expect("lock");
-    let report_b = fake
-        .objects
-        .get(&("policyreports".into(), "team-b".into(), "fluxgate".into()))
-        .expect("a PolicyReport in team-b, written by server-side apply");
-    assert_eq!(report_b["summary"]["fail"], 2, "{report_b}");
-    assert!(
-        fake.requests.iter().any(|r| r.starts_with(
-            "PATCH /apis/wgpolicyk8s.io/v1alpha2/namespaces/team-b/policyreports/fluxgate?"
-        ) && r.contains("fieldManager=fluxgate")),
-        "{:?}",
-        fake.requests
-    );
-    let events = fake
-        .objects
-        .keys()
-        .filter(|(plural, _, _)| plural == "events")
-        .count();
-    assert!(events >= 3, "an Event per object in violation: {events}");
-    let text = String::from_utf8(metrics.encode()).expect("utf-8");
-    assert!(text.contains("fluxgate_audit_violations{kind=\"OCIRepository\",namespace=\"team-b\",policy=\"signed-oci-sources\"} 1"), "{text}");
-}
-
-#[tokio::test]
 async fn a_kind_fluxgate_may_not_list_is_reported_and_the_scan_goes_on() {
     let (addr, fake) = start_fake(vec![
         ("deployments", agent("gitlab-agent", "gitlab-agent")),
@@ -589,7 +522,7 @@ async fn a_kind_fluxgate_may_not_list_is_reported_and_the_scan_goes_on() {
     let report = auditor
         .run_once(&engine, &view, &Metrics::new())
         .await
-        .expect("the scan completes");
+        .report;
     assert!(
         report.unreadable.iter().any(|u| u.contains("RoleBinding")),
         "{:?}",

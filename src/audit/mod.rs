@@ -27,6 +27,7 @@ use crate::policy::secret_rotation::{
 };
 
 pub mod cluster;
+pub mod reports;
 
 /// What a finding would have meant at admission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -292,92 +293,19 @@ pub const REPORT_NAME: &str = "fluxgate";
 /// Annotation counting the results left out of a report to keep it bounded.
 pub const OMITTED_ANNOTATION: &str = "fluxgate.io/results-omitted";
 
-/// PolicyReports (`wgpolicyk8s.io/v1alpha2`): one per namespace with findings (plus
-/// `previously_reported` namespaces, which get an empty report so that fixed objects
-/// disappear from them), and one ClusterPolicyReport for cluster-scoped objects. Each holds at
-/// most `max_results` results, the most severe first; the summary counts all of them.
+/// PolicyReports in `wgpolicyk8s.io/v1alpha2` (Kyverno's CRDs): see
+/// [`reports::scoped_reports`] for what goes in which report, and [`reports::ReportSchema`]
+/// for the other versions and OpenReports.
 pub fn policy_reports(
     report: &AuditReport,
     previously_reported: &[String],
     max_results: usize,
     now_unix: i64,
 ) -> Vec<Value> {
-    let mut by_namespace: BTreeMap<Option<String>, Vec<&AuditFinding>> = BTreeMap::new();
-    for ns in previously_reported {
-        by_namespace.entry(Some(ns.clone())).or_default();
-    }
-    for finding in &report.findings {
-        by_namespace
-            .entry(finding.namespace.clone())
-            .or_default()
-            .push(finding);
-    }
-    by_namespace
-        .into_iter()
-        .map(|(namespace, mut findings)| {
-            findings.sort_by_key(|f| (f.result, f.policy));
-            let mut summary = BTreeMap::from([
-                ("pass", 0u64),
-                ("fail", 0),
-                ("warn", 0),
-                ("error", 0),
-                ("skip", 0),
-            ]);
-            for f in &findings {
-                *summary.entry(f.result.as_str()).or_insert(0) += 1;
-            }
-            let omitted = findings.len().saturating_sub(max_results);
-            let results: Vec<Value> = findings
-                .iter()
-                .take(max_results)
-                .map(|f| policy_report_result(f, now_unix))
-                .collect();
-            let mut metadata = json!({
-                "name": REPORT_NAME,
-                "labels": { MANAGED_BY.0: MANAGED_BY.1 },
-                "annotations": { OMITTED_ANNOTATION: omitted.to_string() },
-            });
-            let kind = match &namespace {
-                Some(ns) => {
-                    metadata["namespace"] = json!(ns);
-                    "PolicyReport"
-                }
-                None => "ClusterPolicyReport",
-            };
-            json!({
-                "apiVersion": "wgpolicyk8s.io/v1alpha2",
-                "kind": kind,
-                "metadata": metadata,
-                "summary": summary,
-                "results": results,
-            })
-        })
+    reports::scoped_reports(report, previously_reported, max_results)
+        .iter()
+        .map(|scoped| reports::ReportSchema::WgPolicyV1alpha2.object(scoped, now_unix))
         .collect()
-}
-
-fn policy_report_result(f: &AuditFinding, now_unix: i64) -> Value {
-    let mut resource = json!({
-        "apiVersion": f.api_version,
-        "kind": f.kind,
-        "name": f.name,
-    });
-    if let Some(ns) = &f.namespace {
-        resource["namespace"] = json!(ns);
-    }
-    if let Some(uid) = &f.uid {
-        resource["uid"] = json!(uid);
-    }
-    json!({
-        "source": "fluxgate",
-        "policy": f.policy.as_str(),
-        "result": f.result.as_str(),
-        "severity": if f.result == AuditResult::Fail { "high" } else { "medium" },
-        "scored": true,
-        "message": f.message,
-        "resources": [resource],
-        "properties": { "mode": f.mode.as_str() },
-        "timestamp": { "seconds": now_unix, "nanos": 0 },
-    })
 }
 
 /// A table for people: one row per finding, most severe first.

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::audit::reports::ReportApi;
 use crate::certs::{self, CertFiles, CertRequest};
 use crate::cluster::{ClusterView, MemoryView};
 use crate::config::{Config, DEFAULT_CONFIG_YAML};
@@ -130,6 +131,10 @@ pub struct ServeArgs {
     /// Seconds between audit scans of the cluster (0 turns the periodic scan off).
     #[arg(long, default_value_t = 600)]
     pub audit_interval: u64,
+    /// Report API the audit scan writes: auto (OpenReports when the cluster serves it,
+    /// else wgpolicyk8s.io PolicyReports), wgpolicyk8s or openreports.
+    #[arg(long, value_enum, default_value_t = ReportApi::Auto)]
+    pub report_api: ReportApi,
     /// Seconds a watch of the cluster may keep failing (API server unreachable, watch
     /// errors) before the view stops answering for its kind: policies that need that kind
     /// then follow their fail-open or fail-closed setting, and /readyz turns false.
@@ -176,9 +181,14 @@ pub struct AuditArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = AuditOutput::Table)]
     pub output: AuditOutput,
-    /// Also write PolicyReports and Events, as the periodic scan in `serve` does.
+    /// Also write reports (PolicyReports or OpenReports) and Events, as the periodic scan
+    /// in `serve` does.
     #[arg(long)]
     pub write_reports: bool,
+    /// Report API --write-reports writes: auto (OpenReports when the cluster serves it,
+    /// else wgpolicyk8s.io PolicyReports), wgpolicyk8s or openreports.
+    #[arg(long, value_enum, default_value_t = ReportApi::Auto)]
+    pub report_api: ReportApi,
     /// Seconds to wait for the cluster view to sync.
     #[arg(long, default_value_t = 60)]
     pub sync_timeout: u64,
@@ -489,13 +499,13 @@ async fn run_audit(args: &AuditArgs) -> Result<ExitCode, String> {
     let options = cluster::AuditOptions {
         write_reports: args.write_reports,
         publish_events: args.write_reports,
+        report_api: args.report_api,
         ..cluster::AuditOptions::default()
     };
     let auditor = cluster::ClusterAuditor::new(client, options);
-    let report = auditor
+    let cluster::AuditRun { report, written } = auditor
         .run_once(&engine, view.as_ref(), &Metrics::new())
-        .await
-        .map_err(|e| e.to_string())?;
+        .await;
     match args.output {
         AuditOutput::Table => {
             print!("{}", crate::audit::render_table(&report));
@@ -506,10 +516,47 @@ async fn run_audit(args: &AuditArgs) -> Result<ExitCode, String> {
                 );
             }
         }
-        AuditOutput::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-        ),
+        AuditOutput::Json => {
+            let mut value = serde_json::to_value(&report).map_err(|e| e.to_string())?;
+            if args.write_reports {
+                value["written"] = serde_json::to_value(&written).map_err(|e| e.to_string())?;
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?
+            );
+        }
+    }
+    if args.write_reports {
+        let kinds = if written.report_kinds.is_empty() {
+            "no report kind served".to_string()
+        } else {
+            written.report_kinds.join(", ")
+        };
+        eprintln!(
+            "wrote {} reports ({kinds}) and {} Events",
+            written.reports.len(),
+            written.events
+        );
+        if !written.retired.is_empty() {
+            eprintln!(
+                "removed {} reports of the report API fluxgate no longer writes: {}",
+                written.retired.len(),
+                written.retired.join(", ")
+            );
+        }
+        for error in &written.event_errors {
+            eprintln!("warning: {error}");
+        }
+        for error in &written.report_errors {
+            eprintln!("error: {error}");
+        }
+        // Reports were asked for and not all could be written: the findings above stand, but
+        // a script must not take the cluster's reports for up to date. (An Event that cannot
+        // be published, e.g. in a namespace being deleted, is only warned about.)
+        if !written.report_errors.is_empty() {
+            return Ok(ExitCode::from(2));
+        }
     }
     let enforced_failure = report
         .findings
@@ -580,7 +627,10 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
     if let (Some(client), true) = (client, args.audit_interval > 0) {
         let auditor = Arc::new(crate::audit::cluster::ClusterAuditor::new(
             client,
-            crate::audit::cluster::AuditOptions::default(),
+            crate::audit::cluster::AuditOptions {
+                report_api: args.report_api,
+                ..crate::audit::cluster::AuditOptions::default()
+            },
         ));
         tokio::spawn(crate::server::audit::periodic(
             auditor,

@@ -28,16 +28,17 @@ pub async fn periodic(
             );
             continue;
         }
-        match auditor
+        let run = auditor
             .run_once(&state.engine, state.view.as_ref(), &state.metrics)
-            .await
-        {
-            Ok(report) => tracing::info!(
-                objects = report.objects_scanned,
-                findings = report.findings.len(),
-                "audit scan done"
-            ),
-            Err(e) => tracing::warn!(error = %e, "audit scan failed"),
-        }
+            .await;
+        tracing::info!(
+            objects = run.report.objects_scanned,
+            findings = run.report.findings.len(),
+            reports = run.written.reports.len(),
+            report_errors = run.written.report_errors.len(),
+            events = run.written.events,
+            event_errors = run.written.event_errors.len(),
+            "audit scan done"
+        );
     }
 }
