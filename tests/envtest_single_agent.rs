@@ -140,6 +140,10 @@ fn replica(lease_namespace: &str) -> FluxgateOptions {
     FluxgateOptions {
         config: Some("policies:\n  single-agent:\n    reservationTtlSeconds: 5\n".into()),
         args: vec!["--reservation-namespace".into(), lease_namespace.into()],
+        env: vec![(
+            "FLUXGATE_LOG".into(),
+            "info,fluxgate::cluster::reservation=debug".into(),
+        )],
         webhooks: false,
         ..FluxgateOptions::default()
     }
@@ -167,6 +171,7 @@ async fn two_replicas_allow_exactly_one_of_two_concurrent_installations() {
         let name = format!("agent-{round}");
         let (first, second) = (agent(&ns_a, &name), agent(&ns_b, &name));
         let params = PostParams::default();
+        let started = Instant::now();
         let (through_a, through_b) = tokio::join!(
             api_a.create(&params, &first),
             api_b.create(&params, &second),
@@ -194,6 +199,7 @@ async fn two_replicas_allow_exactly_one_of_two_concurrent_installations() {
                 b.log()
             ),
         };
+        let judged = started.elapsed();
         winners.push(winner.1.clone());
 
         // After the allowed one is deleted, a new one is allowed, through either replica, as
@@ -218,6 +224,13 @@ async fn two_replicas_allow_exactly_one_of_two_concurrent_installations() {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        eprintln!(
+            "round {round:2}: allowed through {}, refused through {}; both answers in {judged:?}; \
+             a new installation allowed through both {:?} after the delete",
+            if winner.1 == &ns_a { "A" } else { "B" },
+            if winner.1 == &ns_a { "B" } else { "A" },
+            started.elapsed() - judged
+        );
     }
     // Both replicas won rounds: the Lease, not one replica's timing, decided.
     let won_by_a = winners.iter().filter(|w| **w == ns_a).count();
@@ -469,4 +482,152 @@ async fn the_shipped_rbac_is_what_the_reservation_needs() {
         "leases outside fluxgate's namespace"
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A reservation whose installation never appeared (fluxgate allowed the CREATE, the API
+/// server refused it afterwards: here because the name was taken) keeps other installations out for `reservationTtlSeconds`, then the next
+/// installation takes the Lease over: replaced at the `resourceVersion` it was read at (the
+/// same Lease object, not deleted and created), and a writer holding an older read loses.
+#[tokio::test]
+async fn a_reservation_whose_installation_never_appeared_expires_and_is_taken_over() {
+    use fluxgate::cluster::lease::{self, LeaseCell, Written};
+    let Some(env) = envtest::cluster().await else {
+        return;
+    };
+    let lease_namespace = env.namespace("fluxgate").await;
+    let (ns_a, ns_b) = (
+        env.namespace("agents-a").await,
+        env.namespace("agents-b").await,
+    );
+    let ttl = Duration::from_secs(4);
+    let _fluxgate = env
+        .fluxgate(FluxgateOptions {
+            config: Some(format!(
+                "policies:\n  single-agent:\n    reservationTtlSeconds: {}\n",
+                ttl.as_secs()
+            )),
+            args: vec!["--reservation-namespace".into(), lease_namespace.clone()],
+            ..FluxgateOptions::default()
+        })
+        .await;
+    // A Deployment of that name is there already (no agent): the API server refuses the
+    // agent's CREATE with AlreadyExists when it stores it, after the webhooks allowed it.
+    let web: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "ghost", "namespace": ns_a},
+        "spec": {"selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "nginx:1.25"}]}}}
+    }))
+    .expect("a Deployment");
+    Api::<Deployment>::namespaced(env.client(), &ns_a)
+        .create(&PostParams::default(), &web)
+        .await
+        .expect("a web server");
+    let leases: Api<Lease> = Api::namespaced(env.client(), &lease_namespace);
+
+    let refused = Api::<Deployment>::namespaced(env.client(), &ns_a)
+        .create(&PostParams::default(), &agent(&ns_a, "ghost"))
+        .await;
+    let message = refused
+        .expect_err("the API server refuses the Deployment")
+        .to_string();
+    assert!(
+        message.contains("already exists") && !message.contains("single-agent"),
+        "{message}"
+    );
+    let reserved_at = Instant::now();
+    let ghost = leases
+        .get(LEASE)
+        .await
+        .expect("fluxgate reserved before the API server refused");
+    let ghost_spec = ghost.spec.clone().expect("spec");
+    assert_eq!(
+        ghost_spec.holder_identity.as_deref(),
+        Some(format!("Deployment/{ns_a}/ghost").as_str())
+    );
+    assert_eq!(
+        ghost_spec.lease_duration_seconds,
+        Some(ttl.as_secs() as i32)
+    );
+
+    // Within the TTL: another installation is refused, by name of the one reserved, and
+    // neither the refusal nor a dry run writes the Lease.
+    let api_b: Api<Deployment> = Api::namespaced(env.client(), &ns_b);
+    let early = api_b
+        .create(&PostParams::default(), &agent(&ns_b, "agent"))
+        .await
+        .expect_err("refused while the reservation stands")
+        .to_string();
+    assert!(
+        early.contains("second GitLab agent") && early.contains(&format!("{ns_a}/ghost")),
+        "{early}"
+    );
+    assert!(would_allow(&env, &agent(&ns_b, "agent")).await.is_err());
+    let unchanged = leases.get(LEASE).await.expect("lease");
+    assert_eq!(
+        unchanged.metadata.resource_version,
+        ghost.metadata.resource_version
+    );
+    assert!(
+        reserved_at.elapsed() < ttl,
+        "the refusals took longer than the TTL; the test proves nothing"
+    );
+
+    // After the TTL: allowed, and the Lease is taken over in place.
+    let deadline = reserved_at + ttl + Duration::from_secs(10);
+    let taken_over_after = loop {
+        match api_b
+            .create(&PostParams::default(), &agent(&ns_b, "agent"))
+            .await
+        {
+            Ok(_) => break reserved_at.elapsed(),
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "still refused {:?} after the reservation: {e}",
+                    reserved_at.elapsed()
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    eprintln!(
+        "reservation of a never-created installation: refused within the TTL ({ttl:?}), \
+         taken over {taken_over_after:?} after it was made"
+    );
+    assert!(taken_over_after >= ttl - Duration::from_millis(500));
+    let taken = leases.get(LEASE).await.expect("lease");
+    assert_eq!(
+        taken
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.as_deref()),
+        Some(format!("Deployment/{ns_b}/agent").as_str())
+    );
+    assert_eq!(
+        taken.metadata.uid, ghost.metadata.uid,
+        "replaced, not recreated"
+    );
+    assert_ne!(
+        taken.metadata.resource_version,
+        ghost.metadata.resource_version
+    );
+
+    // The precondition: a writer that read the Lease before the takeover loses.
+    let cell = LeaseCell::new(env.client(), &lease_namespace, LEASE);
+    let stale = cell
+        .replace(
+            &ghost,
+            lease::held_spec("Deployment/x/late", std::time::SystemTime::now(), ttl),
+            Default::default(),
+        )
+        .await
+        .expect("the API server answers");
+    assert!(matches!(stale, Written::Lost), "{stale:?}");
+    let after = leases.get(LEASE).await.expect("lease");
+    assert_eq!(
+        after.metadata.resource_version,
+        taken.metadata.resource_version
+    );
 }

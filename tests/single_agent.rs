@@ -1433,6 +1433,109 @@ fn a_flag_from_a_config_map_is_undecided_and_follows_when_unknown() {
 }
 
 #[test]
+fn a_flag_from_env_from_is_undecided_and_follows_when_unknown() {
+    let (view, _) = existing_chart_install();
+    // `envFrom` defines every key of the ConfigMap (or Secret) under its prefix: the kubelet
+    // expands `$(KAS)` from it as from `env`.
+    for (what, args, env_from) in [
+        (
+            "ConfigMap",
+            json!(["$(KAS)=wss://kas.gitlab.example"]),
+            json!([{"configMapRef": {"name": "tools"}}]),
+        ),
+        (
+            "Secret with a prefix",
+            json!(["$(T_KAS)"]),
+            json!([{"prefix": "T_", "secretRef": {"name": "tools"}}]),
+        ),
+    ] {
+        let mut object = agent_under_another_name(args, json!([]));
+        object["spec"]["template"]["spec"]["containers"][0]["envFrom"] = env_from;
+        let message = assert_denied(&create(&engine(), &view, &object), what);
+        assert!(message.contains("cannot tell"), "{what}: {message}");
+        assert!(message.contains("envFrom"), "{what}: {message}");
+        let lenient = engine_with("policies:\n  single-agent:\n    whenUnknown: allow\n");
+        assert!(create(&lenient, &view, &object).allowed, "{what}");
+    }
+    // A prefix no variable of the command line starts with defines none of them.
+    let mut other = agent_under_another_name(json!(["$(KAS)=wss://kas"]), json!([]));
+    other["spec"]["template"]["spec"]["containers"][0]["envFrom"] =
+        json!([{"prefix": "T_", "configMapRef": {"name": "tools"}}]);
+    assert_allowed(&create(&engine(), &view, &other), "other prefix");
+}
+
+#[test]
+fn bash_brace_expansion_in_a_script_is_read_like_bash() {
+    let (view, _) = existing_chart_install();
+    for script in [
+        "exec agentk {--kas-address=wss://kas,--token-file=/t}",
+        "exec agentk --kas-{address,port}=wss://kas",
+        "exec agentk --kas-addres{s..s}=wss://kas",
+    ] {
+        let mut object = agent_under_another_name(json!([script]), json!([]));
+        object["spec"]["template"]["spec"]["containers"][0]["command"] = json!(["/bin/bash", "-c"]);
+        assert_denied(&create(&engine(), &view, &object), script);
+    }
+    let mut loop_ = agent_under_another_name(
+        json!(["for i in {1..3}; do echo $i; done; exec nginx -g 'daemon off;'"]),
+        json!([]),
+    );
+    loop_["spec"]["template"]["spec"]["containers"][0]["command"] = json!(["/bin/bash", "-c"]);
+    assert_allowed(&create(&engine(), &view, &loop_), "a loop over a sequence");
+}
+
+#[test]
+fn every_kind_that_runs_a_pod_template_and_every_container_list_is_caught() {
+    let (view, _) = existing_chart_install();
+    let renamed = json!({"name": "x", "image": "harbor.example/library/tools:1",
+        "args": ["--kas-address=wss://kas.gitlab.example"]});
+    let with_containers = |list: &str| {
+        let mut spec = json!({"containers": [{"name": "web", "image": "nginx:1.25"}]});
+        match list {
+            "containers" => spec["containers"] = json!([renamed.clone()]),
+            "initContainers" => spec["initContainers"] = json!([renamed.clone()]),
+            // A native sidecar (an init container that keeps running).
+            _ => {
+                let mut sidecar = renamed.clone();
+                sidecar["restartPolicy"] = json!("Always");
+                spec["initContainers"] = json!([sidecar]);
+            }
+        }
+        spec
+    };
+    for list in ["containers", "initContainers", "sidecar"] {
+        let spec = with_containers(list);
+        let template = json!({"metadata": {"labels": {"app": "x"}}, "spec": spec});
+        let selector = json!({"matchLabels": {"app": "x"}});
+        for object in [
+            json!({"apiVersion": "v1", "kind": "Pod", "spec": spec}),
+            json!({"apiVersion": "v1", "kind": "ReplicationController",
+                "spec": {"selector": {"app": "x"}, "template": template}}),
+            json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "spec": {"selector": selector, "template": template}}),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "spec": {"selector": selector, "template": template}}),
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+                "spec": {"serviceName": "x", "selector": selector, "template": template}}),
+            json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+                "spec": {"selector": selector, "template": template}}),
+            json!({"apiVersion": "batch/v1", "kind": "Job", "spec": {"template": template}}),
+            json!({"apiVersion": "batch/v1", "kind": "CronJob",
+                "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": template}}}}),
+        ] {
+            let mut object = object;
+            let kind = object["kind"].as_str().expect("kind").to_string();
+            object["metadata"] = json!({"name": "x", "namespace": "team-a"});
+            let message = assert_denied(&create(&engine(), &view, &object), &kind);
+            assert!(
+                message.contains(&format!("{kind} team-a/x")),
+                "{kind}, {list}: {message}"
+            );
+        }
+    }
+}
+
+#[test]
 fn a_shell_entrypoint_runs_agentk_too() {
     let (view, _) = existing_chart_install();
     for (what, command, args) in [
@@ -1525,25 +1628,20 @@ fn a_replication_controller_runs_agentk_like_a_replicaset() {
     assert_allowed(&create(&engine(), &view, &pod), "its Pod");
 }
 
-#[test]
-fn fluxgate_check_reports_the_forged_second_installation() {
-    let dir = std::env::temp_dir().join(format!("fluxgate-single-agent-{}", std::process::id()));
+/// `fluxgate check -o json` over these objects (one file): the exit code and the single-agent
+/// findings, each as (object, message).
+fn check_single_agent(objects: &[Value]) -> (i32, Vec<(String, String)>) {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "fluxgate-single-agent-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let existing = as_helm_stores_it(
-        corpus_installs().remove(0).deployment(),
-        "gitlab-agent",
-        "gitlab-agent",
-    );
-    let evil = as_helm_stores_it(
-        second_agent("team-a", "agent"),
-        "gitlab-agent",
-        "gitlab-agent",
-    );
-    let text = format!(
-        "{}\n---\n{}\n",
-        serde_yaml_ng::to_string(&existing).expect("yaml"),
-        serde_yaml_ng::to_string(&evil).expect("yaml")
-    );
+    let text: String = objects
+        .iter()
+        .map(|o| format!("---\n{}", serde_yaml_ng::to_string(o).expect("yaml")))
+        .collect();
     let file = dir.join("agents.yaml");
     std::fs::write(&file, text).expect("write");
     #[derive(clap::Parser)]
@@ -1553,16 +1651,128 @@ fn fluxgate_check_reports_the_forged_second_installation() {
     }
     let args = <Cli as clap::Parser>::try_parse_from([
         "check",
-        "--color",
-        "never",
+        "-o",
+        "json",
         file.to_str().expect("utf-8"),
     ])
     .expect("args")
     .args;
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let code = fluxgate::check::run(&args, std::io::empty(), &mut out, &mut err);
-    let out = String::from_utf8_lossy(&out);
     std::fs::remove_dir_all(&dir).ok();
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("team-a/agent"), "{out}");
+    let report: Value = serde_json::from_slice(&out).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&err)
+        )
+    });
+    let mut findings = Vec::new();
+    collect_single_agent(&report, &mut findings);
+    (code, findings)
+}
+
+fn collect_single_agent(value: &Value, into: &mut Vec<(String, String)>) {
+    match value {
+        Value::Object(map) => {
+            if map.get("policy").and_then(Value::as_str) == Some("single-agent") {
+                into.push((
+                    value.to_string(),
+                    map.get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                ));
+            }
+            map.values().for_each(|v| collect_single_agent(v, into));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_single_agent(v, into)),
+        _ => {}
+    }
+}
+
+fn assert_check_denies(objects: &[Value], object: &str, what: &str) {
+    let (code, findings) = check_single_agent(objects);
+    assert_eq!(code, 1, "{what}: {findings:?}");
+    assert!(
+        findings
+            .iter()
+            .any(|(_, message)| message.contains(object) && message.contains("second GitLab agent")),
+        "{what}: no single-agent finding names {object}: {findings:?}"
+    );
+}
+
+#[test]
+fn fluxgate_check_reports_the_forged_second_installation() {
+    let existing = as_helm_stores_it(
+        corpus_installs().remove(0).deployment(),
+        "gitlab-agent",
+        "gitlab-agent",
+    );
+    // The running installation alone passes.
+    let (code, findings) = check_single_agent(std::slice::from_ref(&existing));
+    assert!(findings.is_empty(), "{findings:?}");
+    assert_eq!(code, 0);
+
+    // Copied release annotations.
+    let evil = as_helm_stores_it(
+        second_agent("team-a", "agent"),
+        "gitlab-agent",
+        "gitlab-agent",
+    );
+    assert_check_denies(
+        &[existing.clone(), evil],
+        "Deployment team-a/agent",
+        "annotations",
+    );
+
+    // A copied instance label.
+    let mut labelled = second_agent("team-a", "agent");
+    labelled["metadata"]["labels"]["app.kubernetes.io/instance"] = json!("gitlab-agent");
+    assert_check_denies(
+        &[existing.clone(), labelled],
+        "Deployment team-a/agent",
+        "instance label",
+    );
+
+    // An ownerReference to the running agent's uid (as `kubectl get -o yaml` exports it).
+    let running = stored(existing.clone(), "uid-existing");
+    let mut owned = second_agent("team-a", "agent");
+    owned["kind"] = json!("ReplicaSet");
+    owned["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "Deployment",
+        "name": "gitlab-agent-v2", "uid": "uid-existing", "controller": true}]);
+    assert_check_denies(
+        &[running.clone(), owned.clone()],
+        "ReplicaSet team-a/agent",
+        "owner in another namespace",
+    );
+    owned["metadata"]["namespace"] = json!("gitlab-agent");
+    owned["kind"] = json!("Deployment");
+    assert_check_denies(
+        &[running, owned],
+        "Deployment gitlab-agent/agent",
+        "a Deployment owned by a Deployment",
+    );
+
+    // A HelmRelease reusing the running release's releaseName and targetNamespace.
+    let repository = json!({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
+        "metadata": {"name": "gitlab", "namespace": "flux-system"},
+        "spec": {"url": "https://charts.gitlab.io", "interval": "1h"}});
+    let release = gitlab_agent_helm_release(
+        "gitlab-agent",
+        "flux-system",
+        json!({"config": {"kasAddress": "wss://kas.gitlab.com", "secretName": "gitlab-agent-token"}}),
+    );
+    let (code, findings) = check_single_agent(&[repository.clone(), release.clone()]);
+    assert!(findings.is_empty(), "{code}: {findings:?}");
+    let evil = gitlab_agent_helm_release(
+        "agent",
+        "team-a",
+        json!({"fullnameOverride": "evil", "config": {"kasAddress": "wss://kas.gitlab.com"}}),
+    );
+    assert_check_denies(
+        &[repository, release, evil],
+        "HelmRelease team-a/agent",
+        "second HelmRelease",
+    );
 }

@@ -87,24 +87,41 @@ impl Reserved {
 /// from then on the view keeps others out, and once that installation is deleted, a new one
 /// may come.
 pub fn holder_blocks(held: &Held, claim: &Claim, view: &dyn ClusterView, now: SystemTime) -> bool {
+    why_holder_blocks(held, claim, view, now).0
+}
+
+/// [`holder_blocks`], with the reason (for the debug log).
+fn why_holder_blocks(
+    held: &Held,
+    claim: &Claim,
+    view: &dyn ClusterView,
+    now: SystemTime,
+) -> (bool, &'static str) {
     if held.installation == claim.installation {
-        return false;
+        return (false, "same installation");
     }
+    let age = now.duration_since(held.renewed).unwrap_or(Duration::ZERO);
+    // The view's clock is monotonic; the reservation's is a wall clock (maybe another
+    // replica's): the moment it was written, in this process's monotonic time.
+    let since = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+    // Whether it came is read *before* whether it runs: the view may take it in between the
+    // two reads (each takes the index's lock on its own), and read the other way round an
+    // installation arriving at that moment looked as if it had come and gone already.
+    let came = age < held.ttl && view.agent_installation_applied_since(&held.installation, since);
     let runs = view
         .agent_installations()
         .found()
         .is_some_and(|all| all.iter().any(|i| i.id == held.installation));
     if runs {
-        return true;
+        (true, "runs")
+    } else if age >= held.ttl {
+        (false, "expired")
+    } else if came {
+        // It came, and is gone by the later read: deleted (or no longer an agent).
+        (false, "came and went")
+    } else {
+        (true, "not come yet")
     }
-    let age = now.duration_since(held.renewed).unwrap_or(Duration::ZERO);
-    if age >= held.ttl {
-        return false;
-    }
-    // The view's clock is monotonic; the reservation's is a wall clock (maybe another
-    // replica's): the moment it was written, in this process's monotonic time.
-    let since = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
-    !view.agent_installation_applied_since(&held.installation, since)
 }
 
 /// A future [`Reservations::reserve`] returns.
@@ -207,8 +224,21 @@ impl LeaseReservations {
                 None if claim.dry_run => return Reserved::Granted,
                 None => self.cell.create(spec, annotations.clone()).await,
                 Some(current) => {
-                    if let Some(held) = held(&current)
-                        && holder_blocks(&held, claim, view, now)
+                    let held = held(&current);
+                    let (blocks, why) = held.as_ref().map_or((false, "no holder"), |held| {
+                        why_holder_blocks(held, claim, view, now)
+                    });
+                    tracing::debug!(
+                        claim = %claim.installation.key_text(),
+                        why,
+                        dry_run = claim.dry_run,
+                        holder = lease::holder(&current).unwrap_or(""),
+                        resource_version = current.metadata.resource_version.as_deref().unwrap_or(""),
+                        blocks,
+                        "reservation read"
+                    );
+                    if let Some(held) = held
+                        && blocks
                     {
                         return Reserved::Refused(held);
                     }
@@ -218,6 +248,15 @@ impl LeaseReservations {
                     self.cell.replace(&current, spec, annotations.clone()).await
                 }
             };
+            tracing::debug!(
+                claim = %claim.installation.key_text(),
+                written = match &written {
+                    Ok(Written::Done(lease)) => lease.metadata.resource_version.as_deref().unwrap_or("?"),
+                    Ok(Written::Lost) => "lost",
+                    Err(_) => "error",
+                },
+                "reservation write"
+            );
             match written {
                 Ok(Written::Done(_)) => return Reserved::Granted,
                 // Another replica wrote first: read what it wrote and judge again.
@@ -322,6 +361,146 @@ mod tests {
             local.reserve_now(&claim("b", false), &view),
             Reserved::Granted
         );
+    }
+
+    /// A view the holder's installation reaches *during* the first of the two questions
+    /// [`holder_blocks`] asks it (answered from before), as a watch event may land between
+    /// two reads of the index.
+    struct ArrivesMidway {
+        view: MemoryView,
+        object: std::sync::Mutex<Option<serde_json::Value>>,
+    }
+
+    impl ArrivesMidway {
+        fn arrive(&self) {
+            if let Some(object) = self.object.lock().expect("lock").take() {
+                self.view.apply(&object).expect("applies");
+            }
+        }
+    }
+
+    impl ClusterView for ArrivesMidway {
+        fn synced(&self) -> bool {
+            self.view.synced()
+        }
+        fn namespace_labels(
+            &self,
+            namespace: &str,
+        ) -> super::super::Lookup<BTreeMap<String, String>> {
+            self.view.namespace_labels(namespace)
+        }
+        fn helm_repository(
+            &self,
+            namespace: &str,
+            name: &str,
+        ) -> super::super::Lookup<super::super::HelmRepositoryFacts> {
+            self.view.helm_repository(namespace, name)
+        }
+        fn agent_installations(
+            &self,
+        ) -> super::super::Lookup<Vec<super::super::AgentInstallation>> {
+            let answer = self.view.agent_installations();
+            self.arrive();
+            answer
+        }
+        fn agent_installation_applied_since(&self, id: &InstallationId, since: Instant) -> bool {
+            let answer = self.view.agent_installation_applied_since(id, since);
+            self.arrive();
+            answer
+        }
+        fn role(
+            &self,
+            namespace: &str,
+            name: &str,
+        ) -> super::super::Lookup<std::sync::Arc<crate::rbac::objects::RoleFacts>> {
+            self.view.role(namespace, name)
+        }
+        fn cluster_role(
+            &self,
+            name: &str,
+        ) -> super::super::Lookup<std::sync::Arc<crate::rbac::objects::RoleFacts>> {
+            self.view.cluster_role(name)
+        }
+        fn cluster_roles_matching(
+            &self,
+            selector: &crate::selector::LabelSelector,
+        ) -> super::super::Lookup<crate::rbac::objects::NamedRoles> {
+            self.view.cluster_roles_matching(selector)
+        }
+        fn cluster_roles_aggregating(
+            &self,
+            labels: &BTreeMap<String, String>,
+        ) -> super::super::Lookup<crate::rbac::objects::NamedRoles> {
+            self.view.cluster_roles_aggregating(labels)
+        }
+        fn bindings_to(
+            &self,
+            role: &crate::rbac::objects::RoleKey,
+        ) -> super::super::Lookup<Vec<std::sync::Arc<crate::rbac::objects::BindingFacts>>> {
+            self.view.bindings_to(role)
+        }
+        fn other_gitlab_identity_in(
+            &self,
+            namespace: &str,
+            except_identity: &str,
+            except_binding: &str,
+        ) -> super::super::Lookup<Option<(String, String)>> {
+            self.view
+                .other_gitlab_identity_in(namespace, except_identity, except_binding)
+        }
+        fn bindings_naming(
+            &self,
+            kind: &str,
+            name: &str,
+            namespace: Option<&str>,
+        ) -> super::super::Lookup<Vec<std::sync::Arc<crate::rbac::objects::BindingFacts>>> {
+            self.view.bindings_naming(kind, name, namespace)
+        }
+        fn secret(
+            &self,
+            namespace: &str,
+            name: &str,
+        ) -> super::super::Lookup<super::super::SecretFacts> {
+            self.view.secret(namespace, name)
+        }
+        fn flux_secret_references(
+            &self,
+        ) -> super::super::Lookup<Vec<super::super::FluxSecretReference>> {
+            self.view.flux_secret_references()
+        }
+        fn reconfigure(&self, agents: &crate::gitlab::agent::AgentDetector) {
+            self.view.reconfigure(agents)
+        }
+    }
+
+    #[test]
+    fn an_installation_arriving_while_the_reservation_is_judged_blocks() {
+        // Found by the two-replica envtest under load: replica B lost the Lease to A, read
+        // A's reservation, and A's Deployment reached B's view between B's two questions.
+        let view = ArrivesMidway {
+            view: MemoryView::new(),
+            object: std::sync::Mutex::new(Some(serde_json::json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "a", "namespace": "agents", "uid": "u-a"},
+                "spec": {"template": {"spec": {"containers": [{"name": "agentk",
+                    "image": "registry.gitlab.com/gitlab-org/cluster-integration/gitlab-agent/agentk:v17.3.1"}]}}}
+            }))),
+        };
+        let now = SystemTime::now();
+        let held = Held {
+            installation: id("a"),
+            object: "Deployment agents/a".into(),
+            renewed: now - Duration::from_millis(10),
+            ttl: Duration::from_secs(30),
+        };
+        assert!(holder_blocks(&held, &claim("b", false), &view, now));
+        // And once it is there, it blocks for as long as it runs.
+        assert!(holder_blocks(
+            &held,
+            &claim("b", false),
+            &view,
+            SystemTime::now()
+        ));
     }
 
     #[test]

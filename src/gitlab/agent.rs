@@ -579,7 +579,8 @@ struct Container<'a> {
     args: Option<Vec<Cow<'a, str>>>,
     #[serde(borrow, default)]
     env: Option<Vec<EnvVar<'a>>>,
-    #[serde(borrow, default)]
+    // The only field of two words: the kubelet reads `envFrom`.
+    #[serde(borrow, default, rename = "envFrom")]
     env_from: Option<Vec<EnvFromSource<'a>>>,
 }
 

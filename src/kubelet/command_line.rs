@@ -64,7 +64,7 @@ pub fn find_flag(
     // The common case: no quoting, no variables, and the flag nowhere in the text.
     let tricky = |e: &str| {
         e.bytes()
-            .any(|b| matches!(b, b'$' | b'\\' | b'\'' | b'"' | b'`'))
+            .any(|b| matches!(b, b'$' | b'\\' | b'\'' | b'"' | b'`' | b'{'))
     };
     if !entries().any(|e| tricky(e) || e.contains(flag)) {
         return FlagSearch::Absent;
@@ -285,6 +285,9 @@ enum Seg {
         op: ParamOp,
     },
     Runtime(&'static str),
+    /// bash's brace expansion (`pre{a,b}post`, `{a..c}`): the word once for each option.
+    /// bash runs it before every other expansion, also when started as `sh`.
+    Brace(Vec<Vec<Seg>>),
 }
 
 #[derive(Debug, Clone)]
@@ -355,6 +358,53 @@ fn find_close(units: &[Unit], start: usize, open: char, close: char) -> Option<u
         i += 1;
     }
     None
+}
+
+/// The words of a brace sequence `{x..y}` or `{x..y..step}` (integers, or single letters),
+/// at most [`MAX_ALTERNATIVES`] of them; `None` when the text is no sequence.
+fn sequence(text: &str) -> Option<Vec<String>> {
+    let mut pieces = text.split("..");
+    let (from, to) = (pieces.next()?, pieces.next()?);
+    // i128: no bound or step an i64 holds overflows below.
+    let step = match pieces.next() {
+        Some(step) => i128::from(step.parse::<i64>().ok()?).abs().max(1),
+        None => 1,
+    };
+    if pieces.next().is_some() {
+        return None;
+    }
+    let letter = |t: &str| {
+        let mut it = t.chars();
+        match (it.next(), it.next()) {
+            (Some(c), None) if c.is_ascii_alphabetic() => Some(i128::from(u32::from(c))),
+            _ => None,
+        }
+    };
+    let (a, b, letters) = match (from.parse::<i64>(), to.parse::<i64>()) {
+        (Ok(a), Ok(b)) => (i128::from(a), i128::from(b), false),
+        _ => (letter(from)?, letter(to)?, true),
+    };
+    let count = (a - b).abs() / step + 1;
+    if count > MAX_ALTERNATIVES as i128 {
+        return None;
+    }
+    let step = if b < a { -step } else { step };
+    Some(
+        (0..count)
+            .map(|n| {
+                let v = a + n * step;
+                if letters {
+                    u32::try_from(v)
+                        .ok()
+                        .and_then(char::from_u32)
+                        .map(String::from)
+                        .unwrap_or_default()
+                } else {
+                    v.to_string()
+                }
+            })
+            .collect(),
+    )
 }
 
 fn text_of(units: &[Unit]) -> Option<String> {
@@ -440,7 +490,18 @@ struct Lexer<'u> {
     units: &'u [Unit],
     i: usize,
     nested: Vec<Vec<Unit>>,
+    /// How deep this lexer reads inside brace options (each option is lexed on its own).
+    brace_depth: usize,
+    /// Units scanned looking for the end of a brace expansion, shared with the option lexers
+    /// (an unmatched `{` scans to the end of its word: bounded, so that `{{{{...` costs
+    /// linear work).
+    brace_work: std::rc::Rc<std::cell::Cell<usize>>,
 }
+
+/// How deep brace expansions nest before fluxgate stops following them.
+const MAX_BRACE_DEPTH: usize = 8;
+/// Units all brace expansions of one script may scan.
+const MAX_BRACE_WORK: usize = 1 << 16;
 
 impl<'u> Lexer<'u> {
     fn new(units: &'u [Unit]) -> Self {
@@ -448,6 +509,8 @@ impl<'u> Lexer<'u> {
             units,
             i: 0,
             nested: Vec::new(),
+            brace_depth: 0,
+            brace_work: Default::default(),
         }
     }
 
@@ -531,6 +594,19 @@ impl<'u> Lexer<'u> {
                     in_word = true;
                     self.backquote(&mut word);
                 }
+                '{' => {
+                    in_word = true;
+                    match self.brace() {
+                        Some((seg, end)) => {
+                            word.push(seg);
+                            self.i = end + 1;
+                        }
+                        None => {
+                            push_lit(&mut word, "{");
+                            self.i += 1;
+                        }
+                    }
+                }
                 other => {
                     push_lit(&mut word, other.encode_utf8(&mut [0; 4]));
                     in_word = true;
@@ -540,6 +616,93 @@ impl<'u> Lexer<'u> {
         }
         end_word(&mut tokens, &mut word, &mut in_word);
         tokens
+    }
+
+    /// At an unquoted `{`: a brace expansion and the index of its `}`, or `None` for a
+    /// literal brace (no `,` or `..` between it and a `}` of the same word: `{}`, `{ cmd; }`).
+    fn brace(&mut self) -> Option<(Seg, usize)> {
+        let start = self.i + 1;
+        let mut depth = 0usize;
+        let mut commas = Vec::new();
+        let mut i = start;
+        let end = loop {
+            let work = self.brace_work.get() + 1;
+            self.brace_work.set(work);
+            if work > MAX_BRACE_WORK || self.brace_depth >= MAX_BRACE_DEPTH {
+                return Some((
+                    Seg::Opaque(Unknown::new(
+                        Class::Any,
+                        "a brace expansion larger than fluxgate follows",
+                    )),
+                    self.i,
+                ));
+            }
+            match self.units.get(i) {
+                None => return None,
+                Some(Unit::U(_)) => {}
+                Some(Unit::C(c)) => match c {
+                    ' ' | '\t' | '\r' | '\n' | ';' | '&' | '|' | '(' | ')' | '<' | '>' => {
+                        return None;
+                    }
+                    '\\' => i += 1,
+                    '\'' | '"' => {
+                        let quote = *c;
+                        i += 1;
+                        while i < self.units.len() && unit_char(self.units, i) != Some(quote) {
+                            if quote == '"' && unit_char(self.units, i) == Some('\\') {
+                                i += 1;
+                            }
+                            i += 1;
+                        }
+                    }
+                    '$' if unit_char(self.units, i + 1) == Some('{') => {
+                        i = find_close(self.units, i + 2, '{', '}')?;
+                    }
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break i,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => commas.push(i),
+                    _ => {}
+                },
+            }
+            i += 1;
+        };
+        let options = if commas.is_empty() {
+            sequence(&text_of(&self.units[start..end])?)?
+                .into_iter()
+                .map(|text| vec![Seg::Lit(text)])
+                .collect()
+        } else {
+            let mut bounds = vec![start];
+            bounds.extend(commas.iter().map(|c| c + 1));
+            let mut ends = commas.clone();
+            ends.push(end);
+            bounds
+                .into_iter()
+                .zip(ends)
+                .map(|(from, to)| self.option(from, to))
+                .collect()
+        };
+        Some((Seg::Brace(options), end))
+    }
+
+    /// One option of a brace expansion, lexed as a word of its own.
+    fn option(&mut self, from: usize, to: usize) -> Vec<Seg> {
+        let mut lexer = Lexer {
+            units: &self.units[from..to],
+            i: 0,
+            nested: Vec::new(),
+            brace_depth: self.brace_depth + 1,
+            brace_work: self.brace_work.clone(),
+        };
+        let mut segs = Vec::new();
+        for tok in lexer.tokens() {
+            if let Tok::Word(word) = tok {
+                segs.extend(word);
+            }
+        }
+        self.nested.append(&mut lexer.nested);
+        segs
     }
 
     fn literal_units(&self, from: usize, to: usize, word: &mut Vec<Seg>) {
@@ -1089,6 +1252,36 @@ impl Shell<'_, '_> {
                         }
                     }
                 }
+                Seg::Brace(options) => {
+                    let mut next: Alternatives = Vec::new();
+                    for option in options {
+                        let expanded = self.alternatives(option, no_split)?;
+                        for fields in &alternatives {
+                            for more in &expanded {
+                                if next.len() >= MAX_ALTERNATIVES {
+                                    return Err(self.maybe(
+                                        "a brace expansion with more words than fluxgate follows",
+                                    ));
+                                }
+                                let cost: usize = more.iter().map(Value::cost).sum();
+                                if !self.budget.spend(cost.max(1)) {
+                                    return Err(self.maybe(
+                                        "a script that expands to more text than fluxgate follows",
+                                    ));
+                                }
+                                let mut fields = fields.clone();
+                                let mut more = more.iter();
+                                if let (Some(last), Some(first)) = (fields.last_mut(), more.next())
+                                {
+                                    last.append(first);
+                                }
+                                fields.extend(more.cloned());
+                                next.push(fields);
+                            }
+                        }
+                    }
+                    alternatives = next;
+                }
                 Seg::Param { name, quoted, op } => {
                     let values = self.parameter_values(name, op)?;
                     let split = !quoted && !no_split;
@@ -1378,6 +1571,61 @@ mod tests {
             search_with(&["sh", "-c"], &["exec app --password=\"$ARGS\""], env),
             FlagSearch::Absent
         );
+    }
+
+    #[test]
+    fn bash_brace_expansion_is_followed() {
+        // bash expands braces before anything else, also when it runs as `sh`.
+        for script in [
+            "exec agentk {--kas-address=wss://kas,--token-file=/t}",
+            "exec agentk --kas-{address,x}=wss://kas",
+            "exec agentk --kas-{x,{y,address}}=wss://kas",
+            "exec agentk --kas-addres{s..s}=wss://kas",
+            "exec agentk --kas-address{,}=wss://kas",
+            "exec agentk --{kas,'x y'}-address=wss://kas",
+            "K=kas; exec agentk --{$K,x}-address=wss://kas",
+        ] {
+            assert!(found(search(&["bash", "-c"], &[script])), "{script}");
+        }
+        // Braces that expand to nothing else, and words that are no brace expansion.
+        for script in [
+            "exec agentk-exporter --kas-{addresses,x}=y",
+            "find / -name x -exec rm {} \\;",
+            "{ echo a; echo b; } > /tmp/out; exec nginx",
+            "for i in {1..5}; do echo $i; done; exec app '--kas-{address,x}=y'",
+            "exec app --kas-{address}=y",
+        ] {
+            assert_eq!(
+                search(&["bash", "-c"], &[script]),
+                FlagSearch::Absent,
+                "{script}"
+            );
+        }
+    }
+
+    #[test]
+    fn brace_expansions_cost_bounded_work() {
+        let unmatched = format!("exec agentk {}", "{".repeat(200_000));
+        assert!(!found(search(&["sh", "-c"], &[&unmatched])));
+        let nested = format!(
+            "exec agentk {}--kas-address=x{}",
+            "{a,".repeat(50),
+            "}".repeat(50)
+        );
+        assert!(!matches!(
+            search(&["sh", "-c"], &[&nested]),
+            FlagSearch::Absent
+        ));
+        let wide = format!("exec app {}", "{a,b}".repeat(40));
+        let _ = search(&["sh", "-c"], &[&wide]);
+        for sequence in [
+            "exec app {1..100000000}",
+            "exec app {-9223372036854775808..9223372036854775807}",
+            "exec app {0..10..-9223372036854775808}",
+            "exec app {z..a..9223372036854775807}",
+        ] {
+            assert_eq!(search(&["sh", "-c"], &[sequence]), FlagSearch::Absent);
+        }
     }
 
     #[test]
