@@ -1145,9 +1145,12 @@ fn probes_ports_and_shutdown_fit_the_server() {
         let drain: u64 = flag(objects, "drain-timeout")
             .map(|d| d.parse().expect("--drain-timeout is seconds"))
             .unwrap_or(10);
+        let linger: u64 = flag(objects, "drain-linger")
+            .map(|d| d.parse().expect("--drain-linger is seconds"))
+            .unwrap_or(2);
         assert!(
-            grace > pre_stop + drain,
-            "{context}: terminationGracePeriodSeconds {grace} must exceed preStop {pre_stop} s + drain {drain} s"
+            grace > pre_stop + linger + drain,
+            "{context}: terminationGracePeriodSeconds {grace} must exceed preStop {pre_stop} s + linger {linger} s + drain {drain} s"
         );
         assert!(pre_stop > 0, "{context}: no preStop pause before the drain");
     }

@@ -122,6 +122,11 @@ pub struct ServeArgs {
     /// Seconds requests in flight may take to finish after SIGTERM.
     #[arg(long, default_value_t = 10)]
     pub drain_timeout: u64,
+    /// Seconds fluxgate keeps answering after SIGTERM, each HTTP/1.1 answer closing its
+    /// connection, before it stops accepting and drains: the API server reuses kept-alive
+    /// connections, and one closed under a request it was sending loses that request.
+    #[arg(long, default_value_t = 2)]
+    pub drain_linger: u64,
     /// Milliseconds between checks of the configuration and certificate files.
     #[arg(long, default_value_t = 5000)]
     pub reload_interval_ms: u64,
@@ -602,6 +607,7 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
         options.eval_threads = threads.max(1);
     }
     options.drain_timeout = Duration::from_secs(args.drain_timeout);
+    options.drain_linger = Duration::from_secs(args.drain_linger);
     options.reload_interval = Duration::from_millis(args.reload_interval_ms.max(10));
     let lease_namespace = client.as_ref().map(|client| {
         args.reservation_namespace

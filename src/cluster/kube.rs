@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,7 @@ use kube::api::{
     Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PartialObjectMeta, WatchParams,
 };
 use kube::runtime::WatchStreamExt;
+use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
@@ -35,8 +36,8 @@ use serde::de::DeserializeOwned;
 use super::misses::{Fetched, Misses};
 use super::secrets::{FluxSecretReference, ROTATED_AT_ANNOTATION, SecretFacts};
 use super::{
-    AgentInstallation, ClusterView, HelmRepositoryFacts, Lookup, MemoryView, ObjectKey, Refresh,
-    WATCHED_KINDS, WatchedKind,
+    AgentInstallation, ChartReference, ClusterView, HelmRepositoryFacts, Lookup, MemoryView,
+    ObjectKey, Refresh, WATCHED_KINDS, WatchedKind,
 };
 use crate::gitlab::agent::AgentDetector;
 use crate::gitlab::installation::InstallationId;
@@ -53,6 +54,41 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub struct KubeView {
     shared: Arc<Shared>,
+}
+
+/// kube-runtime's default watcher backoff (client-go's: 0.8 s doubling to 30 s, reset by an
+/// event), also reset when the probe finds the API server answering again. During an outage
+/// the backoff grows; without this, a watcher whose next attempt finds its resourceVersion
+/// expired (410, usual after an API server restart) would wait that long again before it
+/// lists anew, and its kind would be lost a second time after the API server came back.
+struct ProbedBackoff {
+    inner: watcher::DefaultBackoff,
+    answering: Arc<AtomicBool>,
+}
+
+impl Iterator for ProbedBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        if self.answering.swap(false, Ordering::AcqRel) {
+            self.inner.reset();
+        }
+        self.inner.next()
+    }
+}
+
+impl Backoff for ProbedBackoff {
+    fn reset(&mut self) {
+        self.answering.store(false, Ordering::Release);
+        self.inner.reset();
+    }
+}
+
+/// A 410 (the resourceVersion the watcher resumes from is too old, usual after an API server
+/// restart): the API server answers, and the watcher lists anew after its backoff. The watch
+/// is not failing for that.
+fn is_expired(error: &watcher::Error) -> bool {
+    matches!(error, watcher::Error::WatchError(status) if status.code == 410)
 }
 
 /// What the reflectors and the fetches of [`ClusterView::refresh`] share.
@@ -261,7 +297,11 @@ async fn reflect<K>(
         mark_listed(store, &remaining, &mut first_listing);
         return;
     }
-    let stream = watcher::watcher(api.clone(), watcher::Config::default()).default_backoff();
+    let answering = Arc::new(AtomicBool::new(false));
+    let stream = watcher::watcher(api.clone(), watcher::Config::default()).backoff(ProbedBackoff {
+        inner: watcher::DefaultBackoff::default(),
+        answering: answering.clone(),
+    });
     futures_util::pin_mut!(stream);
     let mut probe = tokio::time::interval(PROBE_INTERVAL);
     probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -275,6 +315,7 @@ async fn reflect<K>(
             _ = probe.tick(), if store.watch_failing(kind.kind) => {
                 if probe_watch(&api).await {
                     store.watch_healthy(kind.kind);
+                    answering.store(true, Ordering::Release);
                     if std::mem::take(&mut said_lost) {
                         tracing::info!(kind = kind.kind, "watch works again; the cluster view answers for this kind");
                     }
@@ -287,6 +328,14 @@ async fn reflect<K>(
         };
         if event.is_ok() {
             store.watch_healthy(kind.kind);
+            // The watch may come back before a probe notices: say so here too, or the next
+            // loss would go unreported.
+            if std::mem::take(&mut said_lost) {
+                tracing::info!(
+                    kind = kind.kind,
+                    "watch works again; the cluster view answers for this kind"
+                );
+            }
         }
         match event {
             Ok(Event::Init) => {
@@ -329,6 +378,9 @@ async fn reflect<K>(
                 store.delete(&key);
                 objects.keys.remove(path_of(&key).as_str());
                 objects.deletions += 1;
+            }
+            Err(e) if is_expired(&e) => {
+                tracing::info!(kind = kind.kind, error = %e, "watch expired; listing again");
             }
             Err(e) => {
                 store.watch_failed(kind.kind, Instant::now());
@@ -482,6 +534,10 @@ impl ClusterView for KubeView {
         self.shared.store.helm_repository(namespace, name)
     }
 
+    fn charts_of(&self, namespace: &str, name: &str) -> Lookup<Vec<ChartReference>> {
+        self.shared.store.charts_of(namespace, name)
+    }
+
     fn agent_installations(&self) -> Lookup<Vec<AgentInstallation>> {
         self.shared.store.agent_installations()
     }
@@ -586,5 +642,34 @@ mod tests {
             value["metadata"]["annotations"]["fluxgate.io/rotated-at"],
             "2025-02-01T00:00:00Z"
         );
+    }
+
+    #[test]
+    fn the_probe_finding_the_api_server_answering_restarts_the_backoff_from_its_minimum() {
+        let answering = Arc::new(AtomicBool::new(false));
+        let mut backoff = ProbedBackoff {
+            inner: watcher::DefaultBackoff::default(),
+            answering: answering.clone(),
+        };
+        // An outage: 0.8, 1.6, 3.2, 6.4, 12.8 s (each plus up to as much jitter).
+        let grown: Vec<Duration> = (0..5).filter_map(|_| backoff.next()).collect();
+        assert!(grown[4] >= Duration::from_secs(12), "{grown:?}");
+        answering.store(true, Ordering::Release);
+        let after_probe = backoff.next().expect("a delay");
+        assert!(after_probe < Duration::from_millis(1601), "{after_probe:?}");
+        // Once: the flag is taken, and the backoff grows again from there.
+        assert!(!answering.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn an_expired_resource_version_is_not_a_failing_watch() {
+        let status = |code: u16| {
+            let mut status = kube::core::Status::failure("too old resource version", "Expired");
+            status.code = code;
+            Box::new(status)
+        };
+        assert!(is_expired(&watcher::Error::WatchError(status(410))));
+        assert!(!is_expired(&watcher::Error::WatchError(status(500))));
+        assert!(!is_expired(&watcher::Error::NoResourceVersion));
     }
 }

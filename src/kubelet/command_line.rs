@@ -1725,6 +1725,10 @@ mod tests {
             "é",
             "$'",
             "\\x2d",
+            ",",
+            "..",
+            "{a,",
+            "1..3}",
         ];
         let mut state = 0x2545_f491_u64;
         let env = r#"[{"name": "A", "value": "$(A) x"}, {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]"#;

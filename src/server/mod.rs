@@ -7,8 +7,9 @@
 //! turning it into a verdict through the engine, inline or on the evaluation pool ([`pool`]),
 //! within the review's [`crate::budget`]. `/metrics`, `/healthz` and `/readyz` are served
 //! by a thread of their own, so that they answer whatever the webhook's workers are doing.
-//! Shutdown stops accepting, lets requests in flight finish (bounded by the drain timeout)
-//! and returns.
+//! Shutdown first lingers (still serving, every HTTP/1.1 answer telling the client to close
+//! its connection), then stops accepting, lets requests in flight finish (bounded by the
+//! drain timeout) and returns.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -94,6 +95,12 @@ pub struct ServerOptions {
     pub body_read_timeout: Duration,
     /// How long requests in flight may take to finish after a shutdown signal.
     pub drain_timeout: Duration,
+    /// How long fluxgate keeps serving after a shutdown signal, answering HTTP/1.1 requests
+    /// with `Connection: close`, before it stops accepting and closes idle connections. The
+    /// API server calls webhooks over HTTP/1.1 with kept-alive connections: closing one it
+    /// is about to reuse loses that request (it reports `EOF`, and `failurePolicy: Fail`
+    /// refuses the write), while an answer that says close retires the connection cleanly.
+    pub drain_linger: Duration,
     /// How often the configuration and certificate files are checked for changes.
     pub reload_interval: Duration,
     /// Longest a review may take from its arrival (headers read) to an answer; at this
@@ -130,6 +137,7 @@ impl ServerOptions {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
+            drain_linger: Duration::from_secs(2),
             reload_interval: Duration::from_secs(5),
             eval_timeout: Duration::from_secs(8),
             eval_threads: default_eval_threads(),
@@ -347,6 +355,14 @@ fn serve_probes(
     Some(done_rx)
 }
 
+/// Resolves at `deadline`; never without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Resolves once shutdown is signalled (or the signal's sender is gone).
 pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
@@ -437,7 +453,27 @@ async fn serve_tls(
     let connections = Arc::new(Semaphore::new(max_connections));
     let peers = Peers::new(options.max_connections_per_peer);
     let refusals = Refusals::new(state.metrics.clone(), Duration::from_secs(1));
-    let service = TowerToHyperService::new(router);
+    // Set when the shutdown signal comes: from then on every answer says `Connection: close`
+    // (hyper closes an HTTP/1.1 connection after such an answer; HTTP/2 drops the header).
+    let lingering = Arc::new(AtomicBool::new(false));
+    let closing = lingering.clone();
+    let service = TowerToHyperService::new(tower::ServiceExt::<
+        axum::http::Request<hyper::body::Incoming>,
+    >::map_response(
+        router,
+        move |mut response: axum::response::Response| {
+            if closing.load(Ordering::Relaxed) {
+                response.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+            }
+            response
+        },
+    ));
+    // What the connections watch: the end of the linger, not the signal itself.
+    let (drain, draining) = watch::channel(false);
+    let mut linger_until: Option<tokio::time::Instant> = None;
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -449,7 +485,16 @@ async fn serve_tls(
                     continue;
                 }
             },
-            _ = stopped(&mut shutdown) => break,
+            _ = stopped(&mut shutdown), if linger_until.is_none() => {
+                if options.drain_linger.is_zero() {
+                    break;
+                }
+                lingering.store(true, Ordering::Relaxed);
+                linger_until = Some(tokio::time::Instant::now() + options.drain_linger);
+                tracing::info!(linger = ?options.drain_linger, "still answering, each answer closing its connection, before the drain");
+                continue;
+            }
+            _ = sleep_until(linger_until) => break,
         };
         let admitted = match connections.clone().try_acquire_owned() {
             Ok(permit) => peers
@@ -478,17 +523,22 @@ async fn serve_tls(
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let service = service.clone();
-        let shutdown = shutdown.clone();
+        let draining = draining.clone();
         let settings = ConnectionSettings::of(options);
         let open = state.metrics.connections_open.clone();
         open.inc();
         tokio::spawn(async move {
             let _held = (permit, peer_slot);
-            serve_connection(tcp, peer, acceptor, service, settings, shutdown).await;
+            serve_connection(tcp, peer, acceptor, service, settings, draining).await;
             open.dec();
         });
     }
+    let _ = drain.send(true);
     drop(listener);
+    tracing::info!(
+        open = max_connections - connections.available_permits(),
+        "no longer accepting; closing idle connections and finishing requests in flight"
+    );
     // Every connection gives its permit back when it ends: all of them back means drained.
     let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
     tokio::select! {

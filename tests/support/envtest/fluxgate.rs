@@ -37,6 +37,13 @@ pub struct FluxgateOptions {
     pub agent_pods: bool,
     /// Wait until `/readyz` says ready (the cluster view synced) before registering.
     pub wait_ready: bool,
+    /// Serve with these certificates (a folder with `ca.crt`, `tls.crt` and `tls.key`, as
+    /// `fluxgate certs` writes it, e.g. another replica's [`Fluxgate::dir`]) instead of fresh
+    /// ones: replicas of one webhook share its certificate.
+    pub certs: Option<PathBuf>,
+    /// Where the API server is to call the webhooks (`https://127.0.0.1:<port>`, e.g. a
+    /// [`super::ServiceProxy`] in front of replicas); its own address when `None`.
+    pub webhook_url: Option<String>,
 }
 
 impl Default for FluxgateOptions {
@@ -49,6 +56,8 @@ impl Default for FluxgateOptions {
             overlay: "enforce",
             agent_pods: false,
             wait_ready: true,
+            certs: None,
+            webhook_url: None,
         }
     }
 }
@@ -89,13 +98,26 @@ pub struct Fluxgate {
 impl Fluxgate {
     pub(super) async fn start(env: &Env, options: FluxgateOptions) -> Fluxgate {
         let dir = process::temp_dir("fluxgate");
-        let certs = ::fluxgate::certs::generate(&::fluxgate::certs::CertRequest {
-            dns_names: vec!["localhost".into()],
-            ips: vec![[127, 0, 0, 1].into()],
-            valid_days: 7,
-        })
-        .expect("certificates");
-        let files = ::fluxgate::certs::write_to(&dir, &certs).expect("write certificates");
+        let files = ::fluxgate::certs::CertFiles::in_dir(&dir);
+        let ca_pem = match &options.certs {
+            Some(from) => {
+                for file in ["ca.crt", "tls.crt", "tls.key"] {
+                    std::fs::copy(from.join(file), dir.join(file))
+                        .unwrap_or_else(|e| panic!("{}: {e}", from.join(file).display()));
+                }
+                std::fs::read_to_string(&files.ca_cert).expect("ca.crt")
+            }
+            None => {
+                let certs = ::fluxgate::certs::generate(&::fluxgate::certs::CertRequest {
+                    dns_names: vec!["localhost".into()],
+                    ips: vec![[127, 0, 0, 1].into()],
+                    valid_days: 7,
+                })
+                .expect("certificates");
+                ::fluxgate::certs::write_to(&dir, &certs).expect("write certificates");
+                certs.ca_cert_pem
+            }
+        };
         let log = dir.join("fluxgate.log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_fluxgate"));
         command
@@ -140,7 +162,7 @@ impl Fluxgate {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             dir,
-            ca_pem: certs.ca_cert_pem.clone(),
+            ca_pem,
             webhooks: Vec::new(),
         };
         (fluxgate.addr, fluxgate.metrics_addr) = fluxgate.wait_serving().await;
@@ -210,8 +232,10 @@ impl Fluxgate {
         }
     }
 
-    /// Registers the webhook configurations, then waits until the API server calls them.
-    async fn register(&mut self, env: &Env, options: &FluxgateOptions) {
+    /// Registers the webhook configurations `options` say (overlay, agent_pods, webhook_url),
+    /// then waits until the API server calls them. [`Env::fluxgate`] does it unless
+    /// `options.webhooks` is false; call it for a replica started without.
+    pub async fn register(&mut self, env: &Env, options: &FluxgateOptions) {
         use base64::Engine as _;
         let ca_bundle = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
         let mut configurations = rendered_webhooks(options.overlay);
@@ -224,6 +248,10 @@ impl Fluxgate {
             ));
         }
         let client = env.client();
+        let base = options
+            .webhook_url
+            .clone()
+            .unwrap_or_else(|| format!("https://127.0.0.1:{}", self.addr.port()));
         for mut configuration in configurations {
             let kind = configuration["kind"]
                 .as_str()
@@ -247,7 +275,7 @@ impl Fluxgate {
                     .unwrap_or("/validate")
                     .to_string();
                 webhook["clientConfig"] = json!({
-                    "url": format!("https://127.0.0.1:{}{path}", self.addr.port()),
+                    "url": format!("{base}{path}"),
                     "caBundle": ca_bundle,
                 });
             }
@@ -293,10 +321,31 @@ impl Fluxgate {
             dry_run: true,
             ..PostParams::default()
         };
+        // Without the Flux CRDs, a Role (which only the validating webhook judges).
+        let role = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", "Role"),
+            "roles",
+        );
+        let role_probe: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "envtest-probe", "namespace": "default"},
+            "rules": [],
+        }))
+        .expect("the probe");
+        let mut mutating = mutating;
         loop {
             let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &oci);
-            let last = match api.create(&dry_run, &probe).await {
-                Ok(_) => "allowed".into(),
+            let mut result = api.create(&dry_run, &probe).await;
+            if let Err(kube::Error::Api(status)) = &result
+                && status.code == 404
+            {
+                let api: Api<DynamicObject> =
+                    Api::namespaced_with(client.clone(), "default", &role);
+                result = api.create(&dry_run, &role_probe).await;
+                mutating = false;
+            }
+            let last = match result {
+                Ok(_) => "allowed".to_string(),
                 Err(e) => e.to_string(),
             };
             let now = self.metrics().await;

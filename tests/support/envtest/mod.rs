@@ -19,10 +19,12 @@
 //! configurations, Leases, CRDs) are deleted, so that the next test starts from the same
 //! cluster. Namespaces stay (without a kube-controller-manager a deleted namespace never goes
 //! away); each test makes its own with [`Env::namespace`].
-#![allow(dead_code)]
+// Each test binary uses part of the harness.
+#![allow(dead_code, unused_imports)]
 
 mod fluxgate;
 mod process;
+mod proxy;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write as _;
@@ -39,6 +41,7 @@ use kube::api::{
 use serde_json::{Value, json};
 
 pub use fluxgate::{Fluxgate, FluxgateOptions};
+pub use proxy::ServiceProxy;
 
 /// What a test binary prints, once, when it skips its envtest tests.
 pub const SKIPPED: &str = "skipped: KUBEBUILDER_ASSETS is not set; get the binaries with \
@@ -289,7 +292,10 @@ impl Cluster {
 
     fn stop_apiserver(&self) {
         if let Some(mut child) = lock(&self.apiserver).take() {
-            process::stop(&mut child, Duration::from_secs(15)).expect("kube-apiserver stops");
+            // SIGKILL: a SIGTERM'd kube-apiserver waits for its watches (15 s and more), and a
+            // crash or a network partition breaks them just the same.
+            let _ = child.kill();
+            child.wait().expect("kube-apiserver stops");
         }
     }
 
@@ -530,28 +536,39 @@ fn tracked_kinds() -> Vec<(ApiResource, bool)> {
     kinds
 }
 
-/// The objects of the tracked kinds when a test's turn began, by UID.
-struct Snapshot(BTreeMap<String, HashSet<String>>);
+/// The objects of the tracked kinds when a test's turn began, by UID, and the
+/// resourceVersion of each Flux CRD.
+struct Snapshot {
+    uids: BTreeMap<String, HashSet<String>>,
+    flux_crds: BTreeMap<String, String>,
+}
+
+fn key(resource: &ApiResource) -> String {
+    format!("{}/{}", resource.group, resource.plural)
+}
 
 impl Snapshot {
     async fn take(client: &kube::Client) -> Snapshot {
-        let mut seen = BTreeMap::new();
+        let mut uids = BTreeMap::new();
         for (resource, _) in tracked_kinds() {
-            let uids = list(client, &resource)
+            let seen = list(client, &resource)
                 .await
                 .into_iter()
                 .map(|(uid, _, _)| uid)
                 .collect();
-            seen.insert(resource.plural.clone(), uids);
+            uids.insert(key(&resource), seen);
         }
-        Snapshot(seen)
+        Snapshot {
+            uids,
+            flux_crds: flux_crd_versions(client).await,
+        }
     }
 
     /// Deletes the objects of the tracked kinds that were not there when it was taken.
     async fn restore(&self, client: &kube::Client) {
         let mut crds = Vec::new();
         for (resource, namespaced) in tracked_kinds() {
-            let before = self.0.get(&resource.plural);
+            let before = self.uids.get(&key(&resource));
             for (uid, namespace, name) in list(client, &resource).await {
                 if before.is_some_and(|uids| uids.contains(&uid)) {
                     continue;
@@ -583,7 +600,28 @@ impl Snapshot {
             }
         }
         remove_crds(client, &crds).await;
+        // A test that removed or changed a Flux CRD gets the newest ones back.
+        if flux_crd_versions(client).await != self.flux_crds {
+            install_crds(client, FLUX_CRDS).await;
+        }
     }
+}
+
+/// name -> resourceVersion of the Flux CRDs the cluster has.
+async fn flux_crd_versions(client: &kube::Client) -> BTreeMap<String, String> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &crd_resource());
+    let crds = api
+        .list_metadata(&ListParams::default())
+        .await
+        .expect("list the CRDs");
+    crds.items
+        .into_iter()
+        .filter_map(|crd| {
+            let name = crd.metadata.name?;
+            name.ends_with(".toolkit.fluxcd.io")
+                .then(|| (name, crd.metadata.resource_version.unwrap_or_default()))
+        })
+        .collect()
 }
 
 /// (uid, namespace, name) of every object of a kind; none when the kind is not served.
@@ -721,7 +759,7 @@ impl Env {
     /// Applies CRD files (paths under tests/fixtures/, e.g.
     /// `corpus/crds/policy-reports/kyverno-wgpolicyk8s.io_policyreports.yaml`) and waits until
     /// they are Established. CRDs that were not there when the test began are deleted at its
-    /// end; a test that changes one of the Flux CRDs puts it back itself.
+    /// end, and the newest Flux CRDs put back if the test removed or changed one.
     pub async fn install_crds(&self, files: &[&str]) -> Vec<String> {
         install_crds(&self.client(), files).await
     }
@@ -732,8 +770,8 @@ impl Env {
         remove_crds(&self.client(), &names).await;
     }
 
-    /// Stops the kube-apiserver process (SIGTERM, as a rolling control-plane upgrade would);
-    /// etcd and its data stay. Watches break and requests fail until [`Env::start_apiserver`].
+    /// Kills the kube-apiserver process (as a crash would); etcd and its data stay. Watches
+    /// break and requests fail until [`Env::start_apiserver`].
     pub fn stop_apiserver(&self) {
         self.cluster.stop_apiserver();
     }
