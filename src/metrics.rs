@@ -438,6 +438,52 @@ mod tests {
     }
 
     #[test]
+    fn findings_and_message_bytes_cut_from_a_verdict_are_counted() {
+        use crate::engine::verdict::{MAX_FINDING_BYTES, MAX_FINDINGS};
+        let mut verdict = Verdict::allow();
+        verdict.record(
+            Finding::violation(PolicyId::SingleAgent, "y".repeat(MAX_FINDING_BYTES + 500)),
+            Mode::Enforce,
+            Action::Deny,
+        );
+        for i in 0..MAX_FINDINGS + 7 {
+            verdict.record(
+                Finding::violation(PolicyId::SingleAgent, format!("{i} {}", "x".repeat(100))),
+                Mode::Enforce,
+                Action::Deny,
+            );
+        }
+        let metrics = Metrics::new();
+        metrics.record_review(
+            Endpoint::Validate,
+            "Deployment",
+            "CREATE",
+            &verdict,
+            &[],
+            0.001,
+        );
+        assert_eq!(
+            value(&metrics, r#"fluxgate_output_cut_total{what="findings"}"#),
+            Some(8.0),
+            "33 + 7 findings for 32 places"
+        );
+        assert!(
+            value(
+                &metrics,
+                r#"fluxgate_output_cut_total{what="message-bytes"}"#
+            )
+            .is_some_and(|cut| cut > 500.0)
+        );
+        assert!(
+            verdict
+                .denial_message()
+                .contains("(8 more findings were cut; the object has too many problems to list)"),
+            "{}",
+            verdict.denial_message()
+        );
+    }
+
+    #[test]
     fn cached_handles_count_every_review() {
         let metrics = Metrics::new();
         for _ in 0..3 {

@@ -1112,6 +1112,43 @@ fn listen_port(objects: &[Value], flag_name: &str) -> u64 {
         .unwrap_or_else(|| panic!("--{flag_name}={address}"))
 }
 
+/// The deadline fluxgate answers a call by: `--eval-timeout-ms`, or a second before the
+/// timeout the API server sends with the call (half of it for one second), whichever comes
+/// first (`server::webhook::Clock`).
+fn answer_deadline_ms(eval_timeout_ms: u64, timeout_seconds: u64) -> u64 {
+    let waits = timeout_seconds * 1000;
+    eval_timeout_ms.min(waits - 1000.min(waits / 2))
+}
+
+#[test]
+fn the_evaluation_deadline_is_derived_from_the_webhook_timeouts() {
+    for overlay in overlays() {
+        let objects = &overlay.objects;
+        let context = &overlay.name;
+        let eval: u64 = flag(objects, "eval-timeout-ms")
+            .unwrap_or_else(|| panic!("{context}: the Deployment sets --eval-timeout-ms"))
+            .parse()
+            .expect("--eval-timeout-ms is milliseconds");
+        let timeouts: Vec<u64> = all_webhooks(objects)
+            .iter()
+            .map(|w| w["timeoutSeconds"].as_u64().expect("timeoutSeconds"))
+            .collect();
+        let longest = timeouts.iter().copied().max().expect("webhooks");
+        assert_eq!(
+            eval,
+            longest * 1000 - 1000,
+            "{context}: --eval-timeout-ms is one second under the longest timeoutSeconds ({longest} s)"
+        );
+        for timeout in timeouts {
+            let deadline = answer_deadline_ms(eval, timeout);
+            assert!(
+                deadline < timeout * 1000 && deadline >= timeout * 1000 / 2,
+                "{context}: a {timeout} s webhook is answered by {deadline} ms"
+            );
+        }
+    }
+}
+
 #[test]
 fn probes_ports_and_shutdown_fit_the_server() {
     for overlay in overlays() {

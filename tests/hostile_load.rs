@@ -178,6 +178,15 @@ fn post_from_a_thread(
     ca: Vec<u8>,
     body: Vec<u8>,
 ) -> std::thread::JoinHandle<Result<common::Response, String>> {
+    post_to_from_a_thread(addr, ca, "/validate", body)
+}
+
+fn post_to_from_a_thread(
+    addr: SocketAddr,
+    ca: Vec<u8>,
+    path: &'static str,
+    body: Vec<u8>,
+) -> std::thread::JoinHandle<Result<common::Response, String>> {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -188,7 +197,7 @@ fn post_from_a_thread(
                 .await
                 .map_err(|e| e.to_string())?;
             client
-                .request("POST", "/validate", Some("application/json"), body)
+                .request("POST", path, Some("application/json"), body)
                 .await
                 .map_err(|e| e.to_string())
         })
@@ -302,6 +311,42 @@ async fn a_review_held_on_the_pool_gets_a_503_at_its_deadline_while_others_are_a
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deadline_follows_the_timeout_the_api_server_sends() {
+    let (gate, view) = gated();
+    let server = TestServer::start_with(ServerSetup {
+        view,
+        // Far longer than the test waits: only the API server's timeout can end the review.
+        tweak: |o| o.eval_timeout = Duration::from_secs(3600),
+        ..ServerSetup::default()
+    })
+    .await;
+    let _open = OpenOnDrop(gate.clone());
+    // The API server adds `?timeout=` (its timeoutSeconds, as a Go duration) to every call.
+    let held = post_to_from_a_thread(
+        server.addr,
+        server.ca_pem.clone(),
+        "/validate?timeout=2s",
+        helm_chart_review(200_000),
+    );
+    let answer = held.join().expect("thread").expect("an answer, not a hang");
+    assert_eq!(
+        answer.status,
+        503,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let error = answer.json()["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.contains("no answer within the 1s deadline"),
+        "{error}"
+    );
+    assert!(error.contains("the API server's timeout"), "{error}");
+}
+
 #[tokio::test]
 async fn over_https_a_review_over_its_budget_is_denied_naming_the_budget() {
     let server = TestServer::start().await;
@@ -335,6 +380,47 @@ async fn over_https_a_review_over_its_budget_is_denied_naming_the_budget() {
         ),
         Some(1.0)
     );
+}
+
+#[tokio::test]
+async fn a_denial_naming_long_patterns_is_cut_and_the_cut_is_counted() {
+    let server = TestServer::start().await;
+    // Ten broad subjects of 2.7 KiB each: the message quoting them would be about 25 KiB.
+    let identities: Vec<_> = (0..10)
+        .map(|i| {
+            let words: Vec<String> = (0..400).map(|j| format!("w{i}x{j}")).collect();
+            json!({"issuer": r"^https://gitlab\.com$", "subject": format!(".*(?:{})?", words.join("|"))})
+        })
+        .collect();
+    let repo = json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1beta2",
+        "kind": "OCIRepository",
+        "metadata": {"name": "app", "namespace": "flux-system"},
+        "spec": {
+            "interval": "5m",
+            "url": "oci://registry.gitlab.com/acme/app/manifests",
+            "ref": {"semver": "1.x"},
+            "verify": {"provider": "cosign", "matchOIDCIdentity": identities},
+        }
+    });
+    let answer = server
+        .post("/validate", review_of(&repo, "CREATE", "uid-long"))
+        .await;
+    assert_eq!(answer.status, 200);
+    let response = &answer.json()["response"];
+    assert_eq!(response["allowed"], false);
+    let message = response["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.len() <= fluxgate::engine::verdict::MAX_MESSAGE_BYTES,
+        "{} bytes",
+        message.len()
+    );
+    assert!(message.contains("bytes cut)"), "{message}");
+    let cut = metric_value(
+        &server.metrics().await,
+        r#"fluxgate_output_cut_total{what="message-bytes"}"#,
+    );
+    assert!(cut.is_some_and(|bytes| bytes > 10_000.0), "{cut:?}");
 }
 
 #[tokio::test]

@@ -20,11 +20,18 @@ pub const PASSING_REVIEW: &str = "tests/fixtures/bench/ocirepository-create-4k.j
 
 /// Decode, prefetch, evaluate, encode, record metrics and log the decision: what the webhook
 /// does between a whole body and the bytes it answers with (the view is in memory, so the
-/// prefetch finds nothing to fetch). Returns the answer's length.
+/// prefetch finds nothing to fetch), within the inline budget the webhook judges with first.
+/// Returns the answer's length.
 pub fn whole_path(engine: &Engine, view: &MemoryView, metrics: &Metrics, body: &[u8]) -> usize {
     let request = admission::decode(body).expect("decodes");
     std::hint::black_box(engine.prefetch(&request));
-    let (verdict, exemptions) = engine.review(Endpoint::Validate, &request, view);
+    let budget = fluxgate::budget::Budget::default().inline(fluxgate::budget::Limits::INLINE);
+    let (mut verdict, mut exemptions) =
+        engine.review_within(Endpoint::Validate, &request, view, &budget);
+    if verdict.unjudged.is_some() {
+        // The webhook's evaluation pool: the first review of new identity patterns.
+        (verdict, exemptions) = engine.review(Endpoint::Validate, &request, view);
+    }
     // The webhook settles claims (a Lease write) only when a policy made one: the test it
     // does on every review.
     std::hint::black_box(verdict.claims.is_empty());

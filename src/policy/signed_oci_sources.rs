@@ -707,9 +707,13 @@ impl Judge<'_> {
         // by the API server and ignored by Flux.
         let trusted_root = site.has_trusted_root() && verify.has_trusted_root();
         // Every distinct pattern is analysed: their number is bounded before any is.
+        let room = self.budget.limit(Resource::IdentityPatterns);
         if self
             .budget
-            .charge(Resource::IdentityPatterns, distinct_patterns(identities))
+            .charge(
+                Resource::IdentityPatterns,
+                distinct_patterns(identities, room),
+            )
             .is_err()
         {
             return;
@@ -1118,7 +1122,45 @@ impl PatternCache {
 /// not, so that a verdict does not depend on what the memo holds.
 struct Memo<T>(Mutex<MemoMaps<T>>);
 
-type MemoMaps<T> = foldhash::HashMap<Box<str>, foldhash::HashMap<Box<str>, (Arc<T>, u64)>>;
+type MemoMaps<T> = foldhash::HashMap<Box<str>, foldhash::HashMap<Box<str>, Entry<T>>>;
+
+/// A verdict, the bytes its analysis took, and how often it was found again.
+struct Entry<T> {
+    verdict: Arc<T>,
+    bytes: u64,
+    hits: u32,
+}
+
+/// Makes room in a full memo: keeps the half of its entries found most often (halving their
+/// counts, so that old popularity fades) and drops the rest. The patterns of the objects Flux
+/// applies again and again stay; a flood of new patterns, each judged once, replaces only its
+/// own kind, so that the reviews of real objects stay inline (and off the evaluation pool
+/// the flood is queued on).
+fn make_room<T>(maps: &mut MemoMaps<T>) {
+    let mut hits: Vec<u32> = maps
+        .values()
+        .flat_map(|m| m.values().map(|e| e.hits))
+        .collect();
+    let keep = hits.len() / 2;
+    if keep == 0 {
+        maps.clear();
+        return;
+    }
+    let (_, &mut threshold, _) = hits.select_nth_unstable_by(keep, |a, b| b.cmp(a));
+    let mut kept = 0;
+    for map in maps.values_mut() {
+        map.retain(|_, entry| {
+            let stays = entry.hits > threshold
+                || (entry.hits == threshold && entry.hits > 0 && kept < keep);
+            if stays {
+                kept += 1;
+                entry.hits /= 2;
+            }
+            stays
+        });
+    }
+    maps.retain(|_, map| !map.is_empty());
+}
 
 impl<T> Default for Memo<T> {
     fn default() -> Self {
@@ -1135,9 +1177,12 @@ impl<T> Memo<T> {
         analyze: impl FnOnce(&str) -> (T, usize),
     ) -> Result<Arc<T>, Exceeded> {
         let hit = lock(&self.0)
-            .get(hosts)
-            .and_then(|m| m.get(pattern))
-            .map(|(verdict, bytes)| (Arc::clone(verdict), *bytes));
+            .get_mut(hosts)
+            .and_then(|m| m.get_mut(pattern))
+            .map(|entry| {
+                entry.hits = entry.hits.saturating_add(1);
+                (Arc::clone(&entry.verdict), entry.bytes)
+            });
         if let Some((verdict, bytes)) = hit {
             budget.charge(Resource::RegexBytes, bytes)?;
             return Ok(verdict);
@@ -1152,37 +1197,48 @@ impl<T> Memo<T> {
             let mut maps = lock(&self.0);
             // A flood of distinct patterns costs analyses, never unbounded memory.
             if maps.values().map(|m| m.len()).sum::<usize>() >= PATTERN_CACHE_CAPACITY {
-                maps.clear();
+                make_room(&mut maps);
             }
-            maps.entry(hosts.into())
-                .or_default()
-                .insert(pattern.into(), (Arc::clone(&verdict), bytes));
+            maps.entry(hosts.into()).or_default().insert(
+                pattern.into(),
+                Entry {
+                    verdict: Arc::clone(&verdict),
+                    bytes,
+                    hits: 0,
+                },
+            );
         }
         budget.charge(Resource::RegexBytes, bytes)?;
         Ok(verdict)
     }
 }
 
-/// How many distinct issuer and subject patterns a list of identities has; short lists (all
-/// real ones) are compared pairwise, without a set.
-fn distinct_patterns(identities: &[OidcIdentityMatch<'_>]) -> u64 {
-    fn fields<'m>(m: &'m OidcIdentityMatch<'_>) -> [(IdentityField, &'m str); 2] {
-        [
-            (IdentityField::Issuer, m.issuer.as_ref()),
-            (IdentityField::Subject, m.subject.as_ref()),
-        ]
+/// How many distinct issuer and subject patterns a list of identities has, counted up to one
+/// past `room` (a hostile list of thousands is over the budget, however many more it has);
+/// short lists (all real ones) are compared pairwise, without a set.
+fn distinct_patterns(identities: &[OidcIdentityMatch<'_>], room: u64) -> u64 {
+    fn field<'m>(m: &'m OidcIdentityMatch<'_>, subject: bool) -> &'m str {
+        if subject { &m.subject } else { &m.issuer }
     }
     if identities.len() <= 8 {
-        let all: Vec<(IdentityField, &str)> = identities.iter().flat_map(fields).collect();
-        return all
-            .iter()
-            .enumerate()
-            .filter(|(i, p)| !all[..*i].contains(p))
-            .count() as u64;
+        let mut distinct = 0;
+        for subject in [false, true] {
+            for (i, m) in identities.iter().enumerate() {
+                let pattern = field(m, subject);
+                if !identities[..i].iter().any(|e| field(e, subject) == pattern) {
+                    distinct += 1;
+                }
+            }
+        }
+        return distinct;
     }
     let mut seen = foldhash::HashSet::default();
-    for pattern in identities.iter().flat_map(fields) {
-        seen.insert(pattern);
+    for m in identities {
+        seen.insert((false, field(m, false)));
+        seen.insert((true, field(m, true)));
+        if seen.len() as u64 > room {
+            break;
+        }
     }
     seen.len() as u64
 }
@@ -1192,4 +1248,44 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod memo_tests {
+    use super::*;
+
+    fn entry(hits: u32) -> Entry<()> {
+        Entry {
+            verdict: Arc::new(()),
+            bytes: 1,
+            hits,
+        }
+    }
+
+    #[test]
+    fn a_full_memo_keeps_the_patterns_found_again_and_again() {
+        let mut maps: MemoMaps<()> = foldhash::HashMap::default();
+        let gitlab = maps.entry("gitlab.com".into()).or_default();
+        gitlab.insert("hot".into(), entry(40));
+        gitlab.insert("warm".into(), entry(3));
+        for i in 0..PATTERN_CACHE_CAPACITY - 2 {
+            gitlab.insert(format!("flood-{i}").into_boxed_str(), entry(0));
+        }
+        make_room(&mut maps);
+        let gitlab = &maps["gitlab.com"];
+        assert_eq!(gitlab.len(), 2, "patterns never found again are dropped");
+        assert_eq!(gitlab.get("hot").map(|e| e.hits), Some(20), "counts fade");
+        assert!(gitlab.contains_key("warm"));
+
+        // A flood of patterns found as often as the real ones still leaves half the room.
+        let mut maps: MemoMaps<()> = foldhash::HashMap::default();
+        for i in 0..PATTERN_CACHE_CAPACITY {
+            maps.entry(format!("host-{}", i % 3).into_boxed_str())
+                .or_default()
+                .insert(format!("busy-{i}").into_boxed_str(), entry(5));
+        }
+        make_room(&mut maps);
+        let left: usize = maps.values().map(|m| m.len()).sum();
+        assert_eq!(left, PATTERN_CACHE_CAPACITY / 2);
+    }
 }

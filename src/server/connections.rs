@@ -210,22 +210,26 @@ where
     fn call(&self, request: R) -> Self::Future {
         let in_flight = self.activity.start();
         TrackedFuture {
-            inner: Box::pin(self.inner.call(request)),
+            inner: self.inner.call(request),
             _in_flight: in_flight,
         }
     }
 }
 
-pub struct TrackedFuture<F> {
-    inner: Pin<Box<F>>,
-    _in_flight: InFlight,
+pin_project_lite::pin_project! {
+    /// A request's response future, marking the request in progress until it is dropped.
+    pub struct TrackedFuture<F> {
+        #[pin]
+        inner: F,
+        _in_flight: InFlight,
+    }
 }
 
 impl<F: Future> Future for TrackedFuture<F> {
     type Output = F::Output;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        self.inner.as_mut().poll(cx)
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().inner.poll(cx)
     }
 }
 

@@ -2,7 +2,7 @@
 //! `/readyz` on the metrics listener. Bad input always gets a JSON 4xx, never a panic.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -161,8 +161,8 @@ async fn read_body(
     }
 }
 
-/// Reads and drops what is left of a refused body, up to [`DRAIN_BYTES`] and the body read
-/// timeout. An HTTP/1.1 server that answers before the client has sent its body and then
+/// Reads and drops what is left of a refused body, up to [`DRAIN_BYTES`] and [`DRAIN_TIME`]
+/// (or the body read timeout, if shorter). An HTTP/1.1 server that answers before the client has sent its body and then
 /// closes the connection makes the client's kernel see a reset before the client reads
 /// the answer: the 413 is lost. HTTP/2 refuses the stream alone, so nothing is drained.
 async fn drain<B: axum::body::HttpBody>(state: &AppState, body: B, version: Version) {
@@ -171,7 +171,7 @@ async fn drain<B: axum::body::HttpBody>(state: &AppState, body: B, version: Vers
     }
     let mut body = std::pin::pin!(body);
     let mut drained = 0usize;
-    let _ = tokio::time::timeout(state.body_read_timeout, async {
+    let _ = tokio::time::timeout(state.body_read_timeout.min(DRAIN_TIME), async {
         while drained < DRAIN_BYTES {
             match body.frame().await {
                 Some(Ok(frame)) => {
@@ -188,6 +188,8 @@ async fn drain<B: axum::body::HttpBody>(state: &AppState, body: B, version: Vers
 /// more than its own 3 MiB limit (twice, for an UPDATE), so an over-large review from it is
 /// drained whole, and anything larger is not worth reading.
 const DRAIN_BYTES: usize = 16 * 1024 * 1024;
+/// A client sending its refused body slowly is not waited for longer than this.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
 
 fn too_large(state: &AppState, version: Version) -> Response {
     let mut response = error(
@@ -209,10 +211,8 @@ fn too_large(state: &AppState, version: Version) -> Response {
 }
 
 async fn review(state: Arc<AppState>, endpoint: Endpoint, request: Request) -> Response {
-    // The deadline counts from the request's arrival: the API server's timeout covers the
-    // body's transfer too.
-    let arrived = Instant::now();
-    let deadline = arrived + state.eval_timeout;
+    let clock = Clock::start(&state, request.uri().query());
+    let deadline = clock.deadline();
     let version = request.version();
     if !is_json(&request) {
         return error(
@@ -265,7 +265,7 @@ async fn review(state: Arc<AppState>, endpoint: Endpoint, request: Request) -> R
             .pool_reviews
             .with_label_values(&["large-body"])
             .inc();
-        return on_pool(state, endpoint, body, permit, arrived, false).await;
+        return on_pool(state, endpoint, body, permit, clock, false).await;
     }
     let request = match admission::decode(&body) {
         Ok(request) => request,
@@ -275,15 +275,21 @@ async fn review(state: Arc<AppState>, endpoint: Endpoint, request: Request) -> R
     let budget = Budget::default().inline(Limits::INLINE);
     let started = Instant::now();
     if let Some((mut verdict, exemptions)) = judge(&state, endpoint, &request, &budget) {
-        settle(&state, &mut verdict).await;
+        let late = Late::new();
+        if tokio::time::timeout_at(deadline.into(), settle(&state, &mut verdict))
+            .await
+            .is_err()
+        {
+            return past_deadline(&state, clock, &late);
+        }
         return respond(
             &state,
             endpoint,
             &request,
             &verdict,
             &exemptions,
-            (arrived, started),
-            &Late::new(),
+            (clock, started),
+            &late,
         );
     }
     drop(request);
@@ -292,7 +298,7 @@ async fn review(state: Arc<AppState>, endpoint: Endpoint, request: Request) -> R
         .pool_reviews
         .with_label_values(&["offloaded"])
         .inc();
-    on_pool(state, endpoint, body, permit, arrived, true).await
+    on_pool(state, endpoint, body, permit, clock, true).await
 }
 
 fn not_a_review(state: &AppState, e: &admission::DecodeError) -> Response {
@@ -324,10 +330,10 @@ async fn on_pool(
     endpoint: Endpoint,
     body: bytes::Bytes,
     permit: BodyPermit,
-    arrived: Instant,
+    clock: Clock,
     refreshed: bool,
 ) -> Response {
-    let deadline = arrived + state.eval_timeout;
+    let deadline = clock.deadline();
     let runtime = tokio::runtime::Handle::current();
     let job_state = Arc::clone(&state);
     // The job may finish after the handler has answered at the deadline: one 503 counted.
@@ -343,12 +349,19 @@ async fn on_pool(
         if !refreshed {
             runtime.block_on(refresh_view(&state, &request, deadline));
         }
-        let budget = Budget::default().with_deadline(arrived, state.eval_timeout);
+        let budget = Budget::default().with_deadline(clock.arrived, clock.timeout);
         let started = Instant::now();
         match judge(&state, endpoint, &request, &budget) {
             Some((mut verdict, exemptions)) => {
-                if !verdict.claims.is_empty() {
-                    runtime.block_on(settle(&state, &mut verdict));
+                if !verdict.claims.is_empty()
+                    && runtime
+                        .block_on(tokio::time::timeout_at(
+                            deadline.into(),
+                            settle(&state, &mut verdict),
+                        ))
+                        .is_err()
+                {
+                    return past_deadline(&state, clock, &job_late);
                 }
                 respond(
                     &state,
@@ -356,16 +369,16 @@ async fn on_pool(
                     &request,
                     &verdict,
                     &exemptions,
-                    (arrived, started),
+                    (clock, started),
                     &job_late,
                 )
             }
-            None => past_deadline(&state, arrived, &job_late),
+            None => past_deadline(&state, clock, &job_late),
         }
     };
     match state.pool.run(deadline, job).await {
         Ok(response) => response,
-        Err(PoolError::Deadline) => past_deadline(&state, arrived, &late),
+        Err(PoolError::Deadline) => past_deadline(&state, clock, &late),
         Err(PoolError::Panicked) => error(
             Some(&state),
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -373,6 +386,84 @@ async fn on_pool(
             "evaluation failed unexpectedly; the error is in fluxgate's log".into(),
         ),
     }
+}
+
+/// When a review must be answered. The API server tells each webhook call how long it will
+/// wait (`?timeout=5s`, its `timeoutSeconds` or what is left of the request's own deadline,
+/// rounded up to a second); the answer is due a second before that (half of it for a
+/// one-second timeout), and never later than `--eval-timeout-ms`. Counted from the request's
+/// arrival: the API server's timeout covers the body's transfer too.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    arrived: Instant,
+    timeout: Duration,
+    /// What set the timeout, for the 503's message.
+    source: &'static str,
+}
+
+impl Clock {
+    fn start(state: &AppState, query: Option<&str>) -> Clock {
+        let arrived = Instant::now();
+        let asked = query
+            .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("timeout=")))
+            .and_then(go_duration);
+        match asked {
+            Some(waits) => {
+                let answer_within = waits.saturating_sub(Duration::from_secs(1).min(waits / 2));
+                if answer_within < state.eval_timeout {
+                    return Clock {
+                        arrived,
+                        timeout: answer_within,
+                        source: "the API server's timeout less a second",
+                    };
+                }
+                Clock {
+                    arrived,
+                    timeout: state.eval_timeout,
+                    source: "--eval-timeout-ms",
+                }
+            }
+            None => Clock {
+                arrived,
+                timeout: state.eval_timeout,
+                source: "--eval-timeout-ms",
+            },
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        self.arrived + self.timeout
+    }
+}
+
+/// A duration as Go's `time.Duration.String` writes it (`5s`, `1m30s`, `1.5s`, `300ms`).
+fn go_duration(text: &str) -> Option<Duration> {
+    let mut rest = text;
+    let mut total = 0f64;
+    if rest.is_empty() || rest.len() > 32 {
+        return None;
+    }
+    while !rest.is_empty() {
+        let number_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter(|&end| end > 0)?;
+        let value: f64 = rest[..number_end].parse().ok()?;
+        rest = &rest[number_end..];
+        let (unit, seconds) = [
+            ("ns", 1e-9),
+            ("us", 1e-6),
+            ("µs", 1e-6),
+            ("ms", 1e-3),
+            ("s", 1.0),
+            ("m", 60.0),
+            ("h", 3600.0),
+        ]
+        .into_iter()
+        .find(|(unit, _)| rest.starts_with(unit) && !(*unit == "m" && rest.starts_with("ms")))?;
+        total += value * seconds;
+        rest = &rest[unit.len()..];
+    }
+    Duration::try_from_secs_f64(total).ok()
 }
 
 /// Whether a review's 503 at the deadline has been counted.
@@ -389,11 +480,11 @@ impl Late {
     }
 }
 
-fn past_deadline(state: &AppState, arrived: Instant, late: &Late) -> Response {
+fn past_deadline(state: &AppState, clock: Clock, late: &Late) -> Response {
     let first = late.first();
     if first {
         state.metrics.budget_stopped(Exceeded::Deadline {
-            timeout: state.eval_timeout,
+            timeout: clock.timeout,
         });
     }
     error(
@@ -401,9 +492,10 @@ fn past_deadline(state: &AppState, arrived: Instant, late: &Late) -> Response {
         StatusCode::SERVICE_UNAVAILABLE,
         "deadline",
         format!(
-            "no answer within the {:?} deadline (--eval-timeout-ms; {:?} since the request arrived): the webhook's failurePolicy decides",
-            state.eval_timeout,
-            arrived.elapsed()
+            "no answer within the {:?} deadline ({}; {:?} since the request arrived): the webhook's failurePolicy decides",
+            clock.timeout,
+            clock.source,
+            clock.arrived.elapsed()
         ),
     )
 }
@@ -444,22 +536,23 @@ async fn settle(state: &AppState, verdict: &mut Verdict) {
 }
 
 /// Answers a judged review: the AdmissionReview, its metrics and its decision line.
-/// `(arrived, started)`: when the request arrived, and when its judging began.
+/// `(clock, started)`: when the request arrived and must be answered, and when its judging
+/// began.
 fn respond(
     state: &AppState,
     endpoint: Endpoint,
     request: &admission::Request<'_>,
     verdict: &Verdict,
     exemptions: &[crate::engine::ExemptionUse],
-    (arrived, started): (Instant, Instant),
+    (clock, started): (Clock, Instant),
     late: &Late,
 ) -> Response {
-    if arrived.elapsed() > state.eval_timeout
+    if clock.arrived.elapsed() > clock.timeout
         || matches!(verdict.unjudged, Some(Exceeded::Deadline { .. }))
     {
         // An answer this late may already have been given up on by the API server; let
         // its failurePolicy decide rather than pretend.
-        return past_deadline(state, arrived, late);
+        return past_deadline(state, clock, late);
     }
     let encoded = verdict::encode(&request.uid, verdict);
     // Kinds are whatever the client says: only judged kinds become label values, so that
@@ -567,4 +660,21 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         serde_json::to_string(&readiness).unwrap_or_default(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations_are_read_as_the_api_server_writes_them() {
+        assert_eq!(go_duration("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(go_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(go_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(go_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(go_duration("300ms"), Some(Duration::from_millis(300)));
+        for bad in ["", "5", "s", "5x", "-5s", "1e9s"] {
+            assert_eq!(go_duration(bad), None, "{bad:?}");
+        }
+    }
 }
