@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 seconds="${FUZZ_SECONDS:-60}"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(admission_decode json_index policies check_reader config fast_yaml command_line semver)
+  targets=(admission_decode json_index policies check_reader config fast_yaml command_line semver go_regexp)
 fi
 triple="$(rustc -vV | sed -n 's/^host: //p')"
 target_dir="${FUZZ_TARGET_DIR:-${CARGO_TARGET_DIR:-$PWD/target}/fuzz}"
@@ -79,6 +79,15 @@ seed() {
       # Masterminds' table: every 15th of its constraints, one a file.
       zcat tests/fixtures/semver/masterminds-v3.4.0.jsonl.gz | tail -n +2 | awk 'NR % 15 == 1' \
         | jq -r .c | split -l 1 -a 4 - "$dir/seed-" ;;
+    go_regexp)
+      # <pattern> NUL <text> NUL <text>: every identity pattern the tests write as a raw
+      # string, asked about a GitLab subject and an address.
+      grep -ohE 'r"[^"]+"' tests/gitlab_identities.rs tests/signed_oci_sources.rs \
+        | sed 's/^r"//; s/"$//' | sort -u | awk -v dir="$dir" '{
+            f = sprintf("%s/seed-%04d", dir, NR)
+            printf "%s%chttps://gitlab.com/acme/app//.gitlab-ci.yml@refs/heads/main%crelease-bot@acme.com", $0, 0, 0 > f
+            close(f)
+          }' ;;
   esac
 }
 

@@ -429,8 +429,17 @@ fn pinned_identities_in_their_usual_spellings_pass() {
             r"^https://token\.actions\.githubusercontent\.com$",
             r"^https://github\.com/fluxcd-testing/cosign-testing/\.github/workflows/release\.yml@refs/tags/.*",
         ),
-        // Every project of one GitLab group.
-        (GITLAB_ISSUER, r"^https://gitlab\.com/acme/.*$"),
+        // GitLab's documented keyless setup ("Use Sigstore for keyless signing"): one project's
+        // `.gitlab-ci.yml` on main, written as a literal with its dots unescaped.
+        (
+            "^https://gitlab.com$",
+            "^https://gitlab.com/acme/app//.gitlab-ci.yml@refs/heads/main$",
+        ),
+        // A project in nested subgroups, any of its tags.
+        (
+            GITLAB_ISSUER,
+            r"^https://gitlab\.com/acme/platform/deploy/app//\.gitlab-ci\.yml@refs/tags/.*$",
+        ),
         // A protected branch or any release tag.
         (
             GITLAB_ISSUER,
@@ -506,12 +515,23 @@ fn every_weak_identity_form_is_denied() {
             r"acme/app//\.gitlab-ci\.yml@refs/heads/main$",
             "not anchored with ^",
         ),
-        (r"^https://gitlab\.com/.*$", "any group"),
+        (r"^https://gitlab\.com/.*$", "projects of any group"),
         (
             r"^https://gitlab\.com/[^/]+/app//\.gitlab-ci\.yml@refs/heads/main$",
-            "any group",
+            "does not pin the full project path",
         ),
-        (r"^https://gitlab\.com/acme", "does not pin the group"),
+        (
+            r"^https://gitlab\.com/acme",
+            "does not pin the full project path",
+        ),
+        (
+            r"^https://gitlab\.com/acme/.*$",
+            "does not pin the full project path",
+        ),
+        (
+            r"^https://gitlab\.com/acme/app//\.gitlab-ci\.yml@refs/heads/.*$",
+            "does not pin the branch",
+        ),
         (
             r"^https://[^/]+/acme/app//\.gitlab-ci\.yml@refs/heads/main$",
             "does not pin the host",
@@ -786,7 +806,11 @@ fn a_group_spelled_as_a_class_anyone_can_register_is_denied_and_named() {
     let message = assert_identity_denied(
         GITLAB_ISSUER,
         &gitlab_subject("[b-z]+"),
-        &["does not pin the group", "`[b-z]+`", "https://gitlab.com/b"],
+        &[
+            "does not pin the full project path",
+            "`[b-z]+`",
+            "https://gitlab.com/b",
+        ],
     );
     assert!(message.contains("subject"), "{message}");
     assert_identity_passes(GITLAB_ISSUER, &gitlab_subject("acme"));
@@ -807,7 +831,11 @@ fn classes_ranges_and_bounded_repetitions_name_groups_only_when_few() {
         "(?:a|b|c|d|e|f|g|h|i)",
         "[^/]{1,64}",
     ] {
-        assert_identity_denied(GITLAB_ISSUER, &gitlab_subject(open), &["group or owner"]);
+        assert_identity_denied(
+            GITLAB_ISSUER,
+            &gitlab_subject(open),
+            &["does not pin the full project path"],
+        );
     }
     for named in [
         "acme",
@@ -826,13 +854,13 @@ fn classes_ranges_and_bounded_repetitions_name_groups_only_when_few() {
 
 #[test]
 fn a_word_boundary_does_not_end_a_group_name() {
-    // `\b` holds between `acme` and `-evil`: group acme-evil signs.
+    // `\b` holds between `acme` and `-evil`: project acme-evil/app signs.
     assert_identity_denied(
         GITLAB_ISSUER,
-        r"^https://gitlab\.com/acme\b.*$",
-        &["does not pin the group"],
+        &gitlab_subject(r"acme\b.*"),
+        &["does not pin the full project path"],
     );
-    assert_identity_passes(GITLAB_ISSUER, r"^https://gitlab\.com/acme\b/.*$");
+    assert_identity_passes(GITLAB_ISSUER, &gitlab_subject(r"acme\b"));
 }
 
 #[test]
@@ -840,7 +868,11 @@ fn an_alternative_past_the_eighth_is_judged_too() {
     let eight = "(?:t1|t2|t3|t4|t5|t6|t7|t8)";
     assert_identity_passes(GITLAB_ISSUER, &gitlab_subject(eight));
     let opened = "(?:t1|t2|t3|t4|t5|t6|t7|t8|[^/]+)";
-    assert_identity_denied(GITLAB_ISSUER, &gitlab_subject(opened), &["any group"]);
+    assert_identity_denied(
+        GITLAB_ISSUER,
+        &gitlab_subject(opened),
+        &["does not pin the full project path", "`[^/]+`"],
+    );
 }
 
 #[test]
@@ -959,21 +991,24 @@ fn patterns_are_read_as_go_reads_them() {
         );
     }
     // Go reads `{` that starts no repeat as a literal, where Rust refuses the pattern.
-    assert_identity_passes(GITLAB_ISSUER, r"^https://gitlab\.com/acme/{app}//.*$");
+    assert_identity_passes(
+        GITLAB_ISSUER,
+        r"^https://gitlab\.com/acme/{app}//\.gitlab-ci\.yml@refs/heads/main$",
+    );
     // Go's \w is ASCII: `\w+` is still infinitely many groups.
     assert_identity_denied(
         GITLAB_ISSUER,
         &gitlab_subject(r"\w+"),
-        &["group or owner", r"`\w+`"],
+        &["does not pin the full project path", r"`\w+`"],
     );
     // In Go `[[:word:]]` is a POSIX class, `[[a]]` a class followed by `]`.
     assert_identity_passes(GITLAB_ISSUER, &gitlab_subject("acm[[e]]"));
 }
 
 #[test]
-fn a_self_managed_gitlab_listed_in_trusted_issuers_is_read_by_group() {
+fn a_self_managed_gitlab_listed_in_trusted_issuers_is_read_by_project() {
     let issuer = r"^https://gitlab\.example\.com$";
-    let subject = r"^https://gitlab\.example\.com/platform/.*$";
+    let subject = r"^https://gitlab\.example\.com/platform/app//\.gitlab-ci\.yml@refs/tags/.*$";
     let mut repo = keyless(issuer, subject);
     repo["spec"]["verify"]["trustedRootSecretRef"] = json!({"name": "sigstore-trusted-root"});
     // Unknown to fluxgate, its subjects must be written out whole.
@@ -990,10 +1025,17 @@ fn a_self_managed_gitlab_listed_in_trusted_issuers_is_read_by_group() {
     );
     assert_clean(&validate_with(&trusting, &repo, &MemoryView::new()));
     repo["spec"]["verify"]["matchOIDCIdentity"][0]["subject"] =
-        json!(r"^https://gitlab\.example\.com/[a-z]+/.*$");
+        json!(r"^https://gitlab\.example\.com/[a-z]+/app//\.gitlab-ci\.yml@refs/tags/.*$");
     assert_denied(
         &validate_with(&trusting, &repo, &MemoryView::new()),
-        &["group or owner", "`[a-z]+`"],
+        &["does not pin the full project path", "`[a-z]+`"],
+    );
+    // A group of the self-managed instance is no principal either.
+    repo["spec"]["verify"]["matchOIDCIdentity"][0]["subject"] =
+        json!(r"^https://gitlab\.example\.com/platform/.*$");
+    assert_denied(
+        &validate_with(&trusting, &repo, &MemoryView::new()),
+        &["does not pin the full project path", "`platform/attacker`"],
     );
 }
 

@@ -852,7 +852,7 @@ impl Judge<'_> {
             let mut hosts: Vec<&str> = rules
                 .iter()
                 .filter_map(|(_, rule)| match rule {
-                    SubjectRule::Namespaces { host } => Some(*host),
+                    SubjectRule::GitLab { host } | SubjectRule::Namespaces { host } => Some(*host),
                     _ => None,
                 })
                 .collect();
@@ -879,7 +879,7 @@ impl Judge<'_> {
                             && !identity::is_public_sigstore_issuer(issuer)
                         {
                             broad.reason.push_str(&format!(
-                                "; fluxgate reads the subjects of {issuer} whole, as it knows nothing of their format (a self-managed GitLab's are read by group once its issuer is listed in trustedIssuers)"
+                                "; fluxgate reads the subjects of {issuer} whole, as it knows nothing of their format (a self-managed GitLab's are read by full project path and branch once its issuer is listed in trustedIssuers)"
                             ));
                         }
                         let for_issuer = match issuer {
@@ -900,23 +900,25 @@ impl Judge<'_> {
         }
     }
 
-    /// How an issuer's subjects are read: by namespace for GitLab and GitHub (and a
-    /// self-managed GitLab the operator lists in `trustedIssuers`), as email addresses for
-    /// email issuers, whole for the rest.
+    /// How an issuer's subjects are read: by full project path and branch for GitLab (and a
+    /// self-managed GitLab the operator lists in `trustedIssuers`), by owner for GitHub, as
+    /// email addresses for email issuers, whole for the rest.
     fn subject_rule<'i>(&self, issuer: &'i str) -> SubjectRule<'i> {
         let host = || {
             let rest = issuer.strip_prefix("https://").unwrap_or(issuer);
             rest.split('/').next().unwrap_or(rest)
         };
         match identity::issuer_kind(issuer) {
-            IssuerKind::GitLab => SubjectRule::Namespaces { host: host() },
-            IssuerKind::GitHub => SubjectRule::Namespaces { host: "github.com" },
+            IssuerKind::GitLab => SubjectRule::GitLab { host: host() },
+            IssuerKind::GitHub => SubjectRule::Namespaces {
+                host: identity::GITHUB_HOST,
+            },
             IssuerKind::Email => SubjectRule::Emails,
             IssuerKind::Other
                 if !identity::is_public_sigstore_issuer(issuer)
                     && self.compiled.trusts_issuer(issuer) =>
             {
-                SubjectRule::Namespaces { host: host() }
+                SubjectRule::GitLab { host: host() }
             }
             IssuerKind::Other => SubjectRule::Whole,
         }

@@ -32,7 +32,8 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
     /// Keyless cosign verification must name its signers (`matchOIDCIdentity`), each pinned
-    /// to one issuer and one group or owner.
+    /// to issuers and signers named one by one (GitLab: full project paths and branches;
+    /// GitHub: owners; email: addresses or a trusted domain).
     pub require_identity: bool,
     /// Regexes of the OIDC issuers keyless signatures may come from, each matched against the
     /// whole issuer (anchored). Empty: any issuer.

@@ -355,7 +355,15 @@ impl<'p> Parser<'p> {
         self.pos += 1;
         self.flags = saved;
         self.depth -= 1;
-        Ok(node)
+        // An alternation's span takes in its group's `)`, so that a message shows the group
+        // as written.
+        Ok(match node {
+            Node::Alternate { alternatives, span } => Node::Alternate {
+                alternatives,
+                span: span.start..self.pos,
+            },
+            node => node,
+        })
     }
 
     /// `(?...`: a named capture, a non-capturing group with or without flags (returned), or

@@ -197,6 +197,38 @@ pub struct Shape {
     pub e: u8,
 }
 
+/// A small deterministic automaton read beside a pattern's DFA: the graph's nodes are pairs of
+/// a DFA state and a reader's state ([`Shape`], whose two bytes each reader reads its own way).
+pub trait Reader {
+    fn start(&self) -> Shape;
+    fn step(&self, state: Shape, b: u8) -> Shape;
+    /// Bytes of one category take every state to the same next state.
+    fn category(&self, b: u8) -> u8;
+    /// The bits of a string that ends in `state` (0: not counted).
+    fn at_end(&self, state: Shape) -> u8;
+}
+
+/// Reads an identity as a URL, an email address or neither ([`URL`], [`EMAIL`], [`OTHER`]).
+pub struct Shapes;
+
+impl Reader for Shapes {
+    fn start(&self) -> Shape {
+        Shape::START
+    }
+
+    fn step(&self, state: Shape, b: u8) -> Shape {
+        state.step(b)
+    }
+
+    fn category(&self, b: u8) -> u8 {
+        Shape::category(b)
+    }
+
+    fn at_end(&self, state: Shape) -> u8 {
+        state.at_end()
+    }
+}
+
 impl Shape {
     pub const START: Shape = Shape {
         s: s::START,
@@ -288,14 +320,25 @@ pub struct Graph {
 pub const START: u32 = 0;
 
 impl Graph {
+    /// The product with the shape automaton, from the DFA's start.
     pub fn new(language: &Language, limits: &Limits) -> Result<Graph, Exceeded> {
+        Graph::build(language, language.start, &Shapes, limits)
+    }
+
+    /// The product with `reader`, from the DFA state `start` (node [`START`]).
+    pub fn build(
+        language: &Language,
+        start: StateID,
+        reader: &dyn Reader,
+        limits: &Limits,
+    ) -> Result<Graph, Exceeded> {
         let dfa = &language.dfa;
-        // Byte classes of the DFA refined by the shape automaton's categories.
+        // Byte classes of the DFA refined by the reader's categories.
         let mut class_of = [0u16; 256];
         let mut keys: HashMap<(u8, u8), u16> = HashMap::new();
         let mut members: Vec<Vec<u8>> = Vec::new();
         for b in 0..=255u8 {
-            let key = (dfa.byte_classes().get(b), Shape::category(b));
+            let key = (dfa.byte_classes().get(b), reader.category(b));
             let next = u16::try_from(members.len()).unwrap_or(u16::MAX);
             let class = *keys.entry(key).or_insert(next);
             if usize::from(class) == members.len() {
@@ -305,8 +348,9 @@ impl Graph {
             class_of[usize::from(b)] = class;
         }
         let mut ids: HashMap<(StateID, Shape), u32> = HashMap::new();
-        let mut states: Vec<(StateID, Shape)> = vec![(language.start, Shape::START)];
-        ids.insert((language.start, Shape::START), START);
+        let first_state = (start, reader.start());
+        let mut states: Vec<(StateID, Shape)> = vec![first_state];
+        ids.insert(first_state, START);
         let mut first = vec![0u32];
         let mut edges: Vec<(u16, u32)> = Vec::new();
         let mut n = 0;
@@ -318,7 +362,7 @@ impl Graph {
                 if dfa.is_dead_state(next) || dfa.is_quit_state(next) {
                     continue;
                 }
-                let key = (next, f.step(b));
+                let key = (next, reader.step(f, b));
                 let target = match ids.get(&key) {
                     Some(&id) => id,
                     None => {
@@ -341,7 +385,13 @@ impl Graph {
         }
         let accept: Vec<u8> = states
             .iter()
-            .map(|&(d, f)| if language.accepting(d) { f.at_end() } else { 0 })
+            .map(|&(d, f)| {
+                if language.accepting(d) {
+                    reader.at_end(f)
+                } else {
+                    0
+                }
+            })
             .collect();
         let count = states.len();
         // Predecessor lists.
@@ -788,12 +838,28 @@ impl Part<'_> {
 /// The shortest continuation from `node` to a string accepted with one of the `shapes`,
 /// spelled readably.
 pub fn completion(graph: &Graph, node: u32, shapes: u8) -> Option<Vec<u8>> {
+    shortest(
+        graph,
+        node,
+        |n| graph.accept[n as usize] & shapes != 0,
+        shapes,
+    )
+}
+
+/// The shortest string from `node` to a node `target` accepts, through nodes from which a
+/// string of one of the `shapes` can still be accepted, spelled readably.
+pub fn shortest(
+    graph: &Graph,
+    node: u32,
+    target: impl Fn(u32) -> bool,
+    shapes: u8,
+) -> Option<Vec<u8>> {
     let mut parent: HashMap<u32, (u32, u8)> = HashMap::new();
     let mut queue = VecDeque::from([node]);
     let mut seen = vec![false; graph.len()];
     seen[node as usize] = true;
     while let Some(v) = queue.pop_front() {
-        if graph.accept[v as usize] & shapes != 0 {
+        if target(v) {
             let mut text = Vec::new();
             let mut at = v;
             while at != node {
@@ -804,21 +870,31 @@ pub fn completion(graph: &Graph, node: u32, shapes: u8) -> Option<Vec<u8>> {
             text.reverse();
             return Some(text);
         }
+        // Each new node by the most readable byte of every class that leads there.
+        let mut found: Vec<(u32, u8)> = Vec::new();
         for &(class, to) in graph.edges(v) {
-            if !seen[to as usize] && graph.live[to as usize] & shapes != 0 {
-                seen[to as usize] = true;
-                parent.insert(to, (v, readable(graph.members(class))[0]));
-                queue.push_back(to);
+            if seen[to as usize] || graph.live[to as usize] & shapes == 0 {
+                continue;
             }
+            let b = readable(graph.members(class))[0];
+            match found.iter_mut().find(|(t, _)| *t == to) {
+                Some(held) if rank(b) < rank(held.1) => held.1 = b,
+                Some(_) => {}
+                None => found.push((to, b)),
+            }
+        }
+        for (to, b) in found {
+            seen[to as usize] = true;
+            parent.insert(to, (v, b));
+            queue.push_back(to);
         }
     }
     None
 }
 
-/// The bytes of a class, the most readable first: letters, digits, then `-._`, other
-/// printable ASCII, and the rest.
-fn readable(bytes: &[u8]) -> Vec<u8> {
-    let rank = |b: u8| match b {
+/// How readable a byte is: lower is better.
+fn rank(b: u8) -> (u8, u8) {
+    let group = match b {
         b'a'..=b'z' => 0,
         b'0'..=b'9' => 1,
         b'A'..=b'Z' => 2,
@@ -827,8 +903,14 @@ fn readable(bytes: &[u8]) -> Vec<u8> {
         0x80..=0xff => 5,
         _ => 6,
     };
+    (group, b)
+}
+
+/// The bytes of a class, the most readable first: letters, digits, then `-._`, other
+/// printable ASCII, and the rest.
+fn readable(bytes: &[u8]) -> Vec<u8> {
     let mut sorted = bytes.to_vec();
-    sorted.sort_by_key(|&b| (rank(b), b));
+    sorted.sort_by_key(|&b| rank(b));
     sorted
 }
 

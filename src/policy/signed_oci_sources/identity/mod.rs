@@ -14,21 +14,44 @@
 //! on the spelling: a set of more than [`MAX_NAMED`] is broad (`[b-z]` or `[a-z]{1,3}`
 //! name 25 and 18,278 groups; `(?:app|web)` names two), and so is an infinite one. Letter
 //! case does not make two principals (GitLab, GitHub and email providers refuse names that
-//! differ only in case), so the sets are counted after mapping every string to lower case.
+//! differ only in case), so the sets are counted after mapping every string to lower case;
+//! git refs are the exception (GitLab branches, below).
 //!
 //! - **Issuer**: the set of issuers itself, at most [`MAX_NAMED`]; each is then checked against
 //!   `trustedIssuers` and the public Sigstore instance by the policy.
-//! - **GitLab and GitHub subjects** (`https://<host>/<namespace>/...`): the principal is the
-//!   URL up to and including the first path segment: the host and the top-level group (GitLab)
-//!   or owner (GitHub). Only that namespace's owners can create the projects, subgroups,
-//!   repositories, workflows, branches and tags below it, so what follows may stay open:
-//!   `^https://gitlab\.com/acme/.*$` trusts group acme, and Flux's documented
-//!   `^https://github.com/stefanprodan/podinfo.*$` trusts owner stefanprodan. Requiring full
-//!   project paths would deny the vendors' own documented setups without stopping anyone the
-//!   namespace rule does not: nobody outside a namespace can sign from inside it.
-//!   (GitLab's subject names the project whose pipeline definition runs, and GitLab leaves the
-//!   claim out when that definition lives in another project.) Subjects that are not of this
-//!   shape (`https://gitlab.com/acme` without a project) name nobody these issuers certify.
+//! - **GitLab subjects** (gitlab.com, GitLab's other public instances, or a self-managed host
+//!   listed in `trustedIssuers`): `https://<host>/<full project path>//<CI config path>@<ref>`
+//!   ([`gitlab`]). The principal is the full project path (groups, subgroups and project),
+//!   at most [`MAX_NAMED`] of them, and the branch:
+//!   - `^https://gitlab\.com/acme/.*$` is broad: any project, in any subgroup, of acme,
+//!     including the new or low-trust ones that anyone allowed to create projects in acme
+//!     makes, signs as acme. A group is not one principal on GitLab: its projects have their
+//!     own members, and Developers of any of them run pipelines.
+//!   - Branches (`refs/heads/...`) must be a finite set, at most [`MAX_NAMED`]: an open branch
+//!     (`refs/heads/.*`, `@.*`) lets anyone who can push a branch to the project sign from
+//!     it. Tags may stay open (`refs/tags/v.*`): GitLab lets a project protect its tags, and
+//!     Flux's own example trusts every tag of a workflow. Branches keep their letter case
+//!     (git tells `Main` from `main`, and GitLab protects only the one named), so `(?i)` over
+//!     a branch name accepts other branches; project paths are counted case-insensitively,
+//!     as GitLab refuses a path that differs from an existing one only in case.
+//!   - The CI config path may stay open. It is a project setting only Maintainers change (who
+//!     can unprotect branches anyway): a Developer cannot make a pipeline start from another
+//!     file; what they can change, the file's content on a branch they push, is what the branch
+//!     rule stops. It must not swallow the ref, though: GitLab's subject is split at the first
+//!     `@refs/`, so `//.*@refs/heads/main$` accepts a branch named `x@refs/heads/main` (git
+//!     allows `@` in a ref) and is broad; `//[^@]+@refs/heads/main$` is not.
+//! - **GitHub subjects** (`https://github.com/<owner>/<repo>/<workflow>@<ref>`): the principal
+//!   is the owner (user or organisation), at most [`MAX_NAMED`]; what follows may stay open.
+//!   This is weaker than the GitLab rule on purpose: Flux's own documentation verifies with
+//!   `^https://github.com/stefanprodan/podinfo.*$` (every repository of owner stefanprodan
+//!   whose name starts with podinfo, every workflow and branch) and Flux's test data with
+//!   `...release\.yml@refs/tags/.*`, and fluxgate must not deny the vendors' documented
+//!   setups. An owner on GitHub is one account or one organisation whose members are all
+//!   trusted with its repositories; the residual risk (a branch or a new repository of that
+//!   owner) is documented in SECURITY.md. GitLab's own documentation always writes a full
+//!   project path and a ref, so GitLab gets the stricter rule the issue asks for.
+//!   Subjects that are not of this shape (`https://gitlab.com/acme` without a project) name
+//!   nobody these issuers certify.
 //! - **Email addresses** (`local@domain`, any issuer): a finite set of addresses, or every
 //!   address of a domain the operator lists in `trustedEmailDomains` (the organisation's own
 //!   domain; a public webmail domain is refused there).
@@ -43,13 +66,14 @@
 //! that would exceed a bound is broad, never specific. Within the bounds the verdict depends
 //! on the language alone, so equivalent spellings agree.
 
+mod gitlab;
 mod go_syntax;
 mod go_unicode_names;
 mod issuers;
 mod language;
 
-use std::cell::OnceCell;
-use std::collections::BTreeMap;
+use std::cell::{Cell, OnceCell};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
 use regex_automata::Anchored;
@@ -62,6 +86,9 @@ pub use language::LIMITS;
 
 use self::go_syntax::{Lowering, Node, ParseError};
 use self::language::{Count, EMAIL, Graph, Language, OTHER, Part, START, URL, e, s};
+
+/// The most distinct places `@refs/heads/` can take a pattern's GitLab subjects to.
+const MAX_BRANCH_ENTRIES: usize = 64;
 
 /// Which half of an identity a pattern matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -144,13 +171,26 @@ pub enum SubjectBreadth {
 pub struct Subjects {
     /// Why the pattern accepts URLs of infinitely many hosts, if it does.
     pub hosts: Option<Broad>,
-    /// URL subjects under each GitLab or GitHub host asked about, by first path segment.
+    /// URL subjects under each host asked about, by first path segment (GitHub's owners).
     pub namespaces: Vec<(String, Named)>,
+    /// GitLab subjects under each host asked about but `github.com`.
+    pub gitlab: Vec<(String, GitLabNamed)>,
     /// URL subjects, whole (other issuers).
     pub urls: Named,
     pub emails: Emails,
     /// Subjects that are neither URLs nor email addresses, whole.
     pub others: Named,
+}
+
+/// What a subject pattern names under one GitLab host
+/// (`https://<host>/<full project path>//<CI config path>@<ref>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitLabNamed {
+    /// Full project paths (groups, subgroups and project), letter case aside.
+    pub projects: Named,
+    /// Branches (`refs/heads/...`), letter case kept: git tells `Main` from `main`. Tags
+    /// (`refs/tags/...`) are not counted: GitLab protects tags as it protects branches.
+    pub branches: Named,
 }
 
 /// A set of principals that is either named (how many) or open.
@@ -178,7 +218,10 @@ pub struct Domain {
 /// How the subjects of an issuer are judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SubjectRule<'h> {
-    /// GitLab and GitHub: `https://<host>/<namespace>/...`, by namespace.
+    /// GitLab (gitlab.com, GitLab's public instances, a self-managed host listed in
+    /// `trustedIssuers`): by full project path and branch.
+    GitLab { host: &'h str },
+    /// GitHub: `https://<host>/<owner>/...`, by owner.
     Namespaces { host: &'h str },
     /// Issuers of email addresses.
     Emails,
@@ -217,6 +260,29 @@ impl Subjects {
                     // Not asked about: nothing is known, so nothing is named.
                     None => Some(Broad {
                         reason: format!("fluxgate did not analyse it for host {host}"),
+                        example: String::new(),
+                    }),
+                }
+            }
+            SubjectRule::GitLab { host } => {
+                if let Some(open) = open_whatever_the_issuer() {
+                    return Some(open);
+                }
+                match self
+                    .gitlab
+                    .iter()
+                    .find(|(h, _)| h.eq_ignore_ascii_case(host))
+                {
+                    Some((_, named)) => {
+                        [&named.projects, &named.branches]
+                            .into_iter()
+                            .find_map(|n| match n {
+                                Named::Open(broad) => Some(broad.clone()),
+                                Named::Finite(_) => None,
+                            })
+                    }
+                    None => Some(Broad {
+                        reason: format!("fluxgate did not analyse it for GitLab host {host}"),
                         example: String::new(),
                     }),
                 }
@@ -368,24 +434,34 @@ fn analyze_subject_with(
             return SubjectBreadth::Judged(Box::new(Subjects {
                 hosts: Some(broad.clone()),
                 namespaces: Vec::new(),
+                gitlab: Vec::new(),
                 urls: Named::Open(broad.clone()),
                 emails: Emails::Open(broad.clone()),
                 others: Named::Open(broad),
             }));
         }
     };
-    cost.set(analysed.memory_usage());
-    SubjectBreadth::Judged(Box::new(Subjects {
+    let subjects = Subjects {
         hosts: analysed.open_hosts(),
         namespaces: hosts
             .iter()
             .map(|host| (host.to_string(), analysed.namespaces_under(host)))
             .collect(),
+        gitlab: hosts
+            .iter()
+            .filter(|host| **host != GITHUB_HOST)
+            .map(|host| (host.to_string(), analysed.gitlab_under(host)))
+            .collect(),
         urls: analysed.whole(URL),
         emails: analysed.emails(),
         others: analysed.whole(OTHER),
-    }))
+    };
+    cost.set(analysed.memory_usage());
+    SubjectBreadth::Judged(Box::new(subjects))
 }
+
+/// GitHub's subjects' host: read by owner, never as GitLab subjects.
+pub const GITHUB_HOST: &str = "github.com";
 
 /// An issuer a fluxgate setting's pattern (Rust regex syntax, matched whole) accepts, for
 /// suggestions: the shortest one, readably spelled.
@@ -460,6 +536,10 @@ struct Analysed<'p> {
     tree: Node,
     folded: Language,
     graph: Graph,
+    /// The language as written (letter case kept), for GitLab branches.
+    plain: OnceCell<Option<Language>>,
+    /// The bytes of the GitLab subject graphs built so far.
+    extra_bytes: Cell<usize>,
     /// For messages only, built on the first broad verdict.
     display: OnceCell<Option<Display>>,
 }
@@ -523,13 +603,37 @@ impl<'p> Analysed<'p> {
             tree,
             folded,
             graph,
+            plain: OnceCell::new(),
+            extra_bytes: Cell::new(0),
             display: OnceCell::new(),
         })
     }
 
-    /// The heap the pattern's automaton and graph take.
+    /// The heap the pattern's automata and graphs take.
     fn memory_usage(&self) -> usize {
-        self.folded.memory_usage() + self.graph.memory_usage()
+        self.folded.memory_usage()
+            + self.graph.memory_usage()
+            + self
+                .plain
+                .get()
+                .and_then(Option::as_ref)
+                .map_or(0, Language::memory_usage)
+            + self.extra_bytes.get()
+    }
+
+    fn plain(&self) -> Option<&Language> {
+        self.plain
+            .get_or_init(|| {
+                let (hir, _) = go_syntax::lower(
+                    &self.tree,
+                    Lowering {
+                        fold: false,
+                        captures: false,
+                    },
+                );
+                Language::new(hir, false, &LIMITS).ok()
+            })
+            .as_ref()
     }
 
     fn noun(&self) -> &'static str {
@@ -615,6 +719,289 @@ impl<'p> Analysed<'p> {
         match part.count(MAX_NAMED as u64) {
             Count::Finite(n) => Named::Finite(n as usize),
             count => Named::Open(self.namespace_broad(&part, count, &prefix)),
+        }
+    }
+
+    /// The full project paths and branches of `https://<host>/...` GitLab subjects: project
+    /// paths counted on the lower-case image (GitLab refuses a path that differs from another
+    /// only in case), branches on the language as written (git does not).
+    fn gitlab_under(&self, host: &str) -> GitLabNamed {
+        let bounded = |what: &str| {
+            Named::Open(Broad {
+                reason: format!(
+                    "fluxgate cannot tell which {what} it accepts (its automaton is larger than fluxgate's analysis bound); write them out"
+                ),
+                example: String::new(),
+            })
+        };
+        let prefix = format!("https://{host}/");
+        let projects = match gitlab::graph(&self.folded, host, &LIMITS) {
+            Err(_) => bounded("project paths"),
+            Ok(None) => Named::Finite(0),
+            Ok(Some(g)) => {
+                self.extra_bytes
+                    .set(self.extra_bytes.get() + g.memory_usage());
+                let part = gitlab::project_paths(&g);
+                match part.count(MAX_NAMED as u64) {
+                    Count::Finite(n) => Named::Finite(n as usize),
+                    count => Named::Open(self.project_broad(&g, &part, count, &prefix)),
+                }
+            }
+        };
+        let branches = match self
+            .plain()
+            .map(|plain| gitlab::graph(plain, host, &LIMITS))
+        {
+            None | Some(Err(_)) => bounded("branches"),
+            Some(Ok(None)) => Named::Finite(0),
+            Some(Ok(Some(g))) => {
+                self.extra_bytes
+                    .set(self.extra_bytes.get() + g.memory_usage());
+                self.branches(&g, &prefix)
+            }
+        };
+        GitLabNamed { projects, branches }
+    }
+
+    fn branches(&self, g: &Graph, prefix: &str) -> Named {
+        let entries = gitlab::branch_entries(g);
+        if entries.len() > MAX_BRANCH_ENTRIES {
+            return Named::Open(Broad {
+                reason: "fluxgate cannot tell which branches it accepts (its automaton is larger than fluxgate's analysis bound); write them out".into(),
+                example: String::new(),
+            });
+        }
+        let mut names: BTreeSet<Vec<u8>> = BTreeSet::new();
+        for &entry in &entries {
+            let part = gitlab::branch_names(g, entry);
+            match part.count(MAX_NAMED as u64) {
+                Count::Finite(_) => {
+                    names.extend(part.strings(MAX_NAMED).into_iter().map(|(s, _)| s))
+                }
+                count => return Named::Open(self.branch_broad(g, entry, count, prefix)),
+            }
+            if names.len() > MAX_NAMED {
+                return Named::Open(self.branch_broad(g, entry, Count::TooMany, prefix));
+            }
+        }
+        Named::Finite(names.len())
+    }
+
+    /// Why the full project paths under `prefix` (`https://<host>/`) are open.
+    fn project_broad(&self, g: &Graph, part: &Part<'_>, count: Count, prefix: &str) -> Broad {
+        // The node after `<path>//`, if a subject can still follow.
+        let after = |path: &str| {
+            g.walk(START, format!("{path}//").as_bytes())
+                .filter(|&n| g.live[n as usize] & gitlab::SUBJECT != 0)
+        };
+        let mut strings = part.first_strings(6, 20_000);
+        if strings.len() < 3 && count == Count::TooMany {
+            // Finite: the shortest paths may all be one spelling (`acme[0-9]?` gives `acme`
+            // only); walk the strings themselves.
+            strings = part.strings(6);
+        }
+        let found: Vec<String> = strings
+            .into_iter()
+            .map(|(text, _)| {
+                // The text ends with the `//` that ends the path.
+                let text = String::from_utf8_lossy(&text).into_owned();
+                text.strip_suffix("//").unwrap_or(&text).to_string()
+            })
+            .filter(|path| !path.is_empty())
+            .collect();
+        let first = found.first().cloned().unwrap_or_default();
+        let group = first.rsplit_once('/').map_or(first.as_str(), |(g, _)| g);
+        let mut probes = vec!["attacker/project".to_string()];
+        if !first.is_empty() {
+            probes.extend([
+                format!("{group}/attacker"),
+                format!("{first}/attacker"),
+                format!("{first}-attacker"),
+                format!("{group}/attacker/project"),
+            ]);
+        }
+        let mut paths: Vec<String> = probes
+            .into_iter()
+            .filter(|probe| after(probe).is_some())
+            .collect();
+        paths.dedup();
+        paths.truncate(2);
+        let any_group = paths.first().is_some_and(|p| p == "attacker/project");
+        // Without a probe, the example of a finite set is a path past the first, which often
+        // skips the open part (`acme/app` for `acme[0-9]?/app`).
+        let skip_first = paths.is_empty() && found.len() > 1 && count == Count::TooMany;
+        for path in found {
+            if paths.len() < 3 && !paths.contains(&path) {
+                paths.push(path);
+            }
+        }
+        let whole = |path: &str| {
+            let node = after(path)?;
+            let rest = gitlab_tail(g, node)?;
+            Some(self.show(&format!("{prefix}{path}//{rest}")))
+        };
+        let example = paths
+            .get(usize::from(skip_first))
+            .and_then(|p| whole(p))
+            .unwrap_or_default();
+        let shown: Vec<String> = paths
+            .iter()
+            .map(|path| {
+                let spelled = whole(path);
+                let spelled = spelled.as_deref().and_then(gitlab_path).unwrap_or(path);
+                format!("`{spelled}`")
+            })
+            .collect();
+        let path_end = example
+            .get(prefix.len()..)
+            .and_then(|rest| rest.find("//"))
+            .map_or(example.len(), |i| prefix.len() + i);
+        let open = self.open_part(&example, prefix.len().min(path_end)..path_end);
+        let what = if any_group {
+            "projects of any group".to_string()
+        } else {
+            Self::how_many(count, "project paths")
+        };
+        // The fix keeps the groups every named path shares.
+        let shared = paths
+            .iter()
+            .filter(|p| p.contains('/') && !p.starts_with("attacker/"))
+            .map(String::as_str)
+            .reduce(|a, b| &a[..common_prefix(a, b)])
+            .map(|p| &p[..p.rfind('/').map_or(0, |i| i + 1)])
+            .unwrap_or("");
+        let project = if shared.is_empty() {
+            "<group>/<project>".to_string()
+        } else {
+            format!("{}<project>", go_escape(shared))
+        };
+        let fix = format!(
+            "^{}{project}//\\.gitlab-ci\\.yml@refs/heads/main$",
+            go_escape(prefix)
+        );
+        Broad {
+            reason: format!(
+                "it does not pin the full project path (groups, subgroups and project): {open} accepts {what}, such as {}, and anyone who can create a project at such a path can sign as it; write out the full project path of each signing project (one matchOIDCIdentity entry each, or alternatives), such as `{fix}`",
+                shown.join(", ")
+            ),
+            example,
+        }
+    }
+
+    /// Why the branches that follow `entry` are open.
+    fn branch_broad(&self, g: &Graph, entry: u32, count: Count, prefix: &str) -> Broad {
+        let Some(plain) = self.plain() else {
+            return Broad {
+                reason: "fluxgate cannot tell which branches it accepts".into(),
+                example: String::new(),
+            };
+        };
+        let open_after = |head: &str| {
+            let node = g.walk(START, head.get(prefix.len()..)?.as_bytes())?;
+            (g.shape[node as usize] == gitlab::BRANCH_ENTRY
+                && !matches!(
+                    gitlab::branch_names(g, node).count(MAX_NAMED as u64),
+                    Count::Finite(_)
+                ))
+            .then_some(node)
+        };
+        // The project and config path that lead there (`https://gitlab.com/acme/app//
+        // .gitlab-ci.yml@refs/heads/`), with GitLab's default config path if it leads there.
+        let shortest = language::shortest(g, START, |n| n == entry, gitlab::BRANCH_END)
+            .map(|text| format!("{prefix}{}", String::from_utf8_lossy(&text)))
+            .unwrap_or_default();
+        let usual = shortest
+            .get(prefix.len()..)
+            .and_then(|rest| rest.split_once("//"))
+            .map(|(project, _)| format!("{prefix}{project}//.gitlab-ci.yml@refs/heads/"));
+        let (head, entry) = usual
+            .and_then(|usual| open_after(&usual).map(|node| (usual, node)))
+            .unwrap_or((shortest, entry));
+        let names: Vec<String> = gitlab::branch_names(g, entry)
+            .first_strings(4, 20_000)
+            .into_iter()
+            .map(|(name, _)| String::from_utf8_lossy(&name).into_owned())
+            .filter(|name| !name.is_empty())
+            .take(3)
+            .collect();
+        let first = names.first().map_or("main", String::as_str);
+        let accepted = |branch: &str| {
+            let text = format!("{head}{branch}");
+            plain.accepts(text.as_bytes()).then_some(text)
+        };
+        // A branch that swallows the ref the config path part was meant to end at.
+        let swallowed = gitlab::swallowing_branch(g, entry)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .map(|b| {
+                // `attacker@refs/heads/main` reads better than `@refs/heads/main`.
+                let named = format!("attacker{b}");
+                if accepted(&named).is_some() { named } else { b }
+            })
+            .unwrap_or_default();
+        // A name that merely extends a named branch (`main-attacker`, a missing `$`) is
+        // told before the `@refs/` swallowing that such a name also allows.
+        let extended = (!first.contains("@refs/"))
+            .then(|| accepted(&format!("{first}-attacker")))
+            .flatten();
+        let (example, why) = if let Some(example) = accepted("attacker") {
+            (example, None)
+        } else if let Some(example) = extended {
+            (example, None)
+        } else if let Some(example) = accepted(&swallowed).filter(|_| !swallowed.is_empty()) {
+            let why = format!(
+                "the part before `@refs/` accepts `@` too, so a branch named `{swallowed}` makes a matching subject (git allows `@` in a branch name): write the CI config path without `@` (`[^@]+`) or spell it out"
+            );
+            (example, Some(why))
+        } else if let Some(example) =
+            accepted(&first.to_uppercase()).filter(|_| first.to_uppercase() != first)
+        {
+            let why = format!(
+                "it accepts `refs/heads/{}` as well as `refs/heads/{first}`, and git tells them apart (GitLab protects only the branch named): keep `(?i)` off the ref",
+                first.to_uppercase()
+            );
+            (example, Some(why))
+        } else {
+            (
+                format!("{head}{}", names.last().map_or(first, String::as_str)),
+                None,
+            )
+        };
+        let name_at = head.len().min(example.len());
+        let open = self.open_part(&example, name_at..example.len());
+        let why = why.unwrap_or_else(|| {
+            let shown: Vec<String> = names.iter().map(|n| format!("`refs/heads/{n}`")).collect();
+            let such_as = if shown.is_empty() {
+                String::new()
+            } else {
+                format!(", such as {}", shown.join(", "))
+            };
+            format!(
+                "{open} accepts {}{such_as}",
+                Self::how_many(count, "branches")
+            )
+        });
+        // The fix: this project and config path, one branch; or its tags.
+        let rest = head.get(prefix.len()..).unwrap_or("");
+        let (project, config) = rest
+            .split_once("//")
+            .map(|(p, c)| (p, c.strip_suffix("@refs/heads/").unwrap_or(c)))
+            .unwrap_or(("<group>/<project>", ".gitlab-ci.yml"));
+        let config = if config.ends_with(".yml") || config.ends_with(".yaml") {
+            config
+        } else {
+            ".gitlab-ci.yml"
+        };
+        let pinned = format!(
+            "^{}{}//{}@refs/",
+            go_escape(prefix),
+            go_escape(project),
+            go_escape(config)
+        );
+        Broad {
+            reason: format!(
+                "it does not pin the branch: {why}; anyone who can push a branch to {project} can run a pipeline on it and sign; name the protected branches, or accept tags only (GitLab can protect tags), such as `{pinned}heads/main$` or `{pinned}tags/.*$`"
+            ),
+            example,
         }
     }
 
@@ -764,6 +1151,16 @@ impl<'p> Analysed<'p> {
             Attribution::Prefix => Some("(the pattern is not anchored with ^)".into()),
             Attribution::Suffix => Some("(the pattern is not anchored with $)".into()),
             Attribution::Span(span) => Some(format!("`{}`", &self.pattern[span])),
+        }
+    }
+
+    /// The part of the pattern that accepts `range` of `example`, as the subject of a sentence.
+    fn open_part(&self, example: &str, range: Range<usize>) -> String {
+        match self.display().and_then(|d| d.attribute(example, range)) {
+            Some(Attribution::Prefix) => "the pattern (not anchored with ^)".into(),
+            Some(Attribution::Suffix) => "the pattern (not anchored with $)".into(),
+            Some(Attribution::Span(span)) => format!("`{}`", &self.pattern[span]),
+            None => "the pattern".into(),
         }
     }
 
@@ -1052,6 +1449,49 @@ impl<'p> Analysed<'p> {
             example,
         }
     }
+}
+
+/// The usual rest of a GitLab subject after `<path>//` from `node`, or the shortest.
+fn gitlab_tail(g: &Graph, node: u32) -> Option<String> {
+    for usual in [
+        ".gitlab-ci.yml@refs/heads/main",
+        ".gitlab-ci.yml@refs/tags/v1",
+    ] {
+        if g.walk(node, usual.as_bytes())
+            .is_some_and(|n| g.accept[n as usize] & gitlab::SUBJECT != 0)
+        {
+            return Some(usual.to_string());
+        }
+    }
+    let rest = language::completion(g, node, gitlab::SUBJECT)?;
+    Some(String::from_utf8_lossy(&rest).into_owned())
+}
+
+/// Go's `regexp.QuoteMeta`: the text as a pattern that matches only itself.
+fn go_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The full project path of a GitLab subject (`https://<host>/<path>//...`).
+fn gitlab_path(subject: &str) -> Option<&str> {
+    let (_, _, path) = split_url(subject)?;
+    let path = path.strip_prefix('/')?;
+    Some(path.split_once("//").map_or(path, |(p, _)| p))
+}
+
+/// The length of the longest common prefix of two strings, at a character boundary.
+fn common_prefix(a: &str, b: &str) -> usize {
+    a.char_indices()
+        .zip(b.chars())
+        .find(|((_, x), y)| x != y)
+        .map_or(a.len().min(b.len()), |((i, _), _)| i)
 }
 
 fn add(a: Count, b: Count) -> Count {

@@ -9,12 +9,14 @@ fn subjects(pattern: &str) -> Subjects {
     }
 }
 
-/// Why a subject is broad for the GitLab.com and the GitHub issuer, if it is.
+/// Why a subject is broad for the GitLab.com issuer, if it is.
 fn gitlab(pattern: &str) -> Option<Broad> {
-    let judged = subjects(pattern);
-    judged
-        .broad(SubjectRule::Namespaces { host: "gitlab.com" }, NO_DOMAIN)
-        .or_else(|| judged.broad(SubjectRule::Namespaces { host: "github.com" }, NO_DOMAIN))
+    subjects(pattern).broad(SubjectRule::GitLab { host: "gitlab.com" }, NO_DOMAIN)
+}
+
+/// Why a subject is broad for the GitHub issuer, if it is.
+fn github(pattern: &str) -> Option<Broad> {
+    subjects(pattern).broad(SubjectRule::Namespaces { host: "github.com" }, NO_DOMAIN)
 }
 
 fn email(pattern: &str) -> Option<Broad> {
@@ -127,18 +129,134 @@ fn issuers_past_the_eighth_alternative_are_all_listed() {
 fn a_pinned_gitlab_subject_is_specific() {
     for pattern in [
         r"^https://gitlab\.com/acme/app//\.gitlab-ci\.yml@refs/heads/main$",
-        r"^https://gitlab\.com/acme/.*$",
-        r"^https://gitlab\.com/acme/",
         r"^https://gitlab\.com/acme/app//\.gitlab-ci\.yml@refs/(heads/main|tags/v.*)$",
         r"^https://gitlab\.com/(?:acme|web)/app//\.gitlab-ci\.yml@refs/heads/main$",
-        // Any project of group acme, whatever its subgroups.
-        r"^https://gitlab\.com/acme/[a-z]+/[^/]+//\.gitlab-ci\.yml@refs/heads/main$",
-        // Flux's documented example: the unescaped dots accept other hosts, which neither
-        // GitHub nor GitLab puts in a subject; under github.com it names one owner.
-        "^https://github.com/stefanprodan/podinfo.*$",
-        r"^https://github\.com/fluxcd-testing/cosign-testing/\.github/workflows/release\.yml@refs/tags/.*",
+        // Nested subgroups, written out.
+        r"^https://gitlab\.com/acme/platform/deploy/app//\.gitlab-ci\.yml@refs/heads/main$",
+        // Any tag: GitLab protects tags as it protects branches.
+        r"^https://gitlab\.com/acme/app//\.gitlab-ci\.yml@refs/tags/.*$",
+        r"^https://gitlab\.com/acme/app//\.gitlab-ci\.yml@refs/tags/",
+        // The CI config path may stay open, as long as it cannot swallow `@refs/`.
+        r"^https://gitlab\.com/acme/app//[^@]+@refs/heads/main$",
+        r"^https://gitlab\.com/acme/app//[^@]*@refs/tags/v[0-9.]+$",
+        // A few named branches.
+        r"^https://gitlab\.com/acme/app//\.gitlab-ci\.yml@refs/heads/(main|release-1\.2)$",
+        // Case-insensitive over the project path only: GitLab paths are unique whatever the case.
+        r"(?i:^https://gitlab\.com/ACME/App)//\.gitlab-ci\.yml@refs/heads/main$",
+        // Names nobody GitLab.com certifies: not a GitLab subject.
+        r"^https://gitlab\.com/acme/app//\.gitlab-ci\.yml@main$",
     ] {
         assert_eq!(gitlab(pattern), None, "{pattern}");
+    }
+}
+
+#[test]
+fn a_gitlab_group_is_not_a_principal_its_projects_are() {
+    // Any project, in any subgroup, of acme: everyone who may create a project in acme.
+    for pattern in [
+        r"^https://gitlab\.com/acme/.*$",
+        r"^https://gitlab\.com/acme/.+//\.gitlab-ci\.yml@refs/heads/main$",
+        r"^https://gitlab\.com/acme/[a-z]+/[^/]+//\.gitlab-ci\.yml@refs/heads/main$",
+        r"^https://gitlab\.com/acme/app.*//\.gitlab-ci\.yml@refs/heads/main$",
+        r"^https://gitlab\.com/acme/(app|web|[^/]+/app)//\.gitlab-ci\.yml@refs/heads/main$",
+    ] {
+        let broad = gitlab(pattern).unwrap_or_else(|| panic!("{pattern} is specific"));
+        assert!(
+            broad.reason.contains("does not pin the full project path"),
+            "{pattern}: {broad:?}"
+        );
+        assert!(
+            broad.reason.contains(r"`^https://gitlab\.com/acme/")
+                && broad
+                    .reason
+                    .contains(r"<project>//\.gitlab-ci\.yml@refs/heads/main$`"),
+            "{pattern}: the fix keeps the group: {broad:?}"
+        );
+    }
+    // The open part is named, with paths it accepts and one accepted subject.
+    let broad =
+        gitlab(r"^https://gitlab\.com/acme/.+//\.gitlab-ci\.yml@refs/heads/main$").expect("broad");
+    assert!(
+        broad
+            .reason
+            .contains("`.+` accepts infinitely many project paths"),
+        "{broad:?}"
+    );
+    assert!(broad.reason.contains("`acme/attacker`"), "{broad:?}");
+    assert!(
+        broad.example.starts_with("https://gitlab.com/acme/")
+            && broad.example.ends_with("//.gitlab-ci.yml@refs/heads/main"),
+        "{broad:?}"
+    );
+    // Nine projects are more than eight.
+    let nine: Vec<String> = (1..=9).map(|i| format!("app{i}")).collect();
+    let pattern = format!(
+        r"^https://gitlab\.com/acme/(?:{})//\.gitlab-ci\.yml@refs/heads/main$",
+        nine.join("|")
+    );
+    assert!(
+        gitlab(&pattern)
+            .expect("broad")
+            .reason
+            .contains("more than 8 project paths")
+    );
+    assert_eq!(gitlab(&pattern.replace("|app9", "")), None);
+}
+
+#[test]
+fn a_gitlab_branch_must_be_named_and_tags_may_stay_open() {
+    for (pattern, why) in [
+        (
+            r"^https://gitlab\.com/acme/app//\.gitlab-ci\.yml@refs/heads/.*$",
+            "`.*` accepts infinitely many branches",
+        ),
+        (
+            r"^https://gitlab\.com/acme/app//\.gitlab-ci\.yml@.*$",
+            "`.*` accepts infinitely many branches",
+        ),
+        (
+            r"^https://gitlab\.com/acme/app//\.gitlab-ci\.yml@refs/heads/main",
+            "not anchored with $",
+        ),
+        (
+            r"^https://gitlab\.com/acme/app//\.gitlab-ci\.yml@refs/heads/release-[0-9]$",
+            "more than 8 branches",
+        ),
+        // An open config path that swallows `@refs/heads/`: a branch named
+        // `attacker@refs/heads/main` matches.
+        (
+            r"^https://gitlab\.com/acme/app//.*@refs/heads/main$",
+            "a branch named `attacker@refs/heads/main`",
+        ),
+        (
+            r"^https://gitlab\.com/acme/app//.*@refs/tags/.*$",
+            "a branch named `attacker@refs/tags/",
+        ),
+        (
+            r"^https://gitlab\.com/acme/app//.+\.yml@refs/heads/main$",
+            "a branch named `attacker.yml@refs/heads/main`",
+        ),
+        // `(?i)` over the ref: `MAIN` is another branch.
+        (
+            r"(?i)^https://gitlab\.com/acme/app//\.gitlab-ci\.yml@refs/heads/main$",
+            "`refs/heads/MAIN`",
+        ),
+    ] {
+        let broad = gitlab(pattern).unwrap_or_else(|| panic!("{pattern} is specific"));
+        assert!(
+            broad.reason.contains("does not pin the branch"),
+            "{pattern}: {broad:?}"
+        );
+        assert!(broad.reason.contains(why), "{pattern}: {broad:?}");
+        assert!(
+            broad
+                .reason
+                .contains(r"`^https://gitlab\.com/acme/app//\.gitlab-ci\.yml@refs/heads/main$`")
+                && broad
+                    .reason
+                    .contains(r"`^https://gitlab\.com/acme/app//\.gitlab-ci\.yml@refs/tags/.*$`"),
+            "{pattern}: the fix: {broad:?}"
+        );
     }
 }
 
@@ -147,16 +265,16 @@ fn a_group_anyone_can_create_is_broad_with_the_open_part_named() {
     // The issue's example: any group made of the letters b to z.
     let broad = gitlab(r"^https://gitlab\.com/[b-z]+/app//\.gitlab-ci\.yml@refs/heads/main$")
         .expect("broad");
-    assert!(broad.reason.contains("does not pin the group"), "{broad:?}");
+    assert!(
+        broad.reason.contains("does not pin the full project path"),
+        "{broad:?}"
+    );
     assert!(broad.reason.contains("`[b-z]+`"), "{broad:?}");
     assert!(
         broad.example.starts_with("https://gitlab.com/b"),
         "{broad:?}"
     );
-    assert!(
-        broad.reason.contains("`https://gitlab.com/c/`"),
-        "{broad:?}"
-    );
+    assert!(broad.reason.contains("`c/app`"), "{broad:?}");
     // Finite is not enough: 25 one-letter groups, and 18,278 short ones.
     for open in [r"[b-z]", r"[a-z]{1,3}", r"\w", r"[[:alpha:]]", r"\pL{1,2}"] {
         let pattern =
@@ -190,7 +308,10 @@ fn an_alternative_past_the_eighth_opens_the_group() {
         named.join("|")
     );
     let broad = gitlab(&open).expect("broad");
-    assert!(broad.reason.contains("any group"), "{broad:?}");
+    assert!(
+        broad.reason.contains("does not pin the full project path"),
+        "{broad:?}"
+    );
     let nine = format!(
         r"^https://gitlab\.com/(?:{}|team9)/app//\.gitlab-ci\.yml@refs/heads/main$",
         named.join("|")
@@ -200,27 +321,45 @@ fn an_alternative_past_the_eighth_opens_the_group() {
 
 #[test]
 fn a_word_boundary_does_not_end_a_group_name() {
-    // `\b` holds between `acme` and `-evil`: group acme-evil matches.
-    let broad = gitlab(r"^https://gitlab\.com/acme\b").expect("broad");
-    assert!(broad.reason.contains("does not pin the group"), "{broad:?}");
-    assert_eq!(gitlab(r"^https://gitlab\.com/acme\b/"), None);
+    // `\b` holds between `acme` and `-evil`: project acme-evil/app matches.
+    let broad = gitlab(r"^https://gitlab\.com/acme\b.*/app//\.gitlab-ci\.yml@refs/heads/main$")
+        .expect("broad");
+    assert!(
+        broad.reason.contains("does not pin the full project path"),
+        "{broad:?}"
+    );
+    assert_eq!(
+        gitlab(r"^https://gitlab\.com/acme\b/app//\.gitlab-ci\.yml@refs/heads/main$"),
+        None
+    );
     // Go's \b is ASCII: `é` is not a word character, so `acmeé` is another group.
     assert!(gitlab(r"^https://gitlab\.com/acme\B").is_some());
+    let broad = github(r"^https://github\.com/acme\b").expect("broad");
+    assert!(broad.reason.contains("does not pin the group"), "{broad:?}");
+    assert_eq!(github(r"^https://github\.com/acme\b/"), None);
 }
 
 #[test]
 fn github_owners_must_be_named() {
-    assert_eq!(
-        gitlab(r"^https://github\.com/acme/app/\.github/workflows/release\.yml@refs/tags/v.*$"),
-        None
-    );
+    for pattern in [
+        r"^https://github\.com/acme/app/\.github/workflows/release\.yml@refs/tags/v.*$",
+        // GitHub keeps the owner rule: Flux's documented examples name an owner and leave
+        // the rest open.
+        "^https://github.com/stefanprodan/podinfo.*$",
+        r"^https://github\.com/fluxcd-testing/cosign-testing/\.github/workflows/release\.yml@refs/tags/.*",
+        r"^https://github\.com/acme/.*$",
+    ] {
+        assert_eq!(github(pattern), None, "{pattern}");
+        // None of these is a GitLab.com subject.
+        assert_eq!(gitlab(pattern), None, "{pattern}");
+    }
     for open in [r"[a-z]+", r"[^/]*", r"acme[a-z]", r"acme-?\w?"] {
         let pattern = format!(
             r"^https://github\.com/{open}/app/\.github/workflows/release\.yml@refs/heads/main$"
         );
-        assert!(gitlab(&pattern).is_some(), "{pattern}");
+        assert!(github(&pattern).is_some(), "{pattern}");
     }
-    assert!(gitlab(r"^https://github\.com/stefanprodan").is_some());
+    assert!(github(r"^https://github\.com/stefanprodan").is_some());
 }
 
 #[test]
