@@ -36,6 +36,7 @@ pub struct Metrics {
     pub secret_age: IntGaugeVec,
     pub secret_rotation_overdue: IntGaugeVec,
     pub audit_report_writes: IntCounterVec,
+    pub audit_leader: IntGauge,
     pub budget_exceeded: IntCounterVec,
     pub pool_reviews: IntCounterVec,
     pub output_cut: IntCounterVec,
@@ -205,6 +206,12 @@ impl Metrics {
         for result in ["written", "failed"] {
             audit_report_writes.with_label_values(&[result]);
         }
+        let audit_leader = IntGauge::new(
+            "fluxgate_audit_leader",
+            "1 while this replica is the audit writer (holds the Lease fluxgate-audit, or runs without an election) and so runs the audit scan and writes its reports and Events; else 0.",
+        )
+        .unwrap_or_else(|e| panic!("gauge: {e}"));
+        let _ = registry.register(Box::new(audit_leader.clone()));
         let budget_exceeded = counter(
             &registry,
             "fluxgate_budget_exceeded_total",
@@ -269,6 +276,7 @@ impl Metrics {
             secret_age,
             secret_rotation_overdue,
             audit_report_writes,
+            audit_leader,
             budget_exceeded,
             pool_reviews,
             output_cut,

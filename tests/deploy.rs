@@ -840,8 +840,10 @@ fn cluster_role_grants_exactly_reads_of_the_watched_kinds_and_report_and_event_w
 }
 
 /// What `single-agent`'s reservation does with Leases (cluster::reservation): read, create
-/// and replace one Lease in fluxgate's namespace. RBAC cannot restrict a create by name, so
-/// create is namespace-wide; get and update name the Lease. Nothing else, nowhere else.
+/// and replace one Lease in fluxgate's namespace; and the election of the audit writer
+/// (server::leader, kube-lease-manager): read, create and patch another. RBAC cannot
+/// restrict a create by name, so create is namespace-wide; the others name their Lease.
+/// Nothing else, nowhere else.
 #[test]
 fn the_lease_role_grants_exactly_the_reservation_and_only_in_fluxgates_namespace() {
     use fluxgate::cluster::reservation::LEASE_NAME;
@@ -866,6 +868,8 @@ fn the_lease_role_grants_exactly_the_reservation_and_only_in_fluxgates_namespace
             (vec![], "create"),
             (vec![LEASE_NAME], "get"),
             (vec![LEASE_NAME], "update"),
+            (vec![fluxgate::server::leader::LEASE_NAME], "get"),
+            (vec![fluxgate::server::leader::LEASE_NAME], "patch"),
         ]);
         assert_eq!(granted, expected, "{}: Role fluxgate-leases", overlay.name);
 

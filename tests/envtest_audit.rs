@@ -1,15 +1,18 @@
 //! The audit scan against a real kube-apiserver (envtest, see tests/support/envtest): reports
 //! and Events for objects that predate the webhook, with each set of report CRDs a cluster
 //! may have (Kyverno's wgpolicyk8s.io v1alpha2, the upstream wg-policy v1alpha1/v1alpha2/
-//! v1beta1, OpenReports); `fluxgate audit`; a report that cannot be written.
+//! v1beta1, OpenReports); `fluxgate audit`; a report that cannot be written; two replicas
+//! that elect one writer through a Lease, and fail over.
 
+mod common;
 #[path = "support/envtest/mod.rs"]
 mod envtest;
 
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use envtest::{Env, FluxgateOptions};
+use envtest::{Env, Fluxgate, FluxgateOptions};
+use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use serde_json::Value;
 
@@ -599,5 +602,195 @@ async fn a_report_that_cannot_be_written_stops_nothing_else() {
     assert!(
         stdout.contains(&format!("OCIRepository {doomed}/app")),
         "{stdout}"
+    );
+}
+
+/// `fluxgate_audit_leader` of a replica.
+async fn leads(replica: &Fluxgate) -> bool {
+    metric(&replica.metrics().await, "fluxgate_audit_leader") == 1.0
+}
+
+/// The replica's reports written so far.
+async fn reports_written(replica: &Fluxgate) -> f64 {
+    metric(
+        &replica.metrics().await,
+        "fluxgate_audit_report_writes_total{result=\"written\"}",
+    )
+}
+
+/// `holderIdentity` of the audit Lease.
+async fn audit_lease_holder(env: &Env, namespace: &str) -> Option<String> {
+    Api::<Lease>::namespaced(env.client(), namespace)
+        .get_opt(fluxgate::server::leader::LEASE_NAME)
+        .await
+        .expect("get the Lease")
+        .and_then(|lease| lease.spec?.holder_identity)
+}
+
+/// The verdict of a replica's /validate on an unsigned OCIRepository: every replica serves
+/// admission, writer or not.
+async fn denies_an_unsigned_source(replica: &Fluxgate, namespace: &str) -> bool {
+    let object: Value = serde_yaml_ng::from_str(&unsigned_source(namespace, "new")).expect("yaml");
+    let mut client = common::Client::connect(replica.addr, replica.ca_pem.as_bytes(), false)
+        .await
+        .expect("connect");
+    let response = client
+        .request(
+            "POST",
+            "/validate",
+            Some("application/json"),
+            common::review_of(&object, "CREATE", "uid-1"),
+        )
+        .await
+        .expect("a response");
+    assert_eq!(response.status, 200);
+    let review: Value = serde_json::from_slice(&response.body).expect("a review");
+    review["response"]["allowed"] == false
+}
+
+/// Two `fluxgate serve` replicas against one API server: one holds the Lease
+/// `fluxgate-audit` and writes the reports and Events, the other writes nothing but still
+/// judges admission reviews; the writer is killed (SIGKILL: no release), and the other takes
+/// over within a lease duration and writes.
+#[tokio::test]
+async fn two_replicas_elect_one_writer_and_fail_over() {
+    let Some(env) = envtest::cluster().await else {
+        return;
+    };
+    env.install_crds(KYVERNO).await;
+    let ns = env.namespace("replicas").await;
+    let leases = env.namespace("fluxgate-system").await;
+    env.kubectl(&["apply", "-f", "-"], &unsigned_source(&ns, "app"))
+        .await
+        .ok();
+    const LEASE_SECONDS: u64 = 4;
+    let lease_seconds = LEASE_SECONDS.to_string();
+    let args = [
+        "--audit-interval",
+        "1",
+        "--audit-lease-seconds",
+        &lease_seconds,
+        "--lease-namespace",
+        &leases,
+    ];
+    let started = Instant::now();
+    let replica = || async {
+        env.fluxgate(FluxgateOptions {
+            webhooks: false,
+            ..FluxgateOptions::with_args(&args)
+        })
+        .await
+    };
+    let (a, b) = (replica().await, replica().await);
+
+    // One leader, and the Lease names it.
+    let (writer, other) = loop {
+        match (leads(&a).await, leads(&b).await) {
+            (true, false) => break (a, b),
+            (false, true) => break (b, a),
+            (true, true) => panic!("two audit writers\n{}\n{}", a.log(), b.log()),
+            (false, false) => {}
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no audit writer elected\n{}\n{}",
+            a.log(),
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!(
+        "figure: an audit writer elected {:?} after the first replica started",
+        started.elapsed()
+    );
+    let holder = audit_lease_holder(&env, &leases).await.expect("a holder");
+    assert!(
+        holder.ends_with(&format!("_{}", writer.pid())),
+        "{holder} is not pid {}",
+        writer.pid()
+    );
+
+    // The writer writes; over several intervals the other writes nothing and raises no
+    // Event: one Event per finding on the object, not one per replica.
+    let within = Duration::from_secs(30);
+    let report = wait_report(
+        &env,
+        ("wgpolicyk8s.io", "v1alpha2", "PolicyReport"),
+        Some(&ns),
+        within,
+    )
+    .await;
+    assert!(!results_on(&report, "OCIRepository", "app").is_empty());
+    wait_events_about(&env, &ns, "app", within).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(reports_written(&writer).await >= 2.0, "{}", writer.log());
+    assert_eq!(reports_written(&other).await, 0.0, "{}", other.log());
+    assert!(!other.log().contains("audit scan done"), "{}", other.log());
+    let events = events_about(&env, &ns, "app").await;
+    let notes: std::collections::BTreeSet<&str> =
+        events.iter().filter_map(|e| e["note"].as_str()).collect();
+    assert_eq!(
+        notes.len(),
+        events.len(),
+        "each finding raised once: {events:#?}"
+    );
+    let other_metrics = other.metrics().await;
+    assert!(
+        !other_metrics.contains("fluxgate_audit_violations{"),
+        "only the writer keeps the audit gauges: {other_metrics}"
+    );
+    assert!(denies_an_unsigned_source(&writer, &ns).await);
+    assert!(denies_an_unsigned_source(&other, &ns).await);
+
+    // The writer dies without releasing the Lease: the other takes over once it expires.
+    let killed = Instant::now();
+    // SAFETY: kill(2) on the pid of a child this test started and still holds.
+    assert_eq!(unsafe { libc::kill(writer.pid() as i32, libc::SIGKILL) }, 0);
+    while !leads(&other).await {
+        assert!(
+            killed.elapsed() < Duration::from_secs(LEASE_SECONDS + 6),
+            "no take-over after {:?}\n{}",
+            killed.elapsed(),
+            other.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took_over = killed.elapsed();
+    eprintln!(
+        "figure: the other replica took over {took_over:?} after the writer was killed (lease {LEASE_SECONDS} s)"
+    );
+    assert!(
+        took_over <= Duration::from_secs(LEASE_SECONDS + 3),
+        "within a lease duration (and the polling): {took_over:?}"
+    );
+    assert!(
+        audit_lease_holder(&env, &leases)
+            .await
+            .is_some_and(|h| h.ends_with(&format!("_{}", other.pid())))
+    );
+    while reports_written(&other).await < 1.0 {
+        assert!(killed.elapsed() < within, "{}", other.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "figure: the new writer wrote its first report {:?} after the old one was killed",
+        killed.elapsed()
+    );
+    assert!(
+        other.log().contains("this replica is now the audit writer"),
+        "{}",
+        other.log()
+    );
+    drop(writer);
+
+    // Shut down gracefully, the writer gives the Lease back.
+    other.terminate();
+    let mut other = other;
+    assert!(other.wait_exit(Duration::from_secs(20)).await.is_some());
+    assert_eq!(
+        audit_lease_holder(&env, &leases).await,
+        None,
+        "{}",
+        other.log()
     );
 }

@@ -383,7 +383,8 @@ async fn the_shipped_rbac_is_what_the_reservation_needs() {
     let fluxgate = env
         .fluxgate(FluxgateOptions {
             env: vec![("KUBECONFIG".into(), kubeconfig.display().to_string())],
-            ..FluxgateOptions::default()
+            // The audit scan runs too: its writer is elected through the Lease fluxgate-audit.
+            ..FluxgateOptions::with_args(&["--audit-interval", "1"])
         })
         .await;
     Api::<Deployment>::namespaced(env.client(), &namespace)
@@ -405,11 +406,36 @@ async fn the_shipped_rbac_is_what_the_reservation_needs() {
         "{metrics}"
     );
 
+    let started = Instant::now();
+    loop {
+        let audit = Api::<Lease>::namespaced(env.client(), "fluxgate-system")
+            .get_opt(fluxgate::server::leader::LEASE_NAME)
+            .await
+            .expect("get");
+        if audit
+            .and_then(|l| l.spec?.holder_identity)
+            .is_some_and(|h| h.ends_with(&format!("_{}", fluxgate.pid())))
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the audit Lease is held through the shipped Role\n{}",
+            fluxgate.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // Nothing more: the API server's own answer for the service account.
     let as_fluxgate = "--as=system:serviceaccount:fluxgate-system:fluxgate";
     for (verb, object, allowed) in [
         ("get", "leases/fluxgate-single-agent", "yes"),
         ("update", "leases/fluxgate-single-agent", "yes"),
+        ("patch", "leases/fluxgate-single-agent", "no"),
+        ("get", "leases/fluxgate-audit", "yes"),
+        ("patch", "leases/fluxgate-audit", "yes"),
+        ("update", "leases/fluxgate-audit", "no"),
+        ("delete", "leases/fluxgate-audit", "no"),
         ("create", "leases", "yes"),
         ("delete", "leases/fluxgate-single-agent", "no"),
         ("update", "leases/someone-elses", "no"),

@@ -158,11 +158,19 @@ pub struct ServeArgs {
     /// cluster, and a printed example request.
     #[arg(long)]
     pub demo: bool,
-    /// Namespace of the Lease (`fluxgate-single-agent`) through which every replica reserves
-    /// a new GitLab agent installation before allowing it. Default: the namespace of
-    /// fluxgate's service account in a cluster, else the kubeconfig context's.
-    #[arg(long, value_name = "NAMESPACE")]
+    /// Namespace of fluxgate's Leases: `fluxgate-single-agent`, through which every replica
+    /// reserves a new GitLab agent installation before allowing it, and `fluxgate-audit`,
+    /// whose holder is the one replica that writes the audit scan's reports and Events.
+    /// Default: the namespace of fluxgate's service account in a cluster, else the
+    /// kubeconfig context's.
+    #[arg(long, visible_alias = "lease-namespace", value_name = "NAMESPACE")]
     pub reservation_namespace: Option<String>,
+    /// Seconds the audit writer's Lease (`fluxgate-audit`) lasts without a renewal: of
+    /// several replicas only its holder runs the audit scan and writes reports and Events,
+    /// and another takes over within about this time when the holder dies or shuts down.
+    /// At least 2; 0 turns the election off (every replica writes).
+    #[arg(long, default_value_t = 15)]
+    pub audit_lease_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, Default)]
@@ -601,11 +609,12 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
     options.drain_timeout = Duration::from_secs(args.drain_timeout);
     options.drain_linger = Duration::from_secs(args.drain_linger);
     options.reload_interval = Duration::from_millis(args.reload_interval_ms.max(10));
-    if let Some(client) = &client {
-        let namespace = args
-            .reservation_namespace
+    let lease_namespace = client.as_ref().map(|client| {
+        args.reservation_namespace
             .clone()
-            .unwrap_or_else(|| client.default_namespace().to_string());
+            .unwrap_or_else(|| client.default_namespace().to_string())
+    });
+    if let (Some(client), Some(namespace)) = (&client, &lease_namespace) {
         tracing::info!(
             namespace = %namespace,
             lease = crate::cluster::reservation::LEASE_NAME,
@@ -613,7 +622,7 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
         );
         options.reservations = Arc::new(crate::cluster::reservation::LeaseReservations::new(
             client.clone(),
-            &namespace,
+            namespace,
         ));
     }
     let server = BoundServer::bind(options, args.mode, view, Metrics::new())
@@ -630,7 +639,19 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
     if args.demo {
         print_demo_help(addr, metrics_addr);
     }
+    let mut leadership = None;
     if let (Some(client), true) = (client, args.audit_interval > 0) {
+        if let (Some(namespace), true) = (lease_namespace, args.audit_lease_seconds > 0) {
+            leadership = Some(crate::server::leader::Leadership::start(
+                client.clone(),
+                crate::server::leader::ElectionOptions {
+                    namespace,
+                    identity: crate::server::leader::ElectionOptions::default_identity(),
+                    lease_duration: Duration::from_secs(args.audit_lease_seconds),
+                },
+                shutdown.clone(),
+            ));
+        }
         let auditor = Arc::new(crate::audit::cluster::ClusterAuditor::new(
             client,
             crate::audit::cluster::AuditOptions {
@@ -643,9 +664,13 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
             server.state(),
             Duration::from_secs(args.audit_interval),
             shutdown.clone(),
+            leadership.as_ref().map(|l| l.subscribe()),
         ));
     }
     server.run(shutdown).await;
+    if let Some(leadership) = leadership {
+        leadership.stopped(Duration::from_secs(3)).await;
+    }
     tracing::info!("fluxgate stopped");
     Ok(())
 }

@@ -39,6 +39,7 @@ use crate::tls::{ReloadableCert, TlsError, TlsFiles};
 pub mod audit;
 mod connections;
 mod inflight;
+pub mod leader;
 mod pool;
 mod reload;
 mod webhook;
