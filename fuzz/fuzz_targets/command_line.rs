@@ -13,15 +13,18 @@ use libfuzzer_sys::fuzz_target;
 
 const FLAG: &str = "--kas-address";
 
+/// A closure cannot tie its result's lifetime to its argument's (`Cow<'_, str>` in a closure's
+/// return type is a fresh lifetime), so the split is a function.
+fn split(s: Option<&str>) -> Vec<Cow<'_, str>> {
+    s.map(|s| s.split('\u{1}').map(Cow::Borrowed).collect())
+        .unwrap_or_default()
+}
+
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
     let mut fields = text.split('\0');
-    let split = |s: Option<&str>| -> Vec<Cow<'_, str>> {
-        s.map(|s| s.split('\u{1}').map(Cow::Borrowed).collect())
-            .unwrap_or_default()
-    };
     let command = split(fields.next());
     let mut args = split(fields.next());
     let env: Vec<serde_json::Value> = fields

@@ -26,7 +26,14 @@ fuzz_target!(|input: &[u8]| {
 
     let read = GoRegexp::new(pattern);
     if let Ok(re) = &read {
-        let grouped = GoRegexp::new(&format!("(?:{pattern})"));
+        let grouped = match GoRegexp::new(&format!("(?:{pattern})")) {
+            // `\Q` without `\E` quotes to the end of the pattern, the closing `)` too (as in
+            // Go: `(?:\Qa)` is "missing closing )"); end the quote before closing the group.
+            Err(GoRegexpError::Go(_)) if pattern.contains("\\Q") => {
+                GoRegexp::new(&format!("(?:{pattern}\\E)"))
+            }
+            other => other,
+        };
         match &grouped {
             Ok(grouped) => {
                 for t in &texts {
