@@ -28,7 +28,9 @@
 
 use regex_automata::util::primitives::StateID;
 
-use super::language::{Exceeded, Graph, Language, Limits, Part, Reader, START, Shape};
+use super::language::{
+    Exceeded, Graph, Language, Limits, Part, Reader, START, Shape, readable_rank,
+};
 
 /// The reader's phases (`Shape::s`); `Shape::e` is the progress within one.
 pub mod g {
@@ -259,19 +261,6 @@ pub fn swallowing_branch(g: &Graph, entry: u32) -> Option<Vec<u8>> {
         }
     }
     None
-}
-
-fn readable_rank(b: u8) -> (u8, u8) {
-    let group = match b {
-        b'a'..=b'z' => 0,
-        b'0'..=b'9' => 1,
-        b'A'..=b'Z' => 2,
-        b'-' | b'.' | b'_' => 3,
-        0x21..=0x7e => 4,
-        0x80..=0xff => 5,
-        _ => 6,
-    };
-    (group, b)
 }
 
 #[cfg(test)]

@@ -878,7 +878,7 @@ pub fn shortest(
             }
             let b = readable(graph.members(class))[0];
             match found.iter_mut().find(|(t, _)| *t == to) {
-                Some(held) if rank(b) < rank(held.1) => held.1 = b,
+                Some(held) if readable_rank(b) < readable_rank(held.1) => held.1 = b,
                 Some(_) => {}
                 None => found.push((to, b)),
             }
@@ -893,7 +893,7 @@ pub fn shortest(
 }
 
 /// How readable a byte is: lower is better.
-fn rank(b: u8) -> (u8, u8) {
+pub(super) fn readable_rank(b: u8) -> (u8, u8) {
     let group = match b {
         b'a'..=b'z' => 0,
         b'0'..=b'9' => 1,
@@ -910,7 +910,7 @@ fn rank(b: u8) -> (u8, u8) {
 /// printable ASCII, and the rest.
 fn readable(bytes: &[u8]) -> Vec<u8> {
     let mut sorted = bytes.to_vec();
-    sorted.sort_by_key(|&b| rank(b));
+    sorted.sort_by_key(|&b| readable_rank(b));
     sorted
 }
 
