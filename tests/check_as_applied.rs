@@ -119,16 +119,16 @@ fn naming_a_real_manifest_as_a_patch_does_not_hide_it() {
     // Another kustomization lists the same file as a resource: it is an object, judged.
     let dir = TempDir::new("patch-and-resource");
     let root = &dir.0;
-    write(root, "shared/sync.yaml", PATCH_WITHOUT_SA);
+    write(root, "platform/sync.yaml", PATCH_WITHOUT_SA);
     write(
         root,
         "a/kustomization.yaml",
-        "resources: [../base]\npatches:\n  - path: ../shared/sync.yaml\n",
+        "resources: [../base]\npatches:\n  - path: ../platform/sync.yaml\n",
     );
     write(
         root,
         "b/kustomization.yaml",
-        "resources: [../shared/sync.yaml]\n",
+        "resources: [../platform/sync.yaml]\n",
     );
     let report = check_dir(root);
     let kustomization = subject(&report, "Kustomization", "dev-team");

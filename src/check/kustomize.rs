@@ -468,12 +468,12 @@ configMapGenerator:
         let mut set = Kustomizations::default();
         set.add(read(
             "r/a/kustomization.yaml",
-            "patches: [{path: ../shared/x.yaml}]\n",
+            "patches: [{path: ../platform/x.yaml}]\n",
         ));
         set.add(read(
             "r/b/kustomization.yaml",
-            "resources: [../shared/x.yaml]\n",
+            "resources: [../platform/x.yaml]\n",
         ));
-        assert!(set.not_an_object("r/shared/x.yaml").is_none());
+        assert!(set.not_an_object("r/platform/x.yaml").is_none());
     }
 }
